@@ -1,0 +1,98 @@
+"""FakeBackend: loads nothing, with a scripted footprint, latency and failures.
+
+Named as a fake on purpose: it is for unit tests of the pool's decisions, the demo and
+``--dry-run``, never for serving. Options (flattened in a model's YAML entry)::
+
+    test-a: {backend: fake, memory: 4GB, footprint: 4.2GB, load_seconds: 0.5, fail_loads: 1}
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from typing import Annotated
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from modelpool.config import ModelSpec
+from modelpool.core.ports import Handle
+from modelpool.types import Bytes, DeviceId, ModelId
+from modelpool.units import parse_size
+
+
+class FakeOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    footprint: Annotated[Bytes | None, BeforeValidator(lambda v: v if v is None else parse_size(v))] = None
+    """Bytes the load reports as measured (default: the spec's ``memory``)."""
+    load_seconds: float = Field(0.0, ge=0)
+    unload_seconds: float = Field(0.0, ge=0)
+    fail_loads: int = Field(0, ge=0)
+    """The first N loads of this model fail."""
+    fail_message: str = "scripted load failure"
+    fail_unloads: int = Field(0, ge=0)
+
+
+class FakeModel:
+    """The 'loaded object' of a fake model: echoes prompts, so a demo shows who answered."""
+
+    def __init__(self, model_id: ModelId, device: DeviceId) -> None:
+        self.model_id, self.device = model_id, device
+
+    def __call__(self, prompt: str) -> str:
+        return f"[{self.model_id}@{self.device}] {prompt}"
+
+
+class FakeBackend:
+    """A scripted backend that records what it was asked to do."""
+
+    options_model = FakeOptions
+
+    def __init__(self) -> None:
+        self.loads: list[ModelId] = []
+        self.unloads: list[ModelId] = []
+        self.resident: set[ModelId] = set()
+        self.concurrent_loads = 0
+        self.peak_concurrent_loads = 0
+        self._gates: dict[ModelId, asyncio.Event] = {}
+        self._failed_loads: Counter[ModelId] = Counter()
+        self._failed_unloads: Counter[ModelId] = Counter()
+
+    def estimate(self, spec: ModelSpec) -> Bytes | None:
+        options = FakeOptions.model_validate(spec.options)
+        return spec.memory if spec.memory is not None else options.footprint
+
+    def gate(self, model_id: ModelId) -> asyncio.Event:
+        """Make loads of ``model_id`` wait until the returned event is set (tests)."""
+        return self._gates.setdefault(model_id, asyncio.Event())
+
+    async def load(self, spec: ModelSpec, device: DeviceId) -> Handle:
+        options = FakeOptions.model_validate(spec.options)
+        self.loads.append(spec.id)
+        self.concurrent_loads += 1
+        self.peak_concurrent_loads = max(self.peak_concurrent_loads, self.concurrent_loads)
+        try:
+            gate = self._gates.get(spec.id)
+            if gate is not None:
+                await gate.wait()
+            if options.load_seconds:
+                await asyncio.sleep(options.load_seconds)
+            if self._failed_loads[spec.id] < options.fail_loads:
+                self._failed_loads[spec.id] += 1
+                raise RuntimeError(options.fail_message)
+        finally:
+            self.concurrent_loads -= 1
+        self.resident.add(spec.id)
+        footprint = options.footprint if options.footprint is not None else spec.memory
+        return Handle(spec.id, device, obj=FakeModel(spec.id, device), footprint=footprint,
+                      native=options)
+
+    async def unload(self, handle: Handle) -> None:
+        options: FakeOptions = handle.native
+        self.unloads.append(handle.model_id)
+        if options.unload_seconds:
+            await asyncio.sleep(options.unload_seconds)
+        self.resident.discard(handle.model_id)
+        if self._failed_unloads[handle.model_id] < options.fail_unloads:
+            self._failed_unloads[handle.model_id] += 1
+            raise RuntimeError("scripted unload failure")

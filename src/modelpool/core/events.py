@@ -1,0 +1,40 @@
+"""What happened in the pool, as plain records for logs, metrics and dashboards."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from modelpool.types import ModelId
+
+
+class EventKind(StrEnum):
+    LOAD_STARTED = "load_started"
+    LOADED = "loaded"
+    LOAD_FAILED = "load_failed"
+    UNLOAD_STARTED = "unload_started"
+    """``detail["reason"]`` says why: evicted (and for whom, by which policy), ttl, ..."""
+    UNLOADED = "unloaded"
+    UNLOAD_FAILED = "unload_failed"
+    WAITING_FOR_MEMORY = "waiting_for_memory"
+    DRAINING = "draining"
+    """No new leases: the model will be evicted once its leases return."""
+    OVER_BUDGET = "over_budget"
+    STRATEGY_CHANGED = "strategy_changed"
+    PINNED = "pinned"
+    UNPINNED = "unpinned"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class PoolEvent:
+    kind: EventKind
+    model_id: ModelId | None
+    at: float
+    """Pool clock seconds (monotonic), comparable with other events of the same pool."""
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": str(self.kind), "model": self.model_id, "at": self.at, **self.detail}

@@ -1,0 +1,152 @@
+"""Where a model can go and what must leave first: pure functions of the books.
+
+``plan_load`` looks at one device and answers with one of three outcomes:
+
+* ``Go``: load now, after evicting ``victims`` (possibly none);
+* ``Wait``: the memory is held by things that will let go (leases, loads in flight);
+  ``drainable`` lists the leased models that could be drained if the wait starves;
+* ``Impossible``: what holds the memory never lets go (pinned models), so fail now.
+
+Nothing here mutates a record or the ledger; the scheduler carries the plan out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from modelpool.core.ledger import DeviceAccount
+from modelpool.core.ports import Candidate, EvictionContext, EvictionPolicy
+from modelpool.core.record import ModelRecord
+from modelpool.core.states import ModelState
+from modelpool.errors import Holder, InsufficientMemory
+from modelpool.types import Bytes, DeviceId
+
+CandidateOf = Callable[[ModelRecord], Candidate]
+
+
+@dataclass(frozen=True, slots=True)
+class Go:
+    device: DeviceId
+    victims: list[ModelRecord]
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    device: DeviceId
+    holders: list[Holder]
+    drainable: list[ModelRecord]
+    shortfall: Bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Impossible:
+    error: InsufficientMemory
+
+
+Plan = Go | Wait | Impossible
+
+
+def booked_bytes(account: DeviceAccount, record: ModelRecord) -> Bytes:
+    mid = record.model_id
+    return account.committed.get(mid) or account.reserved.get(mid, 0)
+
+
+def holder(account: DeviceAccount, record: ModelRecord, why: str = "") -> Holder:
+    if not why:
+        if record.pinned and record.state is ModelState.READY:
+            why = "pinned"
+        elif record.leases:
+            why = "in use by " + ", ".join(record.task_ids)
+        else:
+            why = str(record.state)
+    return Holder(record.model_id, booked_bytes(account, record), why)
+
+
+def plan_load(
+    target: ModelRecord,
+    account: DeviceAccount,
+    residents: Sequence[ModelRecord],
+    policy: EvictionPolicy,
+    candidate_of: CandidateOf,
+    now: float,
+    demand: Mapping[str, float],
+) -> Plan:
+    """Plan loading ``target`` on ``account``'s device; ``residents`` are booked there."""
+    need = target.estimate
+    group = target.spec.group
+    forced: list[ModelRecord] = []
+    busy_members: list[ModelRecord] = []
+    for other in residents:
+        if other is target or group is None or other.spec.group != group:
+            continue
+        if other.state is ModelState.UNLOADING:
+            continue  # already leaving; planned_free counts it as gone
+        if other.pinned:
+            why = f"pinned member of exclusive group {group!r}"
+            error = InsufficientMemory(
+                target.model_id, account.device, need, max(0, account.planned_free),
+                [holder(account, other, why)],
+            )
+            return Impossible(error)
+        if other.leases or other.state is not ModelState.READY:
+            busy_members.append(other)
+        else:
+            forced.append(other)
+    if busy_members:
+        holders = [holder(account, r) for r in busy_members]
+        why_group = [r for r in busy_members if r.leases]
+        return Wait(account.device, holders, why_group, need)
+
+    free = account.planned_free + sum(booked_bytes(account, r) for r in forced)
+    if free >= need:
+        return Go(account.device, forced)
+
+    evictable = {
+        r.model_id: r
+        for r in residents
+        if r.state is ModelState.READY and not r.leases and not r.pinned
+        and r is not target and r not in forced
+    }
+    chosen: list[ModelRecord] = []
+    if evictable:
+        context = EvictionContext(need=need - free, now=now, demand=demand)
+        for model_id in policy.victims([candidate_of(r) for r in evictable.values()], context):
+            record = evictable.pop(model_id, None)  # ignore ids a faulty policy made up
+            if record is None:
+                continue
+            chosen.append(record)
+            free += booked_bytes(account, record)
+            if free >= need:
+                return Go(account.device, forced + chosen)
+
+    # Not enough even with every idle model gone: who holds the rest, and will they let go?
+    stuck = [
+        r for r in residents
+        if r is not target and r not in chosen and r not in forced
+        and r.state is not ModelState.UNLOADING
+    ]
+    holders = [holder(account, r) for r in stuck]
+    drainable = [r for r in stuck if r.state is ModelState.READY and r.leases and not r.pinned]
+    will_free = sum(
+        booked_bytes(account, r) for r in stuck if not (r.pinned and r.state is ModelState.READY)
+    )
+    if free + will_free >= need:
+        return Wait(account.device, holders, drainable, need - free)
+    error = InsufficientMemory(
+        target.model_id, account.device, need, max(0, account.planned_free), holders
+    )
+    return Impossible(error)
+
+
+def choose_drain(
+    wait: Wait, policy: EvictionPolicy, candidate_of: CandidateOf, now: float,
+    demand: Mapping[str, float],
+) -> list[ModelRecord]:
+    """Which leased models to stop granting to, so a starving request gets its memory."""
+    if not wait.drainable:
+        return []
+    by_id = {r.model_id: r for r in wait.drainable}
+    context = EvictionContext(need=wait.shortfall, now=now, demand=demand)
+    ids = policy.victims([candidate_of(r) for r in wait.drainable], context)
+    return [by_id[i] for i in dict.fromkeys(ids) if i in by_id]

@@ -1,0 +1,562 @@
+"""ModelPool: the public face of the pool, an async shell around the scheduler.
+
+The scheduler decides; this class carries its decisions out: it runs loads and
+unloads as tasks that report back, turns waiting requests into futures with timeouts,
+runs the TTL reaper, and publishes events. All of it on one asyncio loop, the pool's
+run loop, so the scheduler's state has exactly one owner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from types import TracebackType
+from typing import Any
+
+from modelpool.config import Config, ModelSpec
+from modelpool.core.events import PoolEvent
+from modelpool.core.lease import Lease, Waiter
+from modelpool.core.planner import Go, holder, plan_load
+from modelpool.core.ports import Backend, Clock, EvictionPolicy, Handle, MemoryProbe
+from modelpool.core.scheduler import Scheduler, SchedulerSettings
+from modelpool.core.states import RESIDENT, ModelState
+from modelpool.core.sync import LoopThread
+from modelpool.errors import ConfigError, ConfigIssue, InsufficientMemory, ModelPoolError, PoolClosed
+from modelpool.plugins import BACKENDS, POLICIES
+from modelpool.types import Bytes, DeviceId, ModelId, ModelSwitchingStrategy
+from modelpool.units import parse_size
+
+log = logging.getLogger("modelpool")
+
+EVENT_HISTORY = 1000
+
+
+def make_policy(
+    strategy: str | ModelSwitchingStrategy | EvictionPolicy, options: Mapping[str, Any] | None = None
+) -> EvictionPolicy:
+    """A policy instance from a name, an enum member, or an instance (returned as is)."""
+    if isinstance(strategy, str):  # StrEnum members are str too
+        policy: EvictionPolicy = POLICIES.get(str(strategy))(**dict(options or {}))
+        return policy
+    return strategy
+
+
+class ModelPool:
+    """Keeps as many models resident as the budgets allow, loading others on demand.
+
+    >>> pool = ModelPool([ModelSpec(id="a", backend="fake", memory="4GB", device="cpu")],
+    ...                  budgets={"cpu": "10GB"}, strategy="lru")
+    """
+
+    def __init__(
+        self,
+        models: Iterable[ModelSpec] = (),
+        *,
+        budgets: Mapping[DeviceId, Bytes | str],
+        strategy: str | ModelSwitchingStrategy | EvictionPolicy = "hybrid",
+        strategy_options: Mapping[str, Any] | None = None,
+        backends: Mapping[str, Backend] | None = None,
+        probe: MemoryProbe | None = None,
+        clock: Clock = time.monotonic,
+        max_queue: int = 1024,
+        wait_timeout: float = 300.0,
+        starvation_limit: float = 10.0,
+        reap_interval: float = 1.0,
+        drain_timeout: float = 30.0,
+    ) -> None:
+        specs = list(models)
+        self._backends: dict[str, Backend] = dict(backends or {})
+        for spec in specs:
+            if spec.backend not in self._backends:
+                self._backends[spec.backend] = BACKENDS.get(spec.backend)()
+        self._clock = clock
+        self._probe = probe
+        self._wait_timeout = wait_timeout
+        self._reap_interval = reap_interval
+        self._drain_timeout = drain_timeout
+        self._scheduler = Scheduler(
+            specs,
+            {spec.id: self._estimate(spec) for spec in specs},
+            {device: parse_size(size) for device, size in budgets.items()},
+            make_policy(strategy, strategy_options),
+            _AsyncEffects(self),
+            clock,
+            SchedulerSettings(max_queue=max_queue, starvation_limit=starvation_limit),
+        )
+        self._check_devices(specs)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: LoopThread | None = None
+        self._tick_handle: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._allocations: dict[str, list[Lease]] = {}
+        self._events: deque[PoolEvent] = deque(maxlen=EVENT_HISTORY)
+        self._listeners: list[asyncio.Queue[PoolEvent]] = []
+
+    @classmethod
+    def from_config(cls, config: Config, **overrides: Any) -> ModelPool:
+        """Build a pool from a validated ``Config`` (``overrides`` win, e.g. ``clock=``)."""
+        pool = config.pool
+        kwargs: dict[str, Any] = {
+            "budgets": pool.budgets,
+            "strategy": pool.strategy,
+            "strategy_options": pool.strategy_options,
+            "max_queue": pool.max_queue,
+            "wait_timeout": pool.wait_timeout,
+            "starvation_limit": pool.starvation_limit,
+            "reap_interval": pool.reap_interval,
+        }
+        kwargs.update(overrides)
+        return cls(config.models.values(), **kwargs)
+
+    def _estimate(self, spec: ModelSpec) -> Bytes:
+        if spec.memory is not None:
+            return spec.memory
+        estimate = getattr(self._backends[spec.backend], "estimate", None)
+        size = estimate(spec) if estimate is not None else None
+        if size is None:
+            raise ConfigError([ConfigIssue(
+                "<pool>", f"models.{spec.id}.memory",
+                f"no memory estimate: backend {spec.backend!r} cannot measure before loading, "
+                "so give one, e.g. memory: 4GB",
+            )])
+        return int(size)
+
+    def _check_devices(self, specs: list[ModelSpec]) -> None:
+        issues = [
+            ConfigIssue("<pool>", f"models.{spec.id}.device",
+                        f"no budget for device {spec.device!r}; budgets: "
+                        f"{', '.join(self._scheduler.ledger.devices()) or 'none'}")
+            for spec in specs
+            if spec.device != "auto" and spec.device not in self._scheduler.ledger
+        ]
+        if not self._scheduler.ledger.devices():
+            issues.append(ConfigIssue("<pool>", "pool.budgets", "no device budgets given"))
+        if issues:
+            raise ConfigError(issues)
+
+    # --- lifecycle ----------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._loop is not None and not self._scheduler.stopping
+
+    async def start(self) -> None:
+        """Start the reaper and load pinned models. Call once, on the loop that serves."""
+        if self._loop is not None:
+            raise RuntimeError("the pool was already started")
+        self._loop = asyncio.get_running_loop()
+        self._schedule_tick()
+        pinned = [r.model_id for r in self._scheduler.records() if r.pinned]
+        results = await asyncio.gather(*(self.load(m) for m in pinned), return_exceptions=True)
+        for model_id, result in zip(pinned, results, strict=True):
+            if isinstance(result, BaseException):
+                log.warning("pinned model %s did not load at start: %s", model_id, result)
+
+    async def stop(self, drain_timeout: float | None = None) -> None:
+        """Fail waiting requests, let leases drain (bounded), unload everything."""
+        if self._loop is None or self._scheduler.stopping:
+            return
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
+        done = self._loop.create_future()
+        self._scheduler.stop(token=done)
+        timeout = self._drain_timeout if drain_timeout is None else drain_timeout
+        try:
+            await asyncio.wait_for(asyncio.shield(done), timeout)
+        except TimeoutError:
+            log.warning("leases still out after %.1fs; unloading anyway", timeout)
+            forced = self._loop.create_future()
+            self._scheduler.stop(token=forced, force=True)
+            await forced
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        for queue in self._listeners:
+            queue.put_nowait(_END)
+
+    async def __aenter__(self) -> ModelPool:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    def _schedule_tick(self) -> None:
+        assert self._loop is not None
+        self._tick_handle = self._loop.call_later(self._reap_interval, self._tick)
+
+    def _tick(self) -> None:
+        self._scheduler.on_tick()
+        self._schedule_tick()
+
+    def _require_loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            raise PoolClosed("the pool is not started: call `await pool.start()` first")
+        return self._loop
+
+    # --- using models -------------------------------------------------------------
+
+    def use(
+        self, model: str, *, task_id: str | None = None, priority: int | None = None,
+        timeout: float | None = None,
+    ) -> _Use:
+        """``async with pool.use("id") as lease:`` loads if needed and pins while inside."""
+        return _Use(self, model, task_id, priority, timeout)
+
+    async def acquire(
+        self, model: str, *, task_id: str | None = None, priority: int | None = None,
+        timeout: float | None = None,
+    ) -> Lease:
+        """A lease on ``model``, loading it (and evicting others) if needed."""
+        loop = self._require_loop()
+        future: asyncio.Future[Lease | None] = loop.create_future()
+        result = self._scheduler.request(model, task_id, priority, token=future)
+        if isinstance(result, Lease):
+            return result
+        lease = await self._wait(result, future, timeout)
+        assert lease is not None
+        return lease
+
+    def release(self, lease: Lease, ok: bool = True) -> None:
+        """Give a lease back; ``ok=False`` counts an error against the model."""
+        self._scheduler.release(lease, ok)
+
+    async def _wait(
+        self, waiter: Waiter, future: asyncio.Future[Lease | None], timeout: float | None
+    ) -> Lease | None:
+        loop = self._require_loop()
+        timer = loop.call_later(
+            self._wait_timeout if timeout is None else timeout, self._scheduler.expire, waiter
+        )
+        try:
+            return await future
+        except asyncio.CancelledError:
+            # The caller went away. A lease granted in the meantime goes straight back.
+            if future.done() and not future.cancelled() and future.exception() is None:
+                lease = future.result()
+                if lease is not None:
+                    self._scheduler.release(lease)
+            else:
+                self._scheduler.cancel(waiter)
+            raise
+        finally:
+            timer.cancel()
+
+    async def load(self, model: str, timeout: float | None = None) -> None:
+        """Make ``model`` resident now (evicting by policy if needed), without a lease."""
+        loop = self._require_loop()
+        future: asyncio.Future[Lease | None] = loop.create_future()
+        waiter = self._scheduler.load(model, token=future)
+        await self._wait(waiter, future, timeout)
+
+    async def unload(self, model: str) -> None:
+        """Unload ``model`` once its leases are back; no new leases meanwhile."""
+        loop = self._require_loop()
+        future: asyncio.Future[Lease | None] = loop.create_future()
+        self._scheduler.unload(model, token=future)
+        await future
+
+    def pin(self, model: str) -> None:
+        """Never evict ``model`` (it still unloads on explicit request or stop)."""
+        self._scheduler.pin(model, True)
+
+    def unpin(self, model: str) -> None:
+        self._scheduler.pin(model, False)
+
+    # --- seed API -----------------------------------------------------------------
+
+    async def allocate_model(self, model_id: str, task_id: str, priority: int = 5) -> bool:
+        """Seed 000: lease ``model_id`` to ``task_id``; False (and a log line) on failure."""
+        try:
+            lease = await self.acquire(model_id, task_id=task_id, priority=priority)
+        except ModelPoolError as error:
+            log.warning("allocate_model(%s, %s) failed: %s", model_id, task_id, error)
+            return False
+        self._allocations.setdefault(task_id, []).append(lease)
+        return True
+
+    async def deallocate_model(self, task_id: str, success: bool = True) -> bool:
+        """Seed 000: return every lease ``task_id`` holds; False if it held none."""
+        leases = self._allocations.pop(task_id, [])
+        for lease in leases:
+            self._scheduler.release(lease, success)
+        return bool(leases)
+
+    def set_switching_strategy(
+        self, strategy: str | ModelSwitchingStrategy | EvictionPolicy,
+        options: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Change the eviction policy at run time, by name, enum member or instance."""
+        self._scheduler.set_policy(make_policy(strategy, options))
+
+    @property
+    def strategy(self) -> str:
+        return self._scheduler.policy.name
+
+    async def update_model_performance(
+        self, model_id: str, response_time: float, success: bool = True
+    ) -> None:
+        """Seed 000: record a task's response time (seconds) and outcome."""
+        self._scheduler.record_performance(model_id, response_time, success)
+
+    def get_best_model_for_task(self, task_type: str) -> ModelId | None:
+        """Seed 000: the model whose tags suit ``task_type`` best, weighted by health."""
+        return self._scheduler.best_model_for_task(task_type)
+
+    def state(self, model: str) -> ModelState:
+        return self._scheduler.resolve(model).state
+
+    def can_fit(self, model: str, *, allow_eviction: bool = False) -> bool:
+        """Whether ``model`` could load now: in free memory, or by evicting idle models."""
+        record = self._scheduler.resolve(model)
+        if record.state in RESIDENT:
+            return True
+        now = self._clock()
+        for device in self._scheduler.devices_for(record):
+            account = self._scheduler.ledger.account(device)
+            if record.estimate <= account.planned_free:
+                return True
+            if allow_eviction and record.estimate <= account.budget:
+                plan = plan_load(
+                    record, account, self._residents(device), self._scheduler.policy,
+                    lambda r: self._scheduler.candidate(r, now), now, self._scheduler.demand(),
+                )
+                if isinstance(plan, Go):
+                    return True
+        return False
+
+    def require_free(self, device: DeviceId, size: Bytes | str, purpose: str = "request") -> None:
+        """Seed 002: raise ``InsufficientMemory`` (naming the holders) unless ``size`` is free."""
+        need = parse_size(size)
+        account = self._scheduler.ledger.account(device)
+        if need <= account.planned_free:
+            return
+        holders = [holder(account, r) for r in self._residents(device)]
+        raise InsufficientMemory(purpose, device, need, max(0, account.planned_free), holders)
+
+    def _residents(self, device: DeviceId) -> list[Any]:
+        return [r for r in self._scheduler.records() if r.device == device]
+
+    def get_resource_status(self) -> dict[str, Any]:
+        """Seed 000: loaded models, allocations, memory per device, per-model stats."""
+        now = self._clock()
+        memory = self._scheduler.ledger.snapshot()
+        for device, info in memory.items():
+            reading = self._probe.read(device) if self._probe is not None else None
+            if reading is not None:
+                info["observed_total"], info["observed_used"] = reading.total, reading.used
+        allocations: dict[str, list[ModelId]] = {}
+        models: dict[ModelId, dict[str, Any]] = {}
+        for record in self._scheduler.records():
+            for lease in record.leases.values():
+                key = lease.task_id or f"lease-{lease.lease_id}"
+                allocations.setdefault(key, []).append(record.model_id)
+            booked = 0
+            if record.device is not None:
+                account = self._scheduler.ledger.account(record.device)
+                booked = account.committed.get(record.model_id) or account.reserved.get(
+                    record.model_id, 0)
+            models[record.model_id] = {
+                "status": str(record.state),
+                "device": record.device,
+                "memory_bytes": booked or record.estimate,
+                "backend": record.spec.backend,
+                "pinned": record.pinned,
+                "draining": record.draining,
+                "group": record.spec.group,
+                "tags": list(record.spec.tags),
+                "priority": record.spec.priority,
+                "ttl": record.spec.ttl,
+                "leases": len(record.leases),
+                "waiting": len(record.waiters),
+                "last_error": record.last_error,
+                **record.stats.snapshot(now),
+            }
+        return {
+            "strategy": self._scheduler.policy.name,
+            "loaded_models": [
+                r.model_id for r in self._scheduler.records() if r.state is ModelState.READY
+            ],
+            "active_allocations": allocations,
+            "memory_info": memory,
+            "model_resources": models,
+            "queue": {"waiting": self._scheduler.waiting,
+                      "max": self._scheduler.settings.max_queue},
+        }
+
+    # --- events -------------------------------------------------------------------
+
+    def recent_events(self, limit: int | None = None) -> list[PoolEvent]:
+        events = list(self._events)
+        return events if limit is None else events[-limit:]
+
+    async def events(self) -> AsyncIterator[PoolEvent]:
+        """Every event from now on, until the pool stops (slow readers drop the oldest)."""
+        queue: asyncio.Queue[PoolEvent] = asyncio.Queue(maxsize=EVENT_HISTORY)
+        self._listeners.append(queue)
+        try:
+            while (event := await queue.get()) is not _END:
+                yield event
+        finally:
+            self._listeners.remove(queue)
+
+    def _publish(self, event: PoolEvent) -> None:
+        self._events.append(event)
+        log.debug("%s %s %s", event.kind, event.model_id or "", dict(event.detail))
+        for queue in self._listeners:
+            if queue.full():
+                queue.get_nowait()
+            queue.put_nowait(event)
+
+    # --- synchronous facade (seed 002: `with manager.use_sdxl() as pipeline:`) -------
+
+    @contextlib.contextmanager
+    def use_sync(
+        self, model: str, *, task_id: str | None = None, priority: int | None = None,
+        timeout: float | None = None,
+    ) -> Iterator[Lease]:
+        """``with pool.use_sync("id") as lease:`` from plain, non-async code."""
+        loop = self._sync_loop()
+        lease = asyncio.run_coroutine_threadsafe(
+            self.acquire(model, task_id=task_id, priority=priority, timeout=timeout), loop
+        ).result()
+        ok = True
+        try:
+            yield lease
+        except Exception:
+            ok = False
+            raise
+        finally:
+            loop.call_soon_threadsafe(self.release, lease, ok)
+
+    def start_sync(self) -> None:
+        """Start the pool on a private loop thread (for scripts that are not async)."""
+        if self._loop is not None:
+            raise RuntimeError("the pool was already started")
+        self._loop_thread = LoopThread()
+        self._loop_thread.call(self.start())
+
+    def stop_sync(self) -> None:
+        if self._loop_thread is None:
+            raise RuntimeError("stop_sync() stops a pool started with start_sync()/use_sync()")
+        self._loop_thread.call(self.stop())
+        self._loop_thread.close()
+        self._loop_thread = None
+
+    def __enter__(self) -> ModelPool:
+        self.start_sync()
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop_sync()
+
+    def _sync_loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            self.start_sync()
+        loop = self._require_loop()
+        if self._loop_thread is not None and threading.current_thread() is self._loop_thread.thread:
+            raise RuntimeError("use_sync() was called on the pool's own loop thread")
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            raise RuntimeError("use_sync() would block the pool's loop; use `async with pool.use()`")
+        return loop
+
+
+_END: Any = object()
+
+
+class _Use:
+    """The async context manager ``pool.use()`` returns (a class: cheaper than a generator)."""
+
+    __slots__ = ("_lease", "_model", "_pool", "_priority", "_task_id", "_timeout")
+
+    def __init__(
+        self, pool: ModelPool, model: str, task_id: str | None, priority: int | None,
+        timeout: float | None,
+    ) -> None:
+        self._pool, self._model, self._task_id = pool, model, task_id
+        self._priority, self._timeout = priority, timeout
+        self._lease: Lease | None = None
+
+    async def __aenter__(self) -> Lease:
+        self._lease = await self._pool.acquire(
+            self._model, task_id=self._task_id, priority=self._priority, timeout=self._timeout
+        )
+        return self._lease
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        assert self._lease is not None
+        # Cancellation (a client that left) is not the model's fault; other errors are.
+        self._pool.release(self._lease, ok=et is None or not issubclass(et, Exception))
+
+
+class _AsyncEffects:
+    """The scheduler's ``Effects`` carried out with tasks and futures on the pool's loop."""
+
+    def __init__(self, pool: ModelPool) -> None:
+        self._pool = pool
+
+    def start_load(self, spec: ModelSpec, device: DeviceId) -> None:
+        self._spawn(self._load(spec, device))
+
+    def start_unload(self, handle: Handle) -> None:
+        self._spawn(self._unload(handle))
+
+    def grant(self, waiter: Waiter, lease: Lease | None) -> None:
+        future: asyncio.Future[Lease | None] = waiter.token
+        if not future.done():
+            future.set_result(lease)
+        elif lease is not None:  # its caller left a moment ago: give the lease back
+            self._pool._require_loop().call_soon(self._pool.release, lease)
+
+    def reject(self, waiter: Waiter, error: ModelPoolError) -> None:
+        future: asyncio.Future[Lease | None] = waiter.token
+        if not future.done():
+            future.set_exception(error)
+
+    def emit(self, event: PoolEvent) -> None:
+        self._pool._publish(event)
+
+    def _spawn(self, work: Any) -> None:
+        task = self._pool._require_loop().create_task(work)
+        self._pool._tasks.add(task)
+        task.add_done_callback(self._pool._tasks.discard)
+
+    async def _load(self, spec: ModelSpec, device: DeviceId) -> None:
+        pool = self._pool
+        started = pool._clock()
+        try:
+            handle = await pool._backends[spec.backend].load(spec, device)
+        except Exception as error:  # any backend failure: the model is FAILED, others go on
+            pool._scheduler.on_load_done(spec.id, None, _describe(error), pool._clock() - started)
+            return
+        pool._scheduler.on_load_done(spec.id, handle, None, pool._clock() - started)
+
+    async def _unload(self, handle: Handle) -> None:
+        pool = self._pool
+        backend = pool._backends[pool._scheduler.resolve(handle.model_id).spec.backend]
+        try:
+            await backend.unload(handle)
+        except Exception as error:
+            pool._scheduler.on_unload_done(handle.model_id, _describe(error))
+            return
+        pool._scheduler.on_unload_done(handle.model_id)
+
+
+def _describe(error: BaseException) -> str:
+    """One line for users: the error's type and message, never a traceback."""
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__

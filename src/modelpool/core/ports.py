@@ -1,0 +1,153 @@
+"""The core's only windows on the world: small Protocols and the data they carry.
+
+The scheduler decides; everything slow or outside (backends, memory probes, timers,
+futures) sits behind one of these. Tests drive the core with recording fakes of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from modelpool.types import Bytes, DeviceId, ModelId
+
+if TYPE_CHECKING:
+    from modelpool.config import ModelSpec
+    from modelpool.core.events import PoolEvent
+    from modelpool.core.lease import Lease, Waiter
+    from modelpool.errors import ModelPoolError
+
+Clock = Callable[[], float]
+"""Monotonic seconds; ``time.monotonic`` by default, a manual clock in tests."""
+
+
+# --- eviction policies --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """What a policy may know about one resident model when choosing victims."""
+
+    model_id: ModelId
+    bytes: Bytes
+    priority: int = 5
+    """Lower is more important (seed API: 1 = critical, 10 = background)."""
+    last_used: float = 0.0
+    """Clock time of the last lease returned (or granted), in seconds."""
+    loaded_at: float = 0.0
+    load_count: int = 0
+    use_count: int = 0
+    """Requests served since the pool started."""
+    frequency: float = 0.0
+    """Request rate aged to ``now`` (exponential decay), for frequency-based policies."""
+    current_tasks: int = 0
+    error_count: int = 0
+    load_seconds: float = 0.0
+    """Measured seconds to load this model again (an estimate before its first load)."""
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class EvictionContext:
+    """The question a policy answers: free ``need`` bytes, as of ``now``."""
+
+    need: Bytes
+    now: float
+    demand: Mapping[str, float] = field(default_factory=dict)
+    """Recent demand per task type/tag (weights sum to 1 when any), for specialization."""
+
+
+@runtime_checkable
+class EvictionPolicy(Protocol):
+    """Chooses which resident models to unload. Pure: no I/O, no logging, no clock.
+
+    ``victims`` returns distinct ids taken from ``candidates`` in the order they should
+    go, stopping as soon as their bytes add up to ``context.need``. If all candidates
+    together free less than that, it returns all of them, still in order.
+    """
+
+    name: str
+
+    def victims(
+        self, candidates: Sequence[Candidate], context: EvictionContext
+    ) -> list[ModelId]: ...
+
+
+# --- backends -----------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Handle:
+    """A loaded model as its backend returned it."""
+
+    model_id: ModelId
+    device: DeviceId
+    endpoint: str | None = None
+    """Base URL of an OpenAI-compatible server (``http://127.0.0.1:PORT/v1``), if any."""
+    obj: Any = None
+    """The in-process object (a module, a pipeline), if any."""
+    footprint: Bytes | None = None
+    """Bytes the backend measured for this model, if it can tell."""
+    native: Any = None
+    """Backend-private state (a process, a port...)."""
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Loads and unloads models of one kind. Slow methods are coroutines."""
+
+    async def load(self, spec: ModelSpec, device: DeviceId) -> Handle: ...
+
+    async def unload(self, handle: Handle) -> None: ...
+
+
+# --- memory probes ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryReading:
+    """What a probe observed on one device, in bytes."""
+
+    device: DeviceId
+    total: Bytes
+    used: Bytes
+
+    @property
+    def free(self) -> Bytes:
+        return max(0, self.total - self.used)
+
+
+@runtime_checkable
+class MemoryProbe(Protocol):
+    """Evidence of memory use. The ledger is the plan; a probe says what really is."""
+
+    name: str
+
+    def read(self, device: DeviceId) -> MemoryReading | None: ...
+
+
+# --- the scheduler's side effects ---------------------------------------------------
+
+
+class Effects(Protocol):
+    """Everything the scheduler asks the world to do; it never does it itself.
+
+    The pool's async shell implements these with tasks, futures and timers; unit tests
+    implement them with a recorder and call the scheduler's handlers directly.
+    """
+
+    def start_load(self, spec: ModelSpec, device: DeviceId) -> None:
+        """Begin loading; report back with ``Scheduler.on_load_done``."""
+
+    def start_unload(self, handle: Handle) -> None:
+        """Begin unloading; report back with ``Scheduler.on_unload_done``."""
+
+    def grant(self, waiter: Waiter, lease: Lease | None) -> None:
+        """Answer a waiting request: its lease, or None when it asked for no lease."""
+
+    def reject(self, waiter: Waiter, error: ModelPoolError) -> None:
+        """Fail the request that was waiting."""
+
+    def emit(self, event: PoolEvent) -> None:
+        """Publish something that happened (for logs, metrics, the dashboard)."""

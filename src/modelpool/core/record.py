@@ -1,0 +1,60 @@
+"""ModelRecord: everything the scheduler knows about one configured model."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from modelpool.config import ModelSpec
+from modelpool.core.lease import Lease, Waiter
+from modelpool.core.ports import Handle
+from modelpool.core.states import ModelState, check_transition
+from modelpool.core.stats import ModelStats
+from modelpool.errors import Holder
+from modelpool.types import Bytes, DeviceId, ModelId
+
+
+@dataclass(slots=True, eq=False)
+class ModelRecord:
+    """One model's state. Owned and mutated by the scheduler alone."""
+
+    spec: ModelSpec
+    estimate: Bytes
+    """Bytes to reserve for the next load: configured, or measured by an earlier load."""
+    state: ModelState = ModelState.UNLOADED
+    device: DeviceId | None = None
+    """Where it is booked (LOADING, READY, UNLOADING); None when it holds nothing."""
+    handle: Handle | None = None
+    leases: dict[int, Lease] = field(default_factory=dict)
+    waiters: deque[Waiter] = field(default_factory=deque)
+    """Requests waiting for this model to serve (a lease, or an explicit load)."""
+    unload_waiters: list[Waiter] = field(default_factory=list)
+    """Explicit unloads waiting for this model to be gone."""
+    pinned: bool = False
+    draining: bool = False
+    """No new leases: a starving request needs this model's memory."""
+    load_started: bool = False
+    """LOADING and the backend is at work (not just waiting for evictions to finish)."""
+    unload_requested: str | None = None
+    """Why it must be unloaded as soon as its leases are back (explicit unload, stop)."""
+    last_error: str | None = None
+    blocked_by: list[Holder] = field(default_factory=list)
+    """Why its waiters wait, when they wait for memory (named in timeout errors)."""
+    stats: ModelStats = field(default_factory=ModelStats)
+
+    @property
+    def model_id(self) -> ModelId:
+        return self.spec.id
+
+    def set_state(self, new: ModelState) -> None:
+        check_transition(self.spec.id, self.state, new)
+        self.state = new
+
+    @property
+    def serving(self) -> bool:
+        """Grants new leases right away."""
+        return self.state is ModelState.READY and not self.draining
+
+    @property
+    def task_ids(self) -> list[str]:
+        return [lease.task_id or f"lease-{lease.lease_id}" for lease in self.leases.values()]

@@ -1,0 +1,595 @@
+"""The scheduler: the one owner of the pool's mutable state.
+
+Every method here is a *handler*: it runs to completion without awaiting, so no
+decision is ever taken on a stale snapshot, and it tells the world what to do only
+through ``Effects`` (start a load, start an unload, answer a waiting request). Slow
+work reports back by calling another handler (``on_load_done``, ``on_unload_done``).
+The pool's asyncio loop is the run loop: it is the only caller of these handlers.
+Unit tests call them directly, with a recording ``Effects`` and a manual clock.
+
+Scheduling of waiting requests (``_dispatch``):
+
+1. Requests for a resident model are granted at once (a hit never queues).
+2. Models with waiting requests are considered in order of their most important
+   waiter, then their oldest; a model loaded once serves its whole queue, so
+   A B A B arriving under a one-model budget is served A A B B.
+3. A load whose memory is held by leases waits for them to come back. If its oldest
+   request has waited ``starvation_limit`` seconds, the holders chosen by the policy
+   are *drained* (no new leases) so they free the memory soon; meanwhile no later
+   plan may take memory on that device. Leases are never cut off.
+4. Plans on one device whose victims do not overlap run in parallel.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from modelpool.config import ModelSpec
+from modelpool.core.events import EventKind, PoolEvent
+from modelpool.core.lease import Lease, Waiter
+from modelpool.core.ledger import MemoryLedger
+from modelpool.core.planner import Go, Impossible, Wait, choose_drain, plan_load
+from modelpool.core.ports import (
+    Candidate,
+    Clock,
+    Effects,
+    EvictionContext,
+    EvictionPolicy,
+    Handle,
+)
+from modelpool.core.record import ModelRecord
+from modelpool.core.specialization import specialization_score
+from modelpool.core.states import RESIDENT, ModelState
+from modelpool.errors import (
+    DoesNotFit,
+    InsufficientMemory,
+    LoadFailed,
+    ModelPoolError,
+    PoolClosed,
+    QueueFull,
+    UnknownModel,
+    WaitTimeout,
+)
+from modelpool.types import Bytes, DeviceId, ModelId
+
+ASSUMED_LOAD_BANDWIDTH = 1e9
+"""Bytes/s used to guess a model's load cost before its first load is measured."""
+
+DEMAND_WINDOW = 256
+"""Recent requests whose models' tags make up the demand the specialization policy sees."""
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerSettings:
+    max_queue: int = 1024
+    starvation_limit: float = 10.0
+
+
+class Scheduler:
+    """Decides what is loaded where, who waits, and what is evicted."""
+
+    def __init__(
+        self,
+        specs: Iterable[ModelSpec],
+        estimates: Mapping[ModelId, Bytes],
+        budgets: Mapping[DeviceId, Bytes],
+        policy: EvictionPolicy,
+        effects: Effects,
+        clock: Clock,
+        settings: SchedulerSettings | None = None,
+    ) -> None:
+        self.ledger = MemoryLedger(budgets)
+        self.policy = policy
+        self.settings = settings or SchedulerSettings()
+        self._effects = effects
+        self._clock = clock
+        self._records: dict[ModelId, ModelRecord] = {}
+        self._names: dict[str, ModelId] = {}
+        for spec in specs:
+            self._records[spec.id] = ModelRecord(spec, estimates[spec.id], pinned=spec.pinned)
+            for name in (spec.id, *spec.aliases):
+                self._names[name] = spec.id
+        self._ids = itertools.count(1)
+        self._waiting = 0
+        self._draining: set[ModelId] = set()
+        self._recent_tags: deque[tuple[str, ...]] = deque(maxlen=DEMAND_WINDOW)
+        self._stop_waiters: list[Waiter] = []
+        self._stopping = False
+        self._dispatching = False
+        self._dispatch_again = False
+
+    # --- lookups ------------------------------------------------------------------
+
+    def resolve(self, name: str) -> ModelRecord:
+        """The record for a model id or alias; ``UnknownModel`` otherwise."""
+        model_id = self._names.get(name)
+        if model_id is None:
+            raise UnknownModel(name, list(self._records))
+        return self._records[model_id]
+
+    def records(self) -> list[ModelRecord]:
+        return list(self._records.values())
+
+    @property
+    def waiting(self) -> int:
+        return self._waiting
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    def devices_for(self, record: ModelRecord) -> list[DeviceId]:
+        device = record.spec.device
+        if device != "auto":
+            return [device]
+        # "auto": the device with the most room first.
+        return sorted(self.ledger.devices(), key=lambda d: -self.ledger.account(d).planned_free)
+
+    # --- requests -----------------------------------------------------------------
+
+    def request(
+        self, name: str, task_id: str | None = None, priority: int | None = None,
+        token: Any = None, wants_lease: bool = True,
+    ) -> Lease | Waiter:
+        """Ask for a model: a ``Lease`` at once if it is serving, else a queued ``Waiter``."""
+        if self._stopping:
+            raise PoolClosed("the pool is stopping; no new requests")
+        record = self.resolve(name)
+        now = self._clock()
+        if priority is None:
+            priority = record.spec.priority
+        if record.serving:
+            if wants_lease:
+                record.stats.record_request(now, hit=True)
+                self._recent_tags.append(record.spec.tags)
+                return self._new_lease(record, task_id, priority, now, hit=True)
+            return Waiter(0, record.model_id, task_id, priority, now, token, wants_lease=False)
+        self._check_ever_fits(record)
+        if self._waiting >= self.settings.max_queue:
+            raise QueueFull(record.model_id, self.settings.max_queue)
+        if wants_lease:
+            record.stats.record_request(now, hit=False)
+            self._recent_tags.append(record.spec.tags)
+        waiter = Waiter(next(self._ids), record.model_id, task_id, priority, now, token, wants_lease)
+        record.waiters.append(waiter)
+        self._waiting += 1
+        self._dispatch()
+        return waiter
+
+    def release(self, lease: Lease, ok: bool = True, seconds: float | None = None) -> None:
+        """A lease comes back. ``seconds`` defaults to how long it was held."""
+        if lease.released:
+            return
+        lease.released = True
+        record = self._records[lease.model_id]
+        record.leases.pop(lease.lease_id, None)
+        record.stats.current_tasks = len(record.leases)
+        now = self._clock()
+        record.stats.record_done(now, now - lease.granted_at if seconds is None else seconds, ok)
+        if record.leases:
+            return
+        if record.unload_requested is not None:
+            self._begin_unload(record, record.unload_requested)
+        if self._waiting or record.draining:
+            self._dispatch()
+
+    def cancel(self, waiter: Waiter) -> bool:
+        """The caller gave up (disconnected, cancelled). False if it was already answered."""
+        return self._remove_waiter(waiter)
+
+    def expire(self, waiter: Waiter) -> None:
+        """The caller's wait ran out: answer it with the reason it was waiting."""
+        if not self._remove_waiter(waiter):
+            return
+        record = self._records[waiter.model_id]
+        waited = self._clock() - waiter.enqueued_at
+        error: ModelPoolError
+        if record.blocked_by and record.state in (ModelState.UNLOADED, ModelState.FAILED):
+            account = self.ledger.account(self.devices_for(record)[0])
+            error = InsufficientMemory(
+                record.model_id, account.device, record.estimate, max(0, account.planned_free),
+                record.blocked_by,
+            )
+        else:
+            error = WaitTimeout(record.model_id, waited, str(record.state))
+        self._effects.reject(waiter, error)
+        self._emit(EventKind.REJECTED, record, error=str(error))
+
+    def record_performance(self, name: str, response_time: float, success: bool) -> None:
+        """Seed API: report a task's outcome that did not go through a lease."""
+        record = self.resolve(name)
+        record.stats.record_done(self._clock(), response_time, success)
+
+    # --- explicit control ---------------------------------------------------------
+
+    def load(self, name: str, token: Any = None) -> Waiter:
+        """Load a model without leasing it; the waiter is answered with None when READY."""
+        result = self.request(name, token=token, wants_lease=False)
+        assert isinstance(result, Waiter)
+        if result.waiter_id == 0:  # already serving: answer at once
+            self._effects.grant(result, None)
+        return result
+
+    def unload(self, name: str, token: Any = None, reason: str = "requested") -> Waiter:
+        """Unload a model once its leases are back; the waiter is answered when it is gone."""
+        record = self.resolve(name)
+        waiter = Waiter(0, record.model_id, None, 0, self._clock(), token, wants_lease=False)
+        if record.state not in RESIDENT:
+            self._effects.grant(waiter, None)
+            return waiter
+        record.unload_waiters.append(waiter)
+        record.unload_requested = reason
+        if record.state is ModelState.READY:
+            record.draining = True
+            if not record.leases:
+                self._begin_unload(record, reason)
+        return waiter
+
+    def pin(self, name: str, pinned: bool = True) -> None:
+        record = self.resolve(name)
+        record.pinned = pinned
+        self._emit(EventKind.PINNED if pinned else EventKind.UNPINNED, record)
+        if not pinned:
+            self._dispatch()
+
+    def set_policy(self, policy: EvictionPolicy) -> None:
+        old = self.policy.name
+        self.policy = policy
+        self._emit(EventKind.STRATEGY_CHANGED, None, old=old, new=policy.name)
+
+    def stop(self, token: Any = None, force: bool = False) -> Waiter:
+        """Refuse new requests, fail waiting ones, unload everything as leases return.
+
+        With ``force``, models are unloaded even with leases out (after a drain timeout).
+        The returned waiter is answered once nothing is loaded or loading.
+        """
+        self._stopping = True
+        waiter = Waiter(0, "", None, 0, self._clock(), token, wants_lease=False)
+        self._stop_waiters.append(waiter)
+        for record in self._records.values():
+            self._reject_all(record, PoolClosed("the pool stopped before serving this request"))
+            if record.state in RESIDENT:
+                record.unload_requested = "stopping"
+            if record.state is ModelState.READY and (force or not record.leases):
+                for lease in record.leases.values():
+                    lease.released = True
+                record.leases.clear()
+                self._begin_unload(record, "stopping")
+        self._check_stopped()
+        return waiter
+
+    # --- reports from slow work ---------------------------------------------------
+
+    def on_load_done(
+        self, model_id: ModelId, handle: Handle | None, error: str | None, seconds: float
+    ) -> None:
+        record = self._records[model_id]
+        device = record.device
+        assert device is not None and record.state is ModelState.LOADING
+        record.load_started = False
+        now = self._clock()
+        if handle is None:
+            self.ledger.cancel(device, model_id)
+            record.device = None
+            record.set_state(ModelState.FAILED)
+            record.last_error = error or "unknown error"
+            record.stats.load_failures += 1
+            record.unload_requested = None
+            self._emit(EventKind.LOAD_FAILED, record, error=record.last_error, seconds=seconds)
+            self._reject_all(record, LoadFailed(model_id, record.last_error))
+            self._answer_unload_waiters(record)
+            self._check_stopped()
+            self._dispatch()
+            return
+        actual = handle.footprint if handle.footprint is not None else record.estimate
+        self.ledger.commit(device, model_id, actual)
+        record.estimate = actual  # the next load reserves what this one measured
+        record.handle = handle
+        record.last_error = None
+        record.blocked_by = []
+        record.set_state(ModelState.READY)
+        record.stats.record_load(now, seconds)
+        self._emit(EventKind.LOADED, record, device=device, bytes=actual, seconds=seconds)
+        if record.unload_requested is not None:
+            record.draining = True
+            self._begin_unload(record, record.unload_requested)
+            return
+        if self.ledger.account(device).over_budget:
+            self._repair_over_budget(device)
+        self._dispatch()
+
+    def on_unload_done(self, model_id: ModelId, error: str | None = None) -> None:
+        record = self._records[model_id]
+        device = record.device
+        assert device is not None and record.state is ModelState.UNLOADING
+        # The backend's unload returned; even when it reported an error we release the
+        # bytes, since keeping them booked would block the device for good. Backends that
+        # can verify (process exit, probe) do so before reporting.
+        self.ledger.release(device, model_id)
+        record.device = None
+        record.handle = None
+        record.draining = False
+        record.unload_requested = None
+        record.stats.unload_count += 1
+        if error is None:
+            record.set_state(ModelState.UNLOADED)
+            self._emit(EventKind.UNLOADED, record, device=device)
+        else:
+            record.set_state(ModelState.FAILED)
+            record.last_error = f"unload failed: {error}"
+            self._emit(EventKind.UNLOAD_FAILED, record, device=device, error=error)
+        self._answer_unload_waiters(record)
+        self._start_ready_loads(device)
+        self._check_stopped()
+        self._dispatch()
+
+    def on_tick(self) -> None:
+        """Periodic: unload models idle past their TTL, re-check starving waits."""
+        now = self._clock()
+        for record in self._records.values():
+            ttl = record.spec.ttl
+            if (
+                ttl is not None and record.state is ModelState.READY and not record.leases
+                and not record.pinned and not record.waiters
+                and now - record.stats.last_used >= ttl
+            ):
+                self._begin_unload(record, f"idle for {ttl:g}s (ttl)")
+        if self._waiting:
+            self._dispatch()
+
+    # --- status -------------------------------------------------------------------
+
+    def candidate(self, record: ModelRecord, now: float | None = None) -> Candidate:
+        """What policies see of a record."""
+        now = self._clock() if now is None else now
+        stats = record.stats
+        priority = min([record.spec.priority, *(le.priority for le in record.leases.values())])
+        measured = stats.mean_load_seconds
+        return Candidate(
+            model_id=record.model_id,
+            bytes=record.estimate,
+            priority=priority,
+            last_used=stats.last_used,
+            loaded_at=stats.loaded_at,
+            load_count=stats.load_count,
+            use_count=stats.requests,
+            frequency=stats.frequency(now),
+            current_tasks=len(record.leases),
+            error_count=stats.errors,
+            load_seconds=measured if measured is not None
+            else record.estimate / ASSUMED_LOAD_BANDWIDTH,
+            tags=record.spec.tags,
+        )
+
+    def demand(self) -> dict[str, float]:
+        """Share of recent requests per tag (each request's tags share one unit)."""
+        counts: dict[str, float] = {}
+        for tags in self._recent_tags:
+            for tag in tags:
+                counts[tag] = counts.get(tag, 0.0) + 1.0 / len(tags)
+        total = sum(counts.values())
+        return {tag: c / total for tag, c in counts.items()} if total else {}
+
+    def best_model_for_task(self, task_type: str) -> ModelId | None:
+        """Seed API: the model best suited to ``task_type``, weighted by its health."""
+        def score(record: ModelRecord) -> tuple[float, bool, int, str]:
+            health = 1.0 - record.stats.error_rate
+            fit = specialization_score(record.spec.tags, task_type) * health
+            # Ties: prefer what is already resident, then the more important model.
+            return (-fit, not record.serving, record.spec.priority, record.model_id)
+        records = [r for r in self._records.values() if r.state is not ModelState.FAILED]
+        return min(records or self._records.values(), key=score).model_id if self._records else None
+
+    # --- internals ----------------------------------------------------------------
+
+    def _new_lease(
+        self, record: ModelRecord, task_id: str | None, priority: int, now: float, hit: bool
+    ) -> Lease:
+        assert record.handle is not None and record.device is not None
+        lease = Lease(
+            next(self._ids), record.model_id, task_id, priority, record.device, record.handle,
+            now, hit,
+        )
+        record.leases[lease.lease_id] = lease
+        record.stats.current_tasks = len(record.leases)
+        record.stats.last_used = now
+        return lease
+
+    def _check_ever_fits(self, record: ModelRecord) -> None:
+        devices = self.devices_for(record)
+        if not devices:
+            raise DoesNotFit(record.model_id, "any device", record.estimate, 0)
+        fits = [d for d in devices if record.estimate <= self.ledger.account(d).budget]
+        if not fits:
+            self.ledger.check_fits(record.model_id, devices[0], record.estimate)
+
+    def _remove_waiter(self, waiter: Waiter) -> bool:
+        record = self._records.get(waiter.model_id)
+        if record is None or waiter not in record.waiters:
+            return False
+        record.waiters.remove(waiter)
+        self._waiting -= 1
+        return True
+
+    def _emit(self, kind: EventKind, record: ModelRecord | None, **detail: Any) -> None:
+        model_id = record.model_id if record is not None else None
+        self._effects.emit(PoolEvent(kind, model_id, self._clock(), detail))
+
+    def _begin_unload(self, record: ModelRecord, reason: str) -> None:
+        assert record.device is not None and record.handle is not None
+        record.set_state(ModelState.UNLOADING)
+        self.ledger.mark_leaving(record.device, record.model_id)
+        self._emit(EventKind.UNLOAD_STARTED, record, device=record.device, reason=reason)
+        self._effects.start_unload(record.handle)
+
+    def _begin_load(self, record: ModelRecord, plan: Go) -> None:
+        for victim in plan.victims:
+            self._begin_unload(victim, f"evicted by {self.policy.name} for {record.model_id}")
+        self.ledger.reserve(plan.device, record.model_id, record.estimate)
+        record.device = plan.device
+        record.blocked_by = []
+        record.set_state(ModelState.LOADING)
+        self._start_load_if_free(record)
+
+    def _start_load_if_free(self, record: ModelRecord) -> None:
+        device = record.device
+        assert device is not None
+        if record.load_started or not self.ledger.can_start(device, record.model_id):
+            return
+        self.ledger.start(device, record.model_id)
+        record.load_started = True
+        self._emit(EventKind.LOAD_STARTED, record, device=device, bytes=record.estimate)
+        self._effects.start_load(record.spec, device)
+
+    def _start_ready_loads(self, device: DeviceId) -> None:
+        for record in self._records.values():
+            if record.state is ModelState.LOADING and record.device == device:
+                self._start_load_if_free(record)
+
+    def _answer_unload_waiters(self, record: ModelRecord) -> None:
+        waiters, record.unload_waiters = record.unload_waiters, []
+        for waiter in waiters:
+            self._effects.grant(waiter, None)
+
+    def _check_stopped(self) -> None:
+        if not self._stopping or not self._stop_waiters:
+            return
+        if any(r.state in RESIDENT for r in self._records.values()):
+            return
+        waiters, self._stop_waiters = self._stop_waiters, []
+        for waiter in waiters:
+            self._effects.grant(waiter, None)
+
+    def _residents(self, device: DeviceId) -> list[ModelRecord]:
+        return [
+            r for r in self._records.values() if r.device == device and r.state in RESIDENT
+        ]
+
+    def _repair_over_budget(self, device: DeviceId) -> None:
+        """A load measured bigger than reserved: evict idle models until the plan fits."""
+        account = self.ledger.account(device)
+        now = self._clock()
+        idle = [
+            r for r in self._residents(device)
+            if r.state is ModelState.READY and not r.leases and not r.pinned
+        ]
+        for model_id in self.policy.victims(
+            [self.candidate(r, now) for r in idle],
+            EvictionContext(need=account.over_budget, now=now, demand=self.demand()),
+        ):
+            if not account.over_budget:
+                break
+            record = self._records[model_id]
+            self._begin_unload(record, f"over budget on {device}")
+        if account.over_budget:
+            self._emit(EventKind.OVER_BUDGET, None, device=device, bytes=account.over_budget)
+
+    def _dispatch(self) -> None:
+        # Effects may call back into the scheduler synchronously (a recording fake, a
+        # grant whose caller already left); finish this pass, then run another.
+        if self._dispatching:
+            self._dispatch_again = True
+            return
+        self._dispatching = True
+        try:
+            self._dispatch_again = True
+            while self._dispatch_again:
+                self._dispatch_again = False
+                self._dispatch_once()
+        finally:
+            self._dispatching = False
+
+    def _dispatch_once(self) -> None:
+        if self._stopping:
+            return
+        now = self._clock()
+        queued = [r for r in self._records.values() if r.waiters]
+        queued.sort(key=lambda r: (min(w.priority for w in r.waiters), r.waiters[0].enqueued_at))
+        drain: set[ModelId] = set()
+        reserved_devices: set[DeviceId] = set()  # a starving plan waits here: no backfill
+        demand: dict[str, float] | None = None
+        for record in queued:
+            if record.state not in (ModelState.UNLOADED, ModelState.FAILED, ModelState.WARM):
+                continue
+            if demand is None:
+                demand = self.demand()
+            starving = now - record.waiters[0].enqueued_at >= self.settings.starvation_limit
+            outcome = self._plan(record, now, demand, reserved_devices)
+            if isinstance(outcome, Go):
+                self._begin_load(record, outcome)
+            elif isinstance(outcome, Wait):
+                if not record.blocked_by:
+                    held = ", ".join(str(h) for h in outcome.holders)
+                    self._emit(EventKind.WAITING_FOR_MEMORY, record, device=outcome.device,
+                               held_by=held)
+                record.blocked_by = outcome.holders
+                if starving:
+                    reserved_devices.add(outcome.device)
+                    chosen = choose_drain(
+                        outcome, self.policy, lambda r: self.candidate(r, now), now, demand
+                    )
+                    drain.update(r.model_id for r in chosen)
+            elif isinstance(outcome, Impossible):
+                self._reject_all(record, outcome.error)
+        self._set_draining(drain)
+        for record in queued:
+            if record.serving and record.waiters:
+                self._grant_all(record, now)
+
+    def _plan(
+        self, record: ModelRecord, now: float, demand: Mapping[str, float],
+        reserved_devices: set[DeviceId],
+    ) -> Go | Wait | Impossible:
+        outcome: Go | Wait | Impossible | None = None
+        for device in self.devices_for(record):
+            account = self.ledger.account(device)
+            if record.estimate > account.budget:
+                continue
+            if device in reserved_devices:
+                plan: Go | Wait | Impossible = Wait(device, [], [], record.estimate)
+            else:
+                plan = plan_load(
+                    record, account, self._residents(device), self.policy,
+                    lambda r: self.candidate(r, now), now, demand,
+                )
+            if isinstance(plan, Go):
+                return plan
+            if outcome is None or isinstance(plan, Wait):
+                outcome = plan if not isinstance(outcome, Wait) else outcome
+        assert outcome is not None, "request() refuses models that fit no device"
+        return outcome
+
+    def _set_draining(self, drain: set[ModelId]) -> None:
+        for model_id in self._draining - drain:
+            record = self._records[model_id]
+            if record.unload_requested is None:
+                record.draining = False
+        for model_id in drain - self._draining:
+            record = self._records[model_id]
+            record.draining = True
+            self._emit(EventKind.DRAINING, record, leases=len(record.leases))
+        self._draining = drain
+
+    def _grant_all(self, record: ModelRecord, now: float) -> None:
+        waiters, record.waiters = record.waiters, deque()
+        for waiter in waiters:
+            self._waiting -= 1
+            if waiter.wants_lease:
+                self._effects.grant(
+                    waiter, self._new_lease(record, waiter.task_id, waiter.priority, now, False)
+                )
+            else:
+                self._effects.grant(waiter, None)
+
+    def _reject_all(self, record: ModelRecord, error: ModelPoolError) -> None:
+        if not record.waiters:
+            return
+        waiters, record.waiters = record.waiters, deque()
+        self._waiting -= len(waiters)
+        for waiter in waiters:
+            self._effects.reject(waiter, error)
+        self._emit(EventKind.REJECTED, record, error=str(error), requests=len(waiters))

@@ -1,0 +1,51 @@
+"""A model's lifecycle: the states and the only transitions allowed between them.
+
+    UNLOADED ──► LOADING ──► READY ──► UNLOADING ──► UNLOADED
+        ▲           │          │  ▲          │
+        │           ▼          ▼  │          ▼
+        └────────  FAILED      WARM ─────► (UNLOADED)
+
+Leases are counted on READY models (a READY model with leases out is "in use");
+they are not a state of their own.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from modelpool.errors import IllegalTransition
+from modelpool.types import ModelId
+
+
+class ModelState(StrEnum):
+    UNLOADED = "unloaded"
+    """Not in memory; loadable on demand."""
+    LOADING = "loading"
+    """Memory reserved, the backend is loading it (or evictions it needs are running)."""
+    READY = "ready"
+    """Resident on its device and serving; memory committed."""
+    WARM = "warm"
+    """Weights held in host RAM, off the device; restorable faster than a cold load."""
+    UNLOADING = "unloading"
+    """The backend is releasing it; its memory counts until the unload is done."""
+    FAILED = "failed"
+    """The last load or unload failed; the next request tries again."""
+
+
+TRANSITIONS: dict[ModelState, frozenset[ModelState]] = {
+    ModelState.UNLOADED: frozenset({ModelState.LOADING}),
+    ModelState.LOADING: frozenset({ModelState.READY, ModelState.FAILED, ModelState.UNLOADED}),
+    ModelState.READY: frozenset({ModelState.UNLOADING, ModelState.WARM}),
+    ModelState.WARM: frozenset({ModelState.LOADING, ModelState.UNLOADED}),
+    ModelState.UNLOADING: frozenset({ModelState.UNLOADED, ModelState.FAILED}),
+    ModelState.FAILED: frozenset({ModelState.LOADING, ModelState.UNLOADED}),
+}
+
+RESIDENT = frozenset({ModelState.LOADING, ModelState.READY, ModelState.UNLOADING})
+"""States in which a model holds (or is about to hold) device memory."""
+
+
+def check_transition(model_id: ModelId, old: ModelState, new: ModelState) -> None:
+    """Raise ``IllegalTransition`` unless ``old -> new`` is in the table."""
+    if new not in TRANSITIONS[old]:
+        raise IllegalTransition(f"model {model_id!r}: illegal transition {old} -> {new}")

@@ -1,0 +1,155 @@
+"""Every error modelpool raises on purpose, each saying what was wrong and where.
+
+    ModelPoolError
+    ├── ConfigError            a config file, env override or argument is invalid
+    ├── PluginNotFound         no policy/backend registered under that name
+    ├── UnknownModel           no model configured under that id
+    ├── CapacityError          the memory is not there
+    │   ├── DoesNotFit         bigger than the device's whole budget: never loadable
+    │   └── InsufficientMemory nothing evictable frees enough; names the holders
+    ├── QueueFull              too many requests already waiting
+    ├── WaitTimeout            waited longer than allowed for a model
+    ├── LoadFailed             the backend could not load the model (model is FAILED)
+    ├── PoolClosed             the pool is stopped or was never started
+    ├── IllegalTransition      a lifecycle bug: a state change the table forbids
+    └── AccountingError        a ledger bug: bytes that would not add up
+
+Servers map these to HTTP statuses; nothing here carries a stack trace or a secret.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from modelpool.types import Bytes, DeviceId, ModelId
+from modelpool.units import format_size
+
+
+class ModelPoolError(Exception):
+    """Base of every error modelpool raises on purpose."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigIssue:
+    """One problem in a config: where (file, key path, line) and what was expected."""
+
+    source: str
+    path: str
+    message: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = self.source if self.line is None else f"{self.source}:{self.line}"
+        return f"{where}: {self.path or '<root>'}: {self.message}"
+
+
+class ConfigError(ModelPoolError, ValueError):
+    """The configuration is invalid; ``issues`` lists every problem found."""
+
+    def __init__(self, issues: Sequence[ConfigIssue]) -> None:
+        self.issues = list(issues)
+        lines = "\n".join(f"  {issue}" for issue in self.issues)
+        count = len(self.issues)
+        super().__init__(f"invalid configuration ({count} problem{'s' * (count != 1)}):\n{lines}")
+
+
+class PluginNotFound(ModelPoolError, LookupError):
+    """No plug-in of this kind is registered under the requested name."""
+
+    def __init__(self, kind: str, name: str, known: Sequence[str]) -> None:
+        self.kind, self.name, self.known = kind, name, sorted(known)
+        close = difflib.get_close_matches(name, self.known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        super().__init__(f"unknown {kind} {name!r}{hint}; known: {', '.join(self.known)}")
+
+
+class UnknownModel(ModelPoolError, LookupError):
+    """No model is configured under this id."""
+
+    def __init__(self, model_id: ModelId, known: Sequence[ModelId]) -> None:
+        self.model_id = model_id
+        shown = ", ".join(sorted(known)[:20]) or "none"
+        super().__init__(f"unknown model {model_id!r}; configured models: {shown}")
+
+
+class CapacityError(ModelPoolError):
+    """The memory a model needs is not available."""
+
+
+class DoesNotFit(CapacityError):
+    """The model is larger than the device's whole budget; no eviction can help."""
+
+    def __init__(self, model_id: ModelId, device: DeviceId, need: Bytes, budget: Bytes) -> None:
+        self.model_id, self.device, self.need, self.budget = model_id, device, need, budget
+        super().__init__(
+            f"model {model_id!r} needs {format_size(need)} but the whole budget of "
+            f"{device} is {format_size(budget)}; raise the budget or place it elsewhere"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Holder:
+    """A model that holds memory another model needs, and why it cannot give it up."""
+
+    model_id: ModelId
+    bytes: Bytes
+    reason: str  # "pinned", "leased by task-7, task-9", "loading", ...
+
+    def __str__(self) -> str:
+        return f"{self.model_id} ({format_size(self.bytes)}, {self.reason})"
+
+
+class InsufficientMemory(CapacityError):
+    """Nothing evictable frees enough memory; ``holders`` says what holds it."""
+
+    def __init__(
+        self, model_id: ModelId, device: DeviceId, need: Bytes, free: Bytes,
+        holders: Sequence[Holder],
+    ) -> None:
+        self.model_id, self.device, self.need, self.free = model_id, device, need, free
+        self.holders = list(holders)
+        held = "; ".join(str(h) for h in self.holders) or "nothing"
+        super().__init__(
+            f"cannot make room for {model_id!r} on {device}: needs {format_size(need)}, "
+            f"{format_size(free)} free, memory held by: {held}"
+        )
+
+
+class QueueFull(ModelPoolError):
+    """The wait queue is at its bound; the caller should retry later."""
+
+    def __init__(self, model_id: ModelId, limit: int) -> None:
+        self.model_id, self.limit = model_id, limit
+        super().__init__(f"cannot queue a request for {model_id!r}: {limit} requests already wait")
+
+
+class WaitTimeout(ModelPoolError, TimeoutError):
+    """A request waited longer than its timeout for its model to be ready."""
+
+    def __init__(self, model_id: ModelId, waited: float, state: str) -> None:
+        self.model_id, self.waited, self.state = model_id, waited, state
+        super().__init__(
+            f"gave up waiting for {model_id!r} after {waited:.1f}s (model is {state})"
+        )
+
+
+class LoadFailed(ModelPoolError):
+    """The backend failed to load the model; the model is now FAILED."""
+
+    def __init__(self, model_id: ModelId, reason: str) -> None:
+        self.model_id, self.reason = model_id, reason
+        super().__init__(f"model {model_id!r} failed to load: {reason}")
+
+
+class PoolClosed(ModelPoolError):
+    """The pool is not running: never started, or stopped."""
+
+
+class IllegalTransition(ModelPoolError, RuntimeError):
+    """A lifecycle change the transition table forbids: always a bug in modelpool."""
+
+
+class AccountingError(ModelPoolError, RuntimeError):
+    """The ledger was asked for something that would break its sums: always a bug."""
