@@ -147,7 +147,9 @@ class Scheduler:
                 record.stats.record_request(now, hit=True)
                 self._recent_tags.append(record.spec.tags)
                 return self._new_lease(record, task_id, priority, now, hit=True)
-            return Waiter(0, record.model_id, task_id, priority, now, token, wants_lease=False)
+            done = Waiter(next(self._ids), record.model_id, task_id, priority, now, token, False)
+            self._effects.grant(done, None)  # an explicit load of a resident model: done
+            return done
         self._check_ever_fits(record)
         if self._waiting >= self.settings.max_queue:
             raise QueueFull(record.model_id, self.settings.max_queue)
@@ -210,14 +212,12 @@ class Scheduler:
         """Load a model without leasing it; the waiter is answered with None when READY."""
         result = self.request(name, token=token, wants_lease=False)
         assert isinstance(result, Waiter)
-        if result.waiter_id == 0:  # already serving: answer at once
-            self._effects.grant(result, None)
         return result
 
     def unload(self, name: str, token: Any = None, reason: str = "requested") -> Waiter:
         """Unload a model once its leases are back; the waiter is answered when it is gone."""
         record = self.resolve(name)
-        waiter = Waiter(0, record.model_id, None, 0, self._clock(), token, wants_lease=False)
+        waiter = Waiter(next(self._ids), record.model_id, None, 0, self._clock(), token, wants_lease=False)
         if record.state not in RESIDENT:
             self._effects.grant(waiter, None)
             return waiter
@@ -248,7 +248,7 @@ class Scheduler:
         The returned waiter is answered once nothing is loaded or loading.
         """
         self._stopping = True
-        waiter = Waiter(0, "", None, 0, self._clock(), token, wants_lease=False)
+        waiter = Waiter(next(self._ids), "", None, 0, self._clock(), token, wants_lease=False)
         self._stop_waiters.append(waiter)
         for record in self._records.values():
             self._reject_all(record, PoolClosed("the pool stopped before serving this request"))
@@ -440,6 +440,12 @@ class Scheduler:
         assert device is not None
         if record.load_started or not self.ledger.can_start(device, record.model_id):
             return
+        group = record.spec.group
+        if group is not None and any(
+            r.spec.group == group and r is not record for r in self._residents(device)
+            if r.state is not ModelState.LOADING or r.load_started
+        ):
+            return  # "one heavy model at a time": not even while the other is unloading
         self.ledger.start(device, record.model_id)
         record.load_started = True
         self._emit(EventKind.LOAD_STARTED, record, device=device, bytes=record.estimate)
@@ -508,6 +514,11 @@ class Scheduler:
             return
         now = self._clock()
         queued = [r for r in self._records.values() if r.waiters]
+        # Serve what is resident first: those leases also keep it from being a victim below.
+        for record in queued:
+            if record.serving:
+                self._grant_all(record, now)
+        queued = [r for r in queued if r.waiters]
         queued.sort(key=lambda r: (min(w.priority for w in r.waiters), r.waiters[0].enqueued_at))
         drain: set[ModelId] = set()
         reserved_devices: set[DeviceId] = set()  # a starving plan waits here: no backfill
@@ -535,10 +546,8 @@ class Scheduler:
                     drain.update(r.model_id for r in chosen)
             elif isinstance(outcome, Impossible):
                 self._reject_all(record, outcome.error)
-        self._set_draining(drain)
-        for record in queued:
-            if record.serving and record.waiters:
-                self._grant_all(record, now)
+        if self._set_draining(drain):
+            self._dispatch_again = True  # a model serves again: grant its queue
 
     def _plan(
         self, record: ModelRecord, now: float, demand: Mapping[str, float],
@@ -563,16 +572,20 @@ class Scheduler:
         assert outcome is not None, "request() refuses models that fit no device"
         return outcome
 
-    def _set_draining(self, drain: set[ModelId]) -> None:
+    def _set_draining(self, drain: set[ModelId]) -> bool:
+        """Drain exactly ``drain``; True if a model stopped draining while requests wait."""
+        resumed = False
         for model_id in self._draining - drain:
             record = self._records[model_id]
             if record.unload_requested is None:
                 record.draining = False
+                resumed = resumed or bool(record.waiters)
         for model_id in drain - self._draining:
             record = self._records[model_id]
             record.draining = True
             self._emit(EventKind.DRAINING, record, leases=len(record.leases))
         self._draining = drain
+        return resumed
 
     def _grant_all(self, record: ModelRecord, now: float) -> None:
         waiters, record.waiters = record.waiters, deque()

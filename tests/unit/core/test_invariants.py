@@ -1,0 +1,152 @@
+"""Property tests: random interleavings of requests, releases, loads, unloads and time.
+
+After every step the books must balance and the rules hold: never over budget, a
+leased model never unloading, at most one member of an exclusive group on a device,
+and after stop everything returns to zero.
+"""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+from harness import GB, Harness
+
+from modelpool.core.lease import Lease, Waiter
+from modelpool.core.states import RESIDENT, ModelState
+from modelpool.errors import DoesNotFit, QueueFull
+
+MODELS = {
+    "a": {"memory": 4 * GB},
+    "b": {"memory": 3 * GB, "ttl": 30},
+    "c": {"memory": 5 * GB, "device": "auto"},
+    "x": {"memory": 4 * GB, "group": "heavy", "device": "gpu:0"},
+    "y": {"memory": 5 * GB, "group": "heavy", "device": "gpu:0"},
+    "p": {"memory": 2 * GB, "pinned": True},
+    "big": {"memory": 11 * GB, "device": "auto"},
+}
+
+
+class PoolMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.h = Harness(
+            MODELS, budgets={"cpu": 10 * GB, "gpu:0": 8 * GB}, policy="hybrid",
+            starvation_limit=5.0, max_queue=20,
+        )
+        self.leases: list[Lease] = []
+        self.waiters: list[Waiter] = []
+        self.seen: set[int] = set()
+
+    def _collect(self) -> None:
+        for waiter_id, lease in self.h.fx.granted.items():
+            if waiter_id not in self.seen:
+                self.seen.add(waiter_id)
+                if lease is not None:
+                    self.leases.append(lease)
+
+    @rule(model=st.sampled_from(sorted(MODELS)))
+    def request(self, model: str) -> None:
+        try:
+            result = self.h.request(model)
+        except (DoesNotFit, QueueFull):
+            return
+        if isinstance(result, Lease):
+            self.leases.append(result)
+        else:
+            self.waiters.append(result)
+        self._collect()
+
+    @rule(data=st.data())
+    def release(self, data: st.DataObject) -> None:
+        live = [lease for lease in self.leases if not lease.released]
+        if live:
+            self.h.s.release(data.draw(st.sampled_from(live)), ok=data.draw(st.booleans()))
+            self._collect()
+
+    @rule(data=st.data(), ok=st.booleans())
+    def finish_load(self, data: st.DataObject, ok: bool) -> None:
+        started = [r.model_id for r in self.h.s.records()
+                   if r.state is ModelState.LOADING and r.load_started]
+        if started:
+            model = data.draw(st.sampled_from(started))
+            self.h.finish_load(model) if ok else self.h.fail_load(model)
+            self._collect()
+
+    @rule(data=st.data())
+    def finish_unload(self, data: st.DataObject) -> None:
+        leaving = [r.model_id for r in self.h.s.records() if r.state is ModelState.UNLOADING]
+        if leaving:
+            self.h.finish_unload(data.draw(st.sampled_from(leaving)))
+            self._collect()
+
+    @rule(seconds=st.floats(min_value=0.5, max_value=40))
+    def time_passes(self, seconds: float) -> None:
+        self.h.clock.advance(seconds)
+        self.h.s.on_tick()
+        self._collect()
+
+    @rule(data=st.data(), expire=st.booleans())
+    def give_up(self, data: st.DataObject, expire: bool) -> None:
+        pending = [w for w in self.waiters if w.waiter_id not in self.h.fx.granted
+                   and w.waiter_id not in self.h.fx.rejected]
+        if pending:
+            waiter = data.draw(st.sampled_from(pending))
+            self.h.s.expire(waiter) if expire else self.h.s.cancel(waiter)
+            self._collect()
+
+    @invariant()
+    def books_balance(self) -> None:
+        for account in self.h.s.ledger:
+            staying = account.committed_total - account.leaving_total
+            assert staying + account.reserved_total <= account.budget, account
+            assert account.committed_total + account.started_total <= account.budget, account
+            assert account.committed_total == sum(account.committed.values())
+            assert account.reserved_total == sum(account.reserved.values())
+        for record in self.h.s.records():
+            account = self.h.s.ledger.account(record.device) if record.device else None
+            if record.state in (ModelState.READY, ModelState.UNLOADING):
+                assert account is not None and record.model_id in account.committed
+            elif record.state is ModelState.LOADING:
+                assert account is not None and record.model_id in account.reserved
+                assert (record.model_id in account.started) == record.load_started
+            else:
+                assert record.device is None
+
+    @invariant()
+    def leased_models_are_never_evicted(self) -> None:
+        for record in self.h.s.records():
+            if record.leases:
+                assert record.state is ModelState.READY, record.model_id
+        unloaded = set(self.h.fx.unloads)
+        assert "p" not in unloaded or self.h.s.stopping  # pinned: only an explicit unload
+
+    @invariant()
+    def one_heavy_model_at_a_time(self) -> None:
+        present = [
+            r.model_id for r in self.h.s.records()
+            if r.spec.group == "heavy" and r.state in RESIDENT
+            and (r.state is not ModelState.LOADING or r.load_started)
+        ]
+        assert len(present) <= 1, present
+
+    @invariant()
+    def queue_count_is_exact(self) -> None:
+        assert self.h.s.waiting == sum(len(r.waiters) for r in self.h.s.records())
+
+    def teardown(self) -> None:
+        self.h.s.stop()
+        for lease in self.leases:
+            self.h.s.release(lease)
+        self.h.settle()
+        assert self.h.s.ledger.is_empty()
+        assert all(r.state not in RESIDENT for r in self.h.s.records())
+        for account in self.h.s.ledger:
+            assert account.reserved_total == account.committed_total == 0
+
+
+PoolMachine.TestCase.settings = settings(
+    max_examples=200, stateful_step_count=40, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+TestPoolInvariants = PoolMachine.TestCase
