@@ -344,25 +344,20 @@ class Scheduler:
     # --- status -------------------------------------------------------------------
 
     def candidate(self, record: ModelRecord, now: float | None = None) -> Candidate:
-        """What policies see of a record."""
+        """What policies see of a record (built for every decision: keep it lean)."""
         now = self._clock() if now is None else now
         stats = record.stats
-        priority = min([record.spec.priority, *(le.priority for le in record.leases.values())])
-        measured = stats.mean_load_seconds
+        priority = record.spec.priority
+        for lease in record.leases.values():  # a lease for urgent work makes it urgent
+            priority = min(priority, lease.priority)
+        load_seconds = (
+            stats.load_seconds_total / stats.load_count if stats.load_count
+            else record.estimate / ASSUMED_LOAD_BANDWIDTH
+        )
         return Candidate(
-            model_id=record.model_id,
-            bytes=record.estimate,
-            priority=priority,
-            last_used=stats.last_used,
-            loaded_at=stats.loaded_at,
-            load_count=stats.load_count,
-            use_count=stats.requests,
-            frequency=stats.frequency(now),
-            current_tasks=len(record.leases),
-            error_count=stats.errors,
-            load_seconds=measured if measured is not None
-            else record.estimate / ASSUMED_LOAD_BANDWIDTH,
-            tags=record.spec.tags,
+            record.spec.id, record.estimate, priority, stats.last_used, stats.loaded_at,
+            stats.load_count, stats.requests, stats.frequency(now), len(record.leases),
+            stats.errors, load_seconds, record.spec.tags,
         )
 
     def demand(self) -> dict[str, float]:

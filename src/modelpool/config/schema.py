@@ -1,0 +1,371 @@
+"""The configuration: one YAML file, validated, with ``MODELPOOL_*`` env overrides.
+
+.. code-block:: yaml
+
+    server: {host: 127.0.0.1, port: 8080}
+    pool:
+      strategy: hybrid
+      budgets: {"cuda:0": 15.5GB, cpu: 8GB}
+      warm_budget: 32GB
+    models:
+      smollm2:
+        backend: llamacpp
+        model_path: /models/SmolLM2-135M-Instruct.Q4_1.gguf   # a backend option
+        memory: 300MB
+        device: cpu
+        tags: [chat, general]
+        ttl: 10m
+
+Keys of a model that are not ``ModelSpec`` fields are options of its backend and are
+checked against the backend's ``options_model`` when it has one. Every problem is
+reported at once in a ``ConfigError``, each with its file, key path and line.
+
+Env overrides (see ``modelpool.config.env``): ``Config.load`` reads ``os.environ``
+unless given ``environ``; ``from_yaml`` and ``from_mapping`` apply none unless given.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self, TypeVar
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from modelpool.config.env import Override, apply_env_overrides, override_for
+from modelpool.config.issues import (
+    Loc,
+    describe,
+    dotted,
+    duplicate_keys,
+    line_of,
+    shown,
+    unknown_key_message,
+    yaml_syntax_issue,
+)
+from modelpool.config.fields import BudgetDevice, Device, Id, Seconds, Size, one_or_many
+from modelpool.errors import ConfigError, ConfigIssue, PluginNotFound
+from modelpool.plugins import BACKENDS, POLICIES
+from modelpool.types import ModelId
+
+DEFAULT_STATE_DIR = Path("~/.local/state/modelpool")
+
+# Validation context key: when present, problems found after field validation (backend
+# options, cross-field checks) are appended to this list with their paths instead of
+# being raised as a single error, so that the loader can report each one separately.
+_SINK = "modelpool.config.sink"
+
+_T = TypeVar("_T")
+
+
+def default_state_dir() -> Path:
+    """Where state (measured footprints, load times) lives by default, expanded."""
+    return DEFAULT_STATE_DIR.expanduser()
+
+
+class ModelSpec(BaseModel):
+    """One model the pool may load. Unknown keys become backend ``options``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: Id
+    backend: str
+    options: dict[str, Any] = Field(default_factory=dict)
+    memory: Size | None = None
+    device: Device = "auto"
+    priority: int = Field(default=5, ge=0, le=100)
+    pinned: bool = False
+    ttl: Annotated[Seconds, Field(gt=0)] | None = None
+    group: str | None = Field(default=None, min_length=1)
+    tags: Annotated[tuple[str, ...], BeforeValidator(one_or_many)] = ()
+    aliases: Annotated[tuple[Id, ...], BeforeValidator(one_or_many)] = ()
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The id followed by the aliases: every name this model answers to."""
+        return (self.id, *self.aliases)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flatten_options(cls, data: Any, info: ValidationInfo) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        fields = cls.model_fields
+        kept = {key: value for key, value in data.items() if key in fields}
+        extra = {key: value for key, value in data.items() if key not in fields}
+        # "options:" left empty in YAML means no options, like leaving it out.
+        options = {} if data.get("options") is None else data["options"]
+        if not isinstance(options, Mapping):
+            return kept  # the options field reports it; the extra keys cannot go anywhere
+        clash = sorted(str(key) for key in extra if key in options)
+        if clash:
+            raise ValueError(
+                f"{', '.join(map(repr, clash))} given both as a key and under 'options'; "
+                "give each option once"
+            )
+        data = {**kept, "options": {**options, **extra}}
+        # Options are checked before the fields so that their problems are reported even
+        # when another field of the same model is wrong too.
+        problems = _option_problems(data.get("backend"), data["options"])
+        return _report(data, problems, info, ("models", str(data.get("id"))))
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, name: str) -> str:
+        known = BACKENDS.names()
+        if name not in known:
+            raise ValueError(str(PluginNotFound(BACKENDS.kind, name, known)))
+        return name
+
+
+class ServerSettings(BaseModel):
+    """The HTTP server: where it listens and which API keys it accepts."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    api_keys: list[str] = Field(default_factory=list)
+
+
+class PoolSettings(BaseModel):
+    """How the pool decides: eviction strategy, memory budgets, queue and timers."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    strategy: str = "hybrid"
+    strategy_options: dict[str, Any] = Field(default_factory=dict)
+    budgets: dict[BudgetDevice, Size] = Field(default_factory=dict)
+    warm_budget: Size = 0
+    probe: Literal["auto", "nvml", "torch", "system", "static"] = "auto"
+    state_dir: Path = DEFAULT_STATE_DIR
+    """Stored as written; call ``.expanduser()`` on use."""
+    max_queue: int = Field(default=1024, ge=1)
+    wait_timeout: Annotated[Seconds, Field(gt=0)] = 300.0
+    starvation_limit: Annotated[Seconds, Field(ge=0)] = 10.0
+    """How long a waiting request may be passed over before it goes first."""
+    reap_interval: Annotated[Seconds, Field(gt=0)] = 1.0
+    """How often idle models are checked against their ``ttl``."""
+
+    @field_validator("strategy")
+    @classmethod
+    def _known_strategy(cls, name: str) -> str:
+        name = str(name)  # a ModelSwitchingStrategy member becomes its plain name
+        known = POLICIES.names()
+        if name not in known:
+            raise ValueError(str(PluginNotFound(POLICIES.kind, name, known)))
+        return name
+
+
+class Config(BaseModel):
+    """Everything ``modelpool`` is configured with; build it with ``load``/``from_*``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    pool: PoolSettings = Field(default_factory=PoolSettings)
+    models: dict[ModelId, ModelSpec] = Field(default_factory=dict)
+    source: str = Field(default="<memory>", exclude=True)
+    """Where this config came from: a file path, ``<string>`` or ``<mapping>``."""
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
+        """Read a YAML file; ``environ=None`` applies overrides from ``os.environ``."""
+        source = os.fspath(path)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError([ConfigIssue(source, "", "no such file")]) from None
+        except (OSError, UnicodeDecodeError) as error:
+            reason = getattr(error, "strerror", None) or str(error)
+            raise ConfigError([ConfigIssue(source, "", f"cannot read: {reason}")]) from None
+        return cls.from_yaml(text, source, os.environ if environ is None else environ)
+
+    @classmethod
+    def from_yaml(
+        cls, text: str, source: str = "<string>", environ: Mapping[str, str] | None = None
+    ) -> Config:
+        """Parse YAML text; an empty document is the default config. No env by default."""
+        try:
+            loader = yaml.SafeLoader(text)  # raises already for unprintable characters
+            try:
+                root = loader.get_single_node()
+                data = {} if root is None else loader.construct_document(root)
+            finally:
+                loader.dispose()
+        except yaml.YAMLError as error:
+            raise ConfigError([yaml_syntax_issue(error, source)]) from None
+        return _build(cls, data, source, environ or {}, root, duplicate_keys(root, source))
+
+    @classmethod
+    def from_mapping(
+        cls,
+        data: Mapping[str, Any],
+        source: str = "<mapping>",
+        environ: Mapping[str, str] | None = None,
+    ) -> Config:
+        """Validate already-parsed data (``data`` is not modified). No env by default."""
+        return _build(cls, data, source, environ or {}, None, [])
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ids_from_keys(cls, data: Any, info: ValidationInfo) -> Any:
+        # In YAML a model's id is its key; fill it in so that ModelSpec can require it.
+        if not isinstance(data, Mapping) or not isinstance(data.get("models"), Mapping):
+            return data
+        models: dict[Any, Any] = {}
+        problems: list[tuple[Loc, str]] = []
+        for key, spec in data["models"].items():
+            # YAML reads a key like 7 as a number; as an id it is the string "7".
+            name = str(key) if isinstance(key, int) and not isinstance(key, bool) else key
+            if isinstance(spec, Mapping):
+                if "id" in spec and spec["id"] != name:
+                    problems.append((("models", name, "id"), _id_mismatch(spec["id"], name)))
+                # Validation goes on under the key so the model's other problems show too.
+                spec = {**spec, "id": name}
+            models[name] = spec
+        return _report({**data, "models": models}, problems, info)
+
+    @model_validator(mode="after")
+    def _cross_check(self, info: ValidationInfo) -> Self:
+        return _report(self, _cross_field_problems(self), info)
+
+
+def _option_problems(backend: object, options: Mapping[str, Any]) -> list[tuple[Loc, str]]:
+    """Check a model's options against its backend's ``options_model``, if it has one."""
+    if not isinstance(backend, str) or backend not in BACKENDS.names():
+        return []  # the backend field reports this
+    try:
+        factory = BACKENDS.get(backend)
+    except ImportError:
+        # A backend whose optional dependencies are missing cannot check its options;
+        # the config must stay loadable for the other models, so the pool reports it
+        # (LoadFailed) if this model is ever used.
+        return []
+    options_model = getattr(factory, "options_model", None)
+    if not (isinstance(options_model, type) and issubclass(options_model, BaseModel)):
+        return []
+    try:
+        options_model.model_validate(options)
+    except ValidationError as error:
+        accepted = [*ModelSpec.model_fields, *options_model.model_fields]
+        problems: list[tuple[Loc, str]] = []
+        for detail in error.errors(include_url=False):
+            loc, message = describe(detail, lambda _loc: accepted)
+            if detail["type"] == "extra_forbidden":
+                what = f"unknown key for backend {backend!r}"
+                message = unknown_key_message(loc[-1], accepted, what)
+            problems.append((loc, message))
+        return problems
+    return []
+
+
+def _cross_field_problems(config: Config) -> list[tuple[Loc, str]]:
+    problems: list[tuple[Loc, str]] = []
+    # Ids first, so that an alias clashing with any id is reported at the alias.
+    owner: dict[str, str] = {}
+    for key, spec in config.models.items():
+        owner[key] = f"the id of model {key!r}"
+        if spec.id != key:  # a ModelSpec instance given from Python under another key
+            problems.append((("models", key, "id"), _id_mismatch(spec.id, key)))
+    for key, spec in config.models.items():
+        for index, alias in enumerate(spec.aliases):
+            if alias in owner:
+                message = f"{alias!r} is already {owner[alias]}; ids and aliases must be unique"
+                problems.append((("models", key, "aliases", index), message))
+            else:
+                owner[alias] = f"an alias of model {key!r}"
+    budgets = config.pool.budgets
+    if budgets:
+        for key, spec in config.models.items():
+            if spec.device != "auto" and spec.device not in budgets:
+                message = (
+                    f"no budget for device {spec.device!r} in pool.budgets (has: "
+                    f"{', '.join(sorted(budgets))}); add one or use device: auto"
+                )
+                problems.append((("models", key, "device"), message))
+    return problems
+
+
+def _id_mismatch(given: object, key: str) -> str:
+    return f"id {given!r} disagrees with its key {key!r}; drop 'id' or make them equal"
+
+
+def _report(value: _T, problems: list[tuple[Loc, str]], info: ValidationInfo, at: Loc = ()) -> _T:
+    """Hand ``problems`` (under ``at``) to the loader's sink, or raise them all as one."""
+    if not problems:
+        return value
+    sink = info.context.get(_SINK) if isinstance(info.context, dict) else None
+    if isinstance(sink, list):
+        sink.extend(((*at, *loc), message) for loc, message in problems)
+        return value
+    raise ValueError("; ".join(f"{dotted(loc)}: {message}" for loc, message in problems))
+
+
+def _known_keys(loc: Loc) -> list[str]:
+    if not loc:
+        return [name for name in Config.model_fields if name != "source"]
+    sections: dict[str | int, type[BaseModel]] = {"server": ServerSettings, "pool": PoolSettings}
+    model = sections.get(loc[0]) if len(loc) == 1 else None
+    return list(model.model_fields) if model is not None else []
+
+
+def _build(
+    cls: type[Config],
+    data: object,
+    source: str,
+    environ: Mapping[str, str],
+    root: yaml.Node | None,
+    issues: list[ConfigIssue],
+) -> Config:
+    if not isinstance(data, Mapping):
+        message = f"expected a mapping with server, pool and models at the top, got {shown(data)}"
+        raise ConfigError([*issues, ConfigIssue(source, "", message, line_of(root, ()) or 1)])
+    raw = dict(data)
+    if "source" in raw:
+        # 'source' records where a config came from; a file cannot claim another origin.
+        message = unknown_key_message("source", _known_keys(()))
+        issues.append(ConfigIssue(source, "source", message, line_of(root, ("source",))))
+        del raw["source"]
+    overrides, env_issues = apply_env_overrides(raw, environ)
+    issues.extend(env_issues)
+    sink: list[tuple[Loc, str]] = []
+    problems: list[tuple[Loc, str]] = []
+    config = None
+    try:
+        config = cls.model_validate(raw, context={_SINK: sink})
+    except ValidationError as error:
+        problems = [describe(detail, _known_keys) for detail in error.errors(include_url=False)]
+    # Problems from the sink (backend options, cross-field checks) are found even when
+    # other parts failed, so the file's author sees everything in one go.
+    problems.extend(sink)
+    issues.extend(_issue(loc, message, source, root, overrides) for loc, message in problems)
+    if issues or config is None:
+        # In file order, then the env variables' issues (which have no line).
+        issues.sort(key=lambda issue: (issue.source != source, issue.line or 0))
+        raise ConfigError(issues)
+    return config.model_copy(update={"source": source})
+
+
+def _issue(
+    loc: Loc, message: str, source: str, root: yaml.Node | None, overrides: list[Override]
+) -> ConfigIssue:
+    var = override_for(loc, overrides)
+    if var is not None:
+        return ConfigIssue(var, dotted(loc), message)
+    line = None
+    if len(loc) > 2 and loc[0] == "models":
+        # A backend option may be written flat or under 'options:'; look in both places.
+        line = line_of(root, loc, exact=True) or line_of(root, (*loc[:2], "options", *loc[2:]))
+    return ConfigIssue(source, dotted(loc), message, line or line_of(root, loc))
