@@ -105,7 +105,11 @@ class InsufficientMemory(CapacityError):
     """Nothing evictable frees enough memory; ``holders`` says what holds it."""
 
     def __init__(
-        self, model_id: ModelId, device: DeviceId, need: Bytes, free: Bytes,
+        self,
+        model_id: ModelId,
+        device: DeviceId,
+        need: Bytes,
+        free: Bytes,
         holders: Sequence[Holder],
     ) -> None:
         self.model_id, self.device, self.need, self.free = model_id, device, need, free
@@ -130,9 +134,7 @@ class WaitTimeout(ModelPoolError, TimeoutError):
 
     def __init__(self, model_id: ModelId, waited: float, state: str) -> None:
         self.model_id, self.waited, self.state = model_id, waited, state
-        super().__init__(
-            f"gave up waiting for {model_id!r} after {waited:.1f}s (model is {state})"
-        )
+        super().__init__(f"gave up waiting for {model_id!r} after {waited:.1f}s (model is {state})")
 
 
 class LoadFailed(ModelPoolError):

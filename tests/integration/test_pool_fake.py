@@ -31,10 +31,13 @@ def spec(model_id: str, memory: int = 4 * GB, **fields: object) -> ModelSpec:
     return ModelSpec(id=model_id, backend="fake", memory=memory, device="cpu", **fields)
 
 
-def make_pool(*specs: ModelSpec, budget: int = 8 * GB, **kw: object) -> tuple[ModelPool, FakeBackend]:
+def make_pool(
+    *specs: ModelSpec, budget: int = 8 * GB, **kw: object
+) -> tuple[ModelPool, FakeBackend]:
     backend = FakeBackend()
-    pool = ModelPool(specs, budgets={"cpu": budget}, strategy="lru",
-                     backends={"fake": backend}, **kw)  # type: ignore[arg-type]
+    pool = ModelPool(
+        specs, budgets={"cpu": budget}, strategy="lru", backends={"fake": backend}, **kw
+    )  # type: ignore[arg-type]
     return pool, backend
 
 
@@ -61,14 +64,17 @@ async def test_fifty_concurrent_uses_of_a_cold_model_load_it_once() -> None:
         assert pool.get_resource_status()["queue"]["waiting"] == 50
         gate.set()
         await asyncio.gather(*users)
-        assert backend.loads == ["a"] and entered == 50
+        assert backend.loads == ["a"]
+        assert entered == 50
         stats = pool.get_resource_status()["model_resources"]["a"]
-        assert stats["misses"] == 50 and stats["total_tasks_processed"] == 50
+        assert stats["misses"] == 50
+        assert stats["total_tasks_processed"] == 50
 
 
 async def test_load_failure_is_clear_marks_failed_and_others_keep_serving() -> None:
     pool, backend = make_pool(
-        spec("good"), spec("bad", fail_loads=1, fail_message="weights file is truncated"),
+        spec("good"),
+        spec("bad", fail_loads=1, fail_message="weights file is truncated"),
     )
     async with pool:
         async with pool.use("good"):
@@ -95,12 +101,15 @@ async def test_idle_ttl_reaper_unloads_on_the_pool_clock() -> None:
             pass
         clock.advance(61)
         await asyncio.wait_for(next_event(events, EventKind.UNLOADED, "a"), 5)
-        assert backend.resident == set() and pool.state("a") is ModelState.UNLOADED
+        assert backend.resident == set()
+        assert pool.state("a") is ModelState.UNLOADED
 
 
 async def test_exclusive_group_keeps_one_heavy_model_at_a_time() -> None:
     pool, backend = make_pool(
-        spec("llm", group="heavy"), spec("sdxl", group="heavy"), spec("tts", memory=GB),
+        spec("llm", group="heavy"),
+        spec("sdxl", group="heavy"),
+        spec("tts", memory=GB),
         budget=16 * GB,
     )
     async with pool:
@@ -126,7 +135,7 @@ async def test_waiting_on_a_slow_load_times_out_with_wait_timeout() -> None:
     pool, backend = make_pool(spec("a"))
     backend.gate("a")
     async with pool:
-        with pytest.raises(WaitTimeout, match="'a'.*loading"):
+        with pytest.raises(WaitTimeout, match=r"'a'.*loading"):
             await pool.acquire("a", timeout=0.05)
         backend.gate("a").set()
         await pool.load("a")
@@ -156,7 +165,8 @@ async def test_errors_inside_use_count_against_the_model() -> None:
                 raise ValueError("bad prompt")
         await pool.update_model_performance("a", response_time=2.0, success=True)
         stats = pool.get_resource_status()["model_resources"]["a"]
-        assert stats["errors"] == 1 and stats["total_tasks_processed"] == 2
+        assert stats["errors"] == 1
+        assert stats["total_tasks_processed"] == 2
         assert stats["p99_response_time"] == 2.0
 
 
@@ -213,7 +223,8 @@ async def test_stop_unloads_everything_even_with_a_lease_out_after_the_drain_tim
     lease = await pool.acquire("a")
     await pool.load("b")
     await pool.stop(drain_timeout=0.05)
-    assert backend.resident == set() and lease.released
+    assert backend.resident == set()
+    assert lease.released
     assert pool.get_resource_status()["memory_info"]["cpu"]["committed"] == 0
     with pytest.raises(PoolClosed):
         await pool.acquire("a")
@@ -244,7 +255,8 @@ async def test_pool_from_yaml_config(tmp_path: object) -> None:
         """
     )
     pool = ModelPool.from_config(config)
-    assert pool.strategy == "fifo" and pool.get_best_model_for_task("code") == "b"
+    assert pool.strategy == "fifo"
+    assert pool.get_best_model_for_task("code") == "b"
     async with pool, pool.use("a") as lease:
         assert lease.obj("x") == "[a@cpu] x"
 
@@ -257,7 +269,8 @@ def test_use_sync_from_plain_code() -> None:
     with pool.use_sync("b", task_id="script") as lease:
         assert lease.task_id == "script"
     pool.stop_sync()
-    assert backend.loads == ["a", "b"] and backend.resident == set()
+    assert backend.loads == ["a", "b"]
+    assert backend.resident == set()
 
 
 async def test_use_sync_refuses_to_block_its_own_loop() -> None:

@@ -23,7 +23,9 @@ from modelpool.units import parse_size
 class FakeOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    footprint: Annotated[Bytes | None, BeforeValidator(lambda v: v if v is None else parse_size(v))] = None
+    footprint: Annotated[
+        Bytes | None, BeforeValidator(lambda v: v if v is None else parse_size(v))
+    ] = None
     """Bytes the load reports as measured (default: the spec's ``memory``)."""
     load_seconds: float = Field(0.0, ge=0)
     unload_seconds: float = Field(0.0, ge=0)
@@ -84,8 +86,9 @@ class FakeBackend:
             self.concurrent_loads -= 1
         self.resident.add(spec.id)
         footprint = options.footprint if options.footprint is not None else spec.memory
-        return Handle(spec.id, device, obj=FakeModel(spec.id, device), footprint=footprint,
-                      native=options)
+        return Handle(
+            spec.id, device, obj=FakeModel(spec.id, device), footprint=footprint, native=options
+        )
 
     async def unload(self, handle: Handle) -> None:
         options: FakeOptions = handle.native

@@ -44,6 +44,7 @@ from pydantic import (
 )
 
 from modelpool.config.env import Override, apply_env_overrides, override_for
+from modelpool.config.fields import BudgetDevice, Device, Id, Seconds, Size, one_or_many
 from modelpool.config.issues import (
     Loc,
     describe,
@@ -54,7 +55,6 @@ from modelpool.config.issues import (
     unknown_key_message,
     yaml_syntax_issue,
 )
-from modelpool.config.fields import BudgetDevice, Device, Id, Seconds, Size, one_or_many
 from modelpool.errors import ConfigError, ConfigIssue, PluginNotFound
 from modelpool.plugins import BACKENDS, POLICIES
 from modelpool.types import ModelId

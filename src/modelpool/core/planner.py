@@ -85,7 +85,10 @@ def plan_load(
         if other.pinned:
             why = f"pinned member of exclusive group {group!r}"
             error = InsufficientMemory(
-                target.model_id, account.device, need, max(0, account.planned_free),
+                target.model_id,
+                account.device,
+                need,
+                max(0, account.planned_free),
                 [holder(account, other, why)],
             )
             return Impossible(error)
@@ -105,8 +108,11 @@ def plan_load(
     evictable = {
         r.model_id: r
         for r in residents
-        if r.state is ModelState.READY and not r.leases and not r.pinned
-        and r is not target and r not in forced
+        if r.state is ModelState.READY
+        and not r.leases
+        and not r.pinned
+        and r is not target
+        and r not in forced
     }
     chosen: list[ModelRecord] = []
     if evictable:
@@ -122,8 +128,11 @@ def plan_load(
 
     # Not enough even with every idle model gone: who holds the rest, and will they let go?
     stuck = [
-        r for r in residents
-        if r is not target and r not in chosen and r not in forced
+        r
+        for r in residents
+        if r is not target
+        and r not in chosen
+        and r not in forced
         and r.state is not ModelState.UNLOADING
     ]
     holders = [holder(account, r) for r in stuck]
@@ -140,7 +149,10 @@ def plan_load(
 
 
 def choose_drain(
-    wait: Wait, policy: EvictionPolicy, candidate_of: CandidateOf, now: float,
+    wait: Wait,
+    policy: EvictionPolicy,
+    candidate_of: CandidateOf,
+    now: float,
     demand: Mapping[str, float],
 ) -> list[ModelRecord]:
     """Which leased models to stop granting to, so a starving request gets its memory."""

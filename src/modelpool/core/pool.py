@@ -26,7 +26,13 @@ from modelpool.core.ports import Backend, Clock, EvictionPolicy, Handle, MemoryP
 from modelpool.core.scheduler import Scheduler, SchedulerSettings
 from modelpool.core.states import RESIDENT, ModelState
 from modelpool.core.sync import LoopThread
-from modelpool.errors import ConfigError, ConfigIssue, InsufficientMemory, ModelPoolError, PoolClosed
+from modelpool.errors import (
+    ConfigError,
+    ConfigIssue,
+    InsufficientMemory,
+    ModelPoolError,
+    PoolClosed,
+)
 from modelpool.plugins import BACKENDS, POLICIES
 from modelpool.types import Bytes, DeviceId, ModelId, ModelSwitchingStrategy
 from modelpool.units import parse_size
@@ -37,7 +43,8 @@ EVENT_HISTORY = 1000
 
 
 def make_policy(
-    strategy: str | ModelSwitchingStrategy | EvictionPolicy, options: Mapping[str, Any] | None = None
+    strategy: str | ModelSwitchingStrategy | EvictionPolicy,
+    options: Mapping[str, Any] | None = None,
 ) -> EvictionPolicy:
     """A policy instance from a name, an enum member, or an instance (returned as is)."""
     if isinstance(strategy, str):  # StrEnum members are str too
@@ -119,18 +126,27 @@ class ModelPool:
         estimate = getattr(self._backends[spec.backend], "estimate", None)
         size = estimate(spec) if estimate is not None else None
         if size is None:
-            raise ConfigError([ConfigIssue(
-                "<pool>", f"models.{spec.id}.memory",
-                f"no memory estimate: backend {spec.backend!r} cannot measure before loading, "
-                "so give one, e.g. memory: 4GB",
-            )])
+            raise ConfigError(
+                [
+                    ConfigIssue(
+                        "<pool>",
+                        f"models.{spec.id}.memory",
+                        f"no memory estimate: backend {spec.backend!r} cannot measure before "
+                        "loading, "
+                        "so give one, e.g. memory: 4GB",
+                    )
+                ]
+            )
         return int(size)
 
     def _check_devices(self, specs: list[ModelSpec]) -> None:
         issues = [
-            ConfigIssue("<pool>", f"models.{spec.id}.device",
-                        f"no budget for device {spec.device!r}; budgets: "
-                        f"{', '.join(self._scheduler.ledger.devices()) or 'none'}")
+            ConfigIssue(
+                "<pool>",
+                f"models.{spec.id}.device",
+                f"no budget for device {spec.device!r}; budgets: "
+                f"{', '.join(self._scheduler.ledger.devices()) or 'none'}",
+            )
             for spec in specs
             if spec.device != "auto" and spec.device not in self._scheduler.ledger
         ]
@@ -203,14 +219,22 @@ class ModelPool:
     # --- using models -------------------------------------------------------------
 
     def use(
-        self, model: str, *, task_id: str | None = None, priority: int | None = None,
+        self,
+        model: str,
+        *,
+        task_id: str | None = None,
+        priority: int | None = None,
         timeout: float | None = None,
     ) -> _Use:
         """``async with pool.use("id") as lease:`` loads if needed and pins while inside."""
         return _Use(self, model, task_id, priority, timeout)
 
     async def acquire(
-        self, model: str, *, task_id: str | None = None, priority: int | None = None,
+        self,
+        model: str,
+        *,
+        task_id: str | None = None,
+        priority: int | None = None,
         timeout: float | None = None,
     ) -> Lease:
         """A lease on ``model``, loading it (and evicting others) if needed."""
@@ -289,7 +313,8 @@ class ModelPool:
         return bool(leases)
 
     def set_switching_strategy(
-        self, strategy: str | ModelSwitchingStrategy | EvictionPolicy,
+        self,
+        strategy: str | ModelSwitchingStrategy | EvictionPolicy,
         options: Mapping[str, Any] | None = None,
     ) -> None:
         """Change the eviction policy at run time, by name, enum member or instance."""
@@ -324,8 +349,13 @@ class ModelPool:
                 return True
             if allow_eviction and record.estimate <= account.budget:
                 plan = plan_load(
-                    record, account, self._residents(device), self._scheduler.policy,
-                    lambda r: self._scheduler.candidate(r, now), now, self._scheduler.demand(),
+                    record,
+                    account,
+                    self._residents(device),
+                    self._scheduler.policy,
+                    lambda r: self._scheduler.candidate(r, now),
+                    now,
+                    self._scheduler.demand(),
                 )
                 if isinstance(plan, Go):
                     return True
@@ -361,7 +391,8 @@ class ModelPool:
             if record.device is not None:
                 account = self._scheduler.ledger.account(record.device)
                 booked = account.committed.get(record.model_id) or account.reserved.get(
-                    record.model_id, 0)
+                    record.model_id, 0
+                )
             models[record.model_id] = {
                 "status": str(record.state),
                 "device": record.device,
@@ -386,8 +417,10 @@ class ModelPool:
             "active_allocations": allocations,
             "memory_info": memory,
             "model_resources": models,
-            "queue": {"waiting": self._scheduler.waiting,
-                      "max": self._scheduler.settings.max_queue},
+            "queue": {
+                "waiting": self._scheduler.waiting,
+                "max": self._scheduler.settings.max_queue,
+            },
         }
 
     # --- events -------------------------------------------------------------------
@@ -418,7 +451,11 @@ class ModelPool:
 
     @contextlib.contextmanager
     def use_sync(
-        self, model: str, *, task_id: str | None = None, priority: int | None = None,
+        self,
+        model: str,
+        *,
+        task_id: str | None = None,
+        priority: int | None = None,
         timeout: float | None = None,
     ) -> Iterator[Lease]:
         """``with pool.use_sync("id") as lease:`` from plain, non-async code."""
@@ -469,7 +506,9 @@ class ModelPool:
         except RuntimeError:
             running = None
         if running is loop:
-            raise RuntimeError("use_sync() would block the pool's loop; use `async with pool.use()`")
+            raise RuntimeError(
+                "use_sync() would block the pool's loop; use `async with pool.use()`"
+            )
         return loop
 
 
@@ -482,7 +521,11 @@ class _Use:
     __slots__ = ("_lease", "_model", "_pool", "_priority", "_task_id", "_timeout")
 
     def __init__(
-        self, pool: ModelPool, model: str, task_id: str | None, priority: int | None,
+        self,
+        pool: ModelPool,
+        model: str,
+        task_id: str | None,
+        priority: int | None,
         timeout: float | None,
     ) -> None:
         self._pool, self._model, self._task_id = pool, model, task_id

@@ -132,8 +132,12 @@ class Scheduler:
     # --- requests -----------------------------------------------------------------
 
     def request(
-        self, name: str, task_id: str | None = None, priority: int | None = None,
-        token: Any = None, wants_lease: bool = True,
+        self,
+        name: str,
+        task_id: str | None = None,
+        priority: int | None = None,
+        token: Any = None,
+        wants_lease: bool = True,
     ) -> Lease | Waiter:
         """Ask for a model: a ``Lease`` at once if it is serving, else a queued ``Waiter``."""
         if self._stopping:
@@ -156,7 +160,9 @@ class Scheduler:
         if wants_lease:
             record.stats.record_request(now, hit=False)
             self._recent_tags.append(record.spec.tags)
-        waiter = Waiter(next(self._ids), record.model_id, task_id, priority, now, token, wants_lease)
+        waiter = Waiter(
+            next(self._ids), record.model_id, task_id, priority, now, token, wants_lease
+        )
         record.waiters.append(waiter)
         self._waiting += 1
         self._dispatch()
@@ -193,7 +199,10 @@ class Scheduler:
         if record.blocked_by and record.state in (ModelState.UNLOADED, ModelState.FAILED):
             account = self.ledger.account(self.devices_for(record)[0])
             error = InsufficientMemory(
-                record.model_id, account.device, record.estimate, max(0, account.planned_free),
+                record.model_id,
+                account.device,
+                record.estimate,
+                max(0, account.planned_free),
                 record.blocked_by,
             )
         else:
@@ -217,7 +226,9 @@ class Scheduler:
     def unload(self, name: str, token: Any = None, reason: str = "requested") -> Waiter:
         """Unload a model once its leases are back; the waiter is answered when it is gone."""
         record = self.resolve(name)
-        waiter = Waiter(next(self._ids), record.model_id, None, 0, self._clock(), token, wants_lease=False)
+        waiter = Waiter(
+            next(self._ids), record.model_id, None, 0, self._clock(), token, wants_lease=False
+        )
         if record.state not in RESIDENT:
             self._effects.grant(waiter, None)
             return waiter
@@ -269,7 +280,8 @@ class Scheduler:
     ) -> None:
         record = self._records[model_id]
         device = record.device
-        assert device is not None and record.state is ModelState.LOADING
+        assert device is not None
+        assert record.state is ModelState.LOADING
         record.load_started = False
         now = self._clock()
         if handle is None:
@@ -305,7 +317,8 @@ class Scheduler:
     def on_unload_done(self, model_id: ModelId, error: str | None = None) -> None:
         record = self._records[model_id]
         device = record.device
-        assert device is not None and record.state is ModelState.UNLOADING
+        assert device is not None
+        assert record.state is ModelState.UNLOADING
         # The backend's unload returned; even when it reported an error we release the
         # bytes, since keeping them booked would block the device for good. Backends that
         # can verify (process exit, probe) do so before reporting.
@@ -333,8 +346,11 @@ class Scheduler:
         for record in self._records.values():
             ttl = record.spec.ttl
             if (
-                ttl is not None and record.state is ModelState.READY and not record.leases
-                and not record.pinned and not record.waiters
+                ttl is not None
+                and record.state is ModelState.READY
+                and not record.leases
+                and not record.pinned
+                and not record.waiters
                 and now - record.stats.last_used >= ttl
             ):
                 self._begin_unload(record, f"idle for {ttl:g}s (ttl)")
@@ -351,13 +367,23 @@ class Scheduler:
         for lease in record.leases.values():  # a lease for urgent work makes it urgent
             priority = min(priority, lease.priority)
         load_seconds = (
-            stats.load_seconds_total / stats.load_count if stats.load_count
+            stats.load_seconds_total / stats.load_count
+            if stats.load_count
             else record.estimate / ASSUMED_LOAD_BANDWIDTH
         )
         return Candidate(
-            record.spec.id, record.estimate, priority, stats.last_used, stats.loaded_at,
-            stats.load_count, stats.requests, stats.frequency(now), len(record.leases),
-            stats.errors, load_seconds, record.spec.tags,
+            record.spec.id,
+            record.estimate,
+            priority,
+            stats.last_used,
+            stats.loaded_at,
+            stats.load_count,
+            stats.requests,
+            stats.frequency(now),
+            len(record.leases),
+            stats.errors,
+            load_seconds,
+            record.spec.tags,
         )
 
     def demand(self) -> dict[str, float]:
@@ -371,11 +397,13 @@ class Scheduler:
 
     def best_model_for_task(self, task_type: str) -> ModelId | None:
         """Seed API: the model best suited to ``task_type``, weighted by its health."""
+
         def score(record: ModelRecord) -> tuple[float, bool, int, str]:
             health = 1.0 - record.stats.error_rate
             fit = specialization_score(record.spec.tags, task_type) * health
             # Ties: prefer what is already resident, then the more important model.
             return (-fit, not record.serving, record.spec.priority, record.model_id)
+
         records = [r for r in self._records.values() if r.state is not ModelState.FAILED]
         return min(records or self._records.values(), key=score).model_id if self._records else None
 
@@ -384,10 +412,17 @@ class Scheduler:
     def _new_lease(
         self, record: ModelRecord, task_id: str | None, priority: int, now: float, hit: bool
     ) -> Lease:
-        assert record.handle is not None and record.device is not None
+        assert record.handle is not None
+        assert record.device is not None
         lease = Lease(
-            next(self._ids), record.model_id, task_id, priority, record.device, record.handle,
-            now, hit,
+            next(self._ids),
+            record.model_id,
+            task_id,
+            priority,
+            record.device,
+            record.handle,
+            now,
+            hit,
         )
         record.leases[lease.lease_id] = lease
         record.stats.current_tasks = len(record.leases)
@@ -415,7 +450,8 @@ class Scheduler:
         self._effects.emit(PoolEvent(kind, model_id, self._clock(), detail))
 
     def _begin_unload(self, record: ModelRecord, reason: str) -> None:
-        assert record.device is not None and record.handle is not None
+        assert record.device is not None
+        assert record.handle is not None
         record.set_state(ModelState.UNLOADING)
         self.ledger.mark_leaving(record.device, record.model_id)
         self._emit(EventKind.UNLOAD_STARTED, record, device=record.device, reason=reason)
@@ -437,7 +473,8 @@ class Scheduler:
             return
         group = record.spec.group
         if group is not None and any(
-            r.spec.group == group and r is not record for r in self._residents(device)
+            r.spec.group == group and r is not record
+            for r in self._residents(device)
             if r.state is not ModelState.LOADING or r.load_started
         ):
             return  # "one heavy model at a time": not even while the other is unloading
@@ -466,16 +503,15 @@ class Scheduler:
             self._effects.grant(waiter, None)
 
     def _residents(self, device: DeviceId) -> list[ModelRecord]:
-        return [
-            r for r in self._records.values() if r.device == device and r.state in RESIDENT
-        ]
+        return [r for r in self._records.values() if r.device == device and r.state in RESIDENT]
 
     def _repair_over_budget(self, device: DeviceId) -> None:
         """A load measured bigger than reserved: evict idle models until the plan fits."""
         account = self.ledger.account(device)
         now = self._clock()
         idle = [
-            r for r in self._residents(device)
+            r
+            for r in self._residents(device)
             if r.state is ModelState.READY and not r.leases and not r.pinned
         ]
         for model_id in self.policy.victims(
@@ -530,8 +566,9 @@ class Scheduler:
             elif isinstance(outcome, Wait):
                 if not record.blocked_by:
                     held = ", ".join(str(h) for h in outcome.holders)
-                    self._emit(EventKind.WAITING_FOR_MEMORY, record, device=outcome.device,
-                               held_by=held)
+                    self._emit(
+                        EventKind.WAITING_FOR_MEMORY, record, device=outcome.device, held_by=held
+                    )
                 record.blocked_by = outcome.holders
                 if starving:
                     reserved_devices.add(outcome.device)
@@ -545,7 +582,10 @@ class Scheduler:
             self._dispatch_again = True  # a model serves again: grant its queue
 
     def _plan(
-        self, record: ModelRecord, now: float, demand: Mapping[str, float],
+        self,
+        record: ModelRecord,
+        now: float,
+        demand: Mapping[str, float],
         reserved_devices: set[DeviceId],
     ) -> Go | Wait | Impossible:
         outcome: Go | Wait | Impossible | None = None
@@ -557,8 +597,13 @@ class Scheduler:
                 plan: Go | Wait | Impossible = Wait(device, [], [], record.estimate)
             else:
                 plan = plan_load(
-                    record, account, self._residents(device), self.policy,
-                    lambda r: self.candidate(r, now), now, demand,
+                    record,
+                    account,
+                    self._residents(device),
+                    self.policy,
+                    lambda r: self.candidate(r, now),
+                    now,
+                    demand,
                 )
             if isinstance(plan, Go):
                 return plan

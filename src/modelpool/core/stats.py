@@ -25,9 +25,22 @@ class ModelStats:
     """Counters for one model. Mutated only by the scheduler, on the pool's loop."""
 
     __slots__ = (
-        "_frequency", "_frequency_at", "current_tasks", "errors", "hits", "last_load_seconds",
-        "last_used", "load_count", "load_failures", "load_seconds_total", "loaded_at", "misses",
-        "requests", "response_times", "total_tasks", "unload_count",
+        "_frequency",
+        "_frequency_at",
+        "current_tasks",
+        "errors",
+        "hits",
+        "last_load_seconds",
+        "last_used",
+        "load_count",
+        "load_failures",
+        "load_seconds_total",
+        "loaded_at",
+        "misses",
+        "requests",
+        "response_times",
+        "total_tasks",
+        "unload_count",
     )
 
     def __init__(self) -> None:
@@ -76,7 +89,8 @@ class ModelStats:
     def frequency(self, now: float) -> float:
         """Requests, each weighted by 2^(-age / half-life): recent demand counts most."""
         age = max(0.0, now - self._frequency_at)
-        return self._frequency * 0.5 ** (age / FREQUENCY_HALF_LIFE)
+        decay: float = 0.5 ** (age / FREQUENCY_HALF_LIFE)
+        return self._frequency * decay
 
     @property
     def mean_load_seconds(self) -> float | None:

@@ -77,7 +77,8 @@ class Harness:
         while True:
             unloading = [r.model_id for r in self.s.records() if r.state is ModelState.UNLOADING]
             loading = [
-                r.model_id for r in self.s.records()
+                r.model_id
+                for r in self.s.records()
                 if r.state is ModelState.LOADING and r.load_started
             ]
             if not unloading and not loading:

@@ -7,10 +7,10 @@ and after stop everything returns to zero.
 
 from __future__ import annotations
 
+from harness import GB, Harness
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
-from harness import GB, Harness
 
 from modelpool.core.lease import Lease, Waiter
 from modelpool.core.states import RESIDENT, ModelState
@@ -31,8 +31,11 @@ class PoolMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.h = Harness(
-            MODELS, budgets={"cpu": 10 * GB, "gpu:0": 8 * GB}, policy="hybrid",
-            starvation_limit=5.0, max_queue=20,
+            MODELS,
+            budgets={"cpu": 10 * GB, "gpu:0": 8 * GB},
+            policy="hybrid",
+            starvation_limit=5.0,
+            max_queue=20,
         )
         self.leases: list[Lease] = []
         self.waiters: list[Waiter] = []
@@ -66,8 +69,11 @@ class PoolMachine(RuleBasedStateMachine):
 
     @rule(data=st.data(), ok=st.booleans())
     def finish_load(self, data: st.DataObject, ok: bool) -> None:
-        started = [r.model_id for r in self.h.s.records()
-                   if r.state is ModelState.LOADING and r.load_started]
+        started = [
+            r.model_id
+            for r in self.h.s.records()
+            if r.state is ModelState.LOADING and r.load_started
+        ]
         if started:
             model = data.draw(st.sampled_from(started))
             self.h.finish_load(model) if ok else self.h.fail_load(model)
@@ -88,8 +94,11 @@ class PoolMachine(RuleBasedStateMachine):
 
     @rule(data=st.data(), expire=st.booleans())
     def give_up(self, data: st.DataObject, expire: bool) -> None:
-        pending = [w for w in self.waiters if w.waiter_id not in self.h.fx.granted
-                   and w.waiter_id not in self.h.fx.rejected]
+        pending = [
+            w
+            for w in self.waiters
+            if w.waiter_id not in self.h.fx.granted and w.waiter_id not in self.h.fx.rejected
+        ]
         if pending:
             waiter = data.draw(st.sampled_from(pending))
             self.h.s.expire(waiter) if expire else self.h.s.cancel(waiter)
@@ -106,9 +115,11 @@ class PoolMachine(RuleBasedStateMachine):
         for record in self.h.s.records():
             account = self.h.s.ledger.account(record.device) if record.device else None
             if record.state in (ModelState.READY, ModelState.UNLOADING):
-                assert account is not None and record.model_id in account.committed
+                assert account is not None
+                assert record.model_id in account.committed
             elif record.state is ModelState.LOADING:
-                assert account is not None and record.model_id in account.reserved
+                assert account is not None
+                assert record.model_id in account.reserved
                 assert (record.model_id in account.started) == record.load_started
             else:
                 assert record.device is None
@@ -124,8 +135,10 @@ class PoolMachine(RuleBasedStateMachine):
     @invariant()
     def one_heavy_model_at_a_time(self) -> None:
         present = [
-            r.model_id for r in self.h.s.records()
-            if r.spec.group == "heavy" and r.state in RESIDENT
+            r.model_id
+            for r in self.h.s.records()
+            if r.spec.group == "heavy"
+            and r.state in RESIDENT
             and (r.state is not ModelState.LOADING or r.load_started)
         ]
         assert len(present) <= 1, present
@@ -146,7 +159,9 @@ class PoolMachine(RuleBasedStateMachine):
 
 
 PoolMachine.TestCase.settings = settings(
-    max_examples=200, stateful_step_count=40, deadline=None,
+    max_examples=200,
+    stateful_step_count=40,
+    deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
 TestPoolInvariants = PoolMachine.TestCase

@@ -25,7 +25,9 @@ def test_resident_model_is_granted_at_once_without_loading() -> None:
     h = Harness({"a": FOUR})
     h.load("a")
     lease = h.lease("a", "t1")
-    assert lease.hit and lease.task_id == "t1" and lease.obj == "<a>"
+    assert lease.hit
+    assert lease.task_id == "t1"
+    assert lease.obj == "<a>"
     assert h.started_loads() == ["a"]
 
 
@@ -45,13 +47,15 @@ def test_model_bigger_than_the_budget_is_refused_before_anything_is_evicted() ->
     h.load("a")
     with pytest.raises(DoesNotFit, match="huge") as caught:
         h.request("huge")
-    assert caught.value.need == 9 * GB and caught.value.budget == 8 * GB
-    assert h.fx.unloads == [] and h.state("a") is ModelState.READY
+    assert caught.value.need == 9 * GB
+    assert caught.value.budget == 8 * GB
+    assert h.fx.unloads == []
+    assert h.state("a") is ModelState.READY
 
 
 def test_unknown_model_names_the_configured_ones() -> None:
     h = Harness({"a": FOUR, "b": FOUR})
-    with pytest.raises(UnknownModel, match="'nope'.*a, b"):
+    with pytest.raises(UnknownModel, match=r"'nope'.*a, b"):
         h.request("nope")
 
 
@@ -68,11 +72,13 @@ def test_policy_picks_the_victim_and_the_load_starts_after_the_unload() -> None:
     h.s.release(h.lease("a"))  # a used more recently than b
     h.wait("c")
     assert h.fx.unloads == ["b"]
-    assert h.state("c") is ModelState.LOADING and "c" not in h.started_loads()
+    assert h.state("c") is ModelState.LOADING
+    assert "c" not in h.started_loads()
     h.finish_unload("b")
     assert h.started_loads()[-1] == "c"
     reason = h.fx.kinds(EventKind.UNLOAD_STARTED)[-1].detail["reason"]
-    assert "lru" in reason and "c" in reason
+    assert "lru" in reason
+    assert "c" in reason
 
 
 def test_a_leased_model_is_never_evicted_the_request_waits_for_the_lease() -> None:
@@ -80,12 +86,14 @@ def test_a_leased_model_is_never_evicted_the_request_waits_for_the_lease() -> No
     h.load("a", "b")
     lease_a, lease_b = h.lease("a", "t-a"), h.lease("b", "t-b")
     waiter = h.wait("c")
-    assert h.fx.unloads == [] and h.fx.kinds(EventKind.WAITING_FOR_MEMORY)
+    assert h.fx.unloads == []
+    assert h.fx.kinds(EventKind.WAITING_FOR_MEMORY)
     h.s.release(lease_b)
     assert h.fx.unloads == ["b"]
     h.settle()
     assert isinstance(h.fx.granted[waiter.waiter_id], Lease)
-    assert h.state("a") is ModelState.READY and not lease_a.released
+    assert h.state("a") is ModelState.READY
+    assert not lease_a.released
 
 
 def test_timeout_while_waiting_for_memory_names_what_holds_it() -> None:
@@ -96,7 +104,9 @@ def test_timeout_while_waiting_for_memory_names_what_holds_it() -> None:
     h.s.expire(waiter)
     error = h.fx.rejected[waiter.waiter_id]
     assert isinstance(error, InsufficientMemory)
-    assert "task-7" in str(error) and "task-9" in str(error) and "'c'" in str(error)
+    assert "task-7" in str(error)
+    assert "task-9" in str(error)
+    assert "'c'" in str(error)
     assert h.s.waiting == 0
 
 
@@ -154,7 +164,8 @@ def test_resident_model_keeps_serving_until_a_waiter_starves_then_it_drains() ->
     assert h.fx.unloads == ["a"]
     h.settle()
     assert isinstance(h.fx.granted[b.waiter_id], Lease)
-    assert late_a.waiter_id not in h.fx.granted and h.state("b") is ModelState.READY
+    assert late_a.waiter_id not in h.fx.granted
+    assert h.state("b") is ModelState.READY
 
 
 def test_loads_with_disjoint_evictions_run_in_parallel() -> None:
@@ -164,7 +175,8 @@ def test_loads_with_disjoint_evictions_run_in_parallel() -> None:
     assert sorted(h.fx.unloads) == ["a", "b"]
     h.finish_unload("a"), h.finish_unload("b")
     assert sorted(h.started_loads()[-2:]) == ["c", "d"]
-    assert h.state("c") is ModelState.LOADING and h.state("d") is ModelState.LOADING
+    assert h.state("c") is ModelState.LOADING
+    assert h.state("d") is ModelState.LOADING
 
 
 def test_cold_loads_that_fit_start_together() -> None:
@@ -180,7 +192,8 @@ def test_exclusive_group_evicts_the_other_member_even_with_memory_free() -> None
     h.wait("y")
     assert h.fx.unloads == ["x"]
     h.settle()
-    assert h.state("y") is ModelState.READY and h.state("small") is ModelState.READY
+    assert h.state("y") is ModelState.READY
+    assert h.state("small") is ModelState.READY
 
 
 def test_exclusive_group_waits_for_a_leased_member() -> None:
@@ -228,7 +241,8 @@ def test_load_failure_marks_failed_rejects_its_waiters_and_others_keep_serving()
     assert h.state("a") is ModelState.FAILED
     for waiter in waiters:
         error = h.fx.rejected[waiter.waiter_id]
-        assert isinstance(error, LoadFailed) and "weights missing" in str(error)
+        assert isinstance(error, LoadFailed)
+        assert "weights missing" in str(error)
     assert h.lease("b").model_id == "b"
     assert h.s.ledger.account("cpu").reserved_total == 0
     h.wait("a")  # a new request tries again
@@ -248,7 +262,8 @@ def test_expiring_a_request_for_a_loading_model_is_a_wait_timeout() -> None:
     h.clock.advance(30)
     h.s.expire(waiter)
     error = h.fx.rejected[waiter.waiter_id]
-    assert isinstance(error, WaitTimeout) and "loading" in str(error)
+    assert isinstance(error, WaitTimeout)
+    assert "loading" in str(error)
     h.finish_load("a")
     assert waiter.waiter_id not in h.fx.granted
 
@@ -258,7 +273,8 @@ def test_cancelled_request_is_not_granted_later() -> None:
     gone, kept = h.wait("a"), h.wait("a")
     assert h.s.cancel(gone)
     h.finish_load("a")
-    assert gone.waiter_id not in h.fx.granted and kept.waiter_id in h.fx.granted
+    assert gone.waiter_id not in h.fx.granted
+    assert kept.waiter_id in h.fx.granted
     assert not h.s.cancel(gone)
 
 
@@ -277,7 +293,8 @@ def test_explicit_unload_waits_for_leases_and_stops_new_ones() -> None:
     h.load("a")
     lease = h.lease("a")
     done = h.s.unload("a")
-    assert h.fx.unloads == [] and done.waiter_id not in h.fx.granted
+    assert h.fx.unloads == []
+    assert done.waiter_id not in h.fx.granted
     assert isinstance(h.request("a"), Waiter)
     h.s.release(lease)
     assert h.fx.unloads == ["a"]
@@ -313,11 +330,13 @@ def test_auto_device_goes_where_there_is_room() -> None:
 
 
 def test_best_model_for_task_uses_tags_weighted_by_health() -> None:
-    h = Harness({
-        "coder": {**FOUR, "tags": ("code",)},
-        "chat": {**FOUR, "tags": ("chat", "general")},
-        "tts": {**FOUR, "tags": ("speech",)},
-    })
+    h = Harness(
+        {
+            "coder": {**FOUR, "tags": ("code",)},
+            "chat": {**FOUR, "tags": ("chat", "general")},
+            "tts": {**FOUR, "tags": ("speech",)},
+        }
+    )
     assert h.s.best_model_for_task("code") == "coder"
     assert h.s.best_model_for_task("summarization") == "chat"
     for _ in range(9):
