@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 from modelpool.config import ModelSpec
 from modelpool.core.lease import Lease, Waiter
@@ -41,6 +42,8 @@ class ModelRecord:
     blocked_by: list[Holder] = field(default_factory=list)
     """Why its waiters wait, when they wait for memory (named in timeout errors)."""
     stats: ModelStats = field(default_factory=ModelStats)
+    candidate_cache: tuple[tuple[int, int], tuple[Any, ...]] | None = None
+    """(stats version, lease count) -> every Candidate field but ``frequency``."""
 
     @property
     def model_id(self) -> ModelId:

@@ -360,31 +360,28 @@ class Scheduler:
     # --- status -------------------------------------------------------------------
 
     def candidate(self, record: ModelRecord, now: float | None = None) -> Candidate:
-        """What policies see of a record (built for every decision: keep it lean)."""
+        """What policies see of a record. Built for every resident model at every
+        decision, so all but the time-dependent ``frequency`` is cached per model."""
         now = self._clock() if now is None else now
         stats = record.stats
-        priority = record.spec.priority
-        for lease in record.leases.values():  # a lease for urgent work makes it urgent
-            priority = min(priority, lease.priority)
-        load_seconds = (
-            stats.load_seconds_total / stats.load_count
-            if stats.load_count
-            else record.estimate / ASSUMED_LOAD_BANDWIDTH
-        )
-        return Candidate(
-            record.spec.id,
-            record.estimate,
-            priority,
-            stats.last_used,
-            stats.loaded_at,
-            stats.load_count,
-            stats.requests,
-            stats.frequency(now),
-            len(record.leases),
-            stats.errors,
-            load_seconds,
-            record.spec.tags,
-        )
+        key = (stats.version, len(record.leases))
+        cached = record.candidate_cache
+        if cached is None or cached[0] != key:
+            priority = record.spec.priority
+            for lease in record.leases.values():  # a lease for urgent work makes it urgent
+                priority = min(priority, lease.priority)
+            load_seconds = (
+                stats.load_seconds_total / stats.load_count
+                if stats.load_count
+                else record.estimate / ASSUMED_LOAD_BANDWIDTH
+            )
+            fields = (
+                record.spec.id, record.estimate, priority, stats.last_used, stats.loaded_at,
+                stats.load_count, stats.requests, len(record.leases), stats.errors,
+                load_seconds, record.spec.tags,
+            )  # fmt: skip
+            cached = record.candidate_cache = (key, fields)
+        return Candidate._make((*cached[1], stats.frequency(now)))
 
     def demand(self) -> dict[str, float]:
         """Share of recent requests per tag (each request's tags share one unit)."""

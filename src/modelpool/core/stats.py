@@ -41,6 +41,7 @@ class ModelStats:
         "response_times",
         "total_tasks",
         "unload_count",
+        "version",
     )
 
     def __init__(self) -> None:
@@ -60,8 +61,11 @@ class ModelStats:
         self.response_times: deque[float] = deque(maxlen=RESPONSE_WINDOW)
         self._frequency = 0.0
         self._frequency_at = 0.0
+        self.version = 0
+        """Bumped by every ``record_*``: lets the scheduler cache what it derives."""
 
     def record_request(self, now: float, hit: bool) -> None:
+        self.version += 1
         self.requests += 1
         if hit:
             self.hits += 1
@@ -72,6 +76,7 @@ class ModelStats:
 
     def record_done(self, now: float, seconds: float | None, ok: bool) -> None:
         """A task finished with the model (a lease came back, or a reported sample)."""
+        self.version += 1
         self.total_tasks += 1
         self.last_used = now
         if not ok:
@@ -80,6 +85,7 @@ class ModelStats:
             self.response_times.append(seconds)
 
     def record_load(self, now: float, seconds: float) -> None:
+        self.version += 1
         self.load_count += 1
         self.load_seconds_total += seconds
         self.last_load_seconds = seconds
