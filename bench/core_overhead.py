@@ -121,7 +121,7 @@ def whole_decision(
         scheduler.ledger.account("gpu:0"),
         residents,
         policy,
-        lambda r: scheduler.candidate(r, now),
+        lambda r: r.candidate(now),
         now,
         demand,
     )
@@ -134,9 +134,7 @@ def decision_costs(quick: bool) -> list[dict[str, Any]]:
         scheduler, _, need = loaded_scheduler(n, rng)
         demand = scheduler.demand()
         candidates = [
-            scheduler.candidate(r, 1000.0)
-            for r in scheduler.records()
-            if r.state is ModelState.READY
+            r.candidate(1000.0) for r in scheduler.records() if r.state is ModelState.READY
         ]
         context = EvictionContext(need=need, now=1000.0, demand=demand)
         inner = 1 if quick else max(1, 2_000 // n)

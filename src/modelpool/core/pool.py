@@ -9,27 +9,24 @@ run loop, so the scheduler's state has exactly one owner.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
 from modelpool.config import Config, ModelSpec
 from modelpool.core.events import PoolEvent
 from modelpool.core.lease import Lease, Waiter
-from modelpool.core.planner import Go, holder, plan_load
 from modelpool.core.ports import Backend, Clock, EvictionPolicy, Handle, MemoryProbe
+from modelpool.core.queries import can_fit, require_free, resource_status
 from modelpool.core.scheduler import Scheduler, SchedulerSettings
-from modelpool.core.states import RESIDENT, ModelState
-from modelpool.core.sync import LoopThread
+from modelpool.core.states import ModelState
+from modelpool.core.sync import LoopThread, SyncFacade
 from modelpool.errors import (
     ConfigError,
     ConfigIssue,
-    InsufficientMemory,
     ModelPoolError,
     PoolClosed,
 )
@@ -53,7 +50,7 @@ def make_policy(
     return strategy
 
 
-class ModelPool:
+class ModelPool(SyncFacade):
     """Keeps as many models resident as the budgets allow, loading others on demand.
 
     >>> pool = ModelPool([ModelSpec(id="a", backend="fake", memory="4GB", device="cpu")],
@@ -339,89 +336,15 @@ class ModelPool:
 
     def can_fit(self, model: str, *, allow_eviction: bool = False) -> bool:
         """Whether ``model`` could load now: in free memory, or by evicting idle models."""
-        record = self._scheduler.resolve(model)
-        if record.state in RESIDENT:
-            return True
-        now = self._clock()
-        for device in self._scheduler.devices_for(record):
-            account = self._scheduler.ledger.account(device)
-            if record.estimate <= account.planned_free:
-                return True
-            if allow_eviction and record.estimate <= account.budget:
-                plan = plan_load(
-                    record,
-                    account,
-                    self._residents(device),
-                    self._scheduler.policy,
-                    lambda r: self._scheduler.candidate(r, now),
-                    now,
-                    self._scheduler.demand(),
-                )
-                if isinstance(plan, Go):
-                    return True
-        return False
+        return can_fit(self._scheduler, model, self._clock(), allow_eviction=allow_eviction)
 
     def require_free(self, device: DeviceId, size: Bytes | str, purpose: str = "request") -> None:
         """Seed 002: raise ``InsufficientMemory`` (naming the holders) unless ``size`` is free."""
-        need = parse_size(size)
-        account = self._scheduler.ledger.account(device)
-        if need <= account.planned_free:
-            return
-        holders = [holder(account, r) for r in self._residents(device)]
-        raise InsufficientMemory(purpose, device, need, max(0, account.planned_free), holders)
-
-    def _residents(self, device: DeviceId) -> list[Any]:
-        return [r for r in self._scheduler.records() if r.device == device]
+        require_free(self._scheduler, device, parse_size(size), purpose)
 
     def get_resource_status(self) -> dict[str, Any]:
         """Seed 000: loaded models, allocations, memory per device, per-model stats."""
-        now = self._clock()
-        memory = self._scheduler.ledger.snapshot()
-        for device, info in memory.items():
-            reading = self._probe.read(device) if self._probe is not None else None
-            if reading is not None:
-                info["observed_total"], info["observed_used"] = reading.total, reading.used
-        allocations: dict[str, list[ModelId]] = {}
-        models: dict[ModelId, dict[str, Any]] = {}
-        for record in self._scheduler.records():
-            for lease in record.leases.values():
-                key = lease.task_id or f"lease-{lease.lease_id}"
-                allocations.setdefault(key, []).append(record.model_id)
-            booked = 0
-            if record.device is not None:
-                account = self._scheduler.ledger.account(record.device)
-                booked = account.committed.get(record.model_id) or account.reserved.get(
-                    record.model_id, 0
-                )
-            models[record.model_id] = {
-                "status": str(record.state),
-                "device": record.device,
-                "memory_bytes": booked or record.estimate,
-                "backend": record.spec.backend,
-                "pinned": record.pinned,
-                "draining": record.draining,
-                "group": record.spec.group,
-                "tags": list(record.spec.tags),
-                "priority": record.spec.priority,
-                "ttl": record.spec.ttl,
-                "leases": len(record.leases),
-                "waiting": len(record.waiters),
-                "last_error": record.last_error,
-                **record.stats.snapshot(now),
-            }
-        return {
-            "strategy": self._scheduler.policy.name,
-            "loaded_models": [
-                r.model_id for r in self._scheduler.records() if r.state is ModelState.READY
-            ],
-            "active_allocations": allocations,
-            "memory_info": memory,
-            "model_resources": models,
-            "queue": {
-                "waiting": self._scheduler.waiting,
-                "max": self._scheduler.settings.max_queue,
-            },
-        }
+        return resource_status(self._scheduler, self._probe, self._clock())
 
     # --- events -------------------------------------------------------------------
 
@@ -446,70 +369,6 @@ class ModelPool:
             if queue.full():
                 queue.get_nowait()
             queue.put_nowait(event)
-
-    # --- synchronous facade (seed 002: `with manager.use_sdxl() as pipeline:`) -------
-
-    @contextlib.contextmanager
-    def use_sync(
-        self,
-        model: str,
-        *,
-        task_id: str | None = None,
-        priority: int | None = None,
-        timeout: float | None = None,
-    ) -> Iterator[Lease]:
-        """``with pool.use_sync("id") as lease:`` from plain, non-async code."""
-        loop = self._sync_loop()
-        lease = asyncio.run_coroutine_threadsafe(
-            self.acquire(model, task_id=task_id, priority=priority, timeout=timeout), loop
-        ).result()
-        ok = True
-        try:
-            yield lease
-        except Exception:
-            ok = False
-            raise
-        finally:
-            loop.call_soon_threadsafe(self.release, lease, ok)
-
-    def start_sync(self) -> None:
-        """Start the pool on a private loop thread (for scripts that are not async)."""
-        if self._loop is not None:
-            raise RuntimeError("the pool was already started")
-        self._loop_thread = LoopThread()
-        self._loop_thread.call(self.start())
-
-    def stop_sync(self) -> None:
-        if self._loop_thread is None:
-            raise RuntimeError("stop_sync() stops a pool started with start_sync()/use_sync()")
-        self._loop_thread.call(self.stop())
-        self._loop_thread.close()
-        self._loop_thread = None
-
-    def __enter__(self) -> ModelPool:
-        self.start_sync()
-        return self
-
-    def __exit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop_sync()
-
-    def _sync_loop(self) -> asyncio.AbstractEventLoop:
-        if self._loop is None:
-            self.start_sync()
-        loop = self._require_loop()
-        if self._loop_thread is not None and threading.current_thread() is self._loop_thread.thread:
-            raise RuntimeError("use_sync() was called on the pool's own loop thread")
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            raise RuntimeError(
-                "use_sync() would block the pool's loop; use `async with pool.use()`"
-            )
-        return loop
 
 
 _END: Any = object()

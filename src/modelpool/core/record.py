@@ -8,11 +8,14 @@ from typing import Any
 
 from modelpool.config import ModelSpec
 from modelpool.core.lease import Lease, Waiter
-from modelpool.core.ports import Handle
+from modelpool.core.ports import Candidate, Handle
 from modelpool.core.states import ModelState, check_transition
 from modelpool.core.stats import ModelStats
 from modelpool.errors import Holder
 from modelpool.types import Bytes, DeviceId, ModelId
+
+ASSUMED_LOAD_BANDWIDTH = 1e9
+"""Bytes/s used to guess a model's load cost before its first load is measured."""
 
 
 @dataclass(slots=True, eq=False)
@@ -61,3 +64,26 @@ class ModelRecord:
     @property
     def task_ids(self) -> list[str]:
         return [lease.task_id or f"lease-{lease.lease_id}" for lease in self.leases.values()]
+
+    def candidate(self, now: float) -> Candidate:
+        """What policies see of a self. Built for every resident model at every
+        decision, so all but the time-dependent ``frequency`` is cached per model."""
+        stats = self.stats
+        key = (stats.version, len(self.leases))
+        cached = self.candidate_cache
+        if cached is None or cached[0] != key:
+            priority = self.spec.priority
+            for lease in self.leases.values():  # a lease for urgent work makes it urgent
+                priority = min(priority, lease.priority)
+            load_seconds = (
+                stats.load_seconds_total / stats.load_count
+                if stats.load_count
+                else self.estimate / ASSUMED_LOAD_BANDWIDTH
+            )
+            fields = (
+                self.spec.id, self.estimate, priority, stats.last_used, stats.loaded_at,
+                stats.load_count, stats.requests, len(self.leases), stats.errors,
+                load_seconds, self.spec.tags,
+            )  # fmt: skip
+            cached = self.candidate_cache = (key, fields)
+        return Candidate._make((*cached[1], stats.frequency(now)))

@@ -29,12 +29,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelpool.config import ModelSpec
+from modelpool.core.demand import DemandTracker
 from modelpool.core.events import EventKind, PoolEvent
 from modelpool.core.lease import Lease, Waiter
 from modelpool.core.ledger import MemoryLedger
 from modelpool.core.planner import Go, Impossible, Wait, choose_drain, plan_load
 from modelpool.core.ports import (
-    Candidate,
     Clock,
     Effects,
     EvictionContext,
@@ -42,7 +42,7 @@ from modelpool.core.ports import (
     Handle,
 )
 from modelpool.core.record import ModelRecord
-from modelpool.core.specialization import specialization_score
+from modelpool.core.specialization import best_model_for_task
 from modelpool.core.states import RESIDENT, ModelState
 from modelpool.errors import (
     DoesNotFit,
@@ -55,12 +55,6 @@ from modelpool.errors import (
     WaitTimeout,
 )
 from modelpool.types import Bytes, DeviceId, ModelId
-
-ASSUMED_LOAD_BANDWIDTH = 1e9
-"""Bytes/s used to guess a model's load cost before its first load is measured."""
-
-DEMAND_WINDOW = 256
-"""Recent requests whose models' tags make up the demand the specialization policy sees."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +90,7 @@ class Scheduler:
         self._ids = itertools.count(1)
         self._waiting = 0
         self._draining: set[ModelId] = set()
-        self._recent_tags: deque[tuple[str, ...]] = deque(maxlen=DEMAND_WINDOW)
+        self._demand = DemandTracker()
         self._stop_waiters: list[Waiter] = []
         self._stopping = False
         self._dispatching = False
@@ -149,7 +143,7 @@ class Scheduler:
         if record.serving:
             if wants_lease:
                 record.stats.record_request(now, hit=True)
-                self._recent_tags.append(record.spec.tags)
+                self._demand.note(record.spec.tags)
                 return self._new_lease(record, task_id, priority, now, hit=True)
             done = Waiter(next(self._ids), record.model_id, task_id, priority, now, token, False)
             self._effects.grant(done, None)  # an explicit load of a resident model: done
@@ -159,7 +153,7 @@ class Scheduler:
             raise QueueFull(record.model_id, self.settings.max_queue)
         if wants_lease:
             record.stats.record_request(now, hit=False)
-            self._recent_tags.append(record.spec.tags)
+            self._demand.note(record.spec.tags)
         waiter = Waiter(
             next(self._ids), record.model_id, task_id, priority, now, token, wants_lease
         )
@@ -359,50 +353,13 @@ class Scheduler:
 
     # --- status -------------------------------------------------------------------
 
-    def candidate(self, record: ModelRecord, now: float | None = None) -> Candidate:
-        """What policies see of a record. Built for every resident model at every
-        decision, so all but the time-dependent ``frequency`` is cached per model."""
-        now = self._clock() if now is None else now
-        stats = record.stats
-        key = (stats.version, len(record.leases))
-        cached = record.candidate_cache
-        if cached is None or cached[0] != key:
-            priority = record.spec.priority
-            for lease in record.leases.values():  # a lease for urgent work makes it urgent
-                priority = min(priority, lease.priority)
-            load_seconds = (
-                stats.load_seconds_total / stats.load_count
-                if stats.load_count
-                else record.estimate / ASSUMED_LOAD_BANDWIDTH
-            )
-            fields = (
-                record.spec.id, record.estimate, priority, stats.last_used, stats.loaded_at,
-                stats.load_count, stats.requests, len(record.leases), stats.errors,
-                load_seconds, record.spec.tags,
-            )  # fmt: skip
-            cached = record.candidate_cache = (key, fields)
-        return Candidate._make((*cached[1], stats.frequency(now)))
-
     def demand(self) -> dict[str, float]:
-        """Share of recent requests per tag (each request's tags share one unit)."""
-        counts: dict[str, float] = {}
-        for tags in self._recent_tags:
-            for tag in tags:
-                counts[tag] = counts.get(tag, 0.0) + 1.0 / len(tags)
-        total = sum(counts.values())
-        return {tag: c / total for tag, c in counts.items()} if total else {}
+        """Share of recent requests per tag, for the specialization policy."""
+        return self._demand.shares()
 
     def best_model_for_task(self, task_type: str) -> ModelId | None:
         """Seed API: the model best suited to ``task_type``, weighted by its health."""
-
-        def score(record: ModelRecord) -> tuple[float, bool, int, str]:
-            health = 1.0 - record.stats.error_rate
-            fit = specialization_score(record.spec.tags, task_type) * health
-            # Ties: prefer what is already resident, then the more important model.
-            return (-fit, not record.serving, record.spec.priority, record.model_id)
-
-        records = [r for r in self._records.values() if r.state is not ModelState.FAILED]
-        return min(records or self._records.values(), key=score).model_id if self._records else None
+        return best_model_for_task(self._records.values(), task_type)
 
     # --- internals ----------------------------------------------------------------
 
@@ -471,7 +428,7 @@ class Scheduler:
         group = record.spec.group
         if group is not None and any(
             r.spec.group == group and r is not record
-            for r in self._residents(device)
+            for r in self.residents(device)
             if r.state is not ModelState.LOADING or r.load_started
         ):
             return  # "one heavy model at a time": not even while the other is unloading
@@ -499,7 +456,8 @@ class Scheduler:
         for waiter in waiters:
             self._effects.grant(waiter, None)
 
-    def _residents(self, device: DeviceId) -> list[ModelRecord]:
+    def residents(self, device: DeviceId) -> list[ModelRecord]:
+        """Models booked on ``device`` (loading, ready or unloading)."""
         return [r for r in self._records.values() if r.device == device and r.state in RESIDENT]
 
     def _repair_over_budget(self, device: DeviceId) -> None:
@@ -508,11 +466,11 @@ class Scheduler:
         now = self._clock()
         idle = [
             r
-            for r in self._residents(device)
+            for r in self.residents(device)
             if r.state is ModelState.READY and not r.leases and not r.pinned
         ]
         for model_id in self.policy.victims(
-            [self.candidate(r, now) for r in idle],
+            [r.candidate(now) for r in idle],
             EvictionContext(need=account.over_budget, now=now, demand=self.demand()),
         ):
             if not account.over_budget:
@@ -570,7 +528,7 @@ class Scheduler:
                 if starving:
                     reserved_devices.add(outcome.device)
                     chosen = choose_drain(
-                        outcome, self.policy, lambda r: self.candidate(r, now), now, demand
+                        outcome, self.policy, lambda r: r.candidate(now), now, demand
                     )
                     drain.update(r.model_id for r in chosen)
             elif isinstance(outcome, Impossible):
@@ -596,9 +554,9 @@ class Scheduler:
                 plan = plan_load(
                     record,
                     account,
-                    self._residents(device),
+                    self.residents(device),
                     self.policy,
-                    lambda r: self.candidate(r, now),
+                    lambda r: r.candidate(now),
                     now,
                     demand,
                 )

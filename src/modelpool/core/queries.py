@@ -1,0 +1,85 @@
+"""Read-only questions about the pool: could it fit, is this much free, the status report.
+
+Plain functions of the scheduler's state; they change nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modelpool.core.planner import Go, booked_bytes, holder, plan_load
+from modelpool.core.ports import MemoryProbe
+from modelpool.core.scheduler import Scheduler
+from modelpool.core.states import RESIDENT, ModelState
+from modelpool.errors import InsufficientMemory
+from modelpool.types import Bytes, DeviceId, ModelId
+
+
+def can_fit(scheduler: Scheduler, model: str, now: float, *, allow_eviction: bool) -> bool:
+    """Whether ``model`` could load now: in free memory, or (if allowed) by evicting."""
+    record = scheduler.resolve(model)
+    if record.state in RESIDENT:
+        return True
+    for device in scheduler.devices_for(record):
+        account = scheduler.ledger.account(device)
+        if record.estimate <= account.planned_free:
+            return True
+        if allow_eviction and record.estimate <= account.budget:
+            plan = plan_load(
+                record, account, scheduler.residents(device), scheduler.policy,
+                lambda r: r.candidate(now), now, scheduler.demand(),
+            )  # fmt: skip
+            if isinstance(plan, Go):
+                return True
+    return False
+
+
+def require_free(scheduler: Scheduler, device: DeviceId, need: Bytes, purpose: str) -> None:
+    """Raise ``InsufficientMemory`` naming what holds ``device`` unless ``need`` is free."""
+    account = scheduler.ledger.account(device)
+    if need <= account.planned_free:
+        return
+    holders = [holder(account, r) for r in scheduler.residents(device)]
+    raise InsufficientMemory(purpose, device, need, max(0, account.planned_free), holders)
+
+
+def resource_status(scheduler: Scheduler, probe: MemoryProbe | None, now: float) -> dict[str, Any]:
+    """Seed 000's status: loaded models, allocations, memory per device, per-model stats."""
+    memory = scheduler.ledger.snapshot()
+    for device, info in memory.items():
+        reading = probe.read(device) if probe is not None else None
+        if reading is not None:
+            info["observed_total"], info["observed_used"] = reading.total, reading.used
+    allocations: dict[str, list[ModelId]] = {}
+    models: dict[ModelId, dict[str, Any]] = {}
+    for record in scheduler.records():
+        for lease in record.leases.values():
+            key = lease.task_id or f"lease-{lease.lease_id}"
+            allocations.setdefault(key, []).append(record.model_id)
+        booked = 0
+        if record.device is not None:
+            booked = booked_bytes(scheduler.ledger.account(record.device), record)
+        models[record.model_id] = {
+            "status": str(record.state),
+            "device": record.device,
+            "memory_bytes": booked or record.estimate,
+            "backend": record.spec.backend,
+            "pinned": record.pinned,
+            "draining": record.draining,
+            "group": record.spec.group,
+            "tags": list(record.spec.tags),
+            "priority": record.spec.priority,
+            "ttl": record.spec.ttl,
+            "leases": len(record.leases),
+            "waiting": len(record.waiters),
+            "last_error": record.last_error,
+            **record.stats.snapshot(now),
+        }
+    return {
+        "strategy": scheduler.policy.name,
+        "loaded_models": [r.model_id for r in scheduler.records() if r.state is ModelState.READY],
+        "active_allocations": allocations,
+        "memory_info": memory,
+        "model_resources": models,
+        "queue": {"waiting": scheduler.waiting, "max": scheduler.settings.max_queue},
+    }
