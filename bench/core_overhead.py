@@ -121,7 +121,6 @@ def whole_decision(
         scheduler.ledger.account("gpu:0"),
         residents,
         policy,
-        lambda r: r.candidate(now),
         now,
         demand,
     )
@@ -133,9 +132,7 @@ def decision_costs(quick: bool) -> list[dict[str, Any]]:
     for n in SIZES:
         scheduler, _, need = loaded_scheduler(n, rng)
         demand = scheduler.demand()
-        candidates = [
-            r.candidate(1000.0) for r in scheduler.records() if r.state is ModelState.READY
-        ]
+        candidates = [r.candidate() for r in scheduler.records() if r.state is ModelState.READY]
         context = EvictionContext(need=need, now=1000.0, demand=demand)
         inner = 1 if quick else max(1, 2_000 // n)
         repeats = 3 if quick else 15

@@ -12,17 +12,15 @@ Nothing here mutates a record or the ledger; the scheduler carries the plan out.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from modelpool.core.ledger import DeviceAccount
-from modelpool.core.ports import Candidate, EvictionContext, EvictionPolicy
+from modelpool.core.ports import EvictionContext, EvictionPolicy
 from modelpool.core.record import ModelRecord
 from modelpool.core.states import ModelState
 from modelpool.errors import Holder, InsufficientMemory
 from modelpool.types import Bytes, DeviceId
-
-CandidateOf = Callable[[ModelRecord], Candidate]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +66,6 @@ def plan_load(
     account: DeviceAccount,
     residents: Sequence[ModelRecord],
     policy: EvictionPolicy,
-    candidate_of: CandidateOf,
     now: float,
     demand: Mapping[str, float],
 ) -> Plan:
@@ -77,8 +74,9 @@ def plan_load(
     group = target.spec.group
     forced: list[ModelRecord] = []
     busy_members: list[ModelRecord] = []
-    for other in residents:
-        if other is target or group is None or other.spec.group != group:
+    members = [r for r in residents if r.spec.group == group] if group is not None else []
+    for other in members:
+        if other is target:
             continue
         if other.state is ModelState.UNLOADING:
             continue  # already leaving; planned_free counts it as gone
@@ -105,19 +103,18 @@ def plan_load(
     if free >= need:
         return Go(account.device, forced)
 
+    ready = ModelState.READY
     evictable = {
-        r.model_id: r
+        r.spec.id: r
         for r in residents
-        if r.state is ModelState.READY
-        and not r.leases
-        and not r.pinned
-        and r is not target
-        and r not in forced
+        if r.state is ready and not r.leases and not r.pinned and r is not target
     }
+    for record in forced:
+        evictable.pop(record.spec.id, None)
     chosen: list[ModelRecord] = []
     if evictable:
         context = EvictionContext(need=need - free, now=now, demand=demand)
-        for model_id in policy.victims([candidate_of(r) for r in evictable.values()], context):
+        for model_id in policy.victims([r.candidate() for r in evictable.values()], context):
             record = evictable.pop(model_id, None)  # ignore ids a faulty policy made up
             if record is None:
                 continue
@@ -151,7 +148,6 @@ def plan_load(
 def choose_drain(
     wait: Wait,
     policy: EvictionPolicy,
-    candidate_of: CandidateOf,
     now: float,
     demand: Mapping[str, float],
 ) -> list[ModelRecord]:
@@ -160,5 +156,5 @@ def choose_drain(
         return []
     by_id = {r.model_id: r for r in wait.drainable}
     context = EvictionContext(need=wait.shortfall, now=now, demand=demand)
-    ids = policy.victims([candidate_of(r) for r in wait.drainable], context)
+    ids = policy.victims([r.candidate() for r in wait.drainable], context)
     return [by_id[i] for i in dict.fromkeys(ids) if i in by_id]

@@ -28,10 +28,10 @@ Clock = Callable[[], float]
 class Candidate(NamedTuple):
     """What a policy may know about one resident model when choosing victims.
 
-    A NamedTuple rather than a dataclass: the scheduler builds one per resident model
-    for every decision, and tuples are built three times faster. ``frequency`` comes
-    last because it is the one field that changes with time alone: the scheduler
-    caches the rest per model and appends it.
+    A NamedTuple rather than a dataclass, and nothing in it changes with time alone
+    (frequency is stored with the time it was counted): a decision looks at every
+    resident model, so the scheduler keeps each model's candidate cached until the
+    model's stats change.
     """
 
     model_id: ModelId
@@ -50,7 +50,9 @@ class Candidate(NamedTuple):
     """Measured seconds to load this model again (an estimate before its first load)."""
     tags: tuple[str, ...] = ()
     frequency: float = 0.0
-    """Requests aged to ``now`` (exponential decay): recent demand, for cost_aware."""
+    """Recent demand: requests, each weighted by 2^(-age / half-life), as counted at
+    ``frequency_at``. Compare candidates with ``aged_frequency(c, now)``."""
+    frequency_at: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

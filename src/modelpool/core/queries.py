@@ -25,10 +25,9 @@ def can_fit(scheduler: Scheduler, model: str, now: float, *, allow_eviction: boo
         if record.estimate <= account.planned_free:
             return True
         if allow_eviction and record.estimate <= account.budget:
-            plan = plan_load(
-                record, account, scheduler.residents(device), scheduler.policy,
-                lambda r: r.candidate(now), now, scheduler.demand(),
-            )  # fmt: skip
+            residents = scheduler.residents(device)
+            demand = scheduler.demand()
+            plan = plan_load(record, account, residents, scheduler.policy, now, demand)
             if isinstance(plan, Go):
                 return True
     return False

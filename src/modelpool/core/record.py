@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
 
 from modelpool.config import ModelSpec
 from modelpool.core.lease import Lease, Waiter
@@ -45,8 +44,8 @@ class ModelRecord:
     blocked_by: list[Holder] = field(default_factory=list)
     """Why its waiters wait, when they wait for memory (named in timeout errors)."""
     stats: ModelStats = field(default_factory=ModelStats)
-    candidate_cache: tuple[tuple[int, int], tuple[Any, ...]] | None = None
-    """(stats version, lease count) -> every Candidate field but ``frequency``."""
+    candidate_cache: tuple[tuple[int, int], Candidate] | None = None
+    """The last ``candidate()``, valid while (stats version, lease count) is unchanged."""
 
     @property
     def model_id(self) -> ModelId:
@@ -65,25 +64,27 @@ class ModelRecord:
     def task_ids(self) -> list[str]:
         return [lease.task_id or f"lease-{lease.lease_id}" for lease in self.leases.values()]
 
-    def candidate(self, now: float) -> Candidate:
-        """What policies see of a self. Built for every resident model at every
-        decision, so all but the time-dependent ``frequency`` is cached per model."""
+    def candidate(self) -> Candidate:
+        """What policies see of this model, cached until its stats or leases change
+        (a decision looks at every resident model, so this must be cheap)."""
         stats = self.stats
         key = (stats.version, len(self.leases))
         cached = self.candidate_cache
-        if cached is None or cached[0] != key:
-            priority = self.spec.priority
-            for lease in self.leases.values():  # a lease for urgent work makes it urgent
-                priority = min(priority, lease.priority)
-            load_seconds = (
-                stats.load_seconds_total / stats.load_count
-                if stats.load_count
-                else self.estimate / ASSUMED_LOAD_BANDWIDTH
-            )
-            fields = (
-                self.spec.id, self.estimate, priority, stats.last_used, stats.loaded_at,
-                stats.load_count, stats.requests, len(self.leases), stats.errors,
-                load_seconds, self.spec.tags,
-            )  # fmt: skip
-            cached = self.candidate_cache = (key, fields)
-        return Candidate._make((*cached[1], stats.frequency(now)))
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        priority = self.spec.priority
+        for lease in self.leases.values():  # a lease for urgent work makes it urgent
+            priority = min(priority, lease.priority)
+        load_seconds = (
+            stats.load_seconds_total / stats.load_count
+            if stats.load_count
+            else self.estimate / ASSUMED_LOAD_BANDWIDTH
+        )
+        frequency, counted_at = stats.frequency_counted
+        candidate = Candidate(
+            self.spec.id, self.estimate, priority, stats.last_used, stats.loaded_at,
+            stats.load_count, stats.requests, len(self.leases), stats.errors, load_seconds,
+            self.spec.tags, frequency, counted_at,
+        )  # fmt: skip
+        self.candidate_cache = (key, candidate)
+        return candidate

@@ -470,7 +470,7 @@ class Scheduler:
             if r.state is ModelState.READY and not r.leases and not r.pinned
         ]
         for model_id in self.policy.victims(
-            [r.candidate(now) for r in idle],
+            [r.candidate() for r in idle],
             EvictionContext(need=account.over_budget, now=now, demand=self.demand()),
         ):
             if not account.over_budget:
@@ -527,9 +527,7 @@ class Scheduler:
                 record.blocked_by = outcome.holders
                 if starving:
                     reserved_devices.add(outcome.device)
-                    chosen = choose_drain(
-                        outcome, self.policy, lambda r: r.candidate(now), now, demand
-                    )
+                    chosen = choose_drain(outcome, self.policy, now, demand)
                     drain.update(r.model_id for r in chosen)
             elif isinstance(outcome, Impossible):
                 self._reject_all(record, outcome.error)
@@ -556,7 +554,6 @@ class Scheduler:
                     account,
                     self.residents(device),
                     self.policy,
-                    lambda r: r.candidate(now),
                     now,
                     demand,
                 )

@@ -13,6 +13,13 @@ RESPONSE_WINDOW = 1024
 """Response times kept for averages and percentiles (a sliding window, not all of history)."""
 
 
+def decayed(count: float, counted_at: float, now: float) -> float:
+    """``count`` aged from ``counted_at`` to ``now`` with ``FREQUENCY_HALF_LIFE``."""
+    age = now - counted_at
+    factor: float = 0.5 ** (age / FREQUENCY_HALF_LIFE) if age > 0 else 1.0
+    return count * factor
+
+
 def percentile(sorted_values: list[float], q: float) -> float:
     """Nearest-rank percentile of already sorted values; 0.0 when empty."""
     if not sorted_values:
@@ -94,9 +101,12 @@ class ModelStats:
 
     def frequency(self, now: float) -> float:
         """Requests, each weighted by 2^(-age / half-life): recent demand counts most."""
-        age = max(0.0, now - self._frequency_at)
-        decay: float = 0.5 ** (age / FREQUENCY_HALF_LIFE)
-        return self._frequency * decay
+        return decayed(self._frequency, self._frequency_at, now)
+
+    @property
+    def frequency_counted(self) -> tuple[float, float]:
+        """The frequency and the time it was counted at (it decays from there)."""
+        return self._frequency, self._frequency_at
 
     @property
     def mean_load_seconds(self) -> float | None:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from operator import attrgetter
 
 from modelpool.core.ports import Candidate, EvictionContext
+from modelpool.core.stats import decayed
 from modelpool.policies.base import evict_in_order
 from modelpool.types import ModelId
 
@@ -19,10 +20,10 @@ class CostAwarePolicy:
     wanted times what it costs to reload, per byte it occupies.
 
     GDSF ages values with an inflation clock L raised on each eviction; here aging is
-    the exponential decay already applied to ``Candidate.frequency`` by the pool, so the
-    policy keeps no state between calls and stays pure. ``load_seconds`` is floored at
-    ``min_load_seconds`` so an unmeasured model is not free to evict; ``bytes`` of 0
-    counts as 1.
+    the exponential decay of ``Candidate.frequency`` from when it was counted to
+    ``context.now``, so the policy keeps no state between calls and stays pure.
+    ``load_seconds`` is floored at ``min_load_seconds`` so an unmeasured model is not
+    free to evict; ``bytes`` of 0 counts as 1.
     """
 
     name = "cost_aware"
@@ -44,8 +45,9 @@ class CostAwarePolicy:
         if context.need <= 0 or not candidates:
             return []
         floor = self.min_load_seconds
+        now = context.now
         values = [
-            c.frequency
+            decayed(c.frequency, c.frequency_at, now)
             * (c.load_seconds if c.load_seconds > floor else floor)
             / (c.bytes if c.bytes > 1 else 1)
             for c in candidates

@@ -15,6 +15,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from modelpool.core.lease import Lease, Waiter
 from modelpool.core.states import RESIDENT, ModelState
 from modelpool.errors import DoesNotFit, QueueFull
+from modelpool.plugins import POLICIES
 
 MODELS = {
     "a": {"memory": 4 * GB},
@@ -28,12 +29,14 @@ MODELS = {
 
 
 class PoolMachine(RuleBasedStateMachine):
+    policy = "hybrid"
+
     def __init__(self) -> None:
         super().__init__()
         self.h = Harness(
             MODELS,
             budgets={"cpu": 10 * GB, "gpu:0": 8 * GB},
-            policy="hybrid",
+            policy=self.policy,
             starvation_limit=5.0,
             max_queue=20,
         )
@@ -158,10 +161,17 @@ class PoolMachine(RuleBasedStateMachine):
             assert account.reserved_total == account.committed_total == 0
 
 
-PoolMachine.TestCase.settings = settings(
-    max_examples=200,
-    stateful_step_count=40,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
+def machine_for(policy: str) -> type[PoolMachine]:
+    """The same rules under another eviction policy: no policy may break the books."""
+    return type(f"PoolMachine_{policy}", (PoolMachine,), {"policy": policy})
+
+
+SETTINGS = settings(
+    stateful_step_count=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 TestPoolInvariants = PoolMachine.TestCase
+TestPoolInvariants.settings = settings(SETTINGS, max_examples=200)
+for _name in POLICIES.names():
+    _case = machine_for(_name).TestCase
+    _case.settings = settings(SETTINGS, max_examples=25)
+    globals()[f"TestPoolInvariants_{_name}"] = _case

@@ -17,6 +17,7 @@ from modelpool.errors import (
     UnknownModel,
     WaitTimeout,
 )
+from modelpool.plugins import POLICIES
 
 FOUR = {"memory": 4 * GB}
 
@@ -352,3 +353,27 @@ def test_demand_follows_the_tags_of_recent_requests() -> None:
         h.s.release(h.lease("coder"))
     h.wait("chat")
     assert h.s.demand() == {"code": 0.75, "chat": 0.25}
+
+
+def test_more_important_waiters_are_planned_first() -> None:
+    h = Harness({m: FOUR for m in "abc"}, budgets={"cpu": 4 * GB})
+    h.load("a")
+    lease = h.lease("a")
+    background = h.wait("b", priority=9)
+    h.clock.advance(1)
+    urgent = h.wait("c", priority=1)
+    h.s.release(lease)
+    h.settle()
+    assert urgent.waiter_id in h.fx.granted
+    assert background.waiter_id not in h.fx.granted
+    assert h.started_loads() == ["a", "c"]
+
+
+def test_strategy_options_reach_the_policy() -> None:
+    h = Harness({"a": FOUR, "b": FOUR, "c": FOUR})
+    h.load("a", "b")
+    h.s.release(h.lease("a"), ok=False)  # a errs once but is the most recently used
+    h.s.set_policy(POLICIES.get("hybrid")(weights={"idle": 0, "loads": 0, "tasks": 0, "errors": 1}))
+    h.wait("c")
+    assert h.fx.unloads == ["a"]
+    assert h.fx.kinds(EventKind.STRATEGY_CHANGED)[-1].detail == {"old": "lru", "new": "hybrid"}
