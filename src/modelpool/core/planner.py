@@ -109,8 +109,8 @@ def plan_load(
         for r in residents
         if r.state is ready and not r.leases and not r.pinned and r is not target
     }
-    for record in forced:
-        evictable.pop(record.spec.id, None)
+    for member in forced:
+        evictable.pop(member.spec.id, None)
     chosen: list[ModelRecord] = []
     if evictable:
         context = EvictionContext(need=need - free, now=now, demand=demand)
