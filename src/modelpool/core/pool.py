@@ -436,6 +436,7 @@ class _AsyncEffects:
         task = self._pool._require_loop().create_task(work)
         self._pool._tasks.add(task)
         task.add_done_callback(self._pool._tasks.discard)
+        task.add_done_callback(_report_crash)
 
     async def _load(self, spec: ModelSpec, device: DeviceId) -> None:
         pool = self._pool
@@ -456,6 +457,12 @@ class _AsyncEffects:
             pool._scheduler.on_unload_done(handle.model_id, _describe(error))
             return
         pool._scheduler.on_unload_done(handle.model_id)
+
+
+def _report_crash(task: asyncio.Task[None]) -> None:
+    """Backend errors are reported to the scheduler; anything escaping is a bug: say so."""
+    if not task.cancelled() and (error := task.exception()) is not None:
+        log.error("modelpool internal error in %s", task.get_coro(), exc_info=error)
 
 
 def _describe(error: BaseException) -> str:

@@ -257,6 +257,12 @@ class Scheduler:
         self._stop_waiters.append(waiter)
         for record in self._records.values():
             self._reject_all(record, PoolClosed("the pool stopped before serving this request"))
+            if record.state is ModelState.LOADING and not record.load_started:
+                # Still waiting for its victims to leave: give the reservation back.
+                assert record.device is not None
+                self.ledger.cancel(record.device, record.model_id)
+                record.device = None
+                record.set_state(ModelState.UNLOADED)
             if record.state in RESIDENT:
                 record.unload_requested = "stopping"
             if record.state is ModelState.READY and (force or not record.leases):

@@ -377,3 +377,15 @@ def test_strategy_options_reach_the_policy() -> None:
     h.wait("c")
     assert h.fx.unloads == ["a"]
     assert h.fx.kinds(EventKind.STRATEGY_CHANGED)[-1].detail == {"old": "lru", "new": "hybrid"}
+
+
+def test_stop_gives_back_reservations_of_loads_that_had_not_started() -> None:
+    h = Harness({"a": FOUR, "b": FOUR, "c": FOUR})
+    h.load("a", "b")
+    h.wait("c")  # evicts one, c waits for its memory
+    assert h.state("c") is ModelState.LOADING
+    h.s.stop()
+    h.settle()
+    assert h.state("c") is ModelState.UNLOADED
+    assert "c" not in h.started_loads()
+    assert h.s.ledger.is_empty()
