@@ -56,7 +56,7 @@ from modelpool.config.issues import (
     yaml_syntax_issue,
 )
 from modelpool.errors import ConfigError, ConfigIssue, PluginNotFound
-from modelpool.plugins import BACKENDS, POLICIES
+from modelpool.plugins import BACKENDS, POLICIES, Registry
 from modelpool.types import ModelId
 
 DEFAULT_STATE_DIR = Path("~/.local/state/modelpool")
@@ -123,10 +123,7 @@ class ModelSpec(BaseModel):
     @field_validator("backend")
     @classmethod
     def _known_backend(cls, name: str) -> str:
-        known = BACKENDS.names()
-        if name not in known:
-            raise ValueError(str(PluginNotFound(BACKENDS.kind, name, known)))
-        return name
+        return _registered(BACKENDS, name)
 
 
 class ServerSettings(BaseModel):
@@ -161,11 +158,7 @@ class PoolSettings(BaseModel):
     @field_validator("strategy")
     @classmethod
     def _known_strategy(cls, name: str) -> str:
-        name = str(name)  # a ModelSwitchingStrategy member becomes its plain name
-        known = POLICIES.names()
-        if name not in known:
-            raise ValueError(str(PluginNotFound(POLICIES.kind, name, known)))
-        return name
+        return _registered(POLICIES, str(name))  # an enum member becomes its plain name
 
 
 class Config(BaseModel):
@@ -240,6 +233,14 @@ class Config(BaseModel):
     @model_validator(mode="after")
     def _cross_check(self, info: ValidationInfo) -> Self:
         return _report(self, _cross_field_problems(self), info)
+
+
+def _registered(registry: Registry, name: str) -> str:
+    """``name`` if ``registry`` knows it (without importing it), else a ValueError."""
+    known = registry.names()
+    if name not in known:
+        raise ValueError(str(PluginNotFound(registry.kind, name, known)))
+    return name
 
 
 def _option_problems(backend: object, options: Mapping[str, Any]) -> list[tuple[Loc, str]]:
