@@ -278,3 +278,21 @@ async def test_use_sync_refuses_to_block_its_own_loop() -> None:
     async with pool:
         with pytest.raises(RuntimeError, match="block the pool's loop"), pool.use_sync("a"):
             pass
+
+
+async def test_loads_with_disjoint_evictions_overlap_in_time() -> None:
+    pool, backend = make_pool(spec("a"), spec("b"), spec("c"), spec("d"))
+    gates = {m: backend.gate(m) for m in "cd"}
+    async with pool:
+        await pool.load("a")
+        await pool.load("b")
+        loads = [asyncio.create_task(pool.load(m)) for m in "cd"]
+        events = pool.events()
+        await asyncio.wait_for(next_event(events, EventKind.LOAD_STARTED, "d"), 5)
+        assert backend.concurrent_loads == 2
+        assert pool.state("c") is ModelState.LOADING
+        for gate in gates.values():
+            gate.set()
+        await asyncio.gather(*loads)
+        assert backend.peak_concurrent_loads == 2
+        assert backend.resident == {"c", "d"}

@@ -352,10 +352,14 @@ class ModelPool(SyncFacade):
         events = list(self._events)
         return events if limit is None else events[-limit:]
 
-    async def events(self) -> AsyncIterator[PoolEvent]:
-        """Every event from now on, until the pool stops (slow readers drop the oldest)."""
+    def events(self) -> AsyncIterator[PoolEvent]:
+        """Every event from this call on, until the pool stops (slow readers drop the
+        oldest). Subscribes at once, so nothing between this call and iterating is lost."""
         queue: asyncio.Queue[PoolEvent] = asyncio.Queue(maxsize=EVENT_HISTORY)
         self._listeners.append(queue)
+        return self._follow(queue)
+
+    async def _follow(self, queue: asyncio.Queue[PoolEvent]) -> AsyncIterator[PoolEvent]:
         try:
             while (event := await queue.get()) is not _END:
                 yield event
