@@ -46,6 +46,7 @@ from modelpool.core.specialization import best_model_for_task
 from modelpool.core.states import RESIDENT, ModelState
 from modelpool.errors import (
     DoesNotFit,
+    Holder,
     InsufficientMemory,
     LoadFailed,
     ModelPoolError,
@@ -513,7 +514,7 @@ class Scheduler:
         queued = [r for r in queued if r.waiters]
         queued.sort(key=lambda r: (min(w.priority for w in r.waiters), r.waiters[0].enqueued_at))
         drain: set[ModelId] = set()
-        reserved_devices: set[DeviceId] = set()  # a starving plan waits here: no backfill
+        held_for: dict[DeviceId, ModelRecord] = {}  # a starving plan waits here: no backfill
         demand: dict[str, float] | None = None
         for record in queued:
             if record.state not in (ModelState.UNLOADED, ModelState.FAILED, ModelState.WARM):
@@ -521,7 +522,7 @@ class Scheduler:
             if demand is None:
                 demand = self.demand()
             starving = now - record.waiters[0].enqueued_at >= self.settings.starvation_limit
-            outcome = self._plan(record, now, demand, reserved_devices)
+            outcome = self._plan(record, now, demand, held_for)
             if isinstance(outcome, Go):
                 self._begin_load(record, outcome)
             elif isinstance(outcome, Wait):
@@ -532,7 +533,7 @@ class Scheduler:
                     )
                 record.blocked_by = outcome.holders
                 if starving:
-                    reserved_devices.add(outcome.device)
+                    held_for.setdefault(outcome.device, record)
                     chosen = choose_drain(outcome, self.policy, now, demand)
                     drain.update(r.model_id for r in chosen)
             elif isinstance(outcome, Impossible):
@@ -545,15 +546,18 @@ class Scheduler:
         record: ModelRecord,
         now: float,
         demand: Mapping[str, float],
-        reserved_devices: set[DeviceId],
+        held_for: Mapping[DeviceId, ModelRecord],
     ) -> Go | Wait | Impossible:
         outcome: Go | Wait | Impossible | None = None
         for device in self.devices_for(record):
             account = self.ledger.account(device)
             if record.estimate > account.budget:
                 continue
-            if device in reserved_devices:
-                plan: Go | Wait | Impossible = Wait(device, [], [], record.estimate)
+            if device in held_for:
+                starving = held_for[device]
+                why = f"held for {starving.model_id}, which has waited longest"
+                held = Holder(starving.model_id, starving.estimate, why)
+                plan: Go | Wait | Impossible = Wait(device, [held], [], record.estimate)
             else:
                 plan = plan_load(
                     record,
@@ -565,8 +569,9 @@ class Scheduler:
                 )
             if isinstance(plan, Go):
                 return plan
-            if outcome is None or isinstance(plan, Wait):
-                outcome = plan if not isinstance(outcome, Wait) else outcome
+            # Report the first wait if any device may free up, else the first refusal.
+            if outcome is None or (isinstance(plan, Wait) and not isinstance(outcome, Wait)):
+                outcome = plan
         assert outcome is not None, "request() refuses models that fit no device"
         return outcome
 

@@ -389,3 +389,20 @@ def test_stop_gives_back_reservations_of_loads_that_had_not_started() -> None:
     assert h.state("c") is ModelState.UNLOADED
     assert "c" not in h.started_loads()
     assert h.s.ledger.is_empty()
+
+
+def test_a_starving_request_keeps_later_loads_off_its_device() -> None:
+    h = Harness({"a": FOUR, "b": FOUR, "c": FOUR, "x": {"memory": 8 * GB}}, starvation_limit=10)
+    h.load("a", "b")
+    lease = h.lease("a")
+    big = h.wait("x")
+    h.clock.advance(11)
+    h.s.on_tick()  # x starves: a drains, and the device is held for x
+    late = h.wait("c")
+    assert h.fx.unloads == []  # c may not take b's memory from under x
+    assert [holder.model_id for holder in h.s.resolve("c").blocked_by] == ["x"]
+    h.s.release(lease)
+    assert sorted(h.fx.unloads) == ["a", "b"]
+    h.settle()
+    assert isinstance(h.fx.granted[big.waiter_id], Lease)
+    assert late.waiter_id not in h.fx.granted
