@@ -23,7 +23,6 @@ Scheduling of waiting requests (``_dispatch``):
 from __future__ import annotations
 
 import itertools
-from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +40,7 @@ from modelpool.core.ports import (
     EvictionPolicy,
     Handle,
 )
+from modelpool.core.queue import WaitQueue
 from modelpool.core.record import ModelRecord
 from modelpool.core.specialization import best_model_for_task
 from modelpool.core.states import RESIDENT, ModelState
@@ -51,7 +51,6 @@ from modelpool.errors import (
     LoadFailed,
     ModelPoolError,
     PoolClosed,
-    QueueFull,
     UnknownModel,
     WaitTimeout,
 )
@@ -89,7 +88,7 @@ class Scheduler:
             for name in (spec.id, *spec.aliases):
                 self._names[name] = spec.id
         self._ids = itertools.count(1)
-        self._waiting = 0
+        self._queue = WaitQueue(self.settings.max_queue)
         self._draining: set[ModelId] = set()
         self._demand = DemandTracker()
         self._stop_waiters: list[Waiter] = []
@@ -111,7 +110,7 @@ class Scheduler:
 
     @property
     def waiting(self) -> int:
-        return self._waiting
+        return self._queue.count
 
     @property
     def stopping(self) -> bool:
@@ -150,16 +149,13 @@ class Scheduler:
             self._effects.grant(done, None)  # an explicit load of a resident model: done
             return done
         self._check_ever_fits(record)
-        if self._waiting >= self.settings.max_queue:
-            raise QueueFull(record.model_id, self.settings.max_queue)
         if wants_lease:
             record.stats.record_request(now, hit=False)
             self._demand.note(record.spec.tags)
         waiter = Waiter(
             next(self._ids), record.model_id, task_id, priority, now, token, wants_lease
         )
-        record.waiters.append(waiter)
-        self._waiting += 1
+        self._queue.push(record, waiter)
         self._dispatch()
         return waiter
 
@@ -177,7 +173,7 @@ class Scheduler:
             return
         if record.unload_requested is not None:
             self._begin_unload(record, record.unload_requested)
-        if self._waiting or record.draining:
+        if self._queue.count or record.draining:
             self._dispatch()
 
     def cancel(self, waiter: Waiter) -> bool:
@@ -355,7 +351,7 @@ class Scheduler:
                 and now - record.stats.last_used >= ttl
             ):
                 self._begin_unload(record, f"idle for {ttl:g}s (ttl)")
-        if self._waiting:
+        if self._queue.count:
             self._dispatch()
 
     # --- status -------------------------------------------------------------------
@@ -400,11 +396,7 @@ class Scheduler:
 
     def _remove_waiter(self, waiter: Waiter) -> bool:
         record = self._records.get(waiter.model_id)
-        if record is None or waiter not in record.waiters:
-            return False
-        record.waiters.remove(waiter)
-        self._waiting -= 1
-        return True
+        return record is not None and self._queue.remove(record, waiter)
 
     def _emit(self, kind: EventKind, record: ModelRecord | None, **detail: Any) -> None:
         model_id = record.model_id if record is not None else None
@@ -506,13 +498,11 @@ class Scheduler:
         if self._stopping:
             return
         now = self._clock()
-        queued = [r for r in self._records.values() if r.waiters]
         # Serve what is resident first: those leases also keep it from being a victim below.
-        for record in queued:
-            if record.serving:
+        for record in self._records.values():
+            if record.waiters and record.serving:
                 self._grant_all(record, now)
-        queued = [r for r in queued if r.waiters]
-        queued.sort(key=lambda r: (min(w.priority for w in r.waiters), r.waiters[0].enqueued_at))
+        queued = self._queue.in_order(self._records.values())
         drain: set[ModelId] = set()
         held_for: dict[DeviceId, ModelRecord] = {}  # a starving plan waits here: no backfill
         demand: dict[str, float] | None = None
@@ -521,7 +511,7 @@ class Scheduler:
                 continue
             if demand is None:
                 demand = self.demand()
-            starving = now - record.waiters[0].enqueued_at >= self.settings.starvation_limit
+            starving = self._queue.waited(record, now) >= self.settings.starvation_limit
             outcome = self._plan(record, now, demand, held_for)
             if isinstance(outcome, Go):
                 self._begin_load(record, outcome)
@@ -591,9 +581,7 @@ class Scheduler:
         return resumed
 
     def _grant_all(self, record: ModelRecord, now: float) -> None:
-        waiters, record.waiters = record.waiters, deque()
-        for waiter in waiters:
-            self._waiting -= 1
+        for waiter in self._queue.take_all(record):
             if waiter.wants_lease:
                 self._effects.grant(
                     waiter, self._new_lease(record, waiter.task_id, waiter.priority, now, False)
@@ -604,8 +592,7 @@ class Scheduler:
     def _reject_all(self, record: ModelRecord, error: ModelPoolError) -> None:
         if not record.waiters:
             return
-        waiters, record.waiters = record.waiters, deque()
-        self._waiting -= len(waiters)
+        waiters = self._queue.take_all(record)
         for waiter in waiters:
             self._effects.reject(waiter, error)
         self._emit(EventKind.REJECTED, record, error=str(error), requests=len(waiters))
