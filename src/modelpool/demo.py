@@ -162,8 +162,10 @@ async def run_demo(
         elif event.kind is EventKind.LOADED:
             loads += 1
 
+    events = pool.events()  # subscribes now: no event before start() is missed
+
     async def watch() -> None:
-        async for event in pool.events():
+        async for event in events:
             count(event)
 
     started = time.monotonic()
@@ -187,7 +189,6 @@ async def run_demo(
             await asyncio.sleep(refresh)
 
     watcher = asyncio.create_task(watch())
-    await asyncio.sleep(0)  # let the watcher subscribe before the first event
     await pool.start()
     ticking = asyncio.create_task(ticker())
     try:
