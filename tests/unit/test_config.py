@@ -587,3 +587,16 @@ def test_env_can_override_a_model_given_as_a_spec_instance() -> None:
     config = Config.from_mapping(data, environ={"MODELPOOL_MODELS__A__PRIORITY": "1"})
     assert config.models["a"].priority == 1
     assert config.models["a"].options == {"seed": 3}
+
+
+def test_strategy_options_are_checked_by_the_strategy_itself(tmp_path: Path) -> None:
+    path = tmp_path / "pool.yaml"
+    path.write_text("pool:\n  strategy: hybrid\n  strategy_options:\n    weights: {idel: 0.3}\n")
+    with pytest.raises(ConfigError) as caught:
+        Config.load(path, environ={})
+    [issue] = caught.value.issues
+    assert issue.path == "pool.strategy_options"
+    assert "hybrid" in issue.message
+    assert "idel" in issue.message
+    ok = Config.from_yaml("pool: {strategy: hybrid, strategy_options: {weights: {idle: 1}}}")
+    assert ok.pool.strategy_options == {"weights": {"idle": 1}}

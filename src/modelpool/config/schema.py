@@ -160,6 +160,16 @@ class PoolSettings(BaseModel):
     def _known_strategy(cls, name: str) -> str:
         return _registered(POLICIES, str(name))  # an enum member becomes its plain name
 
+    @model_validator(mode="after")
+    def _options_fit_the_strategy(self, info: ValidationInfo) -> Self:
+        # Build the policy once: its constructor is what knows which options it takes.
+        try:
+            POLICIES.get(self.strategy)(**self.strategy_options)
+        except (TypeError, ValueError) as error:
+            message = f"not valid for strategy {self.strategy!r}: {error}"
+            return _report(self, [((), message)], info, ("pool", "strategy_options"))
+        return self
+
 
 class Config(BaseModel):
     """Everything ``modelpool`` is configured with; build it with ``load``/``from_*``."""
