@@ -129,29 +129,36 @@ def whole_decision(
 
 
 def decision_costs(quick: bool) -> list[dict[str, Any]]:
+    """Per strategy and fleet size, the median of many samples taken in rounds that
+    visit every strategy in turn, so a burst of noise on a shared machine lands on all
+    strategies alike instead of on whichever happened to be measured then."""
     rows = []
     rng = random.Random(7)
+    names = POLICIES.names()
     for n in SIZES:
         scheduler, _, need = loaded_scheduler(n, rng)
         demand = scheduler.demand()
         candidates = [r.candidate() for r in scheduler.records() if r.state is ModelState.READY]
         context = EvictionContext(need=need, now=1000.0, demand=demand)
         inner = 1 if quick else max(1, 2_000 // n)
-        repeats = 3 if quick else 15
-        for name in POLICIES.names():
-            policy = POLICIES.get(name)()
-            policy_us = median_us(
-                partial(policy_decision, policy, candidates, context), repeats, inner
-            )
-            plan_us = median_us(partial(whole_decision, scheduler, policy, demand), repeats, inner)
-            rows.append(
-                {
-                    "strategy": name,
-                    "candidates": n,
-                    "policy_us": round(policy_us, 1),
-                    "plan_us": round(plan_us, 1),
+        rounds = 3 if quick else 31
+        policies = {name: POLICIES.get(name)() for name in names}
+        samples: dict[tuple[str, str], list[float]] = {}
+        for _ in range(rounds):
+            for name, policy in policies.items():
+                runs = {
+                    "policy_us": partial(policy_decision, policy, candidates, context),
+                    "plan_us": partial(whole_decision, scheduler, policy, demand),
                 }
-            )
+                for column, run in runs.items():
+                    samples.setdefault((name, column), []).append(median_us(run, 1, inner))
+        for name in names:
+            rows.append({
+                "strategy": name,
+                "candidates": n,
+                "policy_us": round(statistics.median(samples[name, "policy_us"]), 1),
+                "plan_us": round(statistics.median(samples[name, "plan_us"]), 1),
+            })  # fmt: skip
     return rows
 
 
