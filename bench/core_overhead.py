@@ -117,7 +117,7 @@ def whole_decision(
     """What the scheduler does to plan a load: build candidates from records, then plan."""
     now = 1000.0
     target = scheduler.resolve("incoming")
-    residents = [r for r in scheduler.records() if r.device == "gpu:0"]
+    residents = scheduler.residents("gpu:0")
     return plan_load(
         target,
         scheduler.ledger.account("gpu:0"),

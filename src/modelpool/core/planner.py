@@ -12,7 +12,7 @@ Nothing here mutates a record or the ledger; the scheduler carries the plan out.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from modelpool.core.ledger import DeviceAccount
@@ -20,7 +20,7 @@ from modelpool.core.ports import EvictionContext, EvictionPolicy
 from modelpool.core.record import ModelRecord
 from modelpool.core.states import ModelState
 from modelpool.errors import Holder, InsufficientMemory
-from modelpool.types import Bytes, DeviceId
+from modelpool.types import Bytes, DeviceId, ModelId
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,17 +64,17 @@ def holder(account: DeviceAccount, record: ModelRecord, why: str = "") -> Holder
 def plan_load(
     target: ModelRecord,
     account: DeviceAccount,
-    residents: Sequence[ModelRecord],
+    residents: Mapping[ModelId, ModelRecord],
     policy: EvictionPolicy,
     now: float,
     demand: Mapping[str, float],
 ) -> Plan:
-    """Plan loading ``target`` on ``account``'s device; ``residents`` are booked there."""
+    """Plan loading ``target`` on ``account``'s device, where ``residents`` are booked."""
     need = target.estimate
     group = target.spec.group
     forced: list[ModelRecord] = []
     busy_members: list[ModelRecord] = []
-    members = [r for r in residents if r.spec.group == group] if group is not None else []
+    members = [r for r in residents.values() if r.spec.group == group] if group else []
     for other in members:
         if other is target:
             continue
@@ -103,21 +103,24 @@ def plan_load(
     if free >= need:
         return Go(account.device, forced)
 
-    ready = ModelState.READY
-    evictable = {
-        r.spec.id: r
-        for r in residents
+    # One pass builds the candidates; victims are then found by id among the residents
+    # and checked again, so an id a faulty policy made up or repeated is ignored.
+    taken = {r.spec.id for r in forced}
+    ready = ModelState.READY  # the filter is inlined: it runs once per resident
+    candidates = [
+        r.candidate()
+        for r in residents.values()
         if r.state is ready and not r.leases and not r.pinned and r is not target
-    }
-    for member in forced:
-        evictable.pop(member.spec.id, None)
+        and r.spec.id not in taken
+    ]  # fmt: skip
     chosen: list[ModelRecord] = []
-    if evictable:
+    if candidates:
         context = EvictionContext(need=need - free, now=now, demand=demand)
-        for model_id in policy.victims([r.candidate() for r in evictable.values()], context):
-            record = evictable.pop(model_id, None)  # ignore ids a faulty policy made up
-            if record is None:
+        for model_id in policy.victims(candidates, context):
+            record = residents.get(model_id)
+            if record is None or model_id in taken or not _evictable(record, target):
                 continue
+            taken.add(model_id)
             chosen.append(record)
             free += booked_bytes(account, record)
             if free >= need:
@@ -126,11 +129,8 @@ def plan_load(
     # Not enough even with every idle model gone: who holds the rest, and will they let go?
     stuck = [
         r
-        for r in residents
-        if r is not target
-        and r not in chosen
-        and r not in forced
-        and r.state is not ModelState.UNLOADING
+        for r in residents.values()
+        if r is not target and r.spec.id not in taken and r.state is not ModelState.UNLOADING
     ]
     holders = [holder(account, r) for r in stuck]
     drainable = [r for r in stuck if r.state is ModelState.READY and r.leases and not r.pinned]
@@ -143,6 +143,15 @@ def plan_load(
         target.model_id, account.device, need, max(0, account.planned_free), holders
     )
     return Impossible(error)
+
+
+def _evictable(record: ModelRecord, target: ModelRecord) -> bool:
+    return (
+        record.state is ModelState.READY
+        and not record.leases
+        and not record.pinned
+        and record is not target
+    )
 
 
 def choose_drain(

@@ -38,7 +38,7 @@ def require_free(scheduler: Scheduler, device: DeviceId, need: Bytes, purpose: s
     account = scheduler.ledger.account(device)
     if need <= account.planned_free:
         return
-    holders = [holder(account, r) for r in scheduler.residents(device)]
+    holders = [holder(account, r) for r in scheduler.residents(device).values()]
     raise InsufficientMemory(purpose, device, need, max(0, account.planned_free), holders)
 
 

@@ -87,6 +87,9 @@ class Scheduler:
             self._records[spec.id] = ModelRecord(spec, estimates[spec.id], pinned=spec.pinned)
             for name in (spec.id, *spec.aliases):
                 self._names[name] = spec.id
+        self._booked: dict[DeviceId, dict[ModelId, ModelRecord]] = {
+            device: {} for device in self.ledger.devices()
+        }
         self._ids = itertools.count(1)
         self._queue = WaitQueue(self.settings.max_queue)
         self._draining: set[ModelId] = set()
@@ -258,7 +261,7 @@ class Scheduler:
                 # Still waiting for its victims to leave: give the reservation back.
                 assert record.device is not None
                 self.ledger.cancel(record.device, record.model_id)
-                record.device = None
+                self._unbook(record)
                 record.set_state(ModelState.UNLOADED)
             if record.state in RESIDENT:
                 record.unload_requested = "stopping"
@@ -283,7 +286,7 @@ class Scheduler:
         now = self._clock()
         if handle is None:
             self.ledger.cancel(device, model_id)
-            record.device = None
+            self._unbook(record)
             record.set_state(ModelState.FAILED)
             record.last_error = error or "unknown error"
             record.stats.load_failures += 1
@@ -320,7 +323,7 @@ class Scheduler:
         # bytes, since keeping them booked would block the device for good. Backends that
         # can verify (process exit, probe) do so before reporting.
         self.ledger.release(device, model_id)
-        record.device = None
+        self._unbook(record)
         record.handle = None
         record.draining = False
         record.unload_requested = None
@@ -414,7 +417,7 @@ class Scheduler:
         for victim in plan.victims:
             self._begin_unload(victim, f"evicted by {self.policy.name} for {record.model_id}")
         self.ledger.reserve(plan.device, record.model_id, record.estimate)
-        record.device = plan.device
+        self._book(record, plan.device)
         record.blocked_by = []
         record.set_state(ModelState.LOADING)
         self._start_load_if_free(record)
@@ -427,7 +430,7 @@ class Scheduler:
         group = record.spec.group
         if group is not None and any(
             r.spec.group == group and r is not record
-            for r in self.residents(device)
+            for r in self.residents(device).values()
             if r.state is not ModelState.LOADING or r.load_started
         ):
             return  # "one heavy model at a time": not even while the other is unloading
@@ -455,9 +458,18 @@ class Scheduler:
         for waiter in waiters:
             self._effects.grant(waiter, None)
 
-    def residents(self, device: DeviceId) -> list[ModelRecord]:
-        """Models booked on ``device`` (loading, ready or unloading)."""
-        return [r for r in self._records.values() if r.device == device and r.state in RESIDENT]
+    def residents(self, device: DeviceId) -> Mapping[ModelId, ModelRecord]:
+        """Models booked on ``device`` (loading, ready or unloading), by id."""
+        return self._booked[device]
+
+    def _book(self, record: ModelRecord, device: DeviceId) -> None:
+        record.device = device
+        self._booked[device][record.model_id] = record
+
+    def _unbook(self, record: ModelRecord) -> None:
+        if record.device is not None:
+            del self._booked[record.device][record.model_id]
+            record.device = None
 
     def _repair_over_budget(self, device: DeviceId) -> None:
         """A load measured bigger than reserved: evict idle models until the plan fits."""
@@ -465,7 +477,7 @@ class Scheduler:
         now = self._clock()
         idle = [
             r
-            for r in self.residents(device)
+            for r in self.residents(device).values()
             if r.state is ModelState.READY and not r.leases and not r.pinned
         ]
         for model_id in self.policy.victims(

@@ -126,6 +126,10 @@ class PoolMachine(RuleBasedStateMachine):
                 assert (record.model_id in account.started) == record.load_started
             else:
                 assert record.device is None
+            if record.device is not None:
+                assert self.h.s.residents(record.device)[record.model_id] is record
+        booked = sum(len(self.h.s.residents(d)) for d in self.h.s.ledger.devices())
+        assert booked == sum(r.device is not None for r in self.h.s.records())
 
     @invariant()
     def leased_models_are_never_evicted(self) -> None:
