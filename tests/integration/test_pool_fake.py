@@ -296,3 +296,23 @@ async def test_loads_with_disjoint_evictions_overlap_in_time() -> None:
         await asyncio.gather(*loads)
         assert backend.peak_concurrent_loads == 2
         assert backend.resident == {"c", "d"}
+
+
+async def test_a_model_that_dies_is_marked_failed_and_its_memory_freed() -> None:
+    pool, backend = make_pool(spec("a"), spec("b"), budget=4 * GB)
+    async with pool:
+        events = pool.events()
+        lease = await pool.acquire("a", task_id="t1")
+        backend.crash("a", "exited with code 137")
+        await asyncio.wait_for(next_event(events, EventKind.LOST, "a"), 5)
+        assert pool.state("a") is ModelState.FAILED
+        status = pool.get_resource_status()
+        assert "code 137" in status["model_resources"]["a"]["last_error"]
+        assert status["memory_info"]["cpu"]["committed"] == 0
+        assert lease.released  # its lease ended with it
+        pool.release(lease)  # giving it back later is harmless
+        async with pool.use("b") as other:  # b fits at once: nothing waits on the dead a
+            assert other.model_id == "b"
+        async with pool.use("a") as again:  # and the next request for a loads it anew
+            assert again.model_id == "a"
+        assert backend.loads.count("a") == 2

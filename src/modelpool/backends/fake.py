@@ -58,6 +58,7 @@ class FakeBackend:
         self.peak_concurrent_loads = 0
         self._gates: dict[ModelId, asyncio.Event] = {}
         self._failed_loads: Counter[ModelId] = Counter()
+        self._crashes: dict[ModelId, asyncio.Future[str]] = {}
         self._failed_unloads: Counter[ModelId] = Counter()
 
     def estimate(self, spec: ModelSpec) -> Bytes | None:
@@ -89,6 +90,23 @@ class FakeBackend:
         return Handle(
             spec.id, device, obj=FakeModel(spec.id, device), footprint=footprint, native=options
         )
+
+    def crash(self, model_id: ModelId, reason: str = "scripted crash") -> None:
+        """Make the loaded ``model_id`` die on its own, as a process that exits would."""
+        self.resident.discard(model_id)
+        crash = self._crashes.get(model_id)
+        if crash is not None and not crash.done():
+            crash.set_result(reason)
+
+    async def wait_closed(self, handle: Handle) -> str:
+        """Returns when ``crash()`` is called for this model."""
+        crash: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._crashes[handle.model_id] = crash
+        try:
+            return await crash
+        finally:
+            if self._crashes.get(handle.model_id) is crash:
+                del self._crashes[handle.model_id]
 
     async def unload(self, handle: Handle) -> None:
         options: FakeOptions = handle.native

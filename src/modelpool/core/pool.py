@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -414,11 +414,15 @@ class _AsyncEffects:
 
     def __init__(self, pool: ModelPool) -> None:
         self._pool = pool
+        self._watchers: dict[ModelId, asyncio.Task[None]] = {}
 
     def start_load(self, spec: ModelSpec, device: DeviceId) -> None:
         self._spawn(self._load(spec, device))
 
     def start_unload(self, handle: Handle) -> None:
+        watcher = self._watchers.pop(handle.model_id, None)
+        if watcher is not None:
+            watcher.cancel()  # the model is about to stop on purpose
         self._spawn(self._unload(handle))
 
     def grant(self, waiter: Waiter, lease: Lease | None) -> None:
@@ -436,11 +440,12 @@ class _AsyncEffects:
     def emit(self, event: PoolEvent) -> None:
         self._pool._publish(event)
 
-    def _spawn(self, work: Any) -> None:
+    def _spawn(self, work: Any) -> asyncio.Task[None]:
         task = self._pool._require_loop().create_task(work)
         self._pool._tasks.add(task)
         task.add_done_callback(self._pool._tasks.discard)
         task.add_done_callback(_report_crash)
+        return task
 
     async def _load(self, spec: ModelSpec, device: DeviceId) -> None:
         pool = self._pool
@@ -450,7 +455,19 @@ class _AsyncEffects:
         except Exception as error:  # any backend failure: the model is FAILED, others go on
             pool._scheduler.on_load_done(spec.id, None, _describe(error), pool._clock() - started)
             return
+        wait_closed = getattr(pool._backends[spec.backend], "wait_closed", None)
+        if wait_closed is not None:  # watch first: on_load_done may unload it at once
+            self._watchers[spec.id] = self._spawn(self._watch(handle, wait_closed))
         pool._scheduler.on_load_done(spec.id, handle, None, pool._clock() - started)
+
+    async def _watch(self, handle: Handle, wait_closed: Callable[[Handle], Awaitable[str]]) -> None:
+        try:
+            reason = await wait_closed(handle)
+        except Exception as error:
+            reason = f"lost track of the model: {_describe(error)}"
+        if self._watchers.get(handle.model_id) is asyncio.current_task():
+            del self._watchers[handle.model_id]
+        self._pool._scheduler.on_lost(handle.model_id, handle, reason)
 
     async def _unload(self, handle: Handle) -> None:
         pool = self._pool
@@ -469,7 +486,11 @@ def _report_crash(task: asyncio.Task[None]) -> None:
         log.error("modelpool internal error in %s", task.get_coro(), exc_info=error)
 
 
+MAX_ERROR_LINES = 40
+
+
 def _describe(error: BaseException) -> str:
-    """One line for users: the error's type and message, never a traceback."""
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+    """For users: the error's type and message (a backend's log tail included, bounded),
+    never a traceback."""
+    lines = str(error).strip().splitlines()[:MAX_ERROR_LINES]
+    return f"{type(error).__name__}: " + "\n".join(lines) if lines else type(error).__name__

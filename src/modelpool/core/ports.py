@@ -102,7 +102,14 @@ class Handle:
 
 @runtime_checkable
 class Backend(Protocol):
-    """Loads and unloads models of one kind. Slow methods are coroutines."""
+    """Loads and unloads models of one kind. Slow methods are coroutines.
+
+    Optional, looked up by name: ``options_model`` (a pydantic model the config checks
+    a model's backend options against), ``estimate(spec) -> Bytes | None`` (memory
+    before the first load), and ``async wait_closed(handle) -> str``, which returns,
+    with the reason, when a loaded model stops on its own (a process that exits); the
+    pool then marks it FAILED and frees its memory.
+    """
 
     async def load(self, spec: ModelSpec, device: DeviceId) -> Handle: ...
 

@@ -314,6 +314,34 @@ class Scheduler:
             self._repair_over_budget(device)
         self._dispatch()
 
+    def on_lost(self, model_id: ModelId, handle: Handle, reason: str) -> None:
+        """A resident model stopped on its own (its process exited): FAILED, memory freed.
+
+        Leases on it end here; their holders see the failure from the dead endpoint.
+        A report about a handle that is no longer the model's current one is stale.
+        """
+        record = self._records[model_id]
+        if record.state is not ModelState.READY or record.handle is not handle:
+            return
+        device = record.device
+        assert device is not None
+        self.ledger.release(device, model_id)
+        self._unbook(record)
+        record.handle = None
+        record.draining = False
+        record.unload_requested = None
+        for lease in record.leases.values():
+            lease.released = True
+        record.leases.clear()
+        record.stats.current_tasks = 0
+        record.set_state(ModelState.FAILED)
+        record.last_error = reason
+        self._emit(EventKind.LOST, record, device=device, reason=reason)
+        self._answer_unload_waiters(record)
+        self._start_ready_loads(device)
+        self._check_stopped()
+        self._dispatch()
+
     def on_unload_done(self, model_id: ModelId, error: str | None = None) -> None:
         record = self._records[model_id]
         device = record.device

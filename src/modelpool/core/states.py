@@ -1,9 +1,11 @@
 """A model's lifecycle: the states and the only transitions allowed between them.
 
     UNLOADED ──► LOADING ──► READY ──► UNLOADING ──► UNLOADED
-        ▲           │          │  ▲          │
-        │           ▼          ▼  │          ▼
-        └────────  FAILED      WARM ─────► (UNLOADED)
+        ▲           │          │ │  ▲          │
+        │           ▼          │ ▼  │          ▼
+        └────────  FAILED ◄────┘ WARM ─────► (UNLOADED)
+
+READY → FAILED is a model that died on its own (its process exited).
 
 Leases are counted on READY models (a READY model with leases out is "in use");
 they are not a state of their own.
@@ -29,13 +31,13 @@ class ModelState(StrEnum):
     UNLOADING = "unloading"
     """The backend is releasing it; its memory counts until the unload is done."""
     FAILED = "failed"
-    """The last load or unload failed; the next request tries again."""
+    """The last load or unload failed, or the model died; the next request tries again."""
 
 
 TRANSITIONS: dict[ModelState, frozenset[ModelState]] = {
     ModelState.UNLOADED: frozenset({ModelState.LOADING}),
     ModelState.LOADING: frozenset({ModelState.READY, ModelState.FAILED, ModelState.UNLOADED}),
-    ModelState.READY: frozenset({ModelState.UNLOADING, ModelState.WARM}),
+    ModelState.READY: frozenset({ModelState.UNLOADING, ModelState.WARM, ModelState.FAILED}),
     ModelState.WARM: frozenset({ModelState.LOADING, ModelState.UNLOADED}),
     ModelState.UNLOADING: frozenset({ModelState.UNLOADED, ModelState.FAILED}),
     ModelState.FAILED: frozenset({ModelState.LOADING, ModelState.UNLOADED}),

@@ -89,6 +89,15 @@ class PoolMachine(RuleBasedStateMachine):
             self.h.finish_unload(data.draw(st.sampled_from(leaving)))
             self._collect()
 
+    @rule(data=st.data())
+    def model_dies(self, data: st.DataObject) -> None:
+        ready = [r for r in self.h.s.records() if r.state is ModelState.READY]
+        if ready:
+            record = data.draw(st.sampled_from(ready))
+            assert record.handle is not None
+            self.h.s.on_lost(record.model_id, record.handle, "exited with code 1")
+            self._collect()
+
     @rule(seconds=st.floats(min_value=0.5, max_value=40))
     def time_passes(self, seconds: float) -> None:
         self.h.clock.advance(seconds)

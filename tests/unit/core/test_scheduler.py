@@ -406,3 +406,26 @@ def test_a_starving_request_keeps_later_loads_off_its_device() -> None:
     h.settle()
     assert isinstance(h.fx.granted[big.waiter_id], Lease)
     assert late.waiter_id not in h.fx.granted
+
+
+def test_a_model_that_died_is_failed_its_memory_freed_and_a_stale_report_ignored() -> None:
+    h = Harness({"a": FOUR, "b": FOUR, "c": FOUR})
+    h.load("a", "b")
+    lease = h.lease("a", "t1")
+    h.lease("b", "t2")
+    first = h.s.resolve("a").handle
+    assert first is not None
+    waiter = h.wait("c")  # both resident models are leased: c waits for memory
+    assert "c" not in h.started_loads()
+    h.s.on_lost("a", first, "exited with code 9")
+    assert h.state("a") is ModelState.FAILED
+    assert lease.released
+    assert h.fx.kinds(EventKind.LOST)[-1].detail["reason"] == "exited with code 9"
+    assert h.s.ledger.account("cpu").committed.get("a") is None
+    assert h.started_loads()[-1] == "c"  # a's memory went to the waiting c
+    assert h.fx.unloads == []  # and b, still leased, was left alone
+    h.settle()
+    assert isinstance(h.fx.granted[waiter.waiter_id], Lease)
+    h.s.on_lost("a", first, "late news about the old process")  # stale: ignored
+    assert h.state("a") is ModelState.FAILED
+    assert len(h.fx.kinds(EventKind.LOST)) == 1
