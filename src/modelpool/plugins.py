@@ -93,5 +93,6 @@ BACKENDS = Registry(
     "modelpool.backends",
     {
         "fake": "modelpool.backends.fake:FakeBackend",
+        "callable": "modelpool.backends.callable:CallableBackend",
     },
 )
