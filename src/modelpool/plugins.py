@@ -96,3 +96,15 @@ BACKENDS = Registry(
         "callable": "modelpool.backends.callable:CallableBackend",
     },
 )
+
+PROBES = Registry(
+    "memory probe",
+    "modelpool.probes",
+    {
+        "static": "modelpool.probes.static:StaticProbe",
+        "system": "modelpool.probes.system:SystemProbe",
+        "nvml": "modelpool.probes.nvml:NvmlProbe",
+        "torch": "modelpool.probes.torch_cuda:TorchProbe",
+        "auto": "modelpool.probes.auto:AutoProbe",
+    },
+)

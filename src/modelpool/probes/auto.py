@@ -1,0 +1,59 @@
+"""AutoProbe: the best evidence available here, per device.
+
+GPUs are read through NVML when it initializes, else through torch when CUDA is
+there; host RAM (``cpu``) through psutil. Whatever cannot be imported is skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from modelpool.core.ports import MemoryProbe, MemoryReading
+from modelpool.types import DeviceId
+
+log = logging.getLogger("modelpool.probes")
+
+
+def _gpu_probe() -> MemoryProbe | None:
+    try:
+        from modelpool.probes.nvml import NvmlProbe
+
+        nvml = NvmlProbe()
+        if nvml.device_count:
+            return nvml
+    except Exception as error:  # no library, no driver, no device: try the next source
+        log.debug("NVML unavailable: %s", error)
+    try:
+        from modelpool.probes.torch_cuda import TorchProbe
+
+        torch = TorchProbe()
+        if torch.available:
+            return torch
+    except ImportError as error:
+        log.debug("torch unavailable: %s", error)
+    return None
+
+
+class AutoProbe:
+    """Asks each probe it found in turn; the first reading wins."""
+
+    name = "auto"
+
+    def __init__(self, probes: list[MemoryProbe] | None = None) -> None:
+        if probes is None:
+            from modelpool.probes.system import SystemProbe
+
+            gpu = _gpu_probe()
+            probes = [gpu, SystemProbe()] if gpu is not None else [SystemProbe()]
+        self.probes = probes
+
+    @property
+    def sources(self) -> list[str]:
+        return [probe.name for probe in self.probes]
+
+    def read(self, device: DeviceId) -> MemoryReading | None:
+        for probe in self.probes:
+            reading = probe.read(device)
+            if reading is not None:
+                return reading
+        return None

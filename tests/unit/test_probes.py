@@ -1,0 +1,162 @@
+"""Memory probes: real host RAM through psutil, NVML and torch through fakes of their
+libraries (no GPU here), and the automatic choice."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+import psutil
+import pytest
+
+from modelpool.plugins import PROBES
+from modelpool.probes.auto import AutoProbe
+from modelpool.probes.nvml import NvmlProbe, cuda_index
+from modelpool.probes.static import StaticProbe
+from modelpool.probes.system import SystemProbe
+from modelpool.probes.torch_cuda import TorchProbe
+
+MB = 10**6
+
+
+def test_system_probe_reads_host_ram() -> None:
+    reading = SystemProbe().read("cpu")
+    assert reading is not None
+    assert reading.total == psutil.virtual_memory().total
+    assert 0 < reading.used < reading.total
+    assert reading.free == reading.total - reading.used
+    assert SystemProbe().read("cuda:0") is None
+
+
+def test_system_probe_counts_a_process_tree() -> None:
+    probe = SystemProbe()
+    # A child that holds 200 MB and says so, so its RSS is there when we measure.
+    child = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys; b = b'x' * 200_000_000; print('ready', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "ready"
+        alone = probe.process_rss([child.pid])
+        assert alone > 190 * MB
+        tree = probe.process_rss([psutil.Process().pid])  # we are its parent
+        assert tree > alone  # our tree counts the child and us
+        assert probe.process_rss([child.pid, child.pid]) == alone
+    finally:
+        assert child.stdin is not None
+        child.stdin.close()
+        child.wait(timeout=30)
+        assert child.stdout is not None
+        child.stdout.close()
+    assert probe.process_rss([child.pid]) == 0  # gone: counts nothing
+
+
+@dataclass
+class FakeNvmlLibrary:
+    """A fake of the pynvml module: two GPUs with scripted memory and processes."""
+
+    totals: list[int] = field(default_factory=lambda: [80 * 10**9, 40 * 10**9])
+    used: list[int] = field(default_factory=lambda: [12 * 10**9, 0])
+    processes: dict[int, list[Any]] = field(default_factory=dict)
+    calls: list[str] = field(default_factory=list)
+
+    def nvmlInit(self) -> None:
+        self.calls.append("init")
+
+    def nvmlShutdown(self) -> None:
+        self.calls.append("shutdown")
+
+    def nvmlDeviceGetCount(self) -> int:
+        return len(self.totals)
+
+    def nvmlDeviceGetHandleByIndex(self, index: int) -> int:
+        return index
+
+    def nvmlDeviceGetMemoryInfo(self, handle: int) -> Any:
+        return type("Info", (), {"total": self.totals[handle], "used": self.used[handle]})
+
+    def nvmlDeviceGetComputeRunningProcesses(self, handle: int) -> list[Any]:
+        return self.processes.get(handle, [])
+
+
+def process(pid: int, used: int | None) -> Any:
+    return type("Process", (), {"pid": pid, "usedGpuMemory": used})
+
+
+def test_nvml_probe_reads_each_gpu_and_its_processes() -> None:
+    library = FakeNvmlLibrary(processes={0: [process(11, 5 * 10**9), process(12, None)]})
+    probe = NvmlProbe(nvml=library)
+    reading = probe.read("cuda:0")
+    assert reading is not None
+    assert (reading.total, reading.used) == (80 * 10**9, 12 * 10**9)
+    assert probe.read("cuda:2") is None
+    assert probe.read("cpu") is None
+    assert probe.process_usage("cuda:0") == {11: 5 * 10**9}  # hidden usage is left out
+    probe.close()
+    assert library.calls == ["init", "shutdown"]
+
+
+def test_cuda_index() -> None:
+    assert cuda_index("cuda:3") == 3
+    assert cuda_index("cuda") is None
+    assert cuda_index("cpu") is None
+
+
+class FakeTorch:
+    """A fake of the torch module's CUDA surface."""
+
+    class cuda:  # mirrors torch.cuda
+        present = True
+
+        @classmethod
+        def is_available(cls) -> bool:
+            return cls.present
+
+        @staticmethod
+        def device_count() -> int:
+            return 1
+
+        @staticmethod
+        def mem_get_info(index: int) -> tuple[int, int]:
+            return (30 * 10**9, 80 * 10**9)
+
+        @staticmethod
+        def max_memory_allocated(index: int) -> int:
+            return 7 * 10**9
+
+
+def test_torch_probe_reads_mem_get_info() -> None:
+    probe = TorchProbe(torch=FakeTorch)
+    reading = probe.read("cuda:0")
+    assert reading is not None
+    assert (reading.total, reading.used) == (80 * 10**9, 50 * 10**9)
+    assert probe.read("cuda:1") is None
+    assert probe.peak_allocated("cuda:0") == 7 * 10**9
+
+
+def test_auto_probe_asks_each_source_in_turn() -> None:
+    gpu = StaticProbe({"cuda:0": 80 * 10**9}, used={"cuda:0": 10**9})
+    probe = AutoProbe([gpu, SystemProbe()])
+    assert probe.sources == ["static", "system"]
+    reading = probe.read("cuda:0")
+    assert reading is not None
+    assert reading.used == 10**9
+    assert probe.read("cpu") is not None
+    assert probe.read("npu:0") is None
+
+
+def test_auto_probe_on_this_machine_reads_ram() -> None:
+    probe = AutoProbe()
+    assert probe.sources[-1] == "system"
+    assert probe.read("cpu") is not None
+
+
+def test_probes_are_found_by_name() -> None:
+    assert {"static", "system", "nvml", "torch", "auto"} <= set(PROBES.names())
+    assert PROBES.get("system") is SystemProbe
+    with pytest.raises(Exception, match="did you mean 'nvml'"):
+        PROBES.get("nvlm")
