@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 
+import psutil
 import pytest
 
 from modelpool import (
@@ -316,3 +317,13 @@ async def test_a_model_that_dies_is_marked_failed_and_its_memory_freed() -> None
         async with pool.use("a") as again:  # and the next request for a loads it anew
             assert again.model_id == "a"
         assert backend.loads.count("a") == 2
+
+
+async def test_config_names_the_probe_and_status_shows_its_readings() -> None:
+    text = "pool: {probe: %s, budgets: {cpu: 8GB}}\nmodels: {a: {backend: fake, memory: 1GB}}\n"
+    system = ModelPool.from_config(Config.from_yaml(text % "system"))
+    memory = system.get_resource_status()["memory_info"]["cpu"]
+    assert memory["observed_total"] == psutil.virtual_memory().total
+    assert 0 < memory["observed_used"] <= memory["observed_total"]
+    static = ModelPool.from_config(Config.from_yaml(text % "static"))
+    assert static.get_resource_status()["memory_info"]["cpu"]["observed_total"] == 8 * GB

@@ -30,7 +30,7 @@ from modelpool.errors import (
     ModelPoolError,
     PoolClosed,
 )
-from modelpool.plugins import BACKENDS, POLICIES
+from modelpool.plugins import BACKENDS, POLICIES, PROBES
 from modelpool.types import Bytes, DeviceId, ModelId, ModelSwitchingStrategy
 from modelpool.units import parse_size
 
@@ -48,6 +48,13 @@ def make_policy(
         policy: EvictionPolicy = POLICIES.get(str(strategy))(**dict(options or {}))
         return policy
     return strategy
+
+
+def make_probe(name: str, budgets: Mapping[DeviceId, Bytes]) -> MemoryProbe:
+    """The probe a config names; ``static`` reports the budgets themselves as totals."""
+    factory = PROBES.get(name)
+    probe: MemoryProbe = factory(budgets) if name == "static" else factory()
+    return probe
 
 
 class ModelPool(SyncFacade):
@@ -103,7 +110,8 @@ class ModelPool(SyncFacade):
 
     @classmethod
     def from_config(cls, config: Config, **overrides: Any) -> ModelPool:
-        """Build a pool from a validated ``Config`` (``overrides`` win, e.g. ``clock=``)."""
+        """Build a pool from a validated ``Config`` (``overrides`` win, e.g. ``clock=``,
+        ``probe=``)."""
         pool = config.pool
         kwargs: dict[str, Any] = {
             "budgets": pool.budgets,
@@ -113,6 +121,7 @@ class ModelPool(SyncFacade):
             "wait_timeout": pool.wait_timeout,
             "starvation_limit": pool.starvation_limit,
             "reap_interval": pool.reap_interval,
+            "probe": make_probe(pool.probe, pool.budgets),
         }
         kwargs.update(overrides)
         return cls(config.models.values(), **kwargs)
