@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from pathlib import Path
 
 import psutil
 import pytest
@@ -246,13 +247,13 @@ async def test_pinned_models_load_at_start_and_survive_pressure() -> None:
         assert "p" not in backend.resident
 
 
-async def test_pool_from_yaml_config(tmp_path: object) -> None:
+async def test_pool_from_yaml_config(tmp_path: Path) -> None:
     config = Config.from_yaml(
-        """
-        pool: {strategy: fifo, budgets: {cpu: 8GB}}
+        f"""
+        pool: {{strategy: fifo, budgets: {{cpu: 8GB}}, state_dir: "{tmp_path}"}}
         models:
-          a: {backend: fake, memory: 4GB, device: cpu, load_seconds: 0}
-          b: {backend: fake, memory: 4GB, device: cpu, tags: [code]}
+          a: {{backend: fake, memory: 4GB, device: cpu, load_seconds: 0}}
+          b: {{backend: fake, memory: 4GB, device: cpu, tags: [code]}}
         """
     )
     pool = ModelPool.from_config(config)
@@ -319,11 +320,34 @@ async def test_a_model_that_dies_is_marked_failed_and_its_memory_freed() -> None
         assert backend.loads.count("a") == 2
 
 
-async def test_config_names_the_probe_and_status_shows_its_readings() -> None:
-    text = "pool: {probe: %s, budgets: {cpu: 8GB}}\nmodels: {a: {backend: fake, memory: 1GB}}\n"
+async def test_config_names_the_probe_and_status_shows_its_readings(tmp_path: Path) -> None:
+    text = (
+        f"pool: {{probe: %s, budgets: {{cpu: 8GB}}, state_dir: '{tmp_path}'}}\n"
+        "models: {a: {backend: fake, memory: 1GB}}\n"
+    )
     system = ModelPool.from_config(Config.from_yaml(text % "system"))
     memory = system.get_resource_status()["memory_info"]["cpu"]
     assert memory["observed_total"] == psutil.virtual_memory().total
     assert 0 < memory["observed_used"] <= memory["observed_total"]
     static = ModelPool.from_config(Config.from_yaml(text % "static"))
     assert static.get_resource_status()["memory_info"]["cpu"]["observed_total"] == 8 * GB
+
+
+async def test_measured_footprints_are_remembered_across_restarts(tmp_path: Path) -> None:
+    text = (
+        f"pool: {{budgets: {{cpu: 8GB}}, state_dir: '{tmp_path}'}}\n"
+        "models: {a: {backend: fake, memory: 4GB, footprint: 5GB}}\n"
+    )
+    first = ModelPool.from_config(Config.from_yaml(text))
+    assert first.get_resource_status()["model_resources"]["a"]["memory_bytes"] == 4 * GB
+    async with first:
+        await first.load("a")
+    assert (tmp_path / "estimates.json").exists()
+    again = ModelPool.from_config(Config.from_yaml(text))  # a restart
+    assert again.get_resource_status()["model_resources"]["a"]["memory_bytes"] == 5 * GB
+    changed = ModelPool.from_config(Config.from_yaml(text.replace("5GB}", "5GB, load_seconds: 1}")))
+    assert changed.get_resource_status()["model_resources"]["a"]["memory_bytes"] == 4 * GB
+    (tmp_path / "estimates.json").write_text("{not json")
+    fresh = ModelPool.from_config(Config.from_yaml(text))
+    assert fresh.get_resource_status()["model_resources"]["a"]["memory_bytes"] == 4 * GB
+    assert (tmp_path / "estimates.json.unreadable").exists()

@@ -26,7 +26,7 @@ class FakeOptions(BaseModel):
     footprint: Annotated[
         Bytes | None, BeforeValidator(lambda v: v if v is None else parse_size(v))
     ] = None
-    """Bytes the load reports as measured (default: the spec's ``memory``)."""
+    """Bytes the load reports as measured (default: none, the estimate stands)."""
     load_seconds: float = Field(0.0, ge=0)
     unload_seconds: float = Field(0.0, ge=0)
     fail_loads: int = Field(0, ge=0)
@@ -86,7 +86,8 @@ class FakeBackend:
         finally:
             self.concurrent_loads -= 1
         self.resident.add(spec.id)
-        footprint = options.footprint if options.footprint is not None else spec.memory
+        # Only a scripted footprint counts as "measured"; otherwise the estimate stands.
+        footprint = options.footprint
         return Handle(
             spec.id, device, obj=FakeModel(spec.id, device), footprint=footprint, native=options
         )

@@ -13,10 +13,12 @@ import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from modelpool.config import Config, ModelSpec
+from modelpool.core.estimates import EstimateStore
 from modelpool.core.events import PoolEvent
 from modelpool.core.lease import Lease, Waiter
 from modelpool.core.ports import Backend, Clock, EvictionPolicy, Handle, MemoryProbe
@@ -73,6 +75,7 @@ class ModelPool(SyncFacade):
         strategy_options: Mapping[str, Any] | None = None,
         backends: Mapping[str, Backend] | None = None,
         probe: MemoryProbe | None = None,
+        estimates: EstimateStore | None = None,
         clock: Clock = time.monotonic,
         max_queue: int = 1024,
         wait_timeout: float = 300.0,
@@ -87,6 +90,7 @@ class ModelPool(SyncFacade):
                 self._backends[spec.backend] = BACKENDS.get(spec.backend)()
         self._clock = clock
         self._probe = probe
+        self._estimates = estimates
         self._wait_timeout = wait_timeout
         self._reap_interval = reap_interval
         self._drain_timeout = drain_timeout
@@ -122,11 +126,15 @@ class ModelPool(SyncFacade):
             "starvation_limit": pool.starvation_limit,
             "reap_interval": pool.reap_interval,
             "probe": make_probe(pool.probe, pool.budgets),
+            "estimates": EstimateStore(Path(pool.state_dir) / "estimates.json"),
         }
         kwargs.update(overrides)
         return cls(config.models.values(), **kwargs)
 
     def _estimate(self, spec: ModelSpec) -> Bytes:
+        measured = self._estimates.get(spec) if self._estimates is not None else None
+        if measured is not None:
+            return measured
         if spec.memory is not None:
             return spec.memory
         estimate = getattr(self._backends[spec.backend], "estimate", None)
@@ -464,6 +472,8 @@ class _AsyncEffects:
         except Exception as error:  # any backend failure: the model is FAILED, others go on
             pool._scheduler.on_load_done(spec.id, None, _describe(error), pool._clock() - started)
             return
+        if handle.footprint is not None and pool._estimates is not None:
+            pool._estimates.record(spec, handle.footprint)
         wait_closed = getattr(pool._backends[spec.backend], "wait_closed", None)
         if wait_closed is not None:  # watch first: on_load_done may unload it at once
             self._watchers[spec.id] = self._spawn(self._watch(handle, wait_closed))
