@@ -93,6 +93,7 @@ BACKENDS = Registry(
     "modelpool.backends",
     {
         "fake": "modelpool.backends.fake:FakeBackend",
+        "process": "modelpool.backends.process:ProcessBackend",
         "callable": "modelpool.backends.callable:CallableBackend",
     },
 )

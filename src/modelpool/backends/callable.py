@@ -85,4 +85,3 @@ class CallableBackend:
         obj, handle.obj = handle.obj, None  # drop our reference whatever the hook does
         if options.release is not None:
             await asyncio.to_thread(getattr(obj, options.release))
-

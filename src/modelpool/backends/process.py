@@ -1,0 +1,336 @@
+"""ProcessBackend: a model served by its own OpenAI-compatible server process.
+
+Any server started from an argument list (llama.cpp's server, vLLM, SGLang...), never
+through a shell. Options (flattened in a model's YAML entry)::
+
+    qwen-14b:
+      backend: process
+      command: [vllm, serve, Qwen/Qwen2.5-14B-Instruct, --port, "${PORT}"]
+      health: /health          # polled on 127.0.0.1 until it answers 200
+      ready_timeout: 10m
+      memory: 11.5GB
+
+``${PORT}``, ``${HOST}`` (always 127.0.0.1), ``${MODEL_ID}`` and ``${MODEL_PATH}`` are
+replaced in command items and env values. The server gets a free port on 127.0.0.1
+unless ``port`` fixes one; its output goes to a ring of the last ``log_lines`` lines,
+whose tail every error quotes. It starts in a session of its own, so stopping it
+(SIGTERM to the whole process group, SIGKILL after ``stop_grace``) stops its workers
+too, and an unload returns only once no process of the group is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import signal
+import socket
+from dataclasses import dataclass
+from typing import Annotated
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+
+from modelpool.backends import procgroup
+from modelpool.backends.http_probe import get_status
+from modelpool.backends.logring import LogRing
+from modelpool.config import ModelSpec
+from modelpool.config.fields import Seconds
+from modelpool.core.ports import Handle
+from modelpool.types import DeviceId, ModelId
+
+log = logging.getLogger("modelpool.process")
+
+HOST = "127.0.0.1"
+TAIL = 20
+"""Lines of output quoted in errors."""
+FIRST_POLL, MAX_POLL = 0.05, 0.5
+"""Health polling starts every 50 ms and backs off to every 500 ms."""
+PROBE_TIMEOUT = 2.0
+KILL_TIMEOUT = 5.0
+"""How long the group may take to vanish after SIGKILL before unload reports it."""
+WATCH_POLL = 0.2
+"""How often a resident server's exit code is looked at: a crash is seen within this."""
+DRAIN_TIMEOUT = 2.0
+"""How long the output may take to reach its end once the process has exited."""
+
+_PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
+
+
+def _number_as_text(value: object) -> object:
+    # YAML reads `[llama-server, --ctx-size, 4096]` and `THREADS: 4` as numbers.
+    is_number = isinstance(value, int | float) and not isinstance(value, bool)
+    return str(value) if is_number else value
+
+
+Arg = Annotated[str, BeforeValidator(_number_as_text)]
+
+
+class ProcessOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    command: list[Arg] = Field(min_length=1)
+    """The server's argument list; the first item is the program (looked up in PATH)."""
+    env: dict[str, Arg] = Field(default_factory=dict)
+    """Added to (and overriding) the pool's own environment."""
+    cwd: str | None = None
+    model_path: str | None = None
+    """What ``${MODEL_PATH}`` stands for (``~`` expanded)."""
+    health: str = Field("/health", pattern=r"^/[!-~]*$")
+    """Path polled with GET until it answers 200."""
+    port: int | None = Field(None, ge=1, le=65535)
+    """A fixed port; by default a free one is picked on 127.0.0.1."""
+    ready_timeout: Annotated[Seconds, Field(gt=0)] = 120.0
+    stop_grace: Annotated[Seconds, Field(ge=0)] = 10.0
+    """Seconds between SIGTERM and SIGKILL."""
+    log_lines: int = Field(200, ge=1)
+
+    @field_validator("command")
+    @classmethod
+    def _program_named(cls, command: list[str]) -> list[str]:
+        if not command[0].strip():
+            raise ValueError("the first item of command must name the program to run")
+        return command
+
+
+@dataclass(slots=True, eq=False)
+class ServerProcess:
+    """A running server: ``Handle.native`` of a process-backed model."""
+
+    model_id: ModelId
+    process: asyncio.subprocess.Process
+    """The main process; ``process.pid`` is its pid."""
+    pgid: int
+    """Its process group (the pid itself: it leads a session of its own)."""
+    port: int
+    argv: tuple[str, ...]
+    log: LogRing
+    reader: asyncio.Task[None]
+    """Pumps the process's output into ``log`` until the pipe closes."""
+    stop_grace: float
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def program(self) -> str:
+        return os.path.basename(self.argv[0])
+
+    def with_tail(self, headline: str, lines: int = TAIL) -> str:
+        """``headline``, then the last ``lines`` lines of output, one per line."""
+        tail = self.log.tail(lines)
+        if not tail:
+            return f"{headline}; it printed nothing"
+        return f"{headline}; last output:\n" + "\n".join(tail)
+
+
+class ProcessBackend:
+    """Starts, health-checks and stops OpenAI-compatible server processes."""
+
+    options_model = ProcessOptions
+
+    def __init__(self) -> None:
+        self._stopping: set[asyncio.Task[None]] = set()
+
+    async def load(self, spec: ModelSpec, device: DeviceId) -> Handle:
+        options = ProcessOptions.model_validate(spec.options)
+        port = options.port if options.port is not None else _free_port()
+        if options.port is not None:
+            _check_port_free(port, spec.id)
+        values = {
+            "PORT": str(port),
+            "HOST": HOST,
+            "MODEL_ID": spec.id,
+            "MODEL_PATH": _expand(options.model_path),
+        }
+        argv = tuple(_substitute(item, values, spec.id, "command") for item in options.command)
+        env = {k: _substitute(v, values, spec.id, f"env.{k}") for k, v in options.env.items()}
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,
+                env={**os.environ, **env},
+                cwd=_expand(options.cwd),
+            )
+        except OSError as error:  # no such program, not executable, no such cwd
+            raise RuntimeError(
+                f"model {spec.id!r}: cannot start {argv[0]!r}: {error.strerror or error}"
+            ) from error
+        assert process.stdout is not None
+        ring = LogRing(options.log_lines, name=spec.id)
+        server = ServerProcess(
+            model_id=spec.id,
+            process=process,
+            pgid=process.pid,
+            port=port,
+            argv=argv,
+            log=ring,
+            reader=asyncio.create_task(ring.pump(process.stdout)),
+            stop_grace=options.stop_grace,
+        )
+        try:
+            await _until_ready(server, options.health, options.ready_timeout)
+        except BaseException as error:
+            # Never leave a process behind, even when the load itself was cancelled:
+            # the stop runs as its own task, which a second cancellation cannot cut.
+            stop = asyncio.create_task(_stop(server))
+            self._stopping.add(stop)
+            stop.add_done_callback(self._stopping.discard)
+            try:
+                await asyncio.shield(stop)
+            except Exception as stop_error:
+                if not isinstance(error, Exception):  # a cancellation stays one
+                    log.error("model %r: %s", spec.id, stop_error)
+                    raise
+                first = str(error).partition("\n")[0] or type(error).__name__
+                raise RuntimeError(f"{first}; and stopping it failed: {stop_error}") from error
+            raise
+        return Handle(spec.id, device, endpoint=f"http://{HOST}:{port}/v1", native=server)
+
+    async def unload(self, handle: Handle) -> None:
+        await _stop(_server(handle))
+
+    async def wait_closed(self, handle: Handle) -> str:
+        """Return, saying why, when the server stops on its own (the pool's crash watch).
+
+        The rest of its process group is stopped before this returns; ``unload`` after it
+        is harmless (it finds nothing left to stop)."""
+        server = _server(handle)
+        code = await procgroup.exit_code(server.process, poll=WATCH_POLL)
+        await asyncio.wait({server.reader}, timeout=DRAIN_TIMEOUT)  # its last words
+        reason = server.with_tail(f"{server.program} {procgroup.describe_exit(code)}")
+        # Workers it left behind still hold memory the pool is about to count as free.
+        try:
+            await _stop(server)
+        except RuntimeError as error:
+            reason = f"{reason}\n{error}"
+        return reason
+
+    def log_tail(self, handle: Handle, lines: int = TAIL) -> list[str]:
+        """The last ``lines`` lines the model's server printed (stdout and stderr)."""
+        return _server(handle).log.tail(lines)
+
+
+def _server(handle: Handle) -> ServerProcess:
+    server = handle.native
+    if not isinstance(server, ServerProcess):
+        raise TypeError(f"model {handle.model_id!r} was not loaded by the process backend")
+    return server
+
+
+async def _until_ready(server: ServerProcess, health: str, timeout: float) -> None:
+    """Poll the health URL until it answers 200; raise if the process exits or time runs out."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    delay = FIRST_POLL
+    url = f"http://{HOST}:{server.port}{health}"
+    last = "nothing answered"
+    while True:
+        if (code := server.process.returncode) is not None:
+            await asyncio.wait({server.reader}, timeout=DRAIN_TIMEOUT)  # its last words
+            raise RuntimeError(
+                server.with_tail(f"{server.program} {procgroup.describe_exit(code)} during start")
+            )
+        left = deadline - loop.time()
+        if left <= 0:
+            raise TimeoutError(
+                server.with_tail(
+                    f"{server.program} was not ready after {timeout:g}s "
+                    f"(ready_timeout): GET {url} {last}"
+                )
+            )
+        try:
+            status = await get_status(HOST, server.port, health, min(PROBE_TIMEOUT, left))
+        except (OSError, TimeoutError, ValueError) as error:
+            last = _no_answer(error)
+        else:
+            if status == 200:
+                return
+            last = f"answered {status}"
+        await asyncio.sleep(min(delay, max(0.0, deadline - loop.time())))
+        delay = min(delay * 2, MAX_POLL)
+
+
+async def _stop(server: ServerProcess) -> None:
+    """SIGTERM the group, SIGKILL it after the grace period, make sure it is gone, reap."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + server.stop_grace
+    if procgroup.send(server.pgid, signal.SIGTERM):
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(procgroup.exit_code(server.process), server.stop_grace)
+        # The workers get what is left of the grace period to follow the main process.
+        await procgroup.wait_gone(server.pgid, max(0.0, deadline - loop.time()))
+        procgroup.send(server.pgid, signal.SIGKILL)
+    if not await procgroup.wait_gone(server.pgid, KILL_TIMEOUT):
+        pids = await asyncio.to_thread(procgroup.live_members, server.pgid)
+        raise RuntimeError(
+            f"model {server.model_id!r}: process group {server.pgid} still runs "
+            f"{KILL_TIMEOUT:g}s after SIGKILL (pids: {pids or 'unknown'})"
+        )
+    await procgroup.exit_code(server.process)
+    try:
+        # The pipe closes once no member holds it; a process that left the group on
+        # purpose (setsid) could keep it open: stop reading then rather than hang.
+        await asyncio.wait_for(asyncio.shield(server.reader), DRAIN_TIMEOUT)
+    except TimeoutError:
+        server.reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await server.reader
+        return
+    await server.process.wait()  # output and exit both seen: asyncio closes its transport
+
+
+def _substitute(text: str, values: dict[str, str | None], model_id: ModelId, where: str) -> str:
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in values:
+            known = ", ".join(f"${{{key}}}" for key in values)
+            raise ValueError(
+                f"model {model_id!r}: unknown placeholder ${{{name}}} in {where}; known: {known}"
+            )
+        value = values[name]
+        if value is None:
+            raise ValueError(
+                f"model {model_id!r}: {where} uses ${{{name}}} but the model has no "
+                f"{name.lower()} option"
+            )
+        return value
+
+    return _PLACEHOLDER.sub(replace, text)
+
+
+def _expand(path: str | None) -> str | None:
+    return None if path is None else os.path.expanduser(path)
+
+
+def _free_port() -> int:
+    """A port nothing listens on now (the OS picks it); the server binds it right after."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _check_port_free(port: int, model_id: ModelId) -> None:
+    """Refuse a fixed port something already listens on: its health check would lie."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((HOST, port))
+        except OSError as error:
+            raise RuntimeError(
+                f"model {model_id!r}: port {port} on {HOST} is taken ({error.strerror})"
+            ) from None
+
+
+def _no_answer(error: BaseException) -> str:
+    if isinstance(error, TimeoutError):
+        return "did not answer in time"
+    if isinstance(error, ConnectionRefusedError):
+        return "was refused (nothing listens yet)"
+    return f"failed: {error}"
