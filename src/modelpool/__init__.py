@@ -21,6 +21,7 @@ from modelpool.core.ports import (
 from modelpool.core.states import ModelState
 from modelpool.errors import (
     CapacityError,
+    CircuitOpen,
     ConfigError,
     DoesNotFit,
     InsufficientMemory,
@@ -45,6 +46,7 @@ __all__ = [
     "Backend",
     "Candidate",
     "CapacityError",
+    "CircuitOpen",
     "Config",
     "ConfigError",
     "DoesNotFit",

@@ -10,6 +10,7 @@
     ├── QueueFull              too many requests already waiting
     ├── WaitTimeout            waited longer than allowed for a model
     ├── LoadFailed             the backend could not load the model (model is FAILED)
+    │   └── CircuitOpen        ... too many times in a row: only an explicit load retries
     ├── PoolClosed             the pool is stopped or was never started
     ├── IllegalTransition      a lifecycle bug: a state change the table forbids
     └── AccountingError        a ledger bug: bytes that would not add up
@@ -138,11 +139,28 @@ class WaitTimeout(ModelPoolError, TimeoutError):
 
 
 class LoadFailed(ModelPoolError):
-    """The backend failed to load the model; the model is now FAILED."""
+    """The backend failed to load the model (or it died); the model is now FAILED.
 
-    def __init__(self, model_id: ModelId, reason: str) -> None:
-        self.model_id, self.reason = model_id, reason
-        super().__init__(f"model {model_id!r} failed to load: {reason}")
+    ``retry_after`` is how many seconds until the next load is allowed, when the model
+    is backing off after failures in a row.
+    """
+
+    def __init__(self, model_id: ModelId, reason: str, retry_after: float | None = None) -> None:
+        self.model_id, self.reason, self.retry_after = model_id, reason, retry_after
+        wait = f" (next try in {retry_after:.1f}s)" if retry_after is not None else ""
+        super().__init__(f"model {model_id!r} failed to load: {reason}{wait}")
+
+
+class CircuitOpen(LoadFailed):
+    """The model failed too many times in a row; only an explicit load tries it again."""
+
+    def __init__(self, model_id: ModelId, reason: str, failures: int) -> None:
+        self.failures = failures
+        super().__init__(
+            model_id,
+            f"{reason}; failed {failures} times in a row, so it "
+            "stays failed until it is loaded explicitly",
+        )
 
 
 class PoolClosed(ModelPoolError):

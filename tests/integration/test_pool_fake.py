@@ -10,6 +10,7 @@ import psutil
 import pytest
 
 from modelpool import (
+    CircuitOpen,
     Config,
     EventKind,
     FakeBackend,
@@ -74,9 +75,11 @@ async def test_fifty_concurrent_uses_of_a_cold_model_load_it_once() -> None:
 
 
 async def test_load_failure_is_clear_marks_failed_and_others_keep_serving() -> None:
+    clock = ManualClock()
     pool, backend = make_pool(
         spec("good"),
         spec("bad", fail_loads=1, fail_message="weights file is truncated"),
+        clock=clock,
     )
     async with pool:
         async with pool.use("good"):
@@ -89,9 +92,32 @@ async def test_load_failure_is_clear_marks_failed_and_others_keep_serving() -> N
         assert "truncated" in status["last_error"]
         async with pool.use("good") as lease:
             assert lease.hit
-        async with pool.use("bad") as lease:  # the next request tries again, and it works
+        with pytest.raises(LoadFailed, match=r"next try in 1\.0s") as backing_off:
+            await pool.acquire("bad")  # backing off: refused at once, no load
+        assert backing_off.value.retry_after == pytest.approx(1.0)
+        clock.advance(1.5)
+        async with pool.use("bad") as lease:  # after the backoff a request tries again
             assert lease.model_id == "bad"
         assert backend.loads.count("bad") == 2
+
+
+async def test_after_repeated_failures_only_an_explicit_load_retries() -> None:
+    clock = ManualClock()
+    pool, backend = make_pool(spec("bad", fail_loads=3), clock=clock, max_failures=2)
+    async with pool:
+        events = pool.events()
+        for _ in range(2):
+            with pytest.raises(LoadFailed):
+                await pool.acquire("bad")
+            clock.advance(100)
+        with pytest.raises(CircuitOpen, match="failed 2 times in a row"):
+            await pool.acquire("bad")
+        assert backend.loads == ["bad", "bad"]
+        await asyncio.wait_for(next_event(events, EventKind.CIRCUIT_OPEN, "bad"), 5)
+        with pytest.raises(LoadFailed):
+            await pool.load("bad")  # explicit: tried (and fails a third time)
+        await pool.load("bad")  # explicit again, no wait: the fourth load works
+        assert pool.state("bad") is ModelState.READY
 
 
 async def test_idle_ttl_reaper_unloads_on_the_pool_clock() -> None:
@@ -301,7 +327,7 @@ async def test_loads_with_disjoint_evictions_overlap_in_time() -> None:
 
 
 async def test_a_model_that_dies_is_marked_failed_and_its_memory_freed() -> None:
-    pool, backend = make_pool(spec("a"), spec("b"), budget=4 * GB)
+    pool, backend = make_pool(spec("a"), spec("b"), budget=4 * GB, restart_backoff=0)
     async with pool:
         events = pool.events()
         lease = await pool.acquire("a", task_id="t1")

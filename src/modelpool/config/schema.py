@@ -152,6 +152,11 @@ class PoolSettings(BaseModel):
     wait_timeout: Annotated[Seconds, Field(gt=0)] = 300.0
     starvation_limit: Annotated[Seconds, Field(ge=0)] = 10.0
     """How long a waiting request may be passed over before it goes first."""
+    restart_backoff: Annotated[Seconds, Field(ge=0)] = 1.0
+    """Wait before a failed model is loaded again; doubles with each failure in a row."""
+    max_restart_backoff: Annotated[Seconds, Field(ge=0)] = 60.0
+    max_failures: int = Field(default=5, ge=1)
+    """Failures in a row after which only an explicit load tries again."""
     reap_interval: Annotated[Seconds, Field(gt=0)] = 1.0
     """How often idle models are checked against their ``ttl``."""
 

@@ -18,6 +18,8 @@ class EventKind(StrEnum):
     """``detail["reason"]`` says why: evicted (and for whom, by which policy), ttl, ..."""
     UNLOADED = "unloaded"
     UNLOAD_FAILED = "unload_failed"
+    CIRCUIT_OPEN = "circuit_open"
+    """The model failed ``max_failures`` times in a row; only an explicit load retries."""
     LOST = "lost"
     """A resident model stopped on its own (its process exited); ``detail["reason"]``."""
     WAITING_FOR_MEMORY = "waiting_for_memory"

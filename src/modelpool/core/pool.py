@@ -80,6 +80,9 @@ class ModelPool(SyncFacade):
         max_queue: int = 1024,
         wait_timeout: float = 300.0,
         starvation_limit: float = 10.0,
+        restart_backoff: float = 1.0,
+        max_restart_backoff: float = 60.0,
+        max_failures: int = 5,
         reap_interval: float = 1.0,
         drain_timeout: float = 30.0,
     ) -> None:
@@ -101,7 +104,13 @@ class ModelPool(SyncFacade):
             make_policy(strategy, strategy_options),
             _AsyncEffects(self),
             clock,
-            SchedulerSettings(max_queue=max_queue, starvation_limit=starvation_limit),
+            SchedulerSettings(
+                max_queue=max_queue,
+                starvation_limit=starvation_limit,
+                restart_backoff=restart_backoff,
+                max_restart_backoff=max_restart_backoff,
+                max_failures=max_failures,
+            ),
         )
         self._check_devices(specs)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -124,6 +133,9 @@ class ModelPool(SyncFacade):
             "max_queue": pool.max_queue,
             "wait_timeout": pool.wait_timeout,
             "starvation_limit": pool.starvation_limit,
+            "restart_backoff": pool.restart_backoff,
+            "max_restart_backoff": pool.max_restart_backoff,
+            "max_failures": pool.max_failures,
             "reap_interval": pool.reap_interval,
             "probe": make_probe(pool.probe, pool.budgets),
             "estimates": EstimateStore(Path(pool.state_dir) / "estimates.json"),

@@ -41,6 +41,10 @@ class ModelRecord:
     unload_requested: str | None = None
     """Why it must be unloaded as soon as its leases are back (explicit unload, stop)."""
     last_error: str | None = None
+    failures: int = 0
+    """Failed loads (or deaths) in a row; reset by a successful load."""
+    retry_at: float = 0.0
+    """Clock time before which a FAILED model is not loaded again (backoff)."""
     blocked_by: list[Holder] = field(default_factory=list)
     """Why its waiters wait, when they wait for memory (named in timeout errors)."""
     stats: ModelStats = field(default_factory=ModelStats)

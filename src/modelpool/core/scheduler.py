@@ -45,6 +45,7 @@ from modelpool.core.record import ModelRecord
 from modelpool.core.specialization import best_model_for_task
 from modelpool.core.states import RESIDENT, ModelState
 from modelpool.errors import (
+    CircuitOpen,
     DoesNotFit,
     Holder,
     InsufficientMemory,
@@ -61,6 +62,11 @@ from modelpool.types import Bytes, DeviceId, ModelId
 class SchedulerSettings:
     max_queue: int = 1024
     starvation_limit: float = 10.0
+    restart_backoff: float = 1.0
+    """Seconds before a failed model is tried again; doubles with each failure in a row."""
+    max_restart_backoff: float = 60.0
+    max_failures: int = 5
+    """Failures in a row after which only an explicit load tries again (circuit breaker)."""
 
 
 class Scheduler:
@@ -152,6 +158,8 @@ class Scheduler:
             self._effects.grant(done, None)  # an explicit load of a resident model: done
             return done
         self._check_ever_fits(record)
+        if record.state is ModelState.FAILED:
+            self._check_may_retry(record, now, explicit=not wants_lease)
         if wants_lease:
             record.stats.record_request(now, hit=False)
             self._demand.note(record.spec.tags)
@@ -290,6 +298,7 @@ class Scheduler:
             record.set_state(ModelState.FAILED)
             record.last_error = error or "unknown error"
             record.stats.load_failures += 1
+            self._count_failure(record, now)
             record.unload_requested = None
             self._emit(EventKind.LOAD_FAILED, record, error=record.last_error, seconds=seconds)
             self._reject_all(record, LoadFailed(model_id, record.last_error))
@@ -302,6 +311,7 @@ class Scheduler:
         record.estimate = actual  # the next load reserves what this one measured
         record.handle = handle
         record.last_error = None
+        record.failures = 0
         record.blocked_by = []
         record.set_state(ModelState.READY)
         record.stats.record_load(now, seconds)
@@ -336,6 +346,7 @@ class Scheduler:
         record.stats.current_tasks = 0
         record.set_state(ModelState.FAILED)
         record.last_error = reason
+        self._count_failure(record, self._clock())
         self._emit(EventKind.LOST, record, device=device, reason=reason)
         self._answer_unload_waiters(record)
         self._start_ready_loads(device)
@@ -424,6 +435,25 @@ class Scheduler:
         fits = [d for d in devices if record.estimate <= self.ledger.account(d).budget]
         if not fits:
             self.ledger.check_fits(record.model_id, devices[0], record.estimate)
+
+    def _check_may_retry(self, record: ModelRecord, now: float, explicit: bool) -> None:
+        """Refuse to reload a failed model while it backs off or its circuit is open;
+        an explicit load closes the circuit and skips the wait."""
+        reason = record.last_error or "unknown error"
+        if explicit:
+            record.failures, record.retry_at = 0, 0.0
+        elif record.failures >= self.settings.max_failures:
+            raise CircuitOpen(record.model_id, reason, record.failures)
+        elif now < record.retry_at:
+            raise LoadFailed(record.model_id, reason, retry_after=record.retry_at - now)
+
+    def _count_failure(self, record: ModelRecord, now: float) -> None:
+        record.failures += 1
+        settings = self.settings
+        backoff = settings.restart_backoff * 2 ** (record.failures - 1)
+        record.retry_at = now + min(settings.max_restart_backoff, backoff)
+        if record.failures == settings.max_failures:
+            self._emit(EventKind.CIRCUIT_OPEN, record, failures=record.failures)
 
     def _remove_waiter(self, waiter: Waiter) -> bool:
         record = self._records.get(waiter.model_id)

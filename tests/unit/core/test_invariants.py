@@ -14,7 +14,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from modelpool.core.lease import Lease, Waiter
 from modelpool.core.states import RESIDENT, ModelState
-from modelpool.errors import DoesNotFit, QueueFull
+from modelpool.errors import DoesNotFit, LoadFailed, QueueFull
 from modelpool.plugins import POLICIES
 
 MODELS = {
@@ -55,7 +55,7 @@ class PoolMachine(RuleBasedStateMachine):
     def request(self, model: str) -> None:
         try:
             result = self.h.request(model)
-        except (DoesNotFit, QueueFull):
+        except (DoesNotFit, QueueFull, LoadFailed):  # LoadFailed: backing off after failures
             return
         if isinstance(result, Lease):
             self.leases.append(result)
@@ -188,3 +188,4 @@ for _name in POLICIES.names():
     _case = machine_for(_name).TestCase
     _case.settings = settings(SETTINGS, max_examples=25)
     globals()[f"TestPoolInvariants_{_name}"] = _case
+del _case, _name

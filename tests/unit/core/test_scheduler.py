@@ -9,6 +9,7 @@ from modelpool.core.events import EventKind
 from modelpool.core.lease import Lease, Waiter
 from modelpool.core.states import ModelState
 from modelpool.errors import (
+    CircuitOpen,
     DoesNotFit,
     InsufficientMemory,
     LoadFailed,
@@ -246,7 +247,10 @@ def test_load_failure_marks_failed_rejects_its_waiters_and_others_keep_serving()
         assert "weights missing" in str(error)
     assert h.lease("b").model_id == "b"
     assert h.s.ledger.account("cpu").reserved_total == 0
-    h.wait("a")  # a new request tries again
+    with pytest.raises(LoadFailed, match=r"next try in 1\.0s"):
+        h.request("a")  # backing off: refused at once
+    h.clock.advance(1)
+    h.wait("a")  # after the backoff, a new request tries again
     assert h.started_loads().count("a") == 2
 
 
@@ -429,3 +433,21 @@ def test_a_model_that_died_is_failed_its_memory_freed_and_a_stale_report_ignored
     h.s.on_lost("a", first, "late news about the old process")  # stale: ignored
     assert h.state("a") is ModelState.FAILED
     assert len(h.fx.kinds(EventKind.LOST)) == 1
+
+
+def test_failures_in_a_row_back_off_exponentially_then_open_the_circuit() -> None:
+    h = Harness({"a": FOUR}, restart_backoff=2.0, max_restart_backoff=5.0, max_failures=3)
+    waits = []
+    for _ in range(3):
+        h.wait("a")
+        h.fail_load("a")
+        waits.append(h.s.resolve("a").retry_at - h.clock.now)
+        h.clock.advance(waits[-1])
+    assert waits == [2.0, 4.0, 5.0]  # doubling, capped
+    assert h.fx.kinds(EventKind.CIRCUIT_OPEN)[-1].detail["failures"] == 3
+    with pytest.raises(CircuitOpen):
+        h.request("a")
+    h.s.load("a")  # an explicit load closes the circuit and tries at once
+    h.finish_load("a")
+    assert h.state("a") is ModelState.READY
+    assert h.s.resolve("a").failures == 0
