@@ -28,6 +28,7 @@ import re
 import signal
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
@@ -35,6 +36,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 from modelpool.backends import procgroup
 from modelpool.backends.http_probe import get_status
 from modelpool.backends.logring import LogRing
+from modelpool.backends.pidfiles import PidFiles
 from modelpool.config import ModelSpec
 from modelpool.config.fields import Seconds
 from modelpool.core.ports import Handle
@@ -133,6 +135,13 @@ class ProcessBackend:
 
     def __init__(self) -> None:
         self._stopping: set[asyncio.Task[None]] = set()
+        self._pidfiles: PidFiles | None = None
+
+    async def open(self, state_dir: Path) -> None:
+        """Called by the pool at start: stop servers an earlier run left behind, and
+        record the ones this run starts (see ``pidfiles``)."""
+        self._pidfiles = PidFiles(state_dir)
+        await self._pidfiles.reap()
 
     async def load(self, spec: ModelSpec, device: DeviceId) -> Handle:
         options = ProcessOptions.model_validate(spec.options)
@@ -190,10 +199,17 @@ class ProcessBackend:
                 first = str(error).partition("\n")[0] or type(error).__name__
                 raise RuntimeError(f"{first}; and stopping it failed: {stop_error}") from error
             raise
+        if self._pidfiles is not None:
+            self._pidfiles.write(spec.id, server.pid, server.pgid, list(argv))
         return Handle(spec.id, device, endpoint=f"http://{HOST}:{port}/v1", native=server)
 
     async def unload(self, handle: Handle) -> None:
         await _stop(_server(handle))
+        self._forget(handle.model_id)
+
+    def _forget(self, model_id: ModelId) -> None:
+        if self._pidfiles is not None:
+            self._pidfiles.remove(model_id)
 
     async def wait_closed(self, handle: Handle) -> str:
         """Return, saying why, when the server stops on its own (the pool's crash watch).
@@ -209,6 +225,8 @@ class ProcessBackend:
             await _stop(server)
         except RuntimeError as error:
             reason = f"{reason}\n{error}"
+        else:
+            self._forget(server.model_id)
         return reason
 
     def log_tail(self, handle: Handle, lines: int = TAIL) -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
@@ -76,6 +77,7 @@ class ModelPool(SyncFacade):
         backends: Mapping[str, Backend] | None = None,
         probe: MemoryProbe | None = None,
         estimates: EstimateStore | None = None,
+        state_dir: str | os.PathLike[str] | None = None,
         clock: Clock = time.monotonic,
         max_queue: int = 1024,
         wait_timeout: float = 300.0,
@@ -94,6 +96,7 @@ class ModelPool(SyncFacade):
         self._clock = clock
         self._probe = probe
         self._estimates = estimates
+        self._state_dir = Path(state_dir).expanduser() if state_dir is not None else None
         self._wait_timeout = wait_timeout
         self._reap_interval = reap_interval
         self._drain_timeout = drain_timeout
@@ -139,6 +142,7 @@ class ModelPool(SyncFacade):
             "reap_interval": pool.reap_interval,
             "probe": make_probe(pool.probe, pool.budgets),
             "estimates": EstimateStore(Path(pool.state_dir) / "estimates.json"),
+            "state_dir": pool.state_dir,
         }
         kwargs.update(overrides)
         return cls(config.models.values(), **kwargs)
@@ -192,6 +196,11 @@ class ModelPool(SyncFacade):
         if self._loop is not None:
             raise RuntimeError("the pool was already started")
         self._loop = asyncio.get_running_loop()
+        if self._state_dir is not None:
+            for backend in self._backends.values():
+                opener = getattr(backend, "open", None)
+                if opener is not None:  # e.g. the process backend reaps orphans here
+                    await opener(self._state_dir)
         self._schedule_tick()
         pinned = [r.model_id for r in self._scheduler.records() if r.pinned]
         results = await asyncio.gather(*(self.load(m) for m in pinned), return_exceptions=True)

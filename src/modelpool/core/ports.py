@@ -108,7 +108,8 @@ class Backend(Protocol):
     a model's backend options against), ``estimate(spec) -> Bytes | None`` (memory
     before the first load), and ``async wait_closed(handle) -> str``, which returns,
     with the reason, when a loaded model stops on its own (a process that exits); the
-    pool then marks it FAILED and frees its memory.
+    pool then marks it FAILED and frees its memory; ``async open(state_dir)``, called
+    when a pool with a state dir starts (the process backend reaps orphans there).
     """
 
     async def load(self, spec: ModelSpec, device: DeviceId) -> Handle: ...
