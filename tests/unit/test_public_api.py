@@ -7,7 +7,7 @@ import sys
 
 import modelpool
 
-OPTIONAL = ("torch", "pynvml", "fastapi", "starlette", "httpx", "uvicorn", "llama_cpp", "psutil")
+OPTIONAL = ("torch", "pynvml", "fastapi", "starlette", "httpx", "uvicorn", "llama_cpp")
 
 
 def test_all_lists_exactly_the_public_names() -> None:
