@@ -94,6 +94,7 @@ BACKENDS = Registry(
     {
         "fake": "modelpool.backends.fake:FakeBackend",
         "process": "modelpool.backends.process:ProcessBackend",
+        "llamacpp": "modelpool.backends.llamacpp:LlamaCppBackend",
         "callable": "modelpool.backends.callable:CallableBackend",
     },
 )

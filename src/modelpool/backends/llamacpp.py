@@ -1,0 +1,108 @@
+"""LlamaCppBackend: a GGUF model served by llama-cpp-python's OpenAI-compatible server.
+
+A convenience over the process backend: it builds the command line of
+``python -m llama_cpp.server`` from a few options, and everything else (free loopback
+port, health check, log tail, group stop, crash watch, orphan records) is the process
+backend's::
+
+    smollm2:
+      backend: llamacpp
+      model_path: ~/models/SmolLM2-135M-Instruct.Q4_1.gguf
+      n_ctx: 2048
+      n_threads: 2
+      memory: 300MB
+
+The server must be installed for the interpreter that runs it (``python``, by default
+the pool's own): ``CMAKE_ARGS="-DGGML_NATIVE=OFF" pip install "llama-cpp-python[server]"``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from modelpool.backends.process import Arg, ProcessBackend
+from modelpool.config import ModelSpec
+from modelpool.config.fields import Seconds
+from modelpool.core.ports import Handle
+from modelpool.types import Bytes, DeviceId
+
+CONTEXT_BYTES_PER_TOKEN = 64 * 1024
+"""A rough KV-cache cost per context token for a small model, for the first estimate."""
+
+
+class LlamaCppOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model_path: str = Field(min_length=1)
+    """The GGUF file (``~`` expanded)."""
+    n_ctx: int = Field(2048, ge=16)
+    n_threads: int | None = Field(None, ge=1)
+    n_gpu_layers: int = Field(0, ge=-1)
+    """Layers offloaded to the GPU (-1: all); 0 keeps the model on the CPU."""
+    chat_format: str | None = None
+    extra_args: list[Arg] = Field(default_factory=list)
+    """More ``llama_cpp.server`` arguments, as a list (e.g. ``[--seed, 7]``)."""
+    env: dict[str, Arg] = Field(default_factory=dict)
+    python: str = sys.executable
+    """The interpreter that has llama-cpp-python installed."""
+    ready_timeout: Annotated[Seconds, Field(gt=0)] = 120.0
+    stop_grace: Annotated[Seconds, Field(ge=0)] = 10.0
+    log_lines: int = Field(200, ge=1)
+
+
+def server_command(options: LlamaCppOptions) -> list[str]:
+    """``python -m llama_cpp.server`` with the model, loopback host and placeholder port."""
+    command = [
+        options.python, "-m", "llama_cpp.server",
+        "--model", "${MODEL_PATH}",
+        "--host", "${HOST}",
+        "--port", "${PORT}",
+        "--n_ctx", str(options.n_ctx),
+        "--n_gpu_layers", str(options.n_gpu_layers),
+    ]  # fmt: skip
+    if options.n_threads is not None:
+        command += ["--n_threads", str(options.n_threads)]
+    if options.chat_format is not None:
+        command += ["--chat_format", options.chat_format]
+    return command + list(options.extra_args)
+
+
+class LlamaCppBackend(ProcessBackend):
+    """The process backend with llama.cpp's server command line built for you."""
+
+    options_model = LlamaCppOptions  # type: ignore[assignment]
+
+    def estimate(self, spec: ModelSpec) -> Bytes | None:
+        """Before the first load: the GGUF's size plus a rough KV cache for ``n_ctx``."""
+        options = LlamaCppOptions.model_validate(spec.options)
+        try:
+            weights = os.path.getsize(os.path.expanduser(options.model_path))
+        except OSError:
+            return None
+        return weights + options.n_ctx * CONTEXT_BYTES_PER_TOKEN
+
+    async def load(self, spec: ModelSpec, device: DeviceId) -> Handle:
+        options = LlamaCppOptions.model_validate(spec.options)
+        path = _existing_file(spec, options.model_path)
+        process_options = {
+            "command": server_command(options),
+            "env": dict(options.env),
+            "model_path": path,
+            "health": "/v1/models",
+            "ready_timeout": options.ready_timeout,
+            "stop_grace": options.stop_grace,
+            "log_lines": options.log_lines,
+        }
+        return await super().load(spec.model_copy(update={"options": process_options}), device)
+
+
+def _existing_file(spec: ModelSpec, model_path: str) -> str:
+    """``model_path`` expanded, if a file is there (a stat: cheap enough for the loop)."""
+    path = os.path.expanduser(model_path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"model {spec.id!r}: no GGUF file at model_path {path!r}")
+    return path

