@@ -42,10 +42,10 @@ from modelpool.core.ports import (
 )
 from modelpool.core.queue import WaitQueue
 from modelpool.core.record import ModelRecord
+from modelpool.core.retry import RetryPolicy
 from modelpool.core.specialization import best_model_for_task
 from modelpool.core.states import RESIDENT, ModelState
 from modelpool.errors import (
-    CircuitOpen,
     DoesNotFit,
     Holder,
     InsufficientMemory,
@@ -98,6 +98,11 @@ class Scheduler:
         }
         self._ids = itertools.count(1)
         self._queue = WaitQueue(self.settings.max_queue)
+        self._retry = RetryPolicy(
+            self.settings.restart_backoff,
+            self.settings.max_restart_backoff,
+            self.settings.max_failures,
+        )
         self._draining: set[ModelId] = set()
         self._demand = DemandTracker()
         self._stop_waiters: list[Waiter] = []
@@ -159,7 +164,7 @@ class Scheduler:
             return done
         self._check_ever_fits(record)
         if record.state is ModelState.FAILED:
-            self._check_may_retry(record, now, explicit=not wants_lease)
+            self._retry.check(record, now, explicit=not wants_lease)
         if wants_lease:
             record.stats.record_request(now, hit=False)
             self._demand.note(record.spec.tags)
@@ -436,23 +441,8 @@ class Scheduler:
         if not fits:
             self.ledger.check_fits(record.model_id, devices[0], record.estimate)
 
-    def _check_may_retry(self, record: ModelRecord, now: float, explicit: bool) -> None:
-        """Refuse to reload a failed model while it backs off or its circuit is open;
-        an explicit load closes the circuit and skips the wait."""
-        reason = record.last_error or "unknown error"
-        if explicit:
-            record.failures, record.retry_at = 0, 0.0
-        elif record.failures >= self.settings.max_failures:
-            raise CircuitOpen(record.model_id, reason, record.failures)
-        elif now < record.retry_at:
-            raise LoadFailed(record.model_id, reason, retry_after=record.retry_at - now)
-
     def _count_failure(self, record: ModelRecord, now: float) -> None:
-        record.failures += 1
-        settings = self.settings
-        backoff = settings.restart_backoff * 2 ** (record.failures - 1)
-        record.retry_at = now + min(settings.max_restart_backoff, backoff)
-        if record.failures == settings.max_failures:
+        if self._retry.count_failure(record, now):
             self._emit(EventKind.CIRCUIT_OPEN, record, failures=record.failures)
 
     def _remove_waiter(self, waiter: Waiter) -> bool:
