@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelpool.config import ModelSpec
+from modelpool.core.bookings import Bookings
 from modelpool.core.demand import DemandTracker
 from modelpool.core.events import EventKind, PoolEvent
 from modelpool.core.lease import Lease, Waiter
@@ -93,9 +94,7 @@ class Scheduler:
             self._records[spec.id] = ModelRecord(spec, estimates[spec.id], pinned=spec.pinned)
             for name in (spec.id, *spec.aliases):
                 self._names[name] = spec.id
-        self._booked: dict[DeviceId, dict[ModelId, ModelRecord]] = {
-            device: {} for device in self.ledger.devices()
-        }
+        self._bookings = Bookings(self.ledger)
         self._ids = itertools.count(1)
         self._queue = WaitQueue(self.settings.max_queue)
         self._retry = RetryPolicy(
@@ -272,10 +271,7 @@ class Scheduler:
             self._reject_all(record, PoolClosed("the pool stopped before serving this request"))
             if record.state is ModelState.LOADING and not record.load_started:
                 # Still waiting for its victims to leave: give the reservation back.
-                assert record.device is not None
-                self.ledger.cancel(record.device, record.model_id)
-                self._unbook(record)
-                record.set_state(ModelState.UNLOADED)
+                self._bookings.abandon(record, ModelState.UNLOADED)
             if record.state in RESIDENT:
                 record.unload_requested = "stopping"
             if record.state is ModelState.READY and (force or not record.leases):
@@ -295,12 +291,9 @@ class Scheduler:
         device = record.device
         assert device is not None
         assert record.state is ModelState.LOADING
-        record.load_started = False
         now = self._clock()
         if handle is None:
-            self.ledger.cancel(device, model_id)
-            self._unbook(record)
-            record.set_state(ModelState.FAILED)
+            self._bookings.abandon(record, ModelState.FAILED)
             record.last_error = error or "unknown error"
             record.stats.load_failures += 1
             self._count_failure(record, now)
@@ -312,13 +305,12 @@ class Scheduler:
             self._dispatch()
             return
         actual = handle.footprint if handle.footprint is not None else record.estimate
-        self.ledger.commit(device, model_id, actual)
+        self._bookings.commit(record, actual)
         record.estimate = actual  # the next load reserves what this one measured
         record.handle = handle
         record.last_error = None
         record.failures = 0
         record.blocked_by = []
-        record.set_state(ModelState.READY)
         record.stats.record_load(now, seconds)
         self._emit(EventKind.LOADED, record, device=device, bytes=actual, seconds=seconds)
         if record.unload_requested is not None:
@@ -340,16 +332,13 @@ class Scheduler:
             return
         device = record.device
         assert device is not None
-        self.ledger.release(device, model_id)
-        self._unbook(record)
-        record.handle = None
+        self._bookings.release(record, ModelState.FAILED)
         record.draining = False
         record.unload_requested = None
         for lease in record.leases.values():
             lease.released = True
         record.leases.clear()
         record.stats.current_tasks = 0
-        record.set_state(ModelState.FAILED)
         record.last_error = reason
         self._count_failure(record, self._clock())
         self._emit(EventKind.LOST, record, device=device, reason=reason)
@@ -366,17 +355,13 @@ class Scheduler:
         # The backend's unload returned; even when it reported an error we release the
         # bytes, since keeping them booked would block the device for good. Backends that
         # can verify (process exit, probe) do so before reporting.
-        self.ledger.release(device, model_id)
-        self._unbook(record)
-        record.handle = None
+        self._bookings.release(record, ModelState.UNLOADED if error is None else ModelState.FAILED)
         record.draining = False
         record.unload_requested = None
         record.stats.unload_count += 1
         if error is None:
-            record.set_state(ModelState.UNLOADED)
             self._emit(EventKind.UNLOADED, record, device=device)
         else:
-            record.set_state(ModelState.FAILED)
             record.last_error = f"unload failed: {error}"
             self._emit(EventKind.UNLOAD_FAILED, record, device=device, error=error)
         self._answer_unload_waiters(record)
@@ -454,36 +439,24 @@ class Scheduler:
         self._effects.emit(PoolEvent(kind, model_id, self._clock(), detail))
 
     def _begin_unload(self, record: ModelRecord, reason: str) -> None:
-        assert record.device is not None
         assert record.handle is not None
-        record.set_state(ModelState.UNLOADING)
-        self.ledger.mark_leaving(record.device, record.model_id)
+        self._bookings.leave(record)
         self._emit(EventKind.UNLOAD_STARTED, record, device=record.device, reason=reason)
         self._effects.start_unload(record.handle)
 
     def _begin_load(self, record: ModelRecord, plan: Go) -> None:
         for victim in plan.victims:
             self._begin_unload(victim, f"evicted by {self.policy.name} for {record.model_id}")
-        self.ledger.reserve(plan.device, record.model_id, record.estimate)
-        self._book(record, plan.device)
+        self._bookings.reserve(record, plan.device)
         record.blocked_by = []
-        record.set_state(ModelState.LOADING)
         self._start_load_if_free(record)
 
     def _start_load_if_free(self, record: ModelRecord) -> None:
+        if not self._bookings.can_start(record):
+            return
+        self._bookings.start(record)
         device = record.device
         assert device is not None
-        if record.load_started or not self.ledger.can_start(device, record.model_id):
-            return
-        group = record.spec.group
-        if group is not None and any(
-            r.spec.group == group and r is not record
-            for r in self.residents(device).values()
-            if r.state is not ModelState.LOADING or r.load_started
-        ):
-            return  # "one heavy model at a time": not even while the other is unloading
-        self.ledger.start(device, record.model_id)
-        record.load_started = True
         self._emit(EventKind.LOAD_STARTED, record, device=device, bytes=record.estimate)
         self._effects.start_load(record.spec, device)
 
@@ -508,16 +481,7 @@ class Scheduler:
 
     def residents(self, device: DeviceId) -> Mapping[ModelId, ModelRecord]:
         """Models booked on ``device`` (loading, ready or unloading), by id."""
-        return self._booked[device]
-
-    def _book(self, record: ModelRecord, device: DeviceId) -> None:
-        record.device = device
-        self._booked[device][record.model_id] = record
-
-    def _unbook(self, record: ModelRecord) -> None:
-        if record.device is not None:
-            del self._booked[record.device][record.model_id]
-            record.device = None
+        return self._bookings.residents(device)
 
     def _repair_over_budget(self, device: DeviceId) -> None:
         """A load measured bigger than reserved: evict idle models until the plan fits."""
