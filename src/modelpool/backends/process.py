@@ -201,7 +201,9 @@ class ProcessBackend:
             raise
         if self._pidfiles is not None:
             self._pidfiles.write(spec.id, server.pid, server.pgid, list(argv))
-        return Handle(spec.id, device, endpoint=f"http://{HOST}:{port}/v1", native=server)
+        return Handle(
+            spec.id, device, endpoint=f"http://{HOST}:{port}/v1", native=server, pids=(server.pid,)
+        )
 
     async def unload(self, handle: Handle) -> None:
         await _stop(_server(handle))

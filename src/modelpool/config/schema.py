@@ -145,6 +145,13 @@ class PoolSettings(BaseModel):
     strategy_options: dict[str, Any] = Field(default_factory=dict)
     budgets: dict[BudgetDevice, Size] = Field(default_factory=dict)
     warm_budget: Size = 0
+    """Host RAM for WARM copies of evicted in-process models (0: no warm tier)."""
+    headroom: Size = 0
+    """Bytes kept free on each probed device on top of what other processes use."""
+    drift_threshold: Size = 1024**3
+    """Change in memory used outside the pool's books that is reported as drift."""
+    release_timeout: Annotated[Seconds, Field(gt=0)] = 10.0
+    """How long an unload waits for the probe to show a GPU's memory back."""
     probe: Literal["auto", "nvml", "torch", "system", "static"] = "auto"
     state_dir: Path = DEFAULT_STATE_DIR
     """Stored as written; call ``.expanduser()`` on use."""
@@ -158,7 +165,7 @@ class PoolSettings(BaseModel):
     max_failures: int = Field(default=5, ge=1)
     """Failures in a row after which only an explicit load tries again."""
     reap_interval: Annotated[Seconds, Field(gt=0)] = 1.0
-    """How often idle models are checked against their ``ttl``."""
+    """How often idle models are checked against their ``ttl`` and the probe is read."""
 
     @field_validator("strategy")
     @classmethod

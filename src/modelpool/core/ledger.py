@@ -82,6 +82,11 @@ class MemoryLedger:
             known = ", ".join(self._accounts) or "none"
             raise AccountingError(f"no budget for device {device!r} (budgets: {known})") from None
 
+    def set_budget(self, device: DeviceId, budget: Bytes) -> None:
+        """Move a device's usable budget (others' use changed). A plan that no longer
+        fits shows up as ``over_budget``, for the scheduler to repair."""
+        self.account(device).budget = int(budget)
+
     def check_fits(self, model_id: ModelId, device: DeviceId, need: Bytes) -> None:
         """Refuse, before anything is evicted, a model bigger than the whole budget."""
         budget = self.account(device).budget

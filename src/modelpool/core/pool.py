@@ -13,16 +13,17 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from modelpool.config import Config, ModelSpec
+from modelpool.core.effects import AsyncEffects
 from modelpool.core.estimates import EstimateStore
 from modelpool.core.events import PoolEvent
 from modelpool.core.lease import Lease, Waiter
-from modelpool.core.ports import Backend, Clock, EvictionPolicy, Handle, MemoryProbe
+from modelpool.core.ports import Backend, Clock, EvictionPolicy, MemoryProbe, WarmCapable
 from modelpool.core.queries import can_fit, require_free, resource_status
 from modelpool.core.scheduler import Scheduler, SchedulerSettings
 from modelpool.core.states import ModelState
@@ -72,6 +73,7 @@ class ModelPool(SyncFacade):
         models: Iterable[ModelSpec] = (),
         *,
         budgets: Mapping[DeviceId, Bytes | str],
+        warm_budget: Bytes | str = 0,
         strategy: str | ModelSwitchingStrategy | EvictionPolicy = "hybrid",
         strategy_options: Mapping[str, Any] | None = None,
         backends: Mapping[str, Backend] | None = None,
@@ -87,6 +89,9 @@ class ModelPool(SyncFacade):
         max_failures: int = 5,
         reap_interval: float = 1.0,
         drain_timeout: float = 30.0,
+        headroom: Bytes | str = 0,
+        drift_threshold: Bytes | str = "1GiB",
+        release_timeout: float = 10.0,
     ) -> None:
         specs = list(models)
         self._backends: dict[str, Backend] = dict(backends or {})
@@ -100,12 +105,13 @@ class ModelPool(SyncFacade):
         self._wait_timeout = wait_timeout
         self._reap_interval = reap_interval
         self._drain_timeout = drain_timeout
+        self._release_timeout = release_timeout
         self._scheduler = Scheduler(
             specs,
             {spec.id: self._estimate(spec) for spec in specs},
             {device: parse_size(size) for device, size in budgets.items()},
             make_policy(strategy, strategy_options),
-            _AsyncEffects(self),
+            AsyncEffects(self),
             clock,
             SchedulerSettings(
                 max_queue=max_queue,
@@ -113,7 +119,11 @@ class ModelPool(SyncFacade):
                 restart_backoff=restart_backoff,
                 max_restart_backoff=max_restart_backoff,
                 max_failures=max_failures,
+                headroom=parse_size(headroom),
+                drift_threshold=parse_size(drift_threshold),
             ),
+            warm_budget=parse_size(warm_budget),
+            offloadable=[s.id for s in specs if isinstance(self._backends[s.backend], WarmCapable)],
         )
         self._check_devices(specs)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -131,6 +141,10 @@ class ModelPool(SyncFacade):
         pool = config.pool
         kwargs: dict[str, Any] = {
             "budgets": pool.budgets,
+            "warm_budget": pool.warm_budget,
+            "headroom": pool.headroom,
+            "drift_threshold": pool.drift_threshold,
+            "release_timeout": pool.release_timeout,
             "strategy": pool.strategy,
             "strategy_options": pool.strategy_options,
             "max_queue": pool.max_queue,
@@ -201,6 +215,7 @@ class ModelPool(SyncFacade):
                 opener = getattr(backend, "open", None)
                 if opener is not None:  # e.g. the process backend reaps orphans here
                     await opener(self._state_dir)
+        self._read_memory()  # before anything loads: what others use is the baseline
         self._schedule_tick()
         pinned = [r.model_id for r in self._scheduler.records() if r.pinned]
         results = await asyncio.gather(*(self.load(m) for m in pinned), return_exceptions=True)
@@ -244,7 +259,25 @@ class ModelPool(SyncFacade):
 
     def _tick(self) -> None:
         self._scheduler.on_tick()
+        self._read_memory()
         self._schedule_tick()
+
+    def _read_memory(self) -> None:
+        """Hand the probe's view of every device to the scheduler (drift, headroom)."""
+        if self._probe is not None:
+            for device in self._scheduler.ledger.devices():
+                try:
+                    reading = self._probe.read(device)
+                except Exception as error:  # evidence is optional; the plan goes on
+                    log.warning("memory probe %s failed on %s: %s", self._probe.name, device, error)
+                    continue
+                if reading is not None:
+                    self._scheduler.on_memory_reading(reading)
+
+    def _confirms_release(self, device: DeviceId) -> bool:
+        """Whether the probe's reading of ``device`` is exact enough to confirm an unload:
+        a GPU's is; host RAM moves with every other process and allocator, so it is not."""
+        return device.startswith("cuda") and self._probe is not None
 
     def _require_loop(self) -> asyncio.AbstractEventLoop:
         if self._loop is None:
@@ -445,92 +478,3 @@ class _Use:
         assert self._lease is not None
         # Cancellation (a client that left) is not the model's fault; other errors are.
         self._pool.release(self._lease, ok=et is None or not issubclass(et, Exception))
-
-
-class _AsyncEffects:
-    """The scheduler's ``Effects`` carried out with tasks and futures on the pool's loop."""
-
-    def __init__(self, pool: ModelPool) -> None:
-        self._pool = pool
-        self._watchers: dict[ModelId, asyncio.Task[None]] = {}
-
-    def start_load(self, spec: ModelSpec, device: DeviceId) -> None:
-        self._spawn(self._load(spec, device))
-
-    def start_unload(self, handle: Handle) -> None:
-        watcher = self._watchers.pop(handle.model_id, None)
-        if watcher is not None:
-            watcher.cancel()  # the model is about to stop on purpose
-        self._spawn(self._unload(handle))
-
-    def grant(self, waiter: Waiter, lease: Lease | None) -> None:
-        future: asyncio.Future[Lease | None] = waiter.token
-        if not future.done():
-            future.set_result(lease)
-        elif lease is not None:  # its caller left a moment ago: give the lease back
-            self._pool._require_loop().call_soon(self._pool.release, lease)
-
-    def reject(self, waiter: Waiter, error: ModelPoolError) -> None:
-        future: asyncio.Future[Lease | None] = waiter.token
-        if not future.done():
-            future.set_exception(error)
-
-    def emit(self, event: PoolEvent) -> None:
-        self._pool._publish(event)
-
-    def _spawn(self, work: Any) -> asyncio.Task[None]:
-        task = self._pool._require_loop().create_task(work)
-        self._pool._tasks.add(task)
-        task.add_done_callback(self._pool._tasks.discard)
-        task.add_done_callback(_report_crash)
-        return task
-
-    async def _load(self, spec: ModelSpec, device: DeviceId) -> None:
-        pool = self._pool
-        started = pool._clock()
-        try:
-            handle = await pool._backends[spec.backend].load(spec, device)
-        except Exception as error:  # any backend failure: the model is FAILED, others go on
-            pool._scheduler.on_load_done(spec.id, None, _describe(error), pool._clock() - started)
-            return
-        if handle.footprint is not None and pool._estimates is not None:
-            pool._estimates.record(spec, handle.footprint)
-        wait_closed = getattr(pool._backends[spec.backend], "wait_closed", None)
-        if wait_closed is not None:  # watch first: on_load_done may unload it at once
-            self._watchers[spec.id] = self._spawn(self._watch(handle, wait_closed))
-        pool._scheduler.on_load_done(spec.id, handle, None, pool._clock() - started)
-
-    async def _watch(self, handle: Handle, wait_closed: Callable[[Handle], Awaitable[str]]) -> None:
-        try:
-            reason = await wait_closed(handle)
-        except Exception as error:
-            reason = f"lost track of the model: {_describe(error)}"
-        if self._watchers.get(handle.model_id) is asyncio.current_task():
-            del self._watchers[handle.model_id]
-        self._pool._scheduler.on_lost(handle.model_id, handle, reason)
-
-    async def _unload(self, handle: Handle) -> None:
-        pool = self._pool
-        backend = pool._backends[pool._scheduler.resolve(handle.model_id).spec.backend]
-        try:
-            await backend.unload(handle)
-        except Exception as error:
-            pool._scheduler.on_unload_done(handle.model_id, _describe(error))
-            return
-        pool._scheduler.on_unload_done(handle.model_id)
-
-
-def _report_crash(task: asyncio.Task[None]) -> None:
-    """Backend errors are reported to the scheduler; anything escaping is a bug: say so."""
-    if not task.cancelled() and (error := task.exception()) is not None:
-        log.error("modelpool internal error in %s", task.get_coro(), exc_info=error)
-
-
-MAX_ERROR_LINES = 40
-
-
-def _describe(error: BaseException) -> str:
-    """For users: the error's type and message (a backend's log tail included, bounded),
-    never a traceback."""
-    lines = str(error).strip().splitlines()[:MAX_ERROR_LINES]
-    return f"{type(error).__name__}: " + "\n".join(lines) if lines else type(error).__name__

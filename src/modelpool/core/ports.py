@@ -98,18 +98,41 @@ class Handle:
     """Bytes the backend measured for this model, if it can tell."""
     native: Any = None
     """Backend-private state (a process, a port...)."""
+    pids: tuple[int, ...] = ()
+    """Processes serving the model (their trees are measured by the probe)."""
+
+
+HOST: DeviceId = "host"
+"""The device of a warm handle: host RAM, counted against the pool's ``warm_budget``."""
+
+
+@runtime_checkable
+class WarmCapable(Protocol):
+    """A backend with a warm tier (see ``Backend``): offload to host RAM, restore."""
+
+    async def offload(self, handle: Handle) -> Handle: ...
+
+    async def restore(self, warm: Handle, device: DeviceId) -> Handle: ...
 
 
 @runtime_checkable
 class Backend(Protocol):
     """Loads and unloads models of one kind. Slow methods are coroutines.
 
-    Optional, looked up by name: ``options_model`` (a pydantic model the config checks
-    a model's backend options against), ``estimate(spec) -> Bytes | None`` (memory
-    before the first load), and ``async wait_closed(handle) -> str``, which returns,
-    with the reason, when a loaded model stops on its own (a process that exits); the
-    pool then marks it FAILED and frees its memory; ``async open(state_dir)``, called
-    when a pool with a state dir starts (the process backend reaps orphans there).
+    Optional, looked up by name:
+
+    * ``options_model``: a pydantic model the config checks a model's options against;
+    * ``estimate(spec) -> Bytes | None``: memory before the first load;
+    * ``async wait_closed(handle) -> str``: returns, with the reason, when a loaded
+      model stops on its own (a process that exits); the pool then marks it FAILED;
+    * ``async open(state_dir)``: called when a pool with a state dir starts (the
+      process backend reaps orphans there);
+    * the warm tier, for in-process models: ``async offload(handle) -> Handle`` moves
+      the weights to host RAM and frees the device, returning a *warm handle* (device
+      ``HOST``, footprint = host bytes held); on failure it raises and the model is
+      still usable where it was. ``async restore(warm, device) -> Handle`` brings them
+      back; on failure it raises and the pool frees the copy with ``unload(warm)``.
+      ``unload`` accepts warm handles too (it drops the host copy).
     """
 
     async def load(self, spec: ModelSpec, device: DeviceId) -> Handle: ...
@@ -141,6 +164,9 @@ class MemoryProbe(Protocol):
 
     def read(self, device: DeviceId) -> MemoryReading | None: ...
 
+    # Optional, looked up by name: ``process_bytes(device, pids) -> Bytes | None``,
+    # the bytes ``pids`` and their children hold on ``device`` (None: cannot tell).
+
 
 # --- the scheduler's side effects ---------------------------------------------------
 
@@ -156,7 +182,14 @@ class Effects(Protocol):
         """Begin loading; report back with ``Scheduler.on_load_done``."""
 
     def start_unload(self, handle: Handle) -> None:
-        """Begin unloading; report back with ``Scheduler.on_unload_done``."""
+        """Begin unloading (or dropping a warm copy); report back with
+        ``Scheduler.on_unload_done``."""
+
+    def start_offload(self, handle: Handle) -> None:
+        """Begin moving a model to host RAM; report back with ``Scheduler.on_offload_done``."""
+
+    def start_restore(self, warm: Handle, device: DeviceId) -> None:
+        """Begin moving a warm copy back to ``device``; report with ``on_load_done``."""
 
     def grant(self, waiter: Waiter, lease: Lease | None) -> None:
         """Answer a waiting request: its lease, or None when it asked for no lease."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from modelpool.core.planner import Go, booked_bytes, holder, plan_load
-from modelpool.core.ports import MemoryProbe
+from modelpool.core.ports import HOST, MemoryProbe
 from modelpool.core.scheduler import Scheduler
 from modelpool.core.states import RESIDENT, ModelState
 from modelpool.errors import InsufficientMemory
@@ -58,6 +58,8 @@ def resource_status(scheduler: Scheduler, probe: MemoryProbe | None, now: float)
         booked = 0
         if record.device is not None:
             booked = booked_bytes(scheduler.ledger.account(record.device), record)
+        elif record.warm is not None:
+            booked = scheduler.warm.size_of(record)
         models[record.model_id] = {
             "status": str(record.state),
             "device": record.device,
@@ -79,6 +81,7 @@ def resource_status(scheduler: Scheduler, probe: MemoryProbe | None, now: float)
         "loaded_models": [r.model_id for r in scheduler.records() if r.state is ModelState.READY],
         "active_allocations": allocations,
         "memory_info": memory,
+        "warm_memory": scheduler.warm.ledger.snapshot()[HOST],
         "model_resources": models,
         "queue": {"waiting": scheduler.waiting, "max": scheduler.settings.max_queue},
     }

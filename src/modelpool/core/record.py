@@ -28,6 +28,12 @@ class ModelRecord:
     device: DeviceId | None = None
     """Where it is booked (LOADING, READY, UNLOADING); None when it holds nothing."""
     handle: Handle | None = None
+    warm: Handle | None = None
+    """The host-RAM copy while WARM (and while it is being restored)."""
+    offloading: bool = False
+    """UNLOADING toward WARM: the backend is copying the weights to host RAM."""
+    warm_dropping: bool = False
+    """WARM, and its host copy is being freed (then UNLOADED)."""
     leases: dict[int, Lease] = field(default_factory=dict)
     waiters: deque[Waiter] = field(default_factory=deque)
     """Requests waiting for this model to serve (a lease, or an explicit load)."""

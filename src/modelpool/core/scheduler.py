@@ -18,6 +18,9 @@ Scheduling of waiting requests (``_dispatch``):
    are *drained* (no new leases) so they free the memory soon; meanwhile no later
    plan may take memory on that device. Leases are never cut off.
 4. Plans on one device whose victims do not overlap run in parallel.
+
+Evicted models whose backend can offload go to the warm tier (``core/warm.py``) when
+the warm budget has room, and come back from it by a restore instead of a cold load.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from modelpool.core.demand import DemandTracker
 from modelpool.core.events import EventKind, PoolEvent
 from modelpool.core.lease import Lease, Waiter
 from modelpool.core.ledger import MemoryLedger
+from modelpool.core.memory_watch import BUDGET_STEP, assess
 from modelpool.core.planner import Go, Impossible, Wait, choose_drain, plan_load
 from modelpool.core.ports import (
     Clock,
@@ -40,12 +44,14 @@ from modelpool.core.ports import (
     EvictionContext,
     EvictionPolicy,
     Handle,
+    MemoryReading,
 )
 from modelpool.core.queue import WaitQueue
 from modelpool.core.record import ModelRecord
 from modelpool.core.retry import RetryPolicy
 from modelpool.core.specialization import best_model_for_task
 from modelpool.core.states import RESIDENT, ModelState
+from modelpool.core.warm import WarmTier
 from modelpool.errors import (
     DoesNotFit,
     Holder,
@@ -68,6 +74,10 @@ class SchedulerSettings:
     max_restart_backoff: float = 60.0
     max_failures: int = 5
     """Failures in a row after which only an explicit load tries again (circuit breaker)."""
+    headroom: Bytes = 0
+    """Bytes kept free on a probed device beyond what other processes use."""
+    drift_threshold: Bytes = 1024**3
+    """Change in memory used outside the ledger that is reported as ``MEMORY_DRIFT``."""
 
 
 class Scheduler:
@@ -82,8 +92,14 @@ class Scheduler:
         effects: Effects,
         clock: Clock,
         settings: SchedulerSettings | None = None,
+        warm_budget: Bytes = 0,
+        offloadable: Iterable[ModelId] = (),
     ) -> None:
         self.ledger = MemoryLedger(budgets)
+        self._configured = {device: int(size) for device, size in budgets.items()}
+        self._others_at_start: dict[DeviceId, Bytes] = {}
+        self._drifting: set[DeviceId] = set()
+        self.warm = WarmTier(warm_budget, offloadable)
         self.policy = policy
         self.settings = settings or SchedulerSettings()
         self._effects = effects
@@ -202,7 +218,11 @@ class Scheduler:
         record = self._records[waiter.model_id]
         waited = self._clock() - waiter.enqueued_at
         error: ModelPoolError
-        if record.blocked_by and record.state in (ModelState.UNLOADED, ModelState.FAILED):
+        if record.blocked_by and record.state in (
+            ModelState.UNLOADED,
+            ModelState.FAILED,
+            ModelState.WARM,
+        ):
             account = self.ledger.account(self.devices_for(record)[0])
             error = InsufficientMemory(
                 record.model_id,
@@ -235,6 +255,11 @@ class Scheduler:
         waiter = Waiter(
             next(self._ids), record.model_id, None, 0, self._clock(), token, wants_lease=False
         )
+        if record.state is ModelState.WARM:
+            record.unload_waiters.append(waiter)
+            if not record.warm_dropping:
+                self._begin_drop(record, reason)
+            return waiter
         if record.state not in RESIDENT:
             self._effects.grant(waiter, None)
             return waiter
@@ -271,7 +296,10 @@ class Scheduler:
             self._reject_all(record, PoolClosed("the pool stopped before serving this request"))
             if record.state is ModelState.LOADING and not record.load_started:
                 # Still waiting for its victims to leave: give the reservation back.
-                self._bookings.abandon(record, ModelState.UNLOADED)
+                restore = record.warm is not None
+                self._bookings.abandon(record, ModelState.WARM if restore else ModelState.UNLOADED)
+            if record.state is ModelState.WARM and not record.warm_dropping:
+                self._begin_drop(record, "stopping")
             if record.state in RESIDENT:
                 record.unload_requested = "stopping"
             if record.state is ModelState.READY and (force or not record.leases):
@@ -292,6 +320,11 @@ class Scheduler:
         assert device is not None
         assert record.state is ModelState.LOADING
         now = self._clock()
+        restored = record.warm is not None
+        if restored:  # the host copy is gone either way: moved back, or freed on failure
+            self.warm.release(record)
+            record.warm = None
+            self._start_ready_offloads()
         if handle is None:
             self._bookings.abandon(record, ModelState.FAILED)
             record.last_error = error or "unknown error"
@@ -311,8 +344,18 @@ class Scheduler:
         record.last_error = None
         record.failures = 0
         record.blocked_by = []
-        record.stats.record_load(now, seconds)
-        self._emit(EventKind.LOADED, record, device=device, bytes=actual, seconds=seconds)
+        if restored:
+            record.stats.record_restore(now, seconds)
+        else:
+            record.stats.record_load(now, seconds)
+        self._emit(
+            EventKind.LOADED,
+            record,
+            device=device,
+            bytes=actual,
+            seconds=seconds,
+            restored=restored,
+        )
         if record.unload_requested is not None:
             record.draining = True
             self._begin_unload(record, record.unload_requested)
@@ -349,6 +392,9 @@ class Scheduler:
 
     def on_unload_done(self, model_id: ModelId, error: str | None = None) -> None:
         record = self._records[model_id]
+        if record.state is ModelState.WARM:
+            self._on_drop_done(record, error)
+            return
         device = record.device
         assert device is not None
         assert record.state is ModelState.UNLOADING
@@ -369,6 +415,51 @@ class Scheduler:
         self._check_stopped()
         self._dispatch()
 
+    def on_offload_done(
+        self, model_id: ModelId, warm: Handle | None, error: str | None, seconds: float
+    ) -> None:
+        """The weights reached host RAM (``warm``), or the offload failed (``error``)."""
+        record = self._records[model_id]
+        assert record.state is ModelState.UNLOADING
+        assert record.offloading
+        record.offloading = False
+        if warm is None:
+            # The model is still on its device: unload it the ordinary way instead.
+            self.warm.cancel(record)
+            self._emit(EventKind.OFFLOAD_FAILED, record, device=record.device, error=error)
+            self._start_ready_offloads()
+            assert record.handle is not None
+            self._effects.start_unload(record.handle)
+            return
+        device = record.device
+        assert device is not None
+        size = warm.footprint if warm.footprint is not None else self.warm.size_of(record)
+        self._bookings.release(record, ModelState.WARM)
+        self.warm.commit(record, size or record.estimate)
+        record.warm = warm
+        record.draining = False
+        record.stats.offload_count += 1
+        self._emit(EventKind.OFFLOADED, record, device=device, bytes=size, seconds=seconds)
+        reason, record.unload_requested = record.unload_requested, None
+        if self._stopping or reason is not None:
+            self._begin_drop(record, reason or "stopping")
+        self._start_ready_loads(device)
+        self._check_stopped()
+        self._dispatch()
+
+    def _on_drop_done(self, record: ModelRecord, error: str | None) -> None:
+        assert record.warm_dropping
+        self.warm.release(record)
+        record.warm = None
+        record.warm_dropping = False
+        reason, record.unload_requested = record.unload_requested, None
+        record.set_state(ModelState.UNLOADED)
+        self._emit(EventKind.WARM_DROPPED, record, reason=reason, error=error)
+        self._answer_unload_waiters(record)
+        self._start_ready_offloads()
+        self._check_stopped()
+        self._dispatch()
+
     def on_tick(self) -> None:
         """Periodic: unload models idle past their TTL, re-check starving waits."""
         now = self._clock()
@@ -385,6 +476,39 @@ class Scheduler:
                 self._begin_unload(record, f"idle for {ttl:g}s (ttl)")
         if self._queue.count:
             self._dispatch()
+
+    def on_memory_reading(self, reading: MemoryReading) -> None:
+        """Periodic: the probe's view of a device. Others' use shrinks the usable
+        budget (evicting idle models if the plan no longer fits); drift is reported."""
+        device = reading.device
+        account = self.ledger.account(device)
+        ours = account.committed_total + account.started_total
+        first = device not in self._others_at_start
+        baseline = self._others_at_start.setdefault(device, max(0, reading.used - ours))
+        check = assess(reading, ours, baseline, self._configured[device], self.settings.headroom)
+        change = check.usable - account.budget
+        if change and (
+            check.usable == self._configured[device] or abs(change) >= 2 * BUDGET_STEP or first
+        ):
+            old = account.budget
+            self.ledger.set_budget(device, check.usable)
+            self._emit(
+                EventKind.BUDGET_CHANGED, None, device=device, old=old, new=check.usable,
+                others=check.others,
+            )  # fmt: skip
+            if account.over_budget:
+                self._repair_over_budget(device)
+            elif change > 0 and self._queue.count:
+                self._dispatch()
+        threshold = self.settings.drift_threshold
+        if abs(check.drift) > threshold and device not in self._drifting:
+            self._drifting.add(device)
+            self._emit(
+                EventKind.MEMORY_DRIFT, None, device=device, drift=check.drift,
+                ledger=ours, observed=reading.used, others=check.others,
+            )  # fmt: skip
+        elif abs(check.drift) <= threshold // 2:
+            self._drifting.discard(device)
 
     # --- status -------------------------------------------------------------------
 
@@ -444,9 +568,54 @@ class Scheduler:
         self._emit(EventKind.UNLOAD_STARTED, record, device=record.device, reason=reason)
         self._effects.start_unload(record.handle)
 
+    def _evict(self, record: ModelRecord, reason: str) -> None:
+        """Free the device: to the warm tier when it can take the model, else unload."""
+        if not self._begin_offload(record, reason):
+            self._begin_unload(record, reason)
+
+    def _begin_offload(self, record: ModelRecord, reason: str) -> bool:
+        assert record.handle is not None
+        assert record.device is not None
+        size = self.ledger.account(record.device).committed[record.model_id]
+        if self._stopping or not self.warm.accepts(record, size):
+            return False
+        drops = self.warm.make_room(size, self.policy, self._clock(), self.demand())
+        if drops is None:
+            return False
+        for victim in drops:
+            self._begin_drop(victim, f"warm tier full: room for {record.model_id}")
+        self.warm.reserve(record, size)
+        record.offloading = True
+        self._bookings.leave(record)
+        self._emit(
+            EventKind.OFFLOAD_STARTED, record, device=record.device, bytes=size, reason=reason
+        )
+        self._start_offload_if_free(record)
+        return True
+
+    def _start_offload_if_free(self, record: ModelRecord) -> None:
+        if not self.warm.can_start(record):
+            return
+        self.warm.start(record)
+        assert record.handle is not None
+        self._effects.start_offload(record.handle)
+
+    def _start_ready_offloads(self) -> None:
+        for record in self.warm.pending():
+            self._start_offload_if_free(record)
+
+    def _begin_drop(self, record: ModelRecord, reason: str) -> None:
+        """Free a WARM model's host copy; it becomes UNLOADED when that is done."""
+        assert record.warm is not None
+        assert not record.warm_dropping
+        record.warm_dropping = True
+        record.unload_requested = reason  # named in the WARM_DROPPED event
+        self.warm.leave(record)
+        self._effects.start_unload(record.warm)
+
     def _begin_load(self, record: ModelRecord, plan: Go) -> None:
         for victim in plan.victims:
-            self._begin_unload(victim, f"evicted by {self.policy.name} for {record.model_id}")
+            self._evict(victim, f"evicted by {self.policy.name} for {record.model_id}")
         self._bookings.reserve(record, plan.device)
         record.blocked_by = []
         self._start_load_if_free(record)
@@ -457,6 +626,12 @@ class Scheduler:
         self._bookings.start(record)
         device = record.device
         assert device is not None
+        if record.warm is not None:
+            self._emit(
+                EventKind.LOAD_STARTED, record, device=device, bytes=record.estimate, restore=True
+            )
+            self._effects.start_restore(record.warm, device)
+            return
         self._emit(EventKind.LOAD_STARTED, record, device=device, bytes=record.estimate)
         self._effects.start_load(record.spec, device)
 
@@ -473,7 +648,7 @@ class Scheduler:
     def _check_stopped(self) -> None:
         if not self._stopping or not self._stop_waiters:
             return
-        if any(r.state in RESIDENT for r in self._records.values()):
+        if any(r.state in RESIDENT or r.warm is not None for r in self._records.values()):
             return
         waiters, self._stop_waiters = self._stop_waiters, []
         for waiter in waiters:
@@ -499,7 +674,7 @@ class Scheduler:
             if not account.over_budget:
                 break
             record = self._records[model_id]
-            self._begin_unload(record, f"over budget on {device}")
+            self._evict(record, f"over budget on {device}")
         if account.over_budget:
             self._emit(EventKind.OVER_BUDGET, None, device=device, bytes=account.over_budget)
 
@@ -533,6 +708,8 @@ class Scheduler:
         for record in queued:
             if record.state not in (ModelState.UNLOADED, ModelState.FAILED, ModelState.WARM):
                 continue
+            if record.warm_dropping:
+                continue  # its copy is being freed: a cold load follows, once it is gone
             if demand is None:
                 demand = self.demand()
             starving = self._queue.waited(record, now) >= self.settings.starvation_limit

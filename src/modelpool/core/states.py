@@ -1,11 +1,14 @@
 """A model's lifecycle: the states and the only transitions allowed between them.
 
     UNLOADED ──► LOADING ──► READY ──► UNLOADING ──► UNLOADED
-        ▲           │          │ │  ▲          │
-        │           ▼          │ ▼  │          ▼
-        └────────  FAILED ◄────┘ WARM ─────► (UNLOADED)
+        ▲          │  ▲         │            │
+        │          ▼  │         │            ▼
+        └──────── FAILED ◄──────┘           WARM ──► UNLOADED (copy dropped)
+                      └────── LOADING ◄──────┘  (restore)
 
-READY → FAILED is a model that died on its own (its process exited).
+READY → FAILED is a model that died on its own (its process exited). An eviction
+goes through UNLOADING either way; it ends in WARM when the weights were offloaded to
+host RAM instead of freed. LOADING → WARM is a restore given up before it began.
 
 Leases are counted on READY models (a READY model with leases out is "in use");
 they are not a state of their own.
@@ -36,10 +39,12 @@ class ModelState(StrEnum):
 
 TRANSITIONS: dict[ModelState, frozenset[ModelState]] = {
     ModelState.UNLOADED: frozenset({ModelState.LOADING}),
-    ModelState.LOADING: frozenset({ModelState.READY, ModelState.FAILED, ModelState.UNLOADED}),
-    ModelState.READY: frozenset({ModelState.UNLOADING, ModelState.WARM, ModelState.FAILED}),
+    ModelState.LOADING: frozenset(
+        {ModelState.READY, ModelState.FAILED, ModelState.UNLOADED, ModelState.WARM}
+    ),
+    ModelState.READY: frozenset({ModelState.UNLOADING, ModelState.FAILED}),
     ModelState.WARM: frozenset({ModelState.LOADING, ModelState.UNLOADED}),
-    ModelState.UNLOADING: frozenset({ModelState.UNLOADED, ModelState.FAILED}),
+    ModelState.UNLOADING: frozenset({ModelState.UNLOADED, ModelState.FAILED, ModelState.WARM}),
     ModelState.FAILED: frozenset({ModelState.LOADING, ModelState.UNLOADED}),
 }
 

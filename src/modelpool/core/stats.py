@@ -44,8 +44,11 @@ class ModelStats:
         "load_seconds_total",
         "loaded_at",
         "misses",
+        "offload_count",
         "requests",
         "response_times",
+        "restore_count",
+        "restore_seconds_total",
         "total_tasks",
         "unload_count",
         "version",
@@ -57,6 +60,9 @@ class ModelStats:
         self.load_seconds_total = 0.0
         self.last_load_seconds: float | None = None
         self.unload_count = 0
+        self.offload_count = 0
+        self.restore_count = 0
+        self.restore_seconds_total = 0.0
         self.requests = 0
         self.hits = 0
         self.misses = 0
@@ -99,6 +105,14 @@ class ModelStats:
         self.loaded_at = now
         self.last_used = now
 
+    def record_restore(self, now: float, seconds: float) -> None:
+        """Back on its device from the warm tier (not counted as a load)."""
+        self.version += 1
+        self.restore_count += 1
+        self.restore_seconds_total += seconds
+        self.loaded_at = now
+        self.last_used = now
+
     def frequency(self, now: float) -> float:
         """Requests, each weighted by 2^(-age / half-life): recent demand counts most."""
         return decayed(self._frequency, self._frequency_at, now)
@@ -124,6 +138,9 @@ class ModelStats:
             "load_seconds_total": round(self.load_seconds_total, 6),
             "last_load_seconds": self.last_load_seconds,
             "unload_count": self.unload_count,
+            "offload_count": self.offload_count,
+            "restore_count": self.restore_count,
+            "restore_seconds_total": round(self.restore_seconds_total, 6),
             "requests": self.requests,
             "hits": self.hits,
             "misses": self.misses,

@@ -13,7 +13,7 @@ from typing import Any
 from modelpool.config import ModelSpec
 from modelpool.core.events import EventKind, PoolEvent
 from modelpool.core.lease import Lease, Waiter
-from modelpool.core.ports import Handle
+from modelpool.core.ports import HOST, Handle
 from modelpool.errors import ModelPoolError
 from modelpool.types import DeviceId, ModelId
 
@@ -39,6 +39,8 @@ class RecordingEffects:
     calls: list[tuple[str, Any]] = field(default_factory=list)
     loads: list[tuple[ModelId, DeviceId]] = field(default_factory=list)
     unloads: list[ModelId] = field(default_factory=list)
+    offloads: list[ModelId] = field(default_factory=list)
+    restores: list[tuple[ModelId, DeviceId]] = field(default_factory=list)
     granted: dict[int, Lease | None] = field(default_factory=dict)
     rejected: dict[int, ModelPoolError] = field(default_factory=dict)
     events: list[PoolEvent] = field(default_factory=list)
@@ -51,6 +53,14 @@ class RecordingEffects:
     def start_unload(self, handle: Handle) -> None:
         self.calls.append(("unload", handle.model_id))
         self.unloads.append(handle.model_id)
+
+    def start_offload(self, handle: Handle) -> None:
+        self.calls.append(("offload", handle.model_id))
+        self.offloads.append(handle.model_id)
+
+    def start_restore(self, warm: Handle, device: DeviceId) -> None:
+        self.calls.append(("restore", warm.model_id))
+        self.restores.append((warm.model_id, device))
 
     def grant(self, waiter: Waiter, lease: Lease | None) -> None:
         self.calls.append(("grant", waiter.waiter_id))
@@ -68,6 +78,10 @@ class RecordingEffects:
         handle = Handle(model_id, device, obj=f"<{model_id}>")
         self.handles[model_id] = handle
         return handle
+
+    def warm_handle_for(self, model_id: ModelId, footprint: int | None = None) -> Handle:
+        """A warm handle as ``offload`` would return it."""
+        return Handle(model_id, HOST, obj=f"<{model_id} in RAM>", footprint=footprint)
 
     def kinds(self, kind: EventKind) -> list[PoolEvent]:
         return [e for e in self.events if e.kind is kind]

@@ -7,9 +7,10 @@ there; host RAM (``cpu``) through psutil. Whatever cannot be imported is skipped
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 from modelpool.core.ports import MemoryProbe, MemoryReading
-from modelpool.types import DeviceId
+from modelpool.types import Bytes, DeviceId
 
 log = logging.getLogger("modelpool.probes")
 
@@ -50,6 +51,15 @@ class AutoProbe:
     @property
     def sources(self) -> list[str]:
         return [probe.name for probe in self.probes]
+
+    def process_bytes(self, device: DeviceId, pids: Iterable[int]) -> Bytes | None:
+        pids = list(pids)
+        for probe in self.probes:
+            measure = getattr(probe, "process_bytes", None)
+            result = measure(device, pids) if measure is not None else None
+            if result is not None:
+                return int(result)
+        return None
 
     def read(self, device: DeviceId) -> MemoryReading | None:
         for probe in self.probes:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from modelpool.core.ports import MemoryReading
@@ -61,5 +62,29 @@ class NvmlProbe:
                 usage[int(process.pid)] = usage.get(int(process.pid), 0) + int(used)
         return usage
 
+    def process_bytes(self, device: DeviceId, pids: Iterable[int]) -> Bytes | None:
+        """GPU memory held on ``device`` by ``pids`` and their children; None where NVML
+        does not report per-process use."""
+        usage = self.process_usage(device)
+        if not usage:
+            return None
+        tree = _with_children(pids)
+        return sum(used for pid, used in usage.items() if pid in tree)
+
     def close(self) -> None:
         self._nvml.nvmlShutdown()
+
+
+def _with_children(pids: Iterable[int]) -> set[int]:
+    """``pids`` and every descendant (a server may run its model in a child process)."""
+    tree = set(pids)
+    try:
+        import psutil
+    except ImportError:
+        return tree
+    for pid in list(tree):
+        try:
+            tree.update(child.pid for child in psutil.Process(pid).children(recursive=True))
+        except psutil.NoSuchProcess:
+            continue
+    return tree

@@ -25,6 +25,10 @@ class SystemProbe:
         memory = self._psutil.virtual_memory()
         return MemoryReading(device, int(memory.total), int(memory.total - memory.available))
 
+    def process_bytes(self, device: DeviceId, pids: Iterable[int]) -> Bytes | None:
+        """Host RAM held by ``pids``' process trees; None for any device but ``cpu``."""
+        return self.process_rss(pids) if device == "cpu" else None
+
     def process_rss(self, pids: Iterable[int]) -> Bytes:
         """Resident bytes of ``pids`` and all their descendants (a backend's process tree);
         processes that are gone count as 0."""

@@ -21,6 +21,8 @@ class Harness:
         models: dict[str, dict[str, Any]],
         budgets: dict[str, int] | None = None,
         policy: str = "lru",
+        warm_budget: int = 0,
+        offloadable: tuple[str, ...] = (),
         **settings: Any,
     ) -> None:
         specs = [
@@ -37,6 +39,8 @@ class Harness:
             self.fx,
             self.clock,
             SchedulerSettings(**settings),
+            warm_budget=warm_budget,
+            offloadable=offloadable,
         )
 
     # --- acting as the shell ---------------------------------------------------------
@@ -64,7 +68,27 @@ class Harness:
         self.s.on_load_done(model, None, error, 0.1)
 
     def finish_unload(self, model: str) -> None:
+        """An unload (or the drop of a warm copy) is done."""
         self.s.on_unload_done(model)
+
+    def finish_offload(self, model: str, ok: bool = True, footprint: int | None = None) -> None:
+        warm = self.fx.warm_handle_for(model, footprint) if ok else None
+        self.s.on_offload_done(model, warm, None if ok else "offload boom", 0.5)
+
+    def in_flight(self) -> dict[str, list[str]]:
+        """What a real shell would have running now, by kind."""
+        warm = self.s.warm.account
+        flight: dict[str, list[str]] = {"unload": [], "offload": [], "load": []}
+        for r in self.s.records():
+            if (r.state is ModelState.UNLOADING and not r.offloading) or (
+                r.state is ModelState.WARM and r.warm_dropping
+            ):
+                flight["unload"].append(r.model_id)
+            elif r.offloading and r.model_id in warm.started:
+                flight["offload"].append(r.model_id)
+            elif r.state is ModelState.LOADING and r.load_started:
+                flight["load"].append(r.model_id)
+        return flight
 
     def load(self, *models: str) -> None:
         """Bring models resident through the public path, finishing every step."""
@@ -75,17 +99,14 @@ class Harness:
     def settle(self) -> None:
         """Finish every unload, then every started load, until nothing is in flight."""
         while True:
-            unloading = [r.model_id for r in self.s.records() if r.state is ModelState.UNLOADING]
-            loading = [
-                r.model_id
-                for r in self.s.records()
-                if r.state is ModelState.LOADING and r.load_started
-            ]
-            if not unloading and not loading:
+            flight = self.in_flight()
+            if not any(flight.values()):
                 return
-            for model in unloading:
+            for model in flight["unload"]:
                 self.finish_unload(model)
-            for model in loading:
+            for model in flight["offload"]:
+                self.finish_offload(model)
+            for model in flight["load"]:
                 self.finish_load(model)
 
     # --- reading ---------------------------------------------------------------------

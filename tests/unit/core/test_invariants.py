@@ -39,6 +39,8 @@ class PoolMachine(RuleBasedStateMachine):
             policy=self.policy,
             starvation_limit=5.0,
             max_queue=20,
+            warm_budget=7 * GB,
+            offloadable=("a", "c", "x", "big"),  # big never fits the warm tier
         )
         self.leases: list[Lease] = []
         self.waiters: list[Waiter] = []
@@ -84,9 +86,16 @@ class PoolMachine(RuleBasedStateMachine):
 
     @rule(data=st.data())
     def finish_unload(self, data: st.DataObject) -> None:
-        leaving = [r.model_id for r in self.h.s.records() if r.state is ModelState.UNLOADING]
+        leaving = self.h.in_flight()["unload"]
         if leaving:
             self.h.finish_unload(data.draw(st.sampled_from(leaving)))
+            self._collect()
+
+    @rule(data=st.data(), ok=st.booleans())
+    def finish_offload(self, data: st.DataObject, ok: bool) -> None:
+        offloading = self.h.in_flight()["offload"]
+        if offloading:
+            self.h.finish_offload(data.draw(st.sampled_from(offloading)), ok)
             self._collect()
 
     @rule(data=st.data())
@@ -141,6 +150,23 @@ class PoolMachine(RuleBasedStateMachine):
         assert booked == sum(r.device is not None for r in self.h.s.records())
 
     @invariant()
+    def warm_books_balance(self) -> None:
+        warm = self.h.s.warm.account
+        assert (warm.committed_total - warm.leaving_total) + warm.reserved_total <= warm.budget
+        assert warm.committed_total + warm.started_total <= warm.budget
+        for record in self.h.s.records():
+            model_id = record.model_id
+            assert (model_id in warm.reserved) == record.offloading, model_id
+            if record.offloading:
+                assert record.state is ModelState.UNLOADING
+            assert (model_id in warm.committed) == (record.warm is not None), model_id
+            assert (model_id in warm.leaving) == record.warm_dropping, model_id
+            if record.warm is not None:  # WARM, or being restored from it
+                assert record.state in (ModelState.WARM, ModelState.LOADING), record.state
+            else:
+                assert record.state is not ModelState.WARM
+
+    @invariant()
     def leased_models_are_never_evicted(self) -> None:
         for record in self.h.s.records():
             if record.leases:
@@ -170,8 +196,9 @@ class PoolMachine(RuleBasedStateMachine):
         self.h.settle()
         assert self.h.s.ledger.is_empty()
         assert all(r.state not in RESIDENT for r in self.h.s.records())
-        for account in self.h.s.ledger:
+        for account in [*self.h.s.ledger, self.h.s.warm.account]:
             assert account.reserved_total == account.committed_total == 0
+        assert all(r.warm is None for r in self.h.s.records())
 
 
 def machine_for(policy: str) -> type[PoolMachine]:

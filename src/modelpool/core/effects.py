@@ -1,0 +1,195 @@
+"""AsyncEffects: the scheduler's decisions carried out with tasks on the pool's loop.
+
+Each slow effect (load, unload, offload, restore) runs as a task that calls the
+backend, gathers the evidence the probe can give, and reports back to the scheduler
+with one handler call. Nothing here decides anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any
+
+from modelpool.config import ModelSpec
+from modelpool.core.events import EventKind, PoolEvent
+from modelpool.core.lease import Lease, Waiter
+from modelpool.core.memory_watch import confirm_release, measure_processes
+from modelpool.core.ports import HOST, Backend, Handle, WarmCapable
+from modelpool.errors import ModelPoolError
+from modelpool.types import DeviceId, ModelId
+
+if TYPE_CHECKING:
+    from modelpool.core.pool import ModelPool
+
+log = logging.getLogger("modelpool")
+
+MAX_ERROR_LINES = 40
+
+
+class AsyncEffects:
+    """The scheduler's ``Effects`` port, implemented with tasks and futures."""
+
+    def __init__(self, pool: ModelPool) -> None:
+        self._pool = pool
+        self._watchers: dict[ModelId, asyncio.Task[None]] = {}
+
+    # --- quick effects: run inline -------------------------------------------------
+
+    def grant(self, waiter: Waiter, lease: Lease | None) -> None:
+        future: asyncio.Future[Lease | None] = waiter.token
+        if not future.done():
+            future.set_result(lease)
+        elif lease is not None:  # its caller left a moment ago: give the lease back
+            self._pool._require_loop().call_soon(self._pool.release, lease)
+
+    def reject(self, waiter: Waiter, error: ModelPoolError) -> None:
+        future: asyncio.Future[Lease | None] = waiter.token
+        if not future.done():
+            future.set_exception(error)
+
+    def emit(self, event: PoolEvent) -> None:
+        self._pool._publish(event)
+
+    # --- slow effects: tasks that report back --------------------------------------
+
+    def start_load(self, spec: ModelSpec, device: DeviceId) -> None:
+        self._spawn(self._load(spec, device))
+
+    def start_unload(self, handle: Handle) -> None:
+        self._stop_watching(handle.model_id)
+        self._spawn(self._unload(handle))
+
+    def start_offload(self, handle: Handle) -> None:
+        self._stop_watching(handle.model_id)
+        self._spawn(self._offload(handle))
+
+    def _stop_watching(self, model_id: ModelId) -> None:
+        watcher = self._watchers.pop(model_id, None)
+        if watcher is not None:
+            watcher.cancel()  # the model is about to leave its device on purpose
+
+    def start_restore(self, warm: Handle, device: DeviceId) -> None:
+        self._spawn(self._restore(warm, device))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        pool = self._pool
+        task = pool._require_loop().create_task(work)
+        pool._tasks.add(task)
+        task.add_done_callback(pool._tasks.discard)
+        task.add_done_callback(_report_crash)
+        return task
+
+    def _backend(self, model_id: ModelId) -> Backend:
+        pool = self._pool
+        return pool._backends[pool._scheduler.resolve(model_id).spec.backend]
+
+    async def _load(self, spec: ModelSpec, device: DeviceId) -> None:
+        pool = self._pool
+        started = pool._clock()
+        try:
+            handle = await pool._backends[spec.backend].load(spec, device)
+        except Exception as error:  # any backend failure: the model is FAILED, others go on
+            pool._scheduler.on_load_done(spec.id, None, describe(error), pool._clock() - started)
+            return
+        self._loaded(spec, handle)
+        pool._scheduler.on_load_done(spec.id, handle, None, pool._clock() - started)
+
+    def _loaded(self, spec: ModelSpec, handle: Handle) -> None:
+        """What every fresh handle goes through: measured, remembered, watched."""
+        pool = self._pool
+        if handle.footprint is None and handle.pids and pool._probe is not None:
+            # A server process says nothing of its memory: the probe measures its tree.
+            handle.footprint = measure_processes(pool._probe, handle.device, handle.pids)
+        if handle.footprint is not None and pool._estimates is not None:
+            pool._estimates.record(spec, handle.footprint)
+        wait_closed = getattr(pool._backends[spec.backend], "wait_closed", None)
+        if wait_closed is not None:  # watch first: on_load_done may unload it at once
+            self._watchers[spec.id] = self._spawn(self._watch(handle, wait_closed))
+
+    async def _watch(self, handle: Handle, wait_closed: Callable[[Handle], Awaitable[str]]) -> None:
+        try:
+            reason = await wait_closed(handle)
+        except Exception as error:
+            reason = f"lost track of the model: {describe(error)}"
+        if self._watchers.get(handle.model_id) is asyncio.current_task():
+            del self._watchers[handle.model_id]
+        self._pool._scheduler.on_lost(handle.model_id, handle, reason)
+
+    async def _unload(self, handle: Handle) -> None:
+        pool = self._pool
+        booked = 0
+        if handle.device != HOST and handle.device in pool._scheduler.ledger:
+            booked = pool._scheduler.ledger.account(handle.device).committed.get(handle.model_id, 0)
+        before = pool._probe.read(handle.device) if pool._probe is not None else None
+        try:
+            await self._backend(handle.model_id).unload(handle)
+        except Exception as error:
+            pool._scheduler.on_unload_done(handle.model_id, describe(error))
+            return
+        if before is not None and booked and pool._confirms_release(handle.device):
+            assert pool._probe is not None
+            waited = await confirm_release(
+                pool._probe, handle.device, before.used, booked, pool._release_timeout
+            )
+            if waited is None:
+                self.emit(
+                    PoolEvent(
+                        EventKind.MEMORY_DRIFT,
+                        handle.model_id,
+                        pool._clock(),
+                        {
+                            "device": handle.device,
+                            "reason": "memory not seen coming back after unload within "
+                            f"{pool._release_timeout:g}s",
+                        },
+                    )
+                )
+        pool._scheduler.on_unload_done(handle.model_id)
+
+    async def _offload(self, handle: Handle) -> None:
+        pool = self._pool
+        started = pool._clock()
+        try:
+            backend = self._backend(handle.model_id)
+            assert isinstance(backend, WarmCapable), "the scheduler offloads only these"
+            warm = await backend.offload(handle)
+        except Exception as error:
+            pool._scheduler.on_offload_done(
+                handle.model_id, None, describe(error), pool._clock() - started
+            )
+            return
+        pool._scheduler.on_offload_done(handle.model_id, warm, None, pool._clock() - started)
+
+    async def _restore(self, warm: Handle, device: DeviceId) -> None:
+        pool = self._pool
+        backend = self._backend(warm.model_id)
+        spec = pool._scheduler.resolve(warm.model_id).spec
+        started = pool._clock()
+        try:
+            assert isinstance(backend, WarmCapable), "only warm-capable backends offload"
+            handle = await backend.restore(warm, device)
+        except Exception as error:
+            try:  # the contract: a failed restore's copy is freed by the pool
+                await backend.unload(warm)
+            except Exception as cleanup:
+                log.warning("freeing the warm copy of %s failed: %s", warm.model_id, cleanup)
+            elapsed = pool._clock() - started
+            pool._scheduler.on_load_done(warm.model_id, None, describe(error), elapsed)
+            return
+        self._loaded(spec, handle)
+        pool._scheduler.on_load_done(warm.model_id, handle, None, pool._clock() - started)
+
+
+def _report_crash(task: asyncio.Task[None]) -> None:
+    """Backend errors are reported to the scheduler; anything escaping is a bug: say so."""
+    if not task.cancelled() and (error := task.exception()) is not None:
+        log.error("modelpool internal error in %s", task.get_coro(), exc_info=error)
+
+
+def describe(error: BaseException) -> str:
+    """For users: the error's type and message (a backend's log tail included, bounded),
+    never a traceback."""
+    lines = str(error).strip().splitlines()[:MAX_ERROR_LINES]
+    return f"{type(error).__name__}: " + "\n".join(lines) if lines else type(error).__name__

@@ -1,0 +1,88 @@
+"""Memory evidence: what the probe says, set against what the ledger planned.
+
+The ledger is the plan; the probe is evidence. Three uses of it:
+
+* measuring a server process's footprint after it loads (its process tree's memory);
+* confirming, after an unload, that the memory really came back before the ledger
+  hands it out again (bounded by a timeout: a driver that is slow to report must not
+  block the pool);
+* reconciling every tick: memory held by *other* processes shrinks the usable budget
+  (``usable = min(budget, total − headroom − others)``, the VRAM monitor's
+  ``safe_max``), and a change in that outside use beyond a threshold since the pool
+  started is reported as drift (a leak, an under-estimated model, a neighbour).
+
+The decision part (``assess``) is a pure function; the async helpers only read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from modelpool.core.ports import MemoryProbe, MemoryReading
+from modelpool.types import Bytes, DeviceId
+
+RELEASE_POLL_SECONDS = 0.05
+RELEASED_SHARE = 0.5
+"""An unload counts as confirmed once this share of the model's bytes is seen free:
+allocators keep a little, and other work on the device moves the figure too."""
+BUDGET_STEP = 64 * 1024 * 1024
+"""Usable budgets move in steps of this many bytes, so that probe noise does not
+change the plan (or flood the event stream) every tick."""
+
+
+def measure_processes(probe: MemoryProbe, device: DeviceId, pids: Sequence[int]) -> Bytes | None:
+    """Bytes held on ``device`` by ``pids`` and their children, if the probe can tell."""
+    measure = getattr(probe, "process_bytes", None)
+    if measure is None:
+        return None
+    result: Bytes | None = measure(device, pids)
+    return result
+
+
+async def confirm_release(
+    probe: MemoryProbe, device: DeviceId, used_before: Bytes, size: Bytes, timeout: float
+) -> float | None:
+    """Wait until the probe shows ``size`` bytes (mostly) back on ``device``.
+
+    Returns the seconds it took, or None if the timeout passed first.
+    """
+    started = time.monotonic()
+    target = used_before - int(size * RELEASED_SHARE)
+    while True:
+        reading = probe.read(device)
+        waited = time.monotonic() - started
+        if reading is None or reading.used <= target:
+            return waited
+        if waited >= timeout:
+            return None
+        await asyncio.sleep(RELEASE_POLL_SECONDS)
+
+
+@dataclass(frozen=True, slots=True)
+class Assessment:
+    usable: Bytes
+    """The budget the ledger should plan with now."""
+    others: Bytes
+    """Bytes the probe sees used that the ledger does not account for."""
+    drift: Bytes
+    """``others`` now minus ``others`` when the pool started (signed)."""
+
+
+def assess(
+    reading: MemoryReading,
+    ours: Bytes,
+    others_at_start: Bytes,
+    budget: Bytes,
+    headroom: Bytes,
+) -> Assessment:
+    """Set one device's reading against the ledger. ``ours`` is what the ledger holds
+    (committed, plus loads under way); ``budget`` is the configured one."""
+    others = max(0, reading.used - ours)
+    room = reading.total - headroom - others
+    usable = max(0, min(budget, room))
+    if usable < budget:
+        usable -= usable % BUDGET_STEP  # round down: never plan on noise
+    return Assessment(usable, others, others - others_at_start)
