@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from modelpool.core.ledger import DeviceAccount
 from modelpool.core.ports import MemoryProbe, MemoryReading
 from modelpool.types import Bytes, DeviceId
 
@@ -86,3 +87,47 @@ def assess(
     if usable < budget:
         usable -= usable % BUDGET_STEP  # round down: never plan on noise
     return Assessment(usable, others, others - others_at_start)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What one reading calls for: a new usable budget and/or a drift report."""
+
+    budget: Bytes | None
+    drift: Bytes | None
+    ours: Bytes
+    others: Bytes
+
+
+class MemoryWatch:
+    """Remembers, per device, what others used when the pool started and whether a
+    drift was already reported, so that one excursion is one event."""
+
+    def __init__(
+        self, budgets: Mapping[DeviceId, Bytes], headroom: Bytes, drift_threshold: Bytes
+    ) -> None:
+        self._configured = {device: int(size) for device, size in budgets.items()}
+        self._headroom = headroom
+        self._threshold = drift_threshold
+        self._others_at_start: dict[DeviceId, Bytes] = {}
+        self._drifting: set[DeviceId] = set()
+
+    def observe(self, reading: MemoryReading, account: DeviceAccount) -> Verdict:
+        device = reading.device
+        ours = account.committed_total + account.started_total
+        first = device not in self._others_at_start
+        baseline = self._others_at_start.setdefault(device, max(0, reading.used - ours))
+        configured = self._configured[device]
+        check = assess(reading, ours, baseline, configured, self._headroom)
+        change = check.usable - account.budget
+        # Move the budget on a real change only: probe noise must not replan every tick.
+        moves = change != 0 and (
+            first or check.usable == configured or abs(change) >= 2 * BUDGET_STEP
+        )
+        drift: Bytes | None = None
+        if abs(check.drift) > self._threshold and device not in self._drifting:
+            self._drifting.add(device)
+            drift = check.drift
+        elif abs(check.drift) <= self._threshold // 2:
+            self._drifting.discard(device)
+        return Verdict(check.usable if moves else None, drift, ours, check.others)

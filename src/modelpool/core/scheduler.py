@@ -36,7 +36,8 @@ from modelpool.core.demand import DemandTracker
 from modelpool.core.events import EventKind, PoolEvent
 from modelpool.core.lease import Lease, Waiter
 from modelpool.core.ledger import MemoryLedger
-from modelpool.core.memory_watch import BUDGET_STEP, assess
+from modelpool.core.memory_watch import MemoryWatch
+from modelpool.core.moves import Moves
 from modelpool.core.planner import Go, Impossible, Wait, choose_drain, plan_load
 from modelpool.core.ports import (
     Clock,
@@ -96,9 +97,6 @@ class Scheduler:
         offloadable: Iterable[ModelId] = (),
     ) -> None:
         self.ledger = MemoryLedger(budgets)
-        self._configured = {device: int(size) for device, size in budgets.items()}
-        self._others_at_start: dict[DeviceId, Bytes] = {}
-        self._drifting: set[DeviceId] = set()
         self.warm = WarmTier(warm_budget, offloadable)
         self.policy = policy
         self.settings = settings or SchedulerSettings()
@@ -111,6 +109,10 @@ class Scheduler:
             for name in (spec.id, *spec.aliases):
                 self._names[name] = spec.id
         self._bookings = Bookings(self.ledger)
+        self._moves = Moves(self._bookings, self.warm, effects, self._emit)
+        self._memory_watch = MemoryWatch(
+            budgets, self.settings.headroom, self.settings.drift_threshold
+        )
         self._ids = itertools.count(1)
         self._queue = WaitQueue(self.settings.max_queue)
         self._retry = RetryPolicy(
@@ -203,7 +205,7 @@ class Scheduler:
         if record.leases:
             return
         if record.unload_requested is not None:
-            self._begin_unload(record, record.unload_requested)
+            self._moves.unload(record, record.unload_requested)
         if self._queue.count or record.draining:
             self._dispatch()
 
@@ -258,7 +260,7 @@ class Scheduler:
         if record.state is ModelState.WARM:
             record.unload_waiters.append(waiter)
             if not record.warm_dropping:
-                self._begin_drop(record, reason)
+                self._moves.drop(record, reason)
             return waiter
         if record.state not in RESIDENT:
             self._effects.grant(waiter, None)
@@ -268,7 +270,7 @@ class Scheduler:
         if record.state is ModelState.READY:
             record.draining = True
             if not record.leases:
-                self._begin_unload(record, reason)
+                self._moves.unload(record, reason)
         return waiter
 
     def pin(self, name: str, pinned: bool = True) -> None:
@@ -299,14 +301,14 @@ class Scheduler:
                 restore = record.warm is not None
                 self._bookings.abandon(record, ModelState.WARM if restore else ModelState.UNLOADED)
             if record.state is ModelState.WARM and not record.warm_dropping:
-                self._begin_drop(record, "stopping")
+                self._moves.drop(record, "stopping")
             if record.state in RESIDENT:
                 record.unload_requested = "stopping"
             if record.state is ModelState.READY and (force or not record.leases):
                 for lease in record.leases.values():
                     lease.released = True
                 record.leases.clear()
-                self._begin_unload(record, "stopping")
+                self._moves.unload(record, "stopping")
         self._check_stopped()
         return waiter
 
@@ -324,7 +326,7 @@ class Scheduler:
         if restored:  # the host copy is gone either way: moved back, or freed on failure
             self.warm.release(record)
             record.warm = None
-            self._start_ready_offloads()
+            self._moves.start_ready_offloads()
         if handle is None:
             self._bookings.abandon(record, ModelState.FAILED)
             record.last_error = error or "unknown error"
@@ -358,7 +360,7 @@ class Scheduler:
         )
         if record.unload_requested is not None:
             record.draining = True
-            self._begin_unload(record, record.unload_requested)
+            self._moves.unload(record, record.unload_requested)
             return
         if self.ledger.account(device).over_budget:
             self._repair_over_budget(device)
@@ -386,7 +388,7 @@ class Scheduler:
         self._count_failure(record, self._clock())
         self._emit(EventKind.LOST, record, device=device, reason=reason)
         self._answer_unload_waiters(record)
-        self._start_ready_loads(device)
+        self._moves.start_ready_loads(device)
         self._check_stopped()
         self._dispatch()
 
@@ -411,7 +413,7 @@ class Scheduler:
             record.last_error = f"unload failed: {error}"
             self._emit(EventKind.UNLOAD_FAILED, record, device=device, error=error)
         self._answer_unload_waiters(record)
-        self._start_ready_loads(device)
+        self._moves.start_ready_loads(device)
         self._check_stopped()
         self._dispatch()
 
@@ -427,7 +429,7 @@ class Scheduler:
             # The model is still on its device: unload it the ordinary way instead.
             self.warm.cancel(record)
             self._emit(EventKind.OFFLOAD_FAILED, record, device=record.device, error=error)
-            self._start_ready_offloads()
+            self._moves.start_ready_offloads()
             assert record.handle is not None
             self._effects.start_unload(record.handle)
             return
@@ -442,8 +444,8 @@ class Scheduler:
         self._emit(EventKind.OFFLOADED, record, device=device, bytes=size, seconds=seconds)
         reason, record.unload_requested = record.unload_requested, None
         if self._stopping or reason is not None:
-            self._begin_drop(record, reason or "stopping")
-        self._start_ready_loads(device)
+            self._moves.drop(record, reason or "stopping")
+        self._moves.start_ready_loads(device)
         self._check_stopped()
         self._dispatch()
 
@@ -456,7 +458,7 @@ class Scheduler:
         record.set_state(ModelState.UNLOADED)
         self._emit(EventKind.WARM_DROPPED, record, reason=reason, error=error)
         self._answer_unload_waiters(record)
-        self._start_ready_offloads()
+        self._moves.start_ready_offloads()
         self._check_stopped()
         self._dispatch()
 
@@ -473,42 +475,31 @@ class Scheduler:
                 and not record.waiters
                 and now - record.stats.last_used >= ttl
             ):
-                self._begin_unload(record, f"idle for {ttl:g}s (ttl)")
+                self._moves.unload(record, f"idle for {ttl:g}s (ttl)")
         if self._queue.count:
             self._dispatch()
 
     def on_memory_reading(self, reading: MemoryReading) -> None:
         """Periodic: the probe's view of a device. Others' use shrinks the usable
         budget (evicting idle models if the plan no longer fits); drift is reported."""
-        device = reading.device
-        account = self.ledger.account(device)
-        ours = account.committed_total + account.started_total
-        first = device not in self._others_at_start
-        baseline = self._others_at_start.setdefault(device, max(0, reading.used - ours))
-        check = assess(reading, ours, baseline, self._configured[device], self.settings.headroom)
-        change = check.usable - account.budget
-        if change and (
-            check.usable == self._configured[device] or abs(change) >= 2 * BUDGET_STEP or first
-        ):
+        account = self.ledger.account(reading.device)
+        verdict = self._memory_watch.observe(reading, account)
+        if verdict.budget is not None:
             old = account.budget
-            self.ledger.set_budget(device, check.usable)
+            self.ledger.set_budget(reading.device, verdict.budget)
             self._emit(
-                EventKind.BUDGET_CHANGED, None, device=device, old=old, new=check.usable,
-                others=check.others,
+                EventKind.BUDGET_CHANGED, None, device=reading.device, old=old,
+                new=verdict.budget, others=verdict.others,
             )  # fmt: skip
             if account.over_budget:
-                self._repair_over_budget(device)
-            elif change > 0 and self._queue.count:
+                self._repair_over_budget(reading.device)
+            elif verdict.budget > old and self._queue.count:
                 self._dispatch()
-        threshold = self.settings.drift_threshold
-        if abs(check.drift) > threshold and device not in self._drifting:
-            self._drifting.add(device)
+        if verdict.drift is not None:
             self._emit(
-                EventKind.MEMORY_DRIFT, None, device=device, drift=check.drift,
-                ledger=ours, observed=reading.used, others=check.others,
+                EventKind.MEMORY_DRIFT, None, device=reading.device, drift=verdict.drift,
+                ledger=verdict.ours, observed=reading.used, others=verdict.others,
             )  # fmt: skip
-        elif abs(check.drift) <= threshold // 2:
-            self._drifting.discard(device)
 
     # --- status -------------------------------------------------------------------
 
@@ -562,83 +553,16 @@ class Scheduler:
         model_id = record.model_id if record is not None else None
         self._effects.emit(PoolEvent(kind, model_id, self._clock(), detail))
 
-    def _begin_unload(self, record: ModelRecord, reason: str) -> None:
-        assert record.handle is not None
-        self._bookings.leave(record)
-        self._emit(EventKind.UNLOAD_STARTED, record, device=record.device, reason=reason)
-        self._effects.start_unload(record.handle)
-
     def _evict(self, record: ModelRecord, reason: str) -> None:
-        """Free the device: to the warm tier when it can take the model, else unload."""
-        if not self._begin_offload(record, reason):
-            self._begin_unload(record, reason)
-
-    def _begin_offload(self, record: ModelRecord, reason: str) -> bool:
-        assert record.handle is not None
-        assert record.device is not None
-        size = self.ledger.account(record.device).committed[record.model_id]
-        if self._stopping or not self.warm.accepts(record, size):
-            return False
-        drops = self.warm.make_room(size, self.policy, self._clock(), self.demand())
-        if drops is None:
-            return False
-        for victim in drops:
-            self._begin_drop(victim, f"warm tier full: room for {record.model_id}")
-        self.warm.reserve(record, size)
-        record.offloading = True
-        self._bookings.leave(record)
-        self._emit(
-            EventKind.OFFLOAD_STARTED, record, device=record.device, bytes=size, reason=reason
+        self._moves.evict(
+            record, reason, self.policy, self._clock(), self.demand(), not self._stopping
         )
-        self._start_offload_if_free(record)
-        return True
-
-    def _start_offload_if_free(self, record: ModelRecord) -> None:
-        if not self.warm.can_start(record):
-            return
-        self.warm.start(record)
-        assert record.handle is not None
-        self._effects.start_offload(record.handle)
-
-    def _start_ready_offloads(self) -> None:
-        for record in self.warm.pending():
-            self._start_offload_if_free(record)
-
-    def _begin_drop(self, record: ModelRecord, reason: str) -> None:
-        """Free a WARM model's host copy; it becomes UNLOADED when that is done."""
-        assert record.warm is not None
-        assert not record.warm_dropping
-        record.warm_dropping = True
-        record.unload_requested = reason  # named in the WARM_DROPPED event
-        self.warm.leave(record)
-        self._effects.start_unload(record.warm)
 
     def _begin_load(self, record: ModelRecord, plan: Go) -> None:
         for victim in plan.victims:
             self._evict(victim, f"evicted by {self.policy.name} for {record.model_id}")
-        self._bookings.reserve(record, plan.device)
         record.blocked_by = []
-        self._start_load_if_free(record)
-
-    def _start_load_if_free(self, record: ModelRecord) -> None:
-        if not self._bookings.can_start(record):
-            return
-        self._bookings.start(record)
-        device = record.device
-        assert device is not None
-        if record.warm is not None:
-            self._emit(
-                EventKind.LOAD_STARTED, record, device=device, bytes=record.estimate, restore=True
-            )
-            self._effects.start_restore(record.warm, device)
-            return
-        self._emit(EventKind.LOAD_STARTED, record, device=device, bytes=record.estimate)
-        self._effects.start_load(record.spec, device)
-
-    def _start_ready_loads(self, device: DeviceId) -> None:
-        for record in self._records.values():
-            if record.state is ModelState.LOADING and record.device == device:
-                self._start_load_if_free(record)
+        self._moves.load(record, plan.device)
 
     def _answer_unload_waiters(self, record: ModelRecord) -> None:
         waiters, record.unload_waiters = record.unload_waiters, []
