@@ -15,6 +15,7 @@ import pytest
 
 from modelpool import ModelPool, ModelSpec, ModelState
 from modelpool.backends.llamacpp import LlamaCppBackend, LlamaCppOptions, server_command
+from modelpool.probes.system import SystemProbe
 
 MB = 10**6
 
@@ -95,12 +96,19 @@ def test_the_first_estimate_is_the_file_plus_context(tmp_path: Path) -> None:
 
 @needs_llamacpp
 async def test_two_smollm2_servers_swap_under_a_one_model_budget() -> None:
-    pool = ModelPool([smollm2("smollm2"), smollm2("smollm2-b")], budgets={"cpu": 400 * MB},
-                     strategy="lru")  # fmt: skip
+    # Estimates of 300 MB fit one at a time; so do measured footprints (about 200 MB of
+    # server RSS each, taken by the probe after the load).
+    pool = ModelPool([smollm2("smollm2"), smollm2("smollm2-b")], budgets={"cpu": 350 * MB},
+                     strategy="lru", probe=SystemProbe())  # fmt: skip
     async with pool:
         async with pool.use("smollm2") as first:
             answer = await chat(first.endpoint, "Say hello.")
             first_pid = first.handle.native.pid
+            measured = first.handle.footprint
+            assert measured is not None
+            assert 50 * MB < measured < 350 * MB
+            booked = pool.get_resource_status()["memory_info"]["cpu"]["committed"]
+            assert booked == measured  # the ledger holds what was measured, not the guess
         assert answer.strip()
         async with pool.use("smollm2-b") as second:  # evicts the first: only one fits
             assert await exited(first_pid)
