@@ -48,9 +48,11 @@ class Moves:
         now: float,
         demand: Mapping[str, float],
         warm_allowed: bool = True,
+        keep: ModelRecord | None = None,
     ) -> None:
-        """Free the device: to the warm tier when it can take the model, else unload."""
-        if not (warm_allowed and self._offload(record, reason, policy, now, demand)):
+        """Free the device: to the warm tier when it can take the model, else unload.
+        ``keep`` is the model the room is made for: its own warm copy stays."""
+        if not (warm_allowed and self._offload(record, reason, policy, now, demand, keep)):
             self.unload(record, reason)
 
     def _offload(
@@ -60,13 +62,14 @@ class Moves:
         policy: EvictionPolicy,
         now: float,
         demand: Mapping[str, float],
+        keep: ModelRecord | None,
     ) -> bool:
         assert record.handle is not None
         assert record.device is not None
         size = self._bookings.ledger.account(record.device).committed[record.model_id]
         if not self._warm.accepts(record, size):
             return False
-        drops = self._warm.make_room(size, policy, now, demand)
+        drops = self._warm.make_room(size, policy, now, demand, keep)
         if drops is None:
             return False
         for victim in drops:

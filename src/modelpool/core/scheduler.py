@@ -553,14 +553,15 @@ class Scheduler:
         model_id = record.model_id if record is not None else None
         self._effects.emit(PoolEvent(kind, model_id, self._clock(), detail))
 
-    def _evict(self, record: ModelRecord, reason: str) -> None:
+    def _evict(self, record: ModelRecord, reason: str, keep: ModelRecord | None = None) -> None:
         self._moves.evict(
-            record, reason, self.policy, self._clock(), self.demand(), not self._stopping
+            record, reason, self.policy, self._clock(), self.demand(), not self._stopping, keep
         )
 
     def _begin_load(self, record: ModelRecord, plan: Go) -> None:
         for victim in plan.victims:
-            self._evict(victim, f"evicted by {self.policy.name} for {record.model_id}")
+            reason = f"evicted by {self.policy.name} for {record.model_id}"
+            self._evict(victim, reason, keep=record)
         record.blocked_by = []
         self._moves.load(record, plan.device)
 

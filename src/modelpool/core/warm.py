@@ -44,13 +44,15 @@ class WarmTier:
         policy: EvictionPolicy,
         now: float,
         demand: Mapping[str, float],
+        keep: ModelRecord | None = None,
     ) -> list[ModelRecord] | None:
         """The WARM copies to drop so that ``size`` fits the plan ([] if it fits now),
-        or None when dropping every idle copy would still not make room."""
+        or None when dropping every idle copy would still not make room. ``keep``'s
+        copy is never chosen: it is about to be restored, the room is made for it."""
         need = size - self.account.planned_free
         if need <= 0:
             return []
-        idle = {r.model_id: r for r in self._copies.values() if droppable(r)}
+        idle = {r.model_id: r for r in self._copies.values() if droppable(r) and r is not keep}
         committed = self.account.committed
         if sum(committed[m] for m in idle) < need:
             return None

@@ -161,6 +161,8 @@ class PoolMachine(RuleBasedStateMachine):
                 assert record.state is ModelState.UNLOADING
             assert (model_id in warm.committed) == (record.warm is not None), model_id
             assert (model_id in warm.leaving) == record.warm_dropping, model_id
+            if record.warm_dropping:  # a copy being freed is never being restored
+                assert record.state is ModelState.WARM, (model_id, record.state)
             if record.warm is not None:  # WARM, or being restored from it
                 assert record.state in (ModelState.WARM, ModelState.LOADING), record.state
             else:

@@ -164,3 +164,19 @@ def test_a_warm_handle_lives_in_host_memory() -> None:
     warm = h.s.resolve("a").warm
     assert warm is not None
     assert warm.device == HOST
+
+
+def test_restoring_a_model_never_drops_its_own_copy_to_make_room() -> None:
+    # One model fits the device, one the warm tier: restoring a evicts b, whose offload
+    # needs the tier's room, held by a's own copy, the one being restored. b must be
+    # unloaded instead, and a restored from its copy.
+    h = warm_harness(warm_budget=4 * GB)
+    h.load("a", "b")
+    assert h.state("a") is ModelState.WARM
+    h.wait("a")
+    assert h.fx.offloads == ["a"]  # b is not offloaded: there is no room for it
+    assert h.fx.unloads == ["b"]
+    h.settle()
+    assert h.fx.restores == [("a", "cpu")]
+    assert h.state("a") is ModelState.READY
+    assert h.state("b") is ModelState.UNLOADED
