@@ -96,6 +96,7 @@ BACKENDS = Registry(
         "process": "modelpool.backends.process:ProcessBackend",
         "llamacpp": "modelpool.backends.llamacpp:LlamaCppBackend",
         "callable": "modelpool.backends.callable:CallableBackend",
+        "torch": "modelpool.backends.torch_models:TorchBackend",
     },
 )
 

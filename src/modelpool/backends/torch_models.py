@@ -1,0 +1,342 @@
+"""TorchBackend: PyTorch models in the pool's own process, loaded from safetensors.
+
+What ``path`` holds says what kind of model it is (or set ``kind``):
+
+* a sentence-transformers folder (it has ``modules.json``): the loaded object is the
+  ``SentenceTransformer``, so a caller does ``lease.obj.encode([...])``;
+* a transformers folder (``config.json``): the ``AutoModel``, and its tokenizer (if the
+  folder has one) in ``lease.handle.native.tokenizer``;
+* one ``.safetensors`` file, with a ``factory`` that builds the ``nn.Module`` it fits.
+
+Weights are read from local safetensors files only: no hub, no pickles. Options,
+flattened in a model's YAML entry::
+
+    minilm:
+      backend: torch
+      path: ~/models/all-MiniLM-L6-v2        # a folder, or a .safetensors file
+      device: cuda:0
+      dtype: float16                         # default: as stored
+      tags: [embedding]
+    digits:
+      backend: torch
+      path: ~/models/digits.safetensors
+      factory: my_app.nets:DigitNet          # "module:attribute", builds the nn.Module
+      factory_kwargs: {classes: 10}
+      device: cpu
+
+The backend has the warm tier: ``offload`` moves the weights into one flat buffer in
+host RAM (page-locked when CUDA is present, unless ``pin_memory: false``) and frees the
+device; ``restore`` brings them back in one copy. On the CPU the weights are in host
+RAM already, so both keep them where they are. torch, and sentence-transformers or
+transformers for those kinds, are imported on the first load, not before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from modelpool.backends.callable import resolve
+from modelpool.config import ModelSpec
+from modelpool.core.ports import HOST, Handle
+from modelpool.types import Bytes, DeviceId, ModelId
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from modelpool.backends.torch_weights import Placement
+
+Kind = Literal["sentence-transformers", "transformers", "safetensors"]
+DType = Literal["float32", "float16", "bfloat16", "float64"]
+
+_REFERENCE = r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$"  # as in the callable backend
+_DTYPE_BYTES: dict[str, int] = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
+_STORED_FLOAT_BYTES: dict[str, int] = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2}
+"""safetensors dtypes that a ``dtype`` option converts (integer tensors stay as they are)."""
+_MAX_HEADER = 100 * 2**20
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+
+
+class TorchOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: str = Field(min_length=1)
+    """A sentence-transformers or transformers folder, or a .safetensors file (``~`` expanded)."""
+    kind: Literal["auto", "sentence-transformers", "transformers", "safetensors"] = "auto"
+    """``auto``: a folder with modules.json, one with config.json, or a .safetensors file."""
+    factory: str | None = Field(default=None, pattern=_REFERENCE)
+    """``"module:attribute"`` building the ``nn.Module`` a .safetensors file is loaded into."""
+    factory_kwargs: dict[str, Any] = Field(default_factory=dict)
+    dtype: DType | None = None
+    """Convert floating-point weights on load; None keeps them as stored (for a factory's
+    module: as the factory built it, the file's values copied in)."""
+    pin_memory: bool | None = None
+    """Page-lock the warm copy in host RAM (faster moves); None: when CUDA is present."""
+
+    @model_validator(mode="after")
+    def _factory_only_for_safetensors(self) -> Self:
+        if self.kind == "safetensors" and self.factory is None:
+            raise ValueError(
+                "kind 'safetensors' needs a factory ('module:attribute' building the nn.Module)"
+            )
+        if self.kind in ("sentence-transformers", "transformers") and self.factory is not None:
+            raise ValueError(f"factory is only used with kind 'safetensors', not {self.kind!r}")
+        if self.factory is None and self.factory_kwargs:
+            raise ValueError("factory_kwargs given without a factory")
+        return self
+
+
+@dataclass(slots=True)
+class TorchModel:
+    """``Handle.native`` of a torch model; one per loaded model, shared by its handles."""
+
+    options: TorchOptions
+    kind: Kind
+    path: Path
+    tokenizer: Any = None
+    """The transformers tokenizer, for kind ``transformers`` (None if the folder has none)."""
+    placement: Placement | None = None
+    """Set once the weights were packed into one flat buffer by an offload or restore."""
+
+
+class TorchBackend:
+    """Loads PyTorch models from safetensors; moves them to host RAM and back (warm tier)."""
+
+    options_model = TorchOptions
+
+    def estimate(self, spec: ModelSpec) -> Bytes | None:
+        """Bytes of the safetensors weights (converted to ``dtype``), read from their headers."""
+        options = TorchOptions.model_validate(spec.options)
+        try:
+            files = weight_files(options)
+            return sum(stored_bytes(file, options.dtype) for file in files) if files else None
+        except (OSError, ValueError, KeyError, TypeError, struct.error):
+            return None  # load says what is wrong
+
+    async def load(self, spec: ModelSpec, device: DeviceId) -> Handle:
+        options = TorchOptions.model_validate(spec.options)
+        state = TorchModel(options, *model_source(spec.id, options))
+        return await asyncio.to_thread(_load, spec.id, state, device)
+
+    async def offload(self, handle: Handle) -> Handle:
+        """Weights to host RAM (device freed); a warm handle. Raises with nothing moved."""
+        if handle.device == HOST:
+            raise ValueError(f"model {handle.model_id!r} is already in host RAM")
+        return await asyncio.to_thread(_offload, handle)
+
+    async def restore(self, warm: Handle, device: DeviceId) -> Handle:
+        """Weights back to ``device`` from a warm handle; the host copy is released."""
+        if warm.device != HOST:
+            raise ValueError(f"model {warm.model_id!r} is not warm (it is on {warm.device})")
+        return await asyncio.to_thread(_restore, warm, device)
+
+    async def unload(self, handle: Handle) -> None:
+        state: TorchModel | None = handle.native
+        device = handle.device
+        handle.obj = handle.native = None
+        await asyncio.to_thread(_release, state, device)
+
+
+def weight_files(options: TorchOptions) -> list[Path]:
+    """The .safetensors files ``path`` names (a folder's, in its subfolders too)."""
+    path = Path(options.path).expanduser()
+    if path.is_dir():
+        return sorted(path.rglob("*.safetensors"))
+    if path.suffix == ".safetensors" and path.is_file():
+        return [path]
+    raise FileNotFoundError(f"no folder or .safetensors file at {path}")
+
+
+def stored_bytes(file: Path, dtype: str | None = None) -> Bytes:
+    """The tensor bytes a safetensors file holds (as ``dtype``), from its header alone."""
+    with file.open("rb") as stream:
+        (length,) = struct.unpack("<Q", stream.read(8))
+        if length > _MAX_HEADER:
+            raise ValueError(f"{file}: not a safetensors file (header of {length:,} bytes)")
+        header: dict[str, Any] = json.loads(stream.read(length))
+    total = 0
+    for name, tensor in header.items():
+        if name == "__metadata__":
+            continue
+        start, end = tensor["data_offsets"]
+        size = end - start
+        stored = _STORED_FLOAT_BYTES.get(tensor["dtype"])
+        if dtype is not None and stored is not None:
+            size = size // stored * _DTYPE_BYTES[dtype]
+        total += size
+    return total
+
+
+def model_source(model_id: ModelId, options: TorchOptions) -> tuple[Kind, Path]:
+    """What kind of model ``path`` holds, checked (a few stats: cheap enough for the loop)."""
+    path = Path(options.path).expanduser()
+    where = f"model {model_id!r}: {path}"
+    if not path.exists():
+        raise FileNotFoundError(f"{where}: no such file or folder")
+    kind = options.kind if options.kind != "auto" else _detect(path)
+    if kind is None:
+        raise ValueError(
+            f"{where}: cannot tell the kind of model: expected a folder with modules.json "
+            "(sentence-transformers) or config.json (transformers), or a .safetensors file; "
+            "or set kind"
+        )
+    if kind == "safetensors":
+        if not path.is_file():
+            raise ValueError(f"{where}: kind 'safetensors' needs a .safetensors file")
+        if options.factory is None:
+            raise ValueError(
+                f"{where}: a .safetensors file needs a factory "
+                "('module:attribute' building the nn.Module to load it into)"
+            )
+    elif not path.is_dir():
+        raise ValueError(f"{where}: kind {kind!r} needs a model folder")
+    elif options.factory is not None:
+        raise ValueError(f"{where}: factory is only used with a .safetensors file")
+    elif not any(path.rglob("*.safetensors")):
+        raise FileNotFoundError(f"{where}: no .safetensors weights in the folder")
+    return kind, path
+
+
+def _detect(path: Path) -> Kind | None:
+    if path.is_dir():
+        if (path / "modules.json").is_file():
+            return "sentence-transformers"
+        if (path / "config.json").is_file():
+            return "transformers"
+        return None
+    return "safetensors" if path.suffix == ".safetensors" else None
+
+
+# --- in a worker thread -------------------------------------------------------------
+
+
+def _load(model_id: ModelId, state: TorchModel, device: DeviceId) -> Handle:
+    from modelpool.backends import torch_weights as weights
+
+    before = weights.allocated(device)
+    model = _LOADERS[state.kind](state, device)
+    footprint = max(weights.resident_bytes(model), weights.allocated(device) - before)
+    return Handle(model_id, device, obj=model, footprint=footprint, native=state)
+
+
+def _load_sentence_transformer(state: TorchModel, device: DeviceId) -> nn.Module:
+    from sentence_transformers import SentenceTransformer
+
+    model_kwargs = _dtype_kwargs(state.options)
+    model = SentenceTransformer(
+        str(state.path), device=device, local_files_only=True, model_kwargs=model_kwargs or None
+    )
+    return model.eval()
+
+
+def _load_transformers(state: TorchModel, device: DeviceId) -> nn.Module:
+    import transformers
+
+    folder = str(state.path)
+    dtype = _dtype_kwargs(state.options) or {_dtype_keyword(): "auto"}
+    model = transformers.AutoModel.from_pretrained(
+        folder, use_safetensors=True, local_files_only=True, **dtype
+    )
+    if any((state.path / name).is_file() for name in _TOKENIZER_FILES):
+        state.tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    module: nn.Module = model.to(device).eval()
+    return module
+
+
+def _load_module(state: TorchModel, device: DeviceId) -> nn.Module:
+    import torch
+    from safetensors.torch import load_model
+
+    reference = state.options.factory
+    assert reference is not None  # checked by model_source
+    module = resolve(reference)(**state.options.factory_kwargs)
+    if not isinstance(module, torch.nn.Module):
+        raise TypeError(f"factory {reference!r} returned {type(module).__name__}, not an nn.Module")
+    load_model(module, state.path, strict=True)
+    dtype = None if state.options.dtype is None else getattr(torch, state.options.dtype)
+    return module.to(device=device, dtype=dtype).eval()
+
+
+_LOADERS = {
+    "sentence-transformers": _load_sentence_transformer,
+    "transformers": _load_transformers,
+    "safetensors": _load_module,
+}
+
+
+def _dtype_kwargs(options: TorchOptions) -> dict[str, Any]:
+    """``{"dtype": torch.float16}`` for ``from_pretrained``, or nothing to keep as stored."""
+    if options.dtype is None:
+        return {}
+    import torch
+
+    return {_dtype_keyword(): getattr(torch, options.dtype)}
+
+
+def _dtype_keyword() -> str:
+    """transformers 4.56 renamed ``torch_dtype`` to ``dtype`` (and warns about the old one)."""
+    import transformers
+
+    major, minor = (int(part) for part in transformers.__version__.split(".")[:2])
+    return "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
+
+
+def _offload(handle: Handle) -> Handle:
+    import torch
+
+    from modelpool.backends import torch_weights as weights
+
+    state: TorchModel = handle.native
+    module: nn.Module = handle.obj
+    if torch.device(handle.device).type == "cpu":
+        footprint = weights.resident_bytes(module)  # already in host RAM: nothing to move
+        return Handle(handle.model_id, HOST, obj=module, footprint=footprint, native=state)
+    pin = state.options.pin_memory
+    if pin is None:
+        pin = torch.cuda.is_available()
+    state.placement = _move(state, module, "cpu", pin)
+    weights.free_cached(handle.device)
+    footprint = state.placement.nbytes
+    return Handle(handle.model_id, HOST, obj=module, footprint=footprint, native=state)
+
+
+def _restore(warm: Handle, device: DeviceId) -> Handle:
+    import torch
+
+    from modelpool.backends import torch_weights as weights
+
+    state: TorchModel = warm.native
+    module: nn.Module = warm.obj
+    before = weights.allocated(device)
+    to_cpu = torch.device(device).type == "cpu"
+    # Back on the CPU the weights can stay where they are, unless page-locked.
+    if not to_cpu or (state.placement is not None and state.placement.pinned):
+        state.placement = _move(state, module, device, pin=False)
+    footprint = max(weights.resident_bytes(module), weights.allocated(device) - before)
+    return Handle(warm.model_id, device, obj=module, footprint=footprint, native=state)
+
+
+def _move(state: TorchModel, module: nn.Module, device: DeviceId, pin: bool) -> Placement:
+    """Relocate the weights, then release the buffer they were in."""
+    from modelpool.backends import torch_weights as weights
+
+    old = state.placement
+    placement = weights.relocate(module, device, pin=pin, packed=old)
+    if old is not None:
+        old.release()
+    return placement
+
+
+def _release(state: TorchModel | None, device: DeviceId) -> None:
+    from modelpool.backends import torch_weights as weights
+
+    if state is not None and state.placement is not None:
+        state.placement.release()
+        state.placement = None
+    weights.free_cached("cpu" if device == HOST else device)
