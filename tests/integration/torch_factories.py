@@ -25,3 +25,16 @@ class TinyNet(nn.Module):
 
 def not_a_module() -> str:
     return "weights?"
+
+
+class WithComputedBuffer(TinyNet):
+    """A buffer computed at construction and not saved (like rotary tables): the file
+    cannot describe it, so the backend must build the module for real."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("table", torch.arange(4.0), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        table: torch.Tensor = self.table
+        return super().forward(x) + table

@@ -255,12 +255,67 @@ def _load_module(state: TorchModel, device: DeviceId) -> nn.Module:
 
     reference = state.options.factory
     assert reference is not None  # checked by model_source
-    module = resolve(reference)(**state.options.factory_kwargs)
+    factory = resolve(reference)
+    dtype = None if state.options.dtype is None else getattr(torch, state.options.dtype)
+    # Fast path: build the module without memory (meta device), then adopt the file's
+    # tensors as its weights: no random initialisation, no second copy.
+    with torch.device("meta"):
+        skeleton = factory(**state.options.factory_kwargs)
+    _check_module(skeleton, reference)
+    adopted = _adopt_weights(skeleton, state.path, device)
+    if adopted is not None:
+        return adopted.to(dtype=dtype).eval() if dtype is not None else adopted.eval()
+    # The module makes tensors the file does not hold (non-persistent buffers...):
+    # build it for real and copy the weights in.
+    module: nn.Module = factory(**state.options.factory_kwargs)
+    _check_module(module, reference)
+    load_model(module, state.path, strict=True)
+    return module.to(device=device, dtype=dtype).eval()
+
+
+def _check_module(module: object, reference: str) -> None:
+    import torch
+
     if not isinstance(module, torch.nn.Module):
         raise TypeError(f"factory {reference!r} returned {type(module).__name__}, not an nn.Module")
-    load_model(module, state.path, strict=True)
-    dtype = None if state.options.dtype is None else getattr(torch, state.options.dtype)
-    return module.to(device=device, dtype=dtype).eval()
+
+
+def _adopt_weights(module: nn.Module, path: Path, device: DeviceId) -> nn.Module | None:
+    """Load ``path`` into a meta-device ``module`` by assignment; None if the file does
+    not describe every tensor the module has (the caller falls back to a copy)."""
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(path), device=str(device))
+    # Tied weights are stored once: give every name of a shared tensor the same data.
+    shared: dict[int, list[str]] = {}
+    for name, tensor in [
+        *module.named_parameters(remove_duplicate=False),
+        *module.named_buffers(remove_duplicate=False),
+    ]:
+        shared.setdefault(id(tensor), []).append(name)
+    for names in shared.values():
+        stored = next((tensors[n] for n in names if n in tensors), None)
+        if stored is not None:
+            for name in names:
+                tensors.setdefault(name, stored)
+    expected = set(module.state_dict(keep_vars=True))
+    if set(tensors) != expected:
+        return None
+    module.load_state_dict(tensors, strict=True, assign=True)
+    if any(t.is_meta for t in (*module.parameters(), *module.buffers())):
+        return None
+    # Assignment gave each name its own Parameter: tie them again, one object per group.
+    for first, *others in (names for names in shared.values() if len(names) > 1):
+        tied = _tensor_at(module, first)
+        for name in others:
+            owner, _, leaf = name.rpartition(".")
+            setattr(module.get_submodule(owner), leaf, tied)
+    return module
+
+
+def _tensor_at(module: nn.Module, name: str) -> Any:
+    owner, _, leaf = name.rpartition(".")
+    return getattr(module.get_submodule(owner), leaf)
 
 
 _LOADERS = {
