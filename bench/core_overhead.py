@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import platform
@@ -28,6 +27,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from machine import cpu_name
 from modelpool import FakeBackend, ModelPool, ModelSpec
 from modelpool.core.planner import plan_load
 from modelpool.core.ports import Candidate, EvictionContext, EvictionPolicy, Handle
@@ -163,12 +163,7 @@ def decision_costs(quick: bool) -> list[dict[str, Any]]:
 
 
 def describe_machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    cpu = cpu_name()
     python = f"{platform.python_implementation()} {platform.python_version()}"
     return f"{cpu}, {os.cpu_count()} cores, {python}"
 

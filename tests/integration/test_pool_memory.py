@@ -17,6 +17,17 @@ def spec(model_id: str, device: str = "cpu", **fields: object) -> ModelSpec:
     return ModelSpec(id=model_id, backend="fake", memory=4 * GB, device=device, **fields)
 
 
+def gpu_pool(probe: StaticProbe, release_timeout: float) -> ModelPool:
+    """One fake 4 GB model on a scripted GPU, where unloads wait for the probe."""
+    return ModelPool(
+        [spec("a", device="cuda:0")],
+        budgets={"cuda:0": 8 * GB},
+        backends={"fake": FakeBackend()},
+        probe=probe,
+        release_timeout=release_timeout,
+    )
+
+
 async def first(events: AsyncIterator[PoolEvent], kind: EventKind) -> PoolEvent:
     async with asyncio.timeout(10):  # a missing event fails the test, never hangs it
         async for event in events:
@@ -113,13 +124,7 @@ async def test_drift_between_ledger_and_probe_is_reported_once() -> None:
 
 async def test_a_gpu_unload_completes_when_the_probe_shows_the_memory_back() -> None:
     probe = StaticProbe({"cuda:0": 16 * GB})
-    pool = ModelPool(
-        [spec("a", device="cuda:0")],
-        budgets={"cuda:0": 8 * GB},
-        backends={"fake": FakeBackend()},
-        probe=probe,
-        release_timeout=30,
-    )
+    pool = gpu_pool(probe, release_timeout=30)
     async with pool:
         await pool.load("a")
         probe.set_used("cuda:0", 4 * GB)
@@ -136,13 +141,7 @@ async def test_a_gpu_unload_completes_when_the_probe_shows_the_memory_back() -> 
 
 async def test_an_unconfirmed_gpu_unload_gives_up_after_the_timeout_and_says_so() -> None:
     probe = StaticProbe({"cuda:0": 16 * GB})
-    pool = ModelPool(
-        [spec("a", device="cuda:0")],
-        budgets={"cuda:0": 8 * GB},
-        backends={"fake": FakeBackend()},
-        probe=probe,
-        release_timeout=0.1,
-    )
+    pool = gpu_pool(probe, release_timeout=0.1)
     async with pool:
         await pool.load("a")
         probe.set_used("cuda:0", 4 * GB)  # and it never comes back
