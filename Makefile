@@ -32,7 +32,7 @@ help:
 	@echo "make lint | format-check | typecheck | imports | pytest   one gate each"
 	@echo "make unit | e2e    only tests/unit or tests/e2e"
 	@echo "make fmt           apply ruff's fixes and formatting"
-	@echo "make bench         run bench/core_overhead.py (results in bench/results/)"
+	@echo "make bench         run bench/core_overhead.py and bench/load_restore.py (results in bench/results/)"
 	@echo "make clean         remove caches and build output (distclean: also .venv)"
 
 # --- environment --------------------------------------------------------------------
@@ -69,8 +69,9 @@ serve: $(BASE_STAMP)
 	@echo "fake models swapping under a 16 GiB budget, no GPU and no weights needed."
 	$(BIN)/modelpool demo $(DEMO_ARGS)
 
-bench: $(BASE_STAMP)
+bench: $(DEV_STAMP)
 	$(PY) bench/core_overhead.py $(BENCH_ARGS)
+	$(PY) bench/load_restore.py
 
 # --- gates --------------------------------------------------------------------------
 
