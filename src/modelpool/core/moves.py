@@ -10,19 +10,21 @@ the scheduler's decision; this only carries it out.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from modelpool.core.bookings import Bookings
 from modelpool.core.events import EventKind
-from modelpool.core.ports import Effects, EvictionPolicy
+from modelpool.core.ports import Effects
 from modelpool.core.record import ModelRecord
 from modelpool.core.states import ModelState
 from modelpool.core.warm import WarmTier
-from modelpool.types import DeviceId
+from modelpool.types import Bytes, DeviceId
 
 Emit = Callable[..., None]
 """``emit(kind, record, **detail)``: the scheduler's event publisher."""
+MakeRoom = Callable[[Bytes], list[ModelRecord] | None]
+"""The warm copies to drop so that ``size`` more bytes fit the tier (see ``WarmTier``)."""
 
 
 class Moves:
@@ -40,36 +42,19 @@ class Moves:
         self._emit(EventKind.UNLOAD_STARTED, record, device=record.device, reason=reason)
         self._effects.start_unload(record.handle)
 
-    def evict(
-        self,
-        record: ModelRecord,
-        reason: str,
-        policy: EvictionPolicy,
-        now: float,
-        demand: Mapping[str, float],
-        warm_allowed: bool = True,
-        keep: ModelRecord | None = None,
-    ) -> None:
+    def evict(self, record: ModelRecord, reason: str, make_room: MakeRoom | None) -> None:
         """Free the device: to the warm tier when it can take the model, else unload.
-        ``keep`` is the model the room is made for: its own warm copy stays."""
-        if not (warm_allowed and self._offload(record, reason, policy, now, demand, keep)):
+        ``make_room(size)`` names the warm copies to drop for it (None: no warm tier now)."""
+        if make_room is None or not self._offload(record, reason, make_room):
             self.unload(record, reason)
 
-    def _offload(
-        self,
-        record: ModelRecord,
-        reason: str,
-        policy: EvictionPolicy,
-        now: float,
-        demand: Mapping[str, float],
-        keep: ModelRecord | None,
-    ) -> bool:
+    def _offload(self, record: ModelRecord, reason: str, make_room: MakeRoom) -> bool:
         assert record.handle is not None
         assert record.device is not None
         size = self._bookings.ledger.account(record.device).committed[record.model_id]
         if not self._warm.accepts(record, size):
             return False
-        drops = self._warm.make_room(size, policy, now, demand, keep)
+        drops = make_room(size)
         if drops is None:
             return False
         for victim in drops:

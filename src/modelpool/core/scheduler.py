@@ -554,9 +554,17 @@ class Scheduler:
         self._effects.emit(PoolEvent(kind, model_id, self._clock(), detail))
 
     def _evict(self, record: ModelRecord, reason: str, keep: ModelRecord | None = None) -> None:
-        self._moves.evict(
-            record, reason, self.policy, self._clock(), self.demand(), not self._stopping, keep
-        )
+        """Unload ``record``, or send it to the warm tier; ``keep`` (the model the room
+        is made for) keeps its own warm copy."""
+        if self._stopping:
+            self._moves.evict(record, reason, None)
+            return
+        policy, now, demand = self.policy, self._clock(), self.demand()
+
+        def make_room(size: Bytes) -> list[ModelRecord] | None:
+            return self.warm.make_room(size, policy, now, demand, keep)
+
+        self._moves.evict(record, reason, make_room)
 
     def _begin_load(self, record: ModelRecord, plan: Go) -> None:
         for victim in plan.victims:
