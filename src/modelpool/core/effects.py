@@ -122,16 +122,17 @@ class AsyncEffects:
         booked = 0
         if handle.device != HOST and handle.device in pool._scheduler.ledger:
             booked = pool._scheduler.ledger.account(handle.device).committed.get(handle.model_id, 0)
-        before = pool._probe.read(handle.device) if pool._probe is not None else None
+        # Only a device whose reading can confirm a release is read (and waited on).
+        probe = pool._probe if booked and pool._confirms_release(handle.device) else None
+        before = probe.read(handle.device) if probe is not None else None
         try:
             await self._backend(handle.model_id).unload(handle)
         except Exception as error:
             pool._scheduler.on_unload_done(handle.model_id, describe(error))
             return
-        if before is not None and booked and pool._confirms_release(handle.device):
-            assert pool._probe is not None
+        if probe is not None and before is not None:
             waited = await confirm_release(
-                pool._probe, handle.device, before.used, booked, pool._release_timeout
+                probe, handle.device, before.used, booked, pool._release_timeout
             )
             if waited is None:
                 self.emit(

@@ -1,10 +1,10 @@
 """A model's lifecycle: the states and the only transitions allowed between them.
 
-    UNLOADED ──► LOADING ──► READY ──► UNLOADING ──► UNLOADED
-        ▲          │  ▲         │            │
-        │          ▼  │         │            ▼
-        └──────── FAILED ◄──────┘           WARM ──► UNLOADED (copy dropped)
-                      └────── LOADING ◄──────┘  (restore)
+    UNLOADED → LOADING → READY → UNLOADING → UNLOADED
+    LOADING → FAILED (load error);  FAILED → LOADING (retry) or UNLOADED
+    READY → FAILED (died on its own)
+    UNLOADING → WARM (offloaded to host RAM);  WARM → LOADING (restore)
+    WARM → UNLOADED (its copy dropped);  LOADING → WARM (restore given up)
 
 READY → FAILED is a model that died on its own (its process exited). An eviction
 goes through UNLOADING either way; it ends in WARM when the weights were offloaded to

@@ -113,7 +113,8 @@ def test_a_failed_restore_marks_the_model_failed_and_frees_its_copy() -> None:
     h = warm_harness()
     h.load("a", "b")
     h.wait("a")
-    h.finish_unload("b") if h.in_flight()["unload"] else h.finish_offload("b")
+    assert h.in_flight()["offload"] == ["b"]  # the tier has room for b's copy
+    h.finish_offload("b")
     assert h.fx.restores == [("a", "cpu")]
     h.fail_load("a", "cuda out of memory")
     assert h.state("a") is ModelState.FAILED
