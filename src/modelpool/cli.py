@@ -134,6 +134,46 @@ def check_config(
     out.print(Text(f"ok: {models}, strategy {config.pool.strategy}, budgets {shown}"))
 
 
+# --- serve --------------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", "-c", envvar="MODELPOOL_CONFIG", help="YAML config (default: embedded)."
+        ),
+    ] = None,
+    host: Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(min=1, max=65535, help="Port (default 8080).")] = None,
+    insecure: Annotated[
+        bool, typer.Option(help="Allow a non-loopback address without an API key.")
+    ] = False,
+) -> None:
+    """Run the OpenAI-compatible server (the embedded default models without --config)."""
+    try:
+        from modelpool.bootstrap import load_config
+        from modelpool.http.serve import InsecureBind
+        from modelpool.http.serve import serve as run_server
+    except ImportError as error:  # the server extra is missing
+        raise _fail(
+            f"the server needs the 'server' extra ({error.name} is missing): "
+            "pip install 'modelpool[server]'",
+            EXIT_INVALID,
+        ) from None
+    try:
+        loaded = load_config(config)
+        run_server(loaded, host=host, port=port, insecure=insecure)
+    except ConfigError as error:
+        _report_issues(config or Path("<embedded default>"), error.issues, False)
+        raise typer.Exit(EXIT_INVALID) from None
+    except InsecureBind as error:
+        raise _fail(str(error), EXIT_INVALID) from None
+    except ModelPoolError as error:
+        raise _fail(str(error), EXIT_FAILURE) from None
+
+
 # --- demo ---------------------------------------------------------------------------
 
 

@@ -1,6 +1,7 @@
 """``MODELPOOL_*`` environment overrides, applied to a raw config mapping.
 
-``MODELPOOL_API_KEYS=a,b`` sets ``server.api_keys``; every other variable names a key
+``MODELPOOL_API_KEYS=a,b`` sets ``server.api_keys`` (``MODELPOOL_ADMIN_KEYS``:
+``server.admin_keys``); every other variable names a key
 path with ``__`` between segments (``MODELPOOL_POOL__BUDGETS__CUDA_0=15GB``). Values
 are read as YAML, so ``true``, ``60`` and ``[a, b]`` mean what they would in the file.
 Overrides run before validation, so a bad value is reported like one in the file,
@@ -22,6 +23,12 @@ from modelpool.errors import ConfigIssue
 
 PREFIX = "MODELPOOL_"
 API_KEYS_VAR = "MODELPOOL_API_KEYS"
+ADMIN_KEYS_VAR = "MODELPOOL_ADMIN_KEYS"
+KEY_LISTS: dict[str, tuple[str, str]] = {
+    API_KEYS_VAR: ("server", "api_keys"),
+    ADMIN_KEYS_VAR: ("server", "admin_keys"),
+}
+"""Variables that hold comma-separated keys, not YAML (a key may contain any character)."""
 RESERVED = frozenset({"MODELPOOL_CONFIG"})
 """Variables with the prefix that are not settings (the CLI reads the file name)."""
 SECTIONS = ("server", "pool", "models")
@@ -48,8 +55,8 @@ def apply_env_overrides(
     for var in sorted(environ):
         if not var.startswith(PREFIX) or var in RESERVED:
             continue
-        if var == API_KEYS_VAR:
-            loc: Loc = ("server", "api_keys")
+        if var in KEY_LISTS:
+            loc: Loc = KEY_LISTS[var]
             value: Any = [key.strip() for key in environ[var].split(",") if key.strip()]
         else:
             resolved = _resolve(var, data)

@@ -90,6 +90,8 @@ class ModelSpec(BaseModel):
     group: str | None = Field(default=None, min_length=1)
     tags: Annotated[tuple[str, ...], BeforeValidator(one_or_many)] = ()
     aliases: Annotated[tuple[Id, ...], BeforeValidator(one_or_many)] = ()
+    defaults: dict[str, Any] = Field(default_factory=dict)
+    """Request fields the server fills in when a client leaves them out (``temperature``)."""
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -134,6 +136,17 @@ class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
     api_keys: list[str] = Field(default_factory=list)
+    """Keys accepted on every route but ``/healthz`` (also ``MODELPOOL_API_KEYS``)."""
+    admin_keys: list[str] = Field(default_factory=list)
+    """When set, only these open ``/admin`` and ``/metrics`` (also ``MODELPOOL_ADMIN_KEYS``)."""
+    allowed_hosts: list[str] = Field(default_factory=list)
+    """Host names accepted in the ``Host`` header besides the loopback ones."""
+    max_body: Size = 16 * 1024**2
+    """Largest request body accepted; larger ones get 413."""
+    drain_timeout: Annotated[Seconds, Field(ge=0)] = 30.0
+    """On shutdown, how long in-flight requests may run before everything stops."""
+    access_log: bool = True
+    """One log line per request (uvicorn's access log)."""
 
 
 class PoolSettings(BaseModel):

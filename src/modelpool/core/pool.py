@@ -405,6 +405,30 @@ class ModelPool(SyncFacade):
     def state(self, model: str) -> ModelState:
         return self._scheduler.resolve(model).state
 
+    @property
+    def specs(self) -> dict[ModelId, ModelSpec]:
+        """Every configured model by id, in config order (a copy)."""
+        return {record.model_id: record.spec for record in self._scheduler.records()}
+
+    def spec(self, name: str) -> ModelSpec:
+        """The spec of the model ``name`` (an id or an alias) names; ``UnknownModel`` if none."""
+        return self._scheduler.resolve(name).spec
+
+    def resolve(self, name: str) -> ModelId:
+        """The id of the model ``name`` (an id or an alias) names; ``UnknownModel`` if none."""
+        return self._scheduler.resolve(name).model_id
+
+    def log_tail(self, model: str, lines: int = 50) -> list[str]:
+        """What a resident model's server last printed, for backends that keep a log."""
+        record = self._scheduler.resolve(model)
+        tail = getattr(self._backends[record.spec.backend], "log_tail", None)
+        if record.handle is None or tail is None:
+            return []
+        try:
+            return list(tail(record.handle, lines))
+        except (TypeError, LookupError):  # a handle this backend did not make (a warm copy)
+            return []
+
     def can_fit(self, model: str, *, allow_eviction: bool = False) -> bool:
         """Whether ``model`` could load now: in free memory, or by evicting idle models."""
         return can_fit(self._scheduler, model, self._clock(), allow_eviction=allow_eviction)

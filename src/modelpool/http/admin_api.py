@@ -1,0 +1,167 @@
+"""The management API under ``/admin``: inspect models, load, unload, pin, strategy, events.
+
+Errors here carry the pool's full message (a failed load's reason and log tail
+included): these routes are for operators, behind the admin key when one is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from modelpool.core.events import PoolEvent
+from modelpool.errors import ModelPoolError, PluginNotFound
+from modelpool.http.errors import ApiError, from_pool_error
+from modelpool.http.state import ServerState
+
+KEEP_ALIVE_SECONDS = 15.0
+"""A comment line this often keeps proxies from closing a quiet event stream."""
+LOG_LINES = 50
+
+
+def router(state: ServerState) -> APIRouter:
+    api = APIRouter(prefix="/admin", tags=["admin"])
+    pool = state.pool
+    background: set[asyncio.Task[None]] = set()
+
+    def view(model_id: str) -> dict[str, Any]:
+        try:
+            model_id = pool.resolve(model_id)
+        except ModelPoolError as error:
+            raise _admin_error(error) from None
+        info = pool.get_resource_status()["model_resources"][model_id]
+        return {"id": model_id, "aliases": list(pool.spec(model_id).aliases), **info}
+
+    @api.get("/status")
+    async def status() -> dict[str, Any]:
+        return pool.get_resource_status()
+
+    @api.get("/models")
+    async def models() -> dict[str, Any]:
+        resources = pool.get_resource_status()["model_resources"]
+        return {
+            "models": [
+                {"id": model_id, "aliases": list(spec.aliases), **resources[model_id]}
+                for model_id, spec in pool.specs.items()
+            ]
+        }
+
+    @api.get("/models/{model}")
+    async def model(model: str) -> dict[str, Any]:
+        return {**view(model), "log_tail": pool.log_tail(model, LOG_LINES)}
+
+    @api.post("/models/{model}/load", response_model=None)
+    async def load(model: str, wait: bool = True) -> dict[str, Any] | JSONResponse:
+        found = view(model)  # unknown ids fail here, before anything starts
+        if not wait:
+            task = asyncio.create_task(_load_quietly(state, found["id"]))
+            background.add(task)
+            task.add_done_callback(background.discard)
+            return JSONResponse(view(model), status_code=202)
+        try:
+            await pool.load(found["id"])
+        except ModelPoolError as error:
+            raise _admin_error(error) from None
+        return view(model)
+
+    @api.post("/models/{model}/unload")
+    async def unload(model: str) -> dict[str, Any]:
+        found = view(model)
+        try:
+            await pool.unload(found["id"])
+        except ModelPoolError as error:
+            raise _admin_error(error) from None
+        return view(model)
+
+    @api.post("/models/{model}/pin")
+    async def pin(model: str) -> dict[str, Any]:
+        pool.pin(view(model)["id"])
+        return view(model)
+
+    @api.post("/models/{model}/unpin")
+    async def unpin(model: str) -> dict[str, Any]:
+        pool.unpin(view(model)["id"])
+        return view(model)
+
+    @api.put("/strategy")
+    async def strategy(
+        name: Annotated[str, Body(alias="strategy", min_length=1)],
+        options: Annotated[dict[str, Any] | None, Body()] = None,
+    ) -> dict[str, Any]:
+        try:
+            pool.set_switching_strategy(name, options)
+        except PluginNotFound as error:
+            raise ApiError(400, str(error), param="strategy") from None
+        except (TypeError, ValueError) as error:
+            raise ApiError(400, f"options for {name!r}: {error}", param="options") from None
+        return {"strategy": pool.strategy}
+
+    @api.get("/events")
+    async def events(limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
+        return {"events": [event.to_dict() for event in pool.recent_events(limit)]}
+
+    @api.get("/events/stream")
+    async def stream() -> StreamingResponse:
+        return StreamingResponse(
+            _event_stream(state),
+            media_type="text/event-stream",
+            headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+        )
+
+    return api
+
+
+async def _load_quietly(state: ServerState, model_id: str) -> None:
+    """A load nobody waits for: its outcome is in the events and the model's view."""
+    with contextlib.suppress(ModelPoolError):
+        await state.pool.load(model_id)
+
+
+async def _event_stream(state: ServerState) -> AsyncIterator[bytes]:
+    """Server-sent events, one per pool event from now on, until the server drains."""
+    events = state.pool.events()  # subscribes now: nothing between here and the loop is lost
+    draining = asyncio.ensure_future(state.draining.wait())
+    upcoming: asyncio.Future[PoolEvent] | None = None
+    try:
+        yield b": connected\n\n"
+        while True:
+            upcoming = upcoming or asyncio.ensure_future(anext(events))
+            done, _ = await asyncio.wait(
+                (upcoming, draining), timeout=KEEP_ALIVE_SECONDS, return_when="FIRST_COMPLETED"
+            )
+            if draining in done:
+                return
+            if upcoming not in done:
+                yield b": keep-alive\n\n"
+                continue
+            try:
+                event = upcoming.result()
+            except StopAsyncIteration:  # the pool stopped
+                return
+            upcoming = None
+            yield f"event: pool\ndata: {json.dumps(event.to_dict(), default=str)}\n\n".encode()
+    finally:
+        draining.cancel()
+        if upcoming is not None:
+            upcoming.cancel()  # ends the subscription: the generator's finally unsubscribes
+        await _close(events)
+
+
+async def _close(events: AsyncIterator[PoolEvent]) -> None:
+    aclose = getattr(events, "aclose", None)
+    if aclose is not None:
+        # RuntimeError: still running its cancelled step; it ends on its own.
+        with contextlib.suppress(RuntimeError):
+            await aclose()
+
+
+def _admin_error(error: ModelPoolError) -> ApiError:
+    answer = from_pool_error(error)
+    answer.message = str(error)  # operators get the whole story
+    return answer

@@ -1,0 +1,136 @@
+"""``create_app``: the ASGI application of ``modelpool serve`` around one pool.
+
+The pool lives as long as the application: it starts in the lifespan's startup and
+stops (every model unloaded, every backend process ended) in its shutdown, which
+uvicorn runs after in-flight requests have drained.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from importlib import resources
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.types import ASGIApp
+
+from modelpool import __version__
+from modelpool.config import ServerSettings
+from modelpool.core.pool import ModelPool
+from modelpool.http import admin_api, openai_api
+from modelpool.http.errors import SERVER_ERROR, ApiError, error_response
+from modelpool.http.metrics import CONTENT_TYPE, ServerMetrics
+from modelpool.http.proxy import upstream_client
+from modelpool.http.security import Guard
+from modelpool.http.state import ServerState
+
+
+def create_app(pool: ModelPool, settings: ServerSettings, *, loopback: bool = True) -> ASGIApp:
+    """The server for ``pool``. ``loopback``: bound to 127.0.0.1, so ``Host`` is checked."""
+    state = ServerState(pool, settings, upstream_client(), ServerMetrics())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await pool.start()
+        state.loop = asyncio.get_running_loop()
+        feeding = asyncio.create_task(_feed_metrics(state))
+        state.ready = True
+        try:
+            yield
+        finally:
+            state.ready = False
+            state.draining.set()
+            feeding.cancel()
+            await pool.stop()
+            await state.http.aclose()
+
+    app = FastAPI(
+        title="modelpool",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/admin/openapi.json",
+    )
+    app.state.modelpool = state
+    _add_error_handlers(app)
+    app.router.routes.extend(openai_api.routes(state))
+    app.include_router(admin_api.router(state))
+    dashboard = resources.files("modelpool.http").joinpath("static/dashboard.html").read_text()
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> JSONResponse:
+        if state.ready and not state.draining.is_set():
+            return JSONResponse({"status": "ready"})
+        return JSONResponse({"status": "not ready"}, status_code=503)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        assert state.metrics is not None
+        body = state.metrics.render(pool.get_resource_status())
+        return Response(body, media_type=CONTENT_TYPE)
+
+    @app.get("/ui", include_in_schema=False)
+    async def ui() -> HTMLResponse:
+        return HTMLResponse(dashboard, headers={"cache-control": "no-cache"})
+
+    return Guard(
+        app,
+        api_keys=settings.api_keys,
+        admin_keys=settings.admin_keys,
+        allowed_hosts=settings.allowed_hosts if loopback else None,
+        max_body=settings.max_body,
+    )
+
+
+def server_state(app: ASGIApp) -> ServerState:
+    """The shared state of an application ``create_app`` made."""
+    assert isinstance(app, Guard)
+    assert isinstance(app.app, FastAPI)
+    state = app.app.state.modelpool
+    assert isinstance(state, ServerState)
+    return state
+
+
+async def _feed_metrics(state: ServerState) -> None:
+    assert state.metrics is not None
+    async for event in state.pool.events():
+        state.metrics.observe_event(event)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every error in OpenAI's shape, even a route that does not exist."""
+
+    async def api_error(_: Request, error: Exception) -> Response:
+        assert isinstance(error, ApiError)
+        return error.response()
+
+    async def http_error(_: Request, error: Exception) -> Response:
+        assert isinstance(error, HTTPException)
+        code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code)
+        return error_response(error.status_code, str(error.detail), code=code)
+
+    async def invalid(_: Request, error: Exception) -> Response:
+        assert isinstance(error, RequestValidationError)
+        first = error.errors()[0] if error.errors() else {}
+        where = ".".join(str(part) for part in first.get("loc", ()))
+        message = f"{where}: {first.get('msg', 'invalid')}" if where else "Invalid request"
+        return error_response(422, message, param=where or None)
+
+    async def crashed(_: Request, error: Exception) -> Response:
+        # Logged with its trace by the server; the client learns nothing of the inside.
+        return error_response(500, "Internal server error", kind=SERVER_ERROR)
+
+    app.add_exception_handler(ApiError, api_error)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(Exception, crashed)

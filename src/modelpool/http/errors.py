@@ -1,0 +1,116 @@
+"""Every error the server sends, in OpenAI's shape: ``{"error": {message, type, param, code}}``.
+
+Clients (the ``openai`` package among them) read ``error.message`` and retry 429/5xx
+answers, honouring ``Retry-After``. Messages name what was wrong and where, but never
+carry a stack trace, a log tail or a filesystem path: load failures point to
+``/admin/models/{id}``, where an operator with the admin key sees the details.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from starlette.responses import JSONResponse
+
+from modelpool.errors import (
+    CapacityError,
+    CircuitOpen,
+    DoesNotFit,
+    LoadFailed,
+    ModelPoolError,
+    PoolClosed,
+    QueueFull,
+    UnknownModel,
+    WaitTimeout,
+)
+
+INVALID_REQUEST = "invalid_request_error"
+AUTHENTICATION = "authentication_error"
+SERVER_ERROR = "server_error"
+
+RETRY_SECONDS = 5
+"""``Retry-After`` for a full queue or a wait that timed out: long enough to matter."""
+
+
+class ApiError(Exception):
+    """An answer other than success, raised anywhere in a route and sent as JSON."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        kind: str = INVALID_REQUEST,
+        code: str | None = None,
+        param: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status, self.message, self.kind = status, message, kind
+        self.code, self.param, self.retry_after = code, param, retry_after
+
+    def response(self) -> JSONResponse:
+        return error_response(
+            self.status,
+            self.message,
+            kind=self.kind,
+            code=self.code,
+            param=self.param,
+            retry_after=self.retry_after,
+        )
+
+
+def error_body(
+    message: str, kind: str, code: str | None = None, param: str | None = None
+) -> dict[str, Any]:
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+def error_response(
+    status: int,
+    message: str,
+    *,
+    kind: str = INVALID_REQUEST,
+    code: str | None = None,
+    param: str | None = None,
+    retry_after: float | None = None,
+) -> JSONResponse:
+    headers = {}
+    if retry_after is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+    return JSONResponse(error_body(message, kind, code, param), status, headers=headers)
+
+
+def from_pool_error(error: ModelPoolError) -> ApiError:
+    """The HTTP answer to a pool error a request ran into."""
+    if isinstance(error, UnknownModel):
+        return ApiError(
+            404,
+            f"The model {error.model_id!r} does not exist; GET /v1/models lists the models",
+            code="model_not_found",
+            param="model",
+        )
+    if isinstance(error, QueueFull):
+        return _unavailable(str(error), "queue_full", RETRY_SECONDS)
+    if isinstance(error, WaitTimeout):
+        return _unavailable(str(error), "wait_timeout", RETRY_SECONDS)
+    if isinstance(error, DoesNotFit):
+        return _unavailable(str(error), "insufficient_memory", None)  # retrying cannot help
+    if isinstance(error, CapacityError):
+        return _unavailable(str(error), "insufficient_memory", RETRY_SECONDS)
+    if isinstance(error, LoadFailed):
+        # The reason holds the server's log tail and paths: it stays on the admin side.
+        retry = None if isinstance(error, CircuitOpen) else (error.retry_after or RETRY_SECONDS)
+        message = (
+            f"The model {error.model_id!r} failed to load; "
+            f"GET /admin/models/{error.model_id} has the details"
+        )
+        return _unavailable(message, "load_failed", retry)
+    if isinstance(error, PoolClosed):
+        return _unavailable("The server is shutting down", "shutting_down", None)
+    return ApiError(500, "Internal error in the model pool", kind=SERVER_ERROR)
+
+
+def _unavailable(message: str, code: str, retry_after: float | None) -> ApiError:
+    return ApiError(503, message, kind=SERVER_ERROR, code=code, retry_after=retry_after)

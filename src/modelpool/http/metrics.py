@@ -1,0 +1,224 @@
+"""The server's Prometheus metrics: counters fed by pool events and finished requests,
+gauges set from the pool's status at each scrape.
+
+Every series has bounded labels, so a client cannot grow the registry:
+
+* ``model`` only holds the pool's own ids, from its events and its status. The app
+  passes the *resolved* id to ``observe_request`` (an alias or ``id@version`` becomes
+  the id), or ``"unknown"`` for a model the pool does not know, never the name a
+  client sent;
+* ``endpoint`` is one of the server's routes ("chat/completions", "completions",
+  "embeddings"), ``status`` an HTTP status the server answered with;
+* ``reason`` is one of ``UNLOAD_REASONS``, a category of the scheduler's prose reason;
+* ``device`` is a device with a budget, or ``host`` for the warm tier.
+
+The only module that imports ``prometheus_client``; the app imports it lazily, so the
+library itself runs without the ``server`` extra.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from modelpool.core.events import EventKind, PoolEvent
+from modelpool.core.ports import HOST
+from modelpool.core.states import RESIDENT, ModelState
+from modelpool.types import DeviceId
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+"""What ``generate_latest`` writes: the classic text format every scraper reads (newer
+prometheus_client versions name 1.0.0 as "latest", which older Prometheus refuses)."""
+
+REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120)
+"""Seconds: an embedding answers in milliseconds, a long generation takes minutes."""
+
+LOAD_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600)
+"""Seconds: a warm restore takes a fraction of a second, a large model's cold load minutes."""
+
+UNLOAD_REASONS = ("evicted", "ttl", "over_budget", "requested", "stopping", "lost", "other")
+"""The ``reason`` label's values. ``lost``: the model's process exited on its own."""
+
+HOLDING = RESIDENT | {ModelState.WARM}
+"""States in which a model holds memory, on its device or in the warm tier."""
+
+
+def unload_reason(reason: str) -> str:
+    """The category of the scheduler's reason for an unload ("evicted by lru for b",
+    "idle for 60s (ttl)", "over budget on cuda:0", "requested", "stopping"). The prose
+    names models and devices, so as a label it would multiply the series."""
+    if reason.startswith("evicted"):
+        return "evicted"
+    if reason.endswith("(ttl)"):
+        return "ttl"
+    if reason.startswith("over budget"):
+        return "over_budget"
+    if reason in ("requested", "stopping"):
+        return reason
+    return "other"
+
+
+class ServerMetrics:
+    """Prometheus metrics of one server: fed by pool events and finished requests."""
+
+    def __init__(self) -> None:
+        # A registry of its own: two servers (or two tests) in one process never clash.
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self._loads = Counter(
+            "modelpool_model_loads_total",
+            "Loads that finished, restored=true when the weights came back from the warm tier.",
+            ["model", "restored"],
+            registry=r,
+        )
+        self._load_seconds = Histogram(
+            "modelpool_model_load_seconds",
+            "Seconds from the start of a load (or restore) until the model was ready.",
+            ["model", "restored"],
+            buckets=LOAD_BUCKETS,
+            registry=r,
+        )
+        self._load_failures = Counter(
+            "modelpool_model_load_failures_total", "Loads that failed.", ["model"], registry=r
+        )
+        self._unloads = Counter(
+            "modelpool_model_unloads_total",
+            "Times a model left its device (unloaded, or offloaded to the warm tier), by reason.",
+            ["model", "reason"],
+            registry=r,
+        )
+        self._requests = Counter(
+            "modelpool_requests_total",
+            "Finished /v1 requests by HTTP status.",
+            ["model", "endpoint", "status"],
+            registry=r,
+        )
+        self._request_errors = Counter(
+            "modelpool_request_errors_total",
+            "Finished /v1 requests answered with a status of 400 or more.",
+            ["model", "endpoint"],
+            registry=r,
+        )
+        self._request_seconds = Histogram(
+            "modelpool_request_seconds",
+            "Seconds from a /v1 request's arrival to its answer's last byte (streams included).",
+            ["model", "endpoint"],
+            buckets=REQUEST_BUCKETS,
+            registry=r,
+        )
+        self._state = Gauge(
+            "modelpool_model_state",
+            "1 for the model's current state, 0 for the others.",
+            ["model", "state"],
+            registry=r,
+        )
+        self._model_memory = Gauge(
+            "modelpool_model_memory_bytes",
+            "Bytes the model holds on its device or in the warm tier (0 when it holds none).",
+            ["model"],
+            registry=r,
+        )
+        self._leases = Gauge(
+            "modelpool_model_leases",
+            "Leases out on the model (requests using it).",
+            ["model"],
+            registry=r,
+        )
+        self._budget = Gauge(
+            "modelpool_memory_budget_bytes", "The pool's usable budget.", ["device"], registry=r
+        )
+        self._used = Gauge(
+            "modelpool_memory_used_bytes",
+            "Bytes committed to resident models (unloading ones count until they are gone).",
+            ["device"],
+            registry=r,
+        )
+        self._reserved = Gauge(
+            "modelpool_memory_reserved_bytes",
+            "Bytes reserved for models being loaded.",
+            ["device"],
+            registry=r,
+        )
+        self._observed_used = Gauge(
+            "modelpool_memory_observed_used_bytes",
+            "Bytes in use on the device as the memory probe reads it (all processes).",
+            ["device"],
+            registry=r,
+        )
+        self._observed_total = Gauge(
+            "modelpool_memory_observed_total_bytes",
+            "The device's total memory as the memory probe reads it.",
+            ["device"],
+            registry=r,
+        )
+        self._queue_waiting = Gauge(
+            "modelpool_queue_waiting", "Requests waiting for a model.", registry=r
+        )
+        self._queue_max = Gauge(
+            "modelpool_queue_max", "Requests that may wait before new ones are refused.", registry=r
+        )
+
+    def observe_event(self, event: PoolEvent) -> None:
+        """Count what ``event`` says happened (the app feeds every event of ``events()``)."""
+        model, kind, detail = event.model_id, event.kind, event.detail
+        if model is None:
+            return  # pool-wide events (budget, drift, strategy) show in the gauges instead
+        if kind is EventKind.LOADED:
+            restored = "true" if detail.get("restored") else "false"
+            self._loads.labels(model, restored).inc()
+            seconds = detail.get("seconds")
+            if seconds is not None:
+                self._load_seconds.labels(model, restored).observe(seconds)
+        elif kind is EventKind.LOAD_FAILED:
+            self._load_failures.labels(model).inc()
+        elif kind in (EventKind.UNLOAD_STARTED, EventKind.OFFLOAD_STARTED):
+            self._unloads.labels(model, unload_reason(str(detail.get("reason", "")))).inc()
+        elif kind is EventKind.LOST:
+            self._unloads.labels(model, "lost").inc()
+
+    def observe_request(self, model: str, endpoint: str, status: int, seconds: float) -> None:
+        """One finished /v1 request. ``model`` is the resolved id or ``"unknown"``, never the
+        client's text; ``seconds`` runs until the last chunk of a stream."""
+        self._requests.labels(model, endpoint, str(status)).inc()
+        if status >= 400:
+            self._request_errors.labels(model, endpoint).inc()
+        self._request_seconds.labels(model, endpoint).observe(seconds)
+
+    def render(self, status: Mapping[str, Any]) -> bytes:
+        """The exposition text, gauges set from ``status`` (``pool.get_resource_status()``)."""
+        for model, view in status["model_resources"].items():
+            state = ModelState(view["status"])
+            for each in ModelState:
+                self._state.labels(model, each).set(1 if each is state else 0)
+            # The status reports the estimate for a model that holds nothing; here 0.
+            self._model_memory.labels(model).set(view["memory_bytes"] if state in HOLDING else 0)
+            self._leases.labels(model).set(view["leases"])
+            # Counters exist at 0 before their first event, so that rate() and increase()
+            # see the first load and the first failure too.
+            self._loads.labels(model, "false")
+            self._load_failures.labels(model)
+        for device, books in status["memory_info"].items():
+            self._set_books(device, books)
+            self._set_reading(self._observed_used, device, books.get("observed_used"))
+            self._set_reading(self._observed_total, device, books.get("observed_total"))
+        self._set_books(HOST, status["warm_memory"])
+        self._queue_waiting.set(status["queue"]["waiting"])
+        self._queue_max.set(status["queue"]["max"])
+        return generate_latest(self.registry)
+
+    def _set_books(self, device: DeviceId, books: Mapping[str, Any]) -> None:
+        """One device's figures from the ledger's snapshot."""
+        self._budget.labels(device).set(books["budget"])
+        self._used.labels(device).set(books["committed"])
+        self._reserved.labels(device).set(books["reserved"])
+
+    @staticmethod
+    def _set_reading(gauge: Gauge, device: DeviceId, value: int | None) -> None:
+        # No reading this time (no probe, or it failed): drop the series rather than
+        # repeat a stale figure as if it were current.
+        if value is None:
+            gauge.remove(device)
+        else:
+            gauge.labels(device).set(value)

@@ -1,0 +1,174 @@
+"""The OpenAI-compatible routes: ``/v1/models`` and the three model endpoints.
+
+Plain Starlette routes, not FastAPI ones: the body is read as bytes and only ``model``
+(and ``stream``) are looked at, so a request costs microseconds on top of the model's
+own server, and fields this server has never heard of pass through untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import Receive
+
+from modelpool.core.states import ModelState
+from modelpool.errors import ModelPoolError
+from modelpool.http import local_models
+from modelpool.http.errors import ApiError, from_pool_error
+from modelpool.http.proxy import UPSTREAM_ERRORS, RelayResponse, forward
+from modelpool.http.state import ServerState
+
+T = TypeVar("T")
+
+ENDPOINTS = ("chat/completions", "completions", "embeddings")
+
+
+class ClientGone(Exception):
+    """The client disconnected while its request waited: nobody reads an answer."""
+
+
+def routes(state: ServerState) -> list[Route]:
+    async def list_models(request: Request) -> Response:
+        return JSONResponse(_model_list(state))
+
+    def endpoint(path: str) -> Route:
+        async def handle(request: Request) -> Response:
+            return await _handle(state, request, path)
+
+        return Route(f"/v1/{path}", handle, methods=["POST"], name=path)
+
+    return [Route("/v1/models", list_models, methods=["GET"]), *map(endpoint, ENDPOINTS)]
+
+
+def _model_list(state: ServerState) -> dict[str, Any]:
+    created = int(state.started_at)
+    data = [
+        {
+            "id": model_id,
+            "object": "model",
+            "created": created,
+            "owned_by": "modelpool",
+            "state": str(state.pool.state(model_id)),
+            "aliases": list(spec.aliases),
+        }
+        for model_id, spec in state.pool.specs.items()
+    ]
+    return {"object": "list", "data": data}
+
+
+class _Exchange:
+    """One request's bookkeeping: its lease and metrics, finished exactly once."""
+
+    __slots__ = ("endpoint", "finished", "lease", "model", "started", "state")
+
+    def __init__(self, state: ServerState, endpoint: str) -> None:
+        self.state, self.endpoint = state, endpoint
+        self.model = "unknown"  # a label from the pool's ids only, never the client's text
+        self.started = time.perf_counter()
+        self.lease: Any = None
+        self.finished = False
+
+    def finish(self, status: int, fine: bool = True) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        if self.lease is not None:
+            self.state.pool.release(self.lease, ok=fine)
+        metrics = self.state.metrics
+        if metrics is not None:
+            seconds = time.perf_counter() - self.started
+            metrics.observe_request(self.model, self.endpoint, status, seconds)
+
+
+async def _handle(state: ServerState, request: Request, path: str) -> Response:
+    exchange = _Exchange(state, path)
+    try:
+        response = await _answer(state, request, path, exchange)
+    except ApiError as error:
+        exchange.finish(error.status)  # an upstream failure was already counted as one
+        return error.response()
+    except ClientGone:
+        exchange.finish(499)
+        return Response(status_code=499)
+    except BaseException:
+        exchange.finish(500, False)
+        raise
+    if not isinstance(response, RelayResponse):  # a stream ends after its last chunk
+        exchange.finish(response.status_code, response.status_code < 500)
+    return response
+
+
+async def _answer(state: ServerState, request: Request, path: str, exchange: _Exchange) -> Response:
+    body = await request.body()
+    payload = _json_object(body)
+    name = payload.get("model")
+    if not isinstance(name, str) or not name:
+        raise ApiError(400, "'model' is required and must be a string", param="model")
+    pool = state.pool
+    try:
+        model_id = pool.resolve(name)
+    except ModelPoolError as error:
+        raise from_pool_error(error) from None
+    exchange.model = model_id
+    spec = pool.spec(model_id)
+    if spec.defaults or name != model_id:
+        payload = {**spec.defaults, **payload, "model": model_id}
+        body = json.dumps(payload).encode()
+    try:
+        if pool.state(model_id) is ModelState.READY:
+            lease = await pool.acquire(model_id)  # resident: granted without waiting
+        else:
+            lease = await _unless_client_leaves(request.receive, pool.acquire(model_id))
+    except ModelPoolError as error:
+        raise from_pool_error(error) from None
+    exchange.lease = lease
+    if lease.endpoint is not None:
+        return await _unless_client_leaves(
+            request.receive, forward(state.http, lease, path, body, exchange.finish)
+        )
+    if path != "embeddings":
+        raise ApiError(400, f"The model {model_id!r} does not serve /v1/{path}", param="model")
+    return JSONResponse(await local_models.embeddings(lease, payload))
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "The request body is not valid JSON") from None
+    if not isinstance(payload, dict):
+        raise ApiError(400, "The request body must be a JSON object")
+    return payload
+
+
+async def _unless_client_leaves(receive: Receive, work: Awaitable[T]) -> T:
+    """``await work``, cancelled if the client disconnects first (``ClientGone``)."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnect(receive))
+    try:
+        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    finally:
+        watcher.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    try:
+        await task  # lets the pool take back a lease granted at the last moment
+    except (asyncio.CancelledError, *UPSTREAM_ERRORS):
+        pass
+    raise ClientGone
+
+
+async def _disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass

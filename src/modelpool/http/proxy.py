@@ -1,0 +1,123 @@
+"""Forwarding one request to a model's own OpenAI-compatible server, and its answer back.
+
+The body goes upstream as the client sent it (re-encoded only when the model's
+``defaults`` or a different ``model`` name must be filled in). A streamed answer is
+passed through chunk by chunk as it arrives, never collected. The lease is returned
+when the last byte has gone out, or when the client leaves: then the upstream
+connection is closed too, which is how llama.cpp and vLLM learn to stop generating.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+import anyio
+import httpx
+from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from modelpool.core.lease import Lease
+from modelpool.http.errors import SERVER_ERROR, ApiError
+
+Done = Callable[[int, bool], None]
+"""Called once when the exchange is over: the status sent and whether the model was fine."""
+
+PASSED_HEADERS = ("content-type", "x-request-id", "openai-processing-ms")
+"""Upstream headers worth keeping; hop-by-hop ones and lengths are the server's own."""
+
+UPSTREAM_ERRORS = (httpx.TransportError,)
+
+
+def upstream_client() -> httpx.AsyncClient:
+    """One client for every model server: keep-alive connections, no overall timeout
+    (a long generation is legitimate), but a short connect timeout."""
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(None, connect=10.0),
+        limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
+    )
+
+
+async def forward(
+    client: httpx.AsyncClient, lease: Lease, path: str, body: bytes, done: Done
+) -> Response:
+    """Send ``body`` to ``path`` (``chat/completions``...) on the lease's server.
+
+    Owns the lease from here: ``done`` is called exactly once, after which the caller
+    returns the lease.
+    """
+    assert lease.endpoint is not None
+    request = client.build_request(
+        "POST",
+        f"{lease.endpoint}/{path}",
+        content=body,
+        headers={"content-type": "application/json", "accept": "*/*"},
+    )
+    try:
+        upstream = await client.send(request, stream=True)
+    except UPSTREAM_ERRORS:
+        done(502, False)
+        raise _unreachable(lease) from None
+    if not upstream.headers.get("content-type", "").startswith("text/event-stream"):
+        headers = {k: v for k in PASSED_HEADERS if (v := upstream.headers.get(k))}
+        try:
+            content = await upstream.aread()
+        except UPSTREAM_ERRORS:
+            done(502, False)
+            raise _unreachable(lease) from None
+        finally:
+            await upstream.aclose()
+        done(upstream.status_code, upstream.status_code < 500)
+        return Response(content, upstream.status_code, headers=headers)
+    return RelayResponse(_Relay(upstream, done))
+
+
+class _Relay:
+    """A streamed upstream answer and what to do once it is over, whatever ends it."""
+
+    def __init__(self, upstream: httpx.Response, done: Done) -> None:
+        self.upstream, self.done = upstream, done
+        # Until the last chunk went out: the client left, which is not the model's fault.
+        self.status, self.fine = 499, True
+        self.closed = False
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self.upstream.aiter_raw():
+                yield chunk
+            self.status, self.fine = self.upstream.status_code, self.upstream.status_code < 500
+        except UPSTREAM_ERRORS:
+            self.status, self.fine = 502, False  # the model's server broke off mid-answer
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.done(self.status, self.fine)
+        # Closing the upstream connection is what tells the model's server to stop.
+        await self.upstream.aclose()
+
+
+class RelayResponse(StreamingResponse):
+    """A streaming response that closes its relay even when it never started iterating
+    (a generator's ``finally`` would not run then, and the lease would leak)."""
+
+    def __init__(self, relay: _Relay) -> None:
+        headers = {k: v for k in PASSED_HEADERS if (v := relay.upstream.headers.get(k))}
+        super().__init__(relay.chunks(), relay.upstream.status_code, headers=headers)
+        self.relay = relay
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.relay.close()
+
+
+def _unreachable(lease: Lease) -> ApiError:
+    return ApiError(
+        502,
+        f"The server of model {lease.model_id!r} did not answer",
+        kind=SERVER_ERROR,
+        code="upstream_unavailable",
+    )

@@ -1,0 +1,81 @@
+"""Running the server: uvicorn with a graceful, complete shutdown.
+
+On SIGINT/SIGTERM uvicorn stops accepting connections and waits up to
+``server.drain_timeout`` for in-flight requests; event streams are told to end at once
+(they would otherwise hold the wait to its end). Then the application's lifespan stops
+the pool, which unloads every model and ends every backend process. A second signal
+skips the wait.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from types import FrameType
+
+import uvicorn
+
+from modelpool.config import Config
+from modelpool.core.pool import ModelPool
+from modelpool.errors import ModelPoolError
+from modelpool.http.app import create_app, server_state
+from modelpool.http.state import ServerState
+
+
+class InsecureBind(ModelPoolError):
+    """Asked to listen beyond loopback with no API key."""
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, api_keys: list[str], insecure: bool) -> None:
+    if is_loopback(host) or api_keys or insecure:
+        return
+    raise InsecureBind(
+        f"refusing to listen on {host} with no API key: anyone who can reach it could use "
+        "and unload your models. Set server.api_keys (or MODELPOOL_API_KEYS), or pass "
+        "--insecure if the network is yours alone"
+    )
+
+
+class _DrainingServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, state: ServerState) -> None:
+        super().__init__(config)
+        self._state = state
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self._state.begin_drain()
+        super().handle_exit(sig, frame)
+
+
+def serve(
+    config: Config, *, host: str | None = None, port: int | None = None, insecure: bool = False
+) -> None:
+    """Run ``modelpool serve`` in the foreground until a signal stops it."""
+    settings = config.server
+    host = settings.host if host is None else host
+    port = settings.port if port is None else port
+    check_bind(host, settings.api_keys, insecure)
+    pool = ModelPool.from_config(config)  # config problems surface here, before binding
+    app = create_app(pool, settings, loopback=is_loopback(host))
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    server = _DrainingServer(
+        uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            timeout_graceful_shutdown=int(settings.drain_timeout) or None,
+            access_log=settings.access_log,
+            log_level="info",
+            server_header=False,
+        ),
+        server_state(app),
+    )
+    server.run()

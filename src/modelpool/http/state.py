@@ -1,0 +1,41 @@
+"""What every route of one server shares: the pool, the upstream client, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import httpx
+
+from modelpool.config import ServerSettings
+from modelpool.core.pool import ModelPool
+
+if TYPE_CHECKING:
+    from modelpool.http.metrics import ServerMetrics
+
+
+@dataclass(eq=False)
+class ServerState:
+    pool: ModelPool
+    settings: ServerSettings
+    http: httpx.AsyncClient
+    metrics: ServerMetrics | None = None
+    started_at: float = field(default_factory=time.time)
+    ready: bool = False
+    """True from the pool's start until shutdown begins (``/readyz``)."""
+    draining: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when shutdown begins: event streams end so connections can close."""
+    loop: asyncio.AbstractEventLoop | None = None
+    """The loop the server runs on, once it has started."""
+
+    def begin_drain(self) -> None:
+        """Shutdown has begun: not ready any more, and event streams end. Safe to call
+        from a signal handler (it hands over to the loop)."""
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self._drain)
+
+    def _drain(self) -> None:
+        self.ready = False
+        self.draining.set()
