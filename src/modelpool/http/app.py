@@ -21,6 +21,7 @@ from starlette.types import ASGIApp
 
 from modelpool import __version__
 from modelpool.config import ServerSettings
+from modelpool.core.events import PoolEvent
 from modelpool.core.pool import ModelPool
 from modelpool.http import admin_api, openai_api
 from modelpool.http.errors import SERVER_ERROR, ApiError, error_response
@@ -29,6 +30,8 @@ from modelpool.http.proxy import upstream_client
 from modelpool.http.security import Guard
 from modelpool.http.state import ServerState
 
+LEASE_GRACE_SECONDS = 5.0
+
 
 def create_app(pool: ModelPool, settings: ServerSettings, *, loopback: bool = True) -> ASGIApp:
     """The server for ``pool``. ``loopback``: bound to 127.0.0.1, so ``Host`` is checked."""
@@ -36,9 +39,10 @@ def create_app(pool: ModelPool, settings: ServerSettings, *, loopback: bool = Tr
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # Subscribed before the start, which loads pinned models: their events count too.
+        feeding = asyncio.create_task(_feed_metrics(state, pool.events()))
         await pool.start()
         state.loop = asyncio.get_running_loop()
-        feeding = asyncio.create_task(_feed_metrics(state))
         state.ready = True
         try:
             yield
@@ -46,7 +50,9 @@ def create_app(pool: ModelPool, settings: ServerSettings, *, loopback: bool = Tr
             state.ready = False
             state.draining.set()
             feeding.cancel()
-            await pool.stop()
+            # uvicorn has drained the connections by now (or given up on them); a lease
+            # still out belongs to a request being cancelled, so wait only briefly.
+            await pool.stop(drain_timeout=0 if state.forced else LEASE_GRACE_SECONDS)
             await state.http.aclose()
 
     app = FastAPI(
@@ -101,9 +107,9 @@ def server_state(app: ASGIApp) -> ServerState:
     return state
 
 
-async def _feed_metrics(state: ServerState) -> None:
+async def _feed_metrics(state: ServerState, events: AsyncIterator[PoolEvent]) -> None:
     assert state.metrics is not None
-    async for event in state.pool.events():
+    async for event in events:
         state.metrics.observe_event(event)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import socket
 from types import FrameType
 
 import uvicorn
@@ -53,6 +54,14 @@ class _DrainingServer(uvicorn.Server):
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self._state.begin_drain()
         super().handle_exit(sig, frame)
+        self._state.forced = self.force_exit
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().shutdown(sockets)
+        if self.force_exit:
+            # uvicorn skips the application's shutdown on a second signal, but the pool
+            # must still stop: its model servers would outlive us otherwise.
+            await self.lifespan.shutdown()
 
 
 def serve(

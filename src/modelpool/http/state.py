@@ -27,6 +27,8 @@ class ServerState:
     """True from the pool's start until shutdown begins (``/readyz``)."""
     draining: asyncio.Event = field(default_factory=asyncio.Event)
     """Set when shutdown begins: event streams end so connections can close."""
+    forced: bool = False
+    """A second signal: stop now, without waiting for leases."""
     loop: asyncio.AbstractEventLoop | None = None
     """The loop the server runs on, once it has started."""
 

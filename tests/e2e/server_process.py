@@ -1,0 +1,119 @@
+"""``modelpool serve`` started as a user starts it: a subprocess on a free loopback port.
+
+``running_server(config)`` writes the config to a temp file, starts the server, waits
+until ``/readyz`` answers (polling a socket: the process gives no other signal), yields
+a ``Server`` and stops it with SIGINT, checking that it exits and leaves no process
+behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import yaml
+
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 45.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Server:
+    url: str
+    """``http://127.0.0.1:PORT`` (no trailing slash)."""
+    process: subprocess.Popen[str]
+    log_path: Path
+
+    @property
+    def v1(self) -> str:
+        return f"{self.url}/v1"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def descendants(self) -> list[psutil.Process]:
+        try:
+            return psutil.Process(self.process.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return []
+
+
+@contextlib.contextmanager
+def running_server(
+    config: Mapping[str, Any] | None,
+    *,
+    env: Mapping[str, str] | None = None,
+    args: tuple[str, ...] = (),
+    api_key: str | None = None,
+) -> Iterator[Server]:
+    """A server on a free port; ``config=None`` runs the embedded default models.
+
+    ``api_key`` is the key to send while waiting for readiness, when keys are set.
+    """
+    with tempfile.TemporaryDirectory(prefix="modelpool-serve-") as folder:
+        command = [sys.executable, "-m", "modelpool", "serve", "--port", str(port := free_port())]
+        if config is not None:
+            path = Path(folder) / "modelpool.yaml"
+            state = {"state_dir": str(Path(folder) / "state")}
+            data = {**config, "pool": {**state, **config.get("pool", {})}}
+            path.write_text(yaml.safe_dump(data))
+            command += ["--config", str(path)]
+        log_path = Path(folder) / "server.log"
+        environ = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", **(env or {})}
+        with log_path.open("w") as log:
+            process = subprocess.Popen(
+                [*command, *args], stdout=log, stderr=subprocess.STDOUT, env=environ, text=True
+            )
+        server = Server(f"http://127.0.0.1:{port}", process, log_path)
+        try:
+            _wait_ready(server, api_key)
+            yield server
+        finally:
+            leftovers = server.descendants()
+            stop(server)
+            alive = [p for p in leftovers if p.is_running() and p.status() != "zombie"]
+            assert not alive, f"processes left behind: {alive}\n{server.log()}"
+
+
+def stop(server: Server, sig: int = signal.SIGINT) -> int:
+    """Signal the server and wait for it to exit; its exit code."""
+    if server.process.poll() is None:
+        server.process.send_signal(sig)
+        try:
+            server.process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait()
+            raise AssertionError(f"server did not stop on {sig!r}\n{server.log()}") from None
+    return server.process.returncode
+
+
+def _wait_ready(server: Server, api_key: str | None) -> None:
+    headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise AssertionError(f"server exited with {server.process.returncode}\n{server.log()}")
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(f"{server.url}/readyz", headers=headers, timeout=1).status_code == 200:
+                return
+        time.sleep(0.05)  # polling a process that gives no other readiness signal
+    raise AssertionError(f"server not ready after {START_TIMEOUT}s\n{server.log()}")
