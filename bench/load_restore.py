@@ -1,8 +1,9 @@
 """Load and restore bandwidth: how close the torch backend's weight moves come to the limits.
 
-    .venv/bin/python bench/load_restore.py [--quick]
+    .venv/bin/python bench/load_restore.py [--quick] [--out FOLDER]
 
-Measured in one run; prints a table and writes ``bench/results/load_restore.{json,md}``.
+Measured in one run; prints a table and writes ``bench/results/load_restore.{json,md}``
+(``--out``: ``load_restore.{json,md}`` in that folder instead, also after ``--quick``).
 
 1. Limits: memcpy between two touched 512 MiB arrays (the faster of numpy and torch,
    best of 7), memcpy into freshly allocated pages (every page faults in: what any load
@@ -29,11 +30,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import ctypes
 import json
 import mmap
 import os
 import platform
+import shlex
 import shutil
 import sys
 import tempfile
@@ -410,18 +413,29 @@ def report(result: dict[str, Any], machine: dict[str, Any], command: str) -> str
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a 0.27 GB checkpoint (smoke run)")
+    parser.add_argument(
+        "--out", type=Path, help="write load_restore.{json,md} here, not in bench/results"
+    )
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     machine = describe_machine()
     result = asyncio.run(measure(args.quick))
-    command = ".venv/bin/python bench/load_restore.py" + (" --quick" if args.quick else "")
-    text = report(result, machine, command)
+    text = report(result, machine, _command())
     print(text)
-    if not args.quick:
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / "load_restore.md").write_text(text + "\n")
-        payload = {"command": command, "machine": machine, "python": sys.version, **result}
-        (RESULTS / "load_restore.json").write_text(json.dumps(payload, indent=2) + "\n")
+    folder: Path | None = args.out or (None if args.quick else RESULTS)  # quick: no files
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "load_restore.md").write_text(text + "\n")
+        payload = {"command": _command(), "machine": machine, "python": sys.version, **result}
+        (folder / "load_restore.json").write_text(json.dumps(payload, indent=2) + "\n")
+
+
+def _command() -> str:
+    """How this run was started: the interpreter as given (relative inside the repo)."""
+    python = Path(sys.executable)
+    with contextlib.suppress(ValueError):
+        python = python.relative_to(Path.cwd())
+    return shlex.join([str(python), "bench/load_restore.py", *sys.argv[1:]])
 
 
 if __name__ == "__main__":
