@@ -63,6 +63,7 @@ def router(state: ServerState) -> APIRouter:
             task = asyncio.create_task(_load_quietly(state, found["id"]))
             background.add(task)
             task.add_done_callback(background.discard)
+            await asyncio.sleep(0)  # the task's first step asks the pool: the view shows it
             return JSONResponse(view(model), status_code=202)
         try:
             await pool.load(found["id"])
