@@ -155,6 +155,10 @@ def test_auto_probe_on_this_machine_reads_ram() -> None:
     assert probe.read("cpu") is not None
 
 
+def test_auto_probe_for_cpu_budgets_loads_no_gpu_library() -> None:
+    assert AutoProbe(devices=["cpu"]).sources == ["system"]
+
+
 def test_probes_are_found_by_name() -> None:
     assert {"static", "system", "nvml", "torch", "auto"} <= set(PROBES.names())
     assert PROBES.get("system") is SystemProbe

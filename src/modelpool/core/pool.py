@@ -57,7 +57,12 @@ def make_policy(
 def make_probe(name: str, budgets: Mapping[DeviceId, Bytes]) -> MemoryProbe:
     """The probe a config names; ``static`` reports the budgets themselves as totals."""
     factory = PROBES.get(name)
-    probe: MemoryProbe = factory(budgets) if name == "static" else factory()
+    if name == "static":
+        probe: MemoryProbe = factory(budgets)
+    elif name == "auto":
+        probe = factory(devices=list(budgets))
+    else:
+        probe = factory()
     return probe
 
 

@@ -77,6 +77,7 @@ def resource_status(scheduler: Scheduler, probe: MemoryProbe | None, now: float)
             **record.stats.snapshot(now),
         }
     return {
+        "clock": now,
         "strategy": scheduler.policy.name,
         "loaded_models": [r.model_id for r in scheduler.records() if r.state is ModelState.READY],
         "active_allocations": allocations,

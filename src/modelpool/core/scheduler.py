@@ -262,6 +262,11 @@ class Scheduler:
             if not record.warm_dropping:
                 self._moves.drop(record, reason)
             return waiter
+        if record.state is ModelState.FAILED:
+            # Holds nothing; unloading it is a reset: the next request tries afresh.
+            record.set_state(ModelState.UNLOADED)
+            record.failures, record.retry_at = 0, 0.0
+            self._emit(EventKind.UNLOADED, record, reason=reason)
         if record.state not in RESIDENT:
             self._effects.grant(waiter, None)
             return waiter
@@ -359,6 +364,11 @@ class Scheduler:
             restored=restored,
         )
         if record.unload_requested is not None:
+            # Explicit loads asked before the unload are done: the model did load. Requests
+            # for leases stay queued and load it again once it is gone.
+            for waiter in [w for w in record.waiters if not w.wants_lease]:
+                self._queue.remove(record, waiter)
+                self._effects.grant(waiter, None)
             record.draining = True
             self._moves.unload(record, record.unload_requested)
             return

@@ -40,11 +40,16 @@ class AutoProbe:
 
     name = "auto"
 
-    def __init__(self, probes: list[MemoryProbe] | None = None) -> None:
+    def __init__(
+        self, probes: list[MemoryProbe] | None = None, devices: Iterable[DeviceId] | None = None
+    ) -> None:
+        """``devices``: the devices that will be read; with no GPU among them, no GPU
+        library is loaded (importing torch only to learn that takes seconds)."""
         if probes is None:
             from modelpool.probes.system import SystemProbe
 
-            gpu = _gpu_probe()
+            wants_gpu = devices is None or any(d.startswith("cuda") for d in devices)
+            gpu = _gpu_probe() if wants_gpu else None
             probes = [gpu, SystemProbe()] if gpu is not None else [SystemProbe()]
         self.probes = probes
 

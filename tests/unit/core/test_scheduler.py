@@ -451,3 +451,28 @@ def test_failures_in_a_row_back_off_exponentially_then_open_the_circuit() -> Non
     h.finish_load("a")
     assert h.state("a") is ModelState.READY
     assert h.s.resolve("a").failures == 0
+
+
+def test_an_unload_asked_while_loading_answers_the_explicit_load_and_stays_unloaded() -> None:
+    h = Harness({"a": FOUR})
+    load = h.s.load("a", token="load")
+    unload = h.s.unload("a", token="unload")
+    h.finish_load("a")
+    assert h.fx.granted[load.waiter_id] is None  # the load it asked for happened
+    assert h.fx.unloads == ["a"]
+    h.finish_unload("a")
+    assert h.fx.granted[unload.waiter_id] is None
+    assert h.state("a") is ModelState.UNLOADED
+    assert h.started_loads() == ["a"]  # nobody asked for it again
+
+
+def test_unloading_a_failed_model_resets_it() -> None:
+    h = Harness({"a": FOUR}, max_failures=1)
+    h.wait("a")
+    h.fail_load("a")
+    assert h.state("a") is ModelState.FAILED
+    done = h.s.unload("a")
+    assert h.fx.granted[done.waiter_id] is None
+    assert h.state("a") is ModelState.UNLOADED
+    h.wait("a")  # the circuit was open; after the reset a plain request loads it again
+    assert h.started_loads() == ["a", "a"]

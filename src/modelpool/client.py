@@ -1,0 +1,304 @@
+"""``ServerClient``: a small synchronous client for a running server's ``/admin`` API.
+
+The CLI's ``status``, ``models``, ``load`` and ``unload`` use it; scripts may too::
+
+    with ServerClient("http://127.0.0.1:8080", api_key="...") as server:
+        server.load("smollm2")  # waits until ready; raises ApiError if the load failed
+        with server.events() as events:  # the live event stream, as dicts
+            for event in events:
+                print(event["kind"], event["model"])
+
+The exceptions::
+
+    ClientError                 anything that kept a call from getting its answer
+    ├── ServerUnreachable       no connection to the URL (the server may not be running)
+    ├── ServerTimeout           connected, but no answer in time
+    └── ApiError                the server answered with an error: .status, .message, .code
+
+It talks HTTP only (httpx, the ``server`` extra): it never imports the server's code.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from itertools import chain, islice
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+__all__ = [
+    "DEFAULT_URL",
+    "ServerClient",
+    "EventStream",
+    "ClientError",
+    "ServerUnreachable",
+    "ServerTimeout",
+    "ApiError",
+]
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+CONNECT_TIMEOUT = 5.0
+STREAM_READ_TIMEOUT = 60.0
+"""The event stream sends a keep-alive comment every 15 s: a minute of silence is a dead
+connection."""
+
+
+class ClientError(Exception):
+    """A call to the server did not get its answer."""
+
+
+class ServerUnreachable(ClientError):
+    """No connection to the server's URL."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(
+            f"cannot connect to {url} ({reason}); the server may not be running: "
+            "start it with 'modelpool serve'"
+        )
+        self.url, self.reason = url, reason
+
+
+class ServerTimeout(ClientError):
+    """The server took the connection but did not answer in time."""
+
+
+class ApiError(ClientError):
+    """The server answered with an error status, in OpenAI's shape or otherwise."""
+
+    def __init__(
+        self, status: int, message: str, *, code: str | None = None, kind: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status, self.message, self.code, self.kind = status, message, code, kind
+
+
+class ServerClient:
+    """The admin API of the server at ``url``; ``api_key`` is sent as a bearer token.
+
+    ``timeout`` bounds every quick call (status, models, one model); ``load`` and
+    ``unload`` wait as long as the server takes unless given their own ``timeout``.
+    ``transport`` replaces the network (``httpx.MockTransport`` in tests).
+    """
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        api_key: str | None = None,
+        timeout: float = 10.0,
+        *,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.url = _checked_url(url)
+        self.timeout = timeout
+        headers = {"accept": "application/json"}
+        if api_key:
+            headers["authorization"] = f"Bearer {api_key}"
+        self._http = httpx.Client(
+            base_url=self.url,
+            headers=headers,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT)),
+            transport=transport,
+        )
+
+    # --- the admin API ------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """``GET /admin/status``: memory per device, strategy, queue, every model."""
+        return self._json("GET", "/admin/status")
+
+    def models(self) -> list[dict[str, Any]]:
+        """``GET /admin/models``: a view of every configured model."""
+        models: list[dict[str, Any]] = self._json("GET", "/admin/models")["models"]
+        return models
+
+    def model(self, model_id: str) -> dict[str, Any]:
+        """``GET /admin/models/{id}``: one model's view (an alias works too)."""
+        return self._json("GET", f"/admin/models/{_segment(model_id)}")
+
+    def load(
+        self, model_id: str, wait: bool = True, timeout: float | None = None
+    ) -> dict[str, Any]:
+        """Load now. ``wait=True``: returns the view once ready, ``ApiError`` (503,
+        ``load_failed``) if the load failed. ``wait=False``: the view at once (202)."""
+        path = f"/admin/models/{_segment(model_id)}/load"
+        params = {"wait": "true" if wait else "false"}
+        waiting = self._waiting(timeout) if wait else None
+        return self._json("POST", path, params=params, timeout=waiting)
+
+    def unload(self, model_id: str, timeout: float | None = None) -> dict[str, Any]:
+        """Unload once the model's leases are back; the view after."""
+        path = f"/admin/models/{_segment(model_id)}/unload"
+        return self._json("POST", path, timeout=self._waiting(timeout))
+
+    def events(self) -> EventStream:
+        """Open ``GET /admin/events/stream``: the pool's events from now on, as dicts.
+
+        Returns once the server has subscribed (its first line came), so whatever the
+        caller does next shows up in the stream. Close it, or use it in ``with``.
+        """
+        timeout = httpx.Timeout(self.timeout, read=STREAM_READ_TIMEOUT)
+        request = self._http.build_request("GET", "/admin/events/stream", timeout=timeout)
+        try:
+            response = self._http.send(request, stream=True)
+        except httpx.TransportError as error:
+            raise self._transport_error(error) from None
+        if response.status_code >= 400:
+            response.read()
+            response.close()
+            raise _api_error(response)
+        return EventStream(response, self._transport_error)
+
+    # --- plumbing -----------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> ServerClient:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _json(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        timeout: httpx.Timeout | None = None,
+    ) -> dict[str, Any]:
+        """The answer's JSON object; ``timeout`` replaces the client's for this call."""
+        try:
+            response = self._http.request(
+                method, path, params=params, timeout=timeout or self._http.timeout
+            )
+        except httpx.TransportError as error:
+            raise self._transport_error(error) from None
+        if response.status_code >= 400:
+            raise _api_error(response)
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise ApiError(
+                response.status_code,
+                f"{method} {path} did not answer with a JSON object: "
+                f"is {self.url} a modelpool server?",
+            )
+        return body
+
+    def _waiting(self, seconds: float | None) -> httpx.Timeout:
+        """A call that waits on the pool: the quick connect, then ``seconds`` (None: no limit)."""
+        return httpx.Timeout(self.timeout, connect=min(self.timeout, CONNECT_TIMEOUT), read=seconds)
+
+    def _transport_error(self, error: httpx.TransportError) -> ClientError:
+        if isinstance(error, httpx.ConnectTimeout):
+            return ServerUnreachable(self.url, "connection timed out")
+        if isinstance(error, httpx.ConnectError):
+            return ServerUnreachable(self.url, _reason(error))
+        if isinstance(error, httpx.TimeoutException):
+            return ServerTimeout(f"{self.url} did not answer in time")
+        if isinstance(error, httpx.RemoteProtocolError):
+            return ClientError(f"{self.url} closed the connection: {_reason(error)}")
+        return ClientError(f"{self.url}: {_reason(error)}")
+
+
+class EventStream:
+    """An open event stream: iterate it for events (dicts); ``close()`` ends it."""
+
+    def __init__(
+        self,
+        response: httpx.Response,
+        transport_error: Callable[[httpx.TransportError], ClientError],
+    ) -> None:
+        self._response, self._transport_error = response, transport_error
+        lines = response.iter_lines()
+        try:
+            # The server subscribes before it sends anything, ": connected" first.
+            first = list(islice(lines, 1))
+        except httpx.TransportError as error:
+            response.close()
+            raise transport_error(error) from None
+        self._events = _server_sent_events(chain(first, lines))
+
+    def __iter__(self) -> EventStream:
+        return self
+
+    def __next__(self) -> dict[str, Any]:
+        try:
+            return next(self._events)
+        except httpx.TransportError as error:
+            self.close()
+            raise self._transport_error(error) from None
+
+    def close(self) -> None:
+        self._response.close()
+
+    def __enter__(self) -> EventStream:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def _checked_url(url: str) -> str:
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as error:
+        raise ValueError(f"invalid server URL {url!r}: {error}") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ValueError(f"invalid server URL {url!r}: expected http://HOST:PORT")
+    return url.rstrip("/")
+
+
+def _segment(model_id: str) -> str:
+    return quote(model_id, safe="")
+
+
+def _reason(error: Exception) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text.removeprefix("[Errno 111] ").lower()
+
+
+def _api_error(response: httpx.Response) -> ApiError:
+    """The server's ``error.message`` when it sent OpenAI's shape, else the status line."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        code, kind = error.get("code"), error.get("type")
+        return ApiError(
+            response.status_code,
+            error["message"],
+            code=code if isinstance(code, str) else None,
+            kind=kind if isinstance(kind, str) else None,
+        )
+    detail = response.text.strip().splitlines()[0][:200] if response.text.strip() else ""
+    message = f"HTTP {response.status_code} {response.reason_phrase}"
+    return ApiError(response.status_code, f"{message}: {detail}" if detail else message)
+
+
+def _server_sent_events(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
+    """Each event's ``data`` as a dict; comments (``: keep-alive``) are skipped."""
+    data: list[str] = []
+    for line in lines:
+        if not line:
+            if data:
+                yield json.loads("\n".join(data))
+                data = []
+            continue
+        if line.startswith(":"):
+            continue
+        field, _, value = line.partition(":")
+        if field == "data":
+            data.append(value.removeprefix(" "))
