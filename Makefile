@@ -72,8 +72,9 @@ $(DEV_STAMP): $(RUNTIME_STAMP)
 browser:
 	@if command -v chromium >/dev/null; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		apt-get install -y -q --no-install-recommends chromium >/dev/null \
-		|| (apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends chromium >/dev/null); \
+		apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1 \
+		|| (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1) \
+		|| echo "note: apt-get could not install chromium: the dashboard test will skip"; \
 	else echo "note: no chromium and not root: the dashboard test will skip (apt-get install chromium)"; fi
 
 install: $(BASE_STAMP)
