@@ -22,7 +22,7 @@ from typing import Any
 
 from modelpool.backends.fake import FakeBackend
 from modelpool.config import ModelSpec
-from modelpool.core.events import EventKind, PoolEvent
+from modelpool.core.events import EventKind, PoolEvent, unload_cause
 from modelpool.core.pool import ModelPool
 from modelpool.errors import ModelPoolError
 
@@ -77,14 +77,7 @@ class DemoProgress:
 
 def eviction_reason(event: PoolEvent) -> str:
     """The category of an unload: ``evicted``, ``ttl``, ``stopping``, ``requested``..."""
-    reason = str(event.detail.get("reason", "unknown"))
-    if reason.startswith("evicted"):
-        return "evicted"
-    if reason.endswith("(ttl)"):
-        return "ttl"
-    if reason.startswith("over budget"):
-        return "over budget"
-    return reason
+    return unload_cause(str(event.detail.get("reason", "unknown")))
 
 
 def build_pool(strategy: str = "hybrid", backend: FakeBackend | None = None) -> ModelPool:

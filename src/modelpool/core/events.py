@@ -53,3 +53,22 @@ class PoolEvent:
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": str(self.kind), "model": self.model_id, "at": self.at, **self.detail}
+
+
+UNLOAD_CAUSES = ("evicted", "ttl", "over_budget", "requested", "stopping", "lost", "other")
+"""What an unload's ``reason`` comes down to, for counting (``lost``: exited on its own)."""
+
+
+def unload_cause(reason: str) -> str:
+    """The category of the scheduler's prose reason for an unload ("evicted by lru for b",
+    "idle for 60s (ttl)", "over budget on cuda:0", "requested", "stopping"): the prose
+    names models and devices, so it cannot be counted or used as a metric label."""
+    if reason.startswith("evicted"):
+        return "evicted"
+    if reason.endswith("(ttl)"):
+        return "ttl"
+    if reason.startswith("over budget"):
+        return "over_budget"
+    if reason in ("requested", "stopping"):
+        return reason
+    return "other"

@@ -9,7 +9,8 @@ Every series has bounded labels, so a client cannot grow the registry:
   client sent;
 * ``endpoint`` is one of the server's routes ("chat/completions", "completions",
   "embeddings"), ``status`` an HTTP status the server answered with;
-* ``reason`` is one of ``UNLOAD_REASONS``, a category of the scheduler's prose reason;
+* ``reason`` is one of ``UNLOAD_CAUSES`` (``core/events.py``): a category of the
+  scheduler's prose reason;
 * ``device`` is a device with a budget, or ``host`` for the warm tier.
 
 The only module that imports ``prometheus_client``; the app imports it lazily, so the
@@ -23,7 +24,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from modelpool.core.events import EventKind, PoolEvent
+from modelpool.core.events import EventKind, PoolEvent, unload_cause
 from modelpool.core.ports import HOST
 from modelpool.core.states import RESIDENT, ModelState
 from modelpool.types import DeviceId
@@ -38,26 +39,8 @@ REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 
 LOAD_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600)
 """Seconds: a warm restore takes a fraction of a second, a large model's cold load minutes."""
 
-UNLOAD_REASONS = ("evicted", "ttl", "over_budget", "requested", "stopping", "lost", "other")
-"""The ``reason`` label's values. ``lost``: the model's process exited on its own."""
-
 HOLDING = RESIDENT | {ModelState.WARM}
 """States in which a model holds memory, on its device or in the warm tier."""
-
-
-def unload_reason(reason: str) -> str:
-    """The category of the scheduler's reason for an unload ("evicted by lru for b",
-    "idle for 60s (ttl)", "over budget on cuda:0", "requested", "stopping"). The prose
-    names models and devices, so as a label it would multiply the series."""
-    if reason.startswith("evicted"):
-        return "evicted"
-    if reason.endswith("(ttl)"):
-        return "ttl"
-    if reason.startswith("over budget"):
-        return "over_budget"
-    if reason in ("requested", "stopping"):
-        return reason
-    return "other"
 
 
 class ServerMetrics:
@@ -174,7 +157,7 @@ class ServerMetrics:
         elif kind is EventKind.LOAD_FAILED:
             self._load_failures.labels(model).inc()
         elif kind in (EventKind.UNLOAD_STARTED, EventKind.OFFLOAD_STARTED):
-            self._unloads.labels(model, unload_reason(str(detail.get("reason", "")))).inc()
+            self._unloads.labels(model, unload_cause(str(detail.get("reason", "")))).inc()
         elif kind is EventKind.LOST:
             self._unloads.labels(model, "lost").inc()
 

@@ -15,11 +15,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from modelpool import EventKind, FakeBackend, LoadFailed, ModelPool, ModelSpec, StaticProbe
-from modelpool.core.events import PoolEvent
+from modelpool.core.events import UNLOAD_CAUSES, PoolEvent, unload_cause
 from modelpool.core.ports import Handle
 from modelpool.core.states import ModelState
 from modelpool.core.testing import ManualClock
-from modelpool.http.metrics import CONTENT_TYPE, UNLOAD_REASONS, ServerMetrics, unload_reason
+from modelpool.http.metrics import CONTENT_TYPE, ServerMetrics
 from modelpool.types import DeviceId
 
 GB = 10**9
@@ -169,8 +169,8 @@ async def test_over_budget_evictions_and_lost_models_have_their_own_reasons() ->
     unloads = "modelpool_model_unloads_total"
     assert value(samples, unloads, model="a", reason="over_budget") == 1
     assert value(samples, unloads, model="b", reason="lost") == 1
-    assert {s["reason"] for s in label_sets(samples, unloads)} <= set(UNLOAD_REASONS)
-    assert unload_reason("a reason the scheduler did not have yet") == "other"
+    assert {s["reason"] for s in label_sets(samples, unloads)} <= set(UNLOAD_CAUSES)
+    assert unload_cause("a reason the scheduler did not have yet") == "other"
 
 
 def test_requests_are_counted_by_status_errors_and_latency_by_endpoint() -> None:
