@@ -90,7 +90,7 @@ def create_app(pool: ModelPool, settings: ServerSettings, *, loopback: bool = Tr
         return HTMLResponse(dashboard, headers={"cache-control": "no-cache"})
 
     return Guard(
-        app,
+        openai_api.DirectRoutes(app, state),
         api_keys=settings.api_keys,
         admin_keys=settings.admin_keys,
         allowed_hosts=settings.allowed_hosts if loopback else None,
@@ -101,8 +101,8 @@ def create_app(pool: ModelPool, settings: ServerSettings, *, loopback: bool = Tr
 def server_state(app: ASGIApp) -> ServerState:
     """The shared state of an application ``create_app`` made."""
     assert isinstance(app, Guard)
-    assert isinstance(app.app, FastAPI)
-    state = app.app.state.modelpool
+    assert isinstance(app.app, openai_api.DirectRoutes)
+    state = app.app.state
     assert isinstance(state, ServerState)
     return state
 

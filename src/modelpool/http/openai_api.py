@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import Awaitable
 from typing import Any, TypeVar
@@ -16,18 +17,21 @@ from typing import Any, TypeVar
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import Receive
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from modelpool.core.states import ModelState
 from modelpool.errors import ModelPoolError
 from modelpool.http import local_models
-from modelpool.http.errors import ApiError, from_pool_error
-from modelpool.http.proxy import UPSTREAM_ERRORS, RelayResponse, forward
+from modelpool.http.errors import SERVER_ERROR, ApiError, error_response, from_pool_error
+from modelpool.http.proxy import RelayResponse, forward
 from modelpool.http.state import ServerState
 
 T = TypeVar("T")
+log = logging.getLogger("modelpool.http")
 
 ENDPOINTS = ("chat/completions", "completions", "embeddings")
+WATCH_AFTER = 0.05
+"""Seconds a request waits before its client's connection is watched for a disconnect."""
 
 
 class ClientGone(Exception):
@@ -45,6 +49,31 @@ def routes(state: ServerState) -> list[Route]:
         return Route(f"/v1/{path}", handle, methods=["POST"], name=path)
 
     return [Route("/v1/models", list_models, methods=["GET"]), *map(endpoint, ENDPOINTS)]
+
+
+class DirectRoutes:
+    """``POST /v1/<endpoint>`` straight to its handler; everything else to ``app``.
+
+    The proxied requests skip FastAPI's middleware stack and router: ``_handle``
+    already turns every error it expects into an OpenAI-shaped answer, and anything
+    else raised before the response starts is answered 500 here, as the app would.
+    """
+
+    def __init__(self, app: ASGIApp, state: ServerState) -> None:
+        self.app, self.state = app, state
+        self.paths = {f"/v1/{path}": path for path in ENDPOINTS}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = self.paths.get(scope["path"]) if scope["type"] == "http" else None
+        if path is None or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        try:
+            response = await _handle(self.state, Request(scope, receive, send), path)
+        except Exception:
+            log.exception("POST /v1/%s failed", path)
+            response = error_response(500, "Internal server error", kind=SERVER_ERROR)
+        await response(scope, receive, send)
 
 
 def _model_list(state: ServerState) -> dict[str, Any]:
@@ -149,24 +178,40 @@ def _json_object(body: bytes) -> dict[str, Any]:
 
 
 async def _unless_client_leaves(receive: Receive, work: Awaitable[T]) -> T:
-    """``await work``, cancelled if the client disconnects first (``ClientGone``)."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_disconnect(receive))
+    """``await work``, cancelled if the client disconnects first (``ClientGone``).
+
+    The watch starts only once ``work`` has taken ``WATCH_AFTER`` seconds: a hot
+    model's quick answer costs a timer, not a task, and a client that leaves a long
+    generation is noticed that much later at most. The watcher cancels this task
+    itself: no second task for ``work`` and no ``asyncio.wait``.
+    """
+    task = asyncio.current_task()
+    assert task is not None
+    watcher: asyncio.Future[None] | None = None
+    waiting = True
+
+    def client_left(gone: asyncio.Future[None]) -> None:
+        if waiting and not gone.cancelled() and gone.exception() is None:
+            task.cancel()
+
+    def watch() -> None:
+        nonlocal watcher
+        watcher = asyncio.ensure_future(_disconnect(receive))
+        watcher.add_done_callback(client_left)
+
+    timer = asyncio.get_running_loop().call_later(WATCH_AFTER, watch)
     try:
-        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+        return await work
     except asyncio.CancelledError:
-        task.cancel()
+        left = watcher is not None and watcher.done() and not watcher.cancelled()
+        if left and task.uncancel() == 0:
+            raise ClientGone from None
         raise
     finally:
-        watcher.cancel()
-    if task.done():
-        return task.result()
-    task.cancel()
-    try:
-        await task  # lets the pool take back a lease granted at the last moment
-    except (asyncio.CancelledError, *UPSTREAM_ERRORS):
-        pass
-    raise ClientGone
+        waiting = False
+        timer.cancel()
+        if watcher is not None:
+            watcher.cancel()
 
 
 async def _disconnect(receive: Receive) -> None:

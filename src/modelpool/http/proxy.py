@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 
+import aiohttp
 import anyio
-import httpx
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
@@ -25,56 +25,72 @@ Done = Callable[[int, bool], None]
 PASSED_HEADERS = ("content-type", "x-request-id", "openai-processing-ms")
 """Upstream headers worth keeping; hop-by-hop ones and lengths are the server's own."""
 
-UPSTREAM_ERRORS = (httpx.TransportError,)
+UPSTREAM_ERRORS = (aiohttp.ClientError,)
 
 
-def upstream_client() -> httpx.AsyncClient:
-    """One client for every model server: keep-alive connections, no overall timeout
-    (a long generation is legitimate), but a short connect timeout."""
-    return httpx.AsyncClient(
-        timeout=httpx.Timeout(None, connect=10.0),
-        limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
-    )
+class Upstream:
+    """One aiohttp session for every model server, made on first use (a session belongs
+    to the running loop): keep-alive connections, no overall timeout (a long generation
+    is legitimate), but a short connect timeout."""
+
+    def __init__(self) -> None:
+        self._session: aiohttp.ClientSession | None = None
+
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=60),
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=10.0),
+                # Bytes pass through as the model's server sent them: ask for none
+                # compressed, as the answer goes on without a Content-Encoding.
+                auto_decompress=False,
+                skip_auto_headers=("User-Agent", "Accept-Encoding"),
+            )
+        return self._session
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
 
 
-async def forward(
-    client: httpx.AsyncClient, lease: Lease, path: str, body: bytes, done: Done
-) -> Response:
+def upstream_client() -> Upstream:
+    return Upstream()
+
+
+async def forward(client: Upstream, lease: Lease, path: str, body: bytes, done: Done) -> Response:
     """Send ``body`` to ``path`` (``chat/completions``...) on the lease's server.
 
     Owns the lease from here: ``done`` is called exactly once, after which the caller
     returns the lease.
     """
     assert lease.endpoint is not None
-    request = client.build_request(
-        "POST",
-        f"{lease.endpoint}/{path}",
-        content=body,
-        headers={"content-type": "application/json", "accept": "*/*"},
-    )
     try:
-        upstream = await client.send(request, stream=True)
+        upstream = await client.session().post(
+            f"{lease.endpoint}/{path}",
+            data=body,
+            headers={"content-type": "application/json", "accept": "*/*"},
+        )
     except UPSTREAM_ERRORS:
         done(502, False)
         raise _unreachable(lease) from None
     if not upstream.headers.get("content-type", "").startswith("text/event-stream"):
         headers = {k: v for k in PASSED_HEADERS if (v := upstream.headers.get(k))}
         try:
-            content = await upstream.aread()
+            content = await upstream.read()
         except UPSTREAM_ERRORS:
             done(502, False)
             raise _unreachable(lease) from None
         finally:
-            await upstream.aclose()
-        done(upstream.status_code, upstream.status_code < 500)
-        return Response(content, upstream.status_code, headers=headers)
+            upstream.release()
+        done(upstream.status, upstream.status < 500)
+        return Response(content, upstream.status, headers=headers)
     return RelayResponse(_Relay(upstream, done))
 
 
 class _Relay:
     """A streamed upstream answer and what to do once it is over, whatever ends it."""
 
-    def __init__(self, upstream: httpx.Response, done: Done) -> None:
+    def __init__(self, upstream: aiohttp.ClientResponse, done: Done) -> None:
         self.upstream, self.done = upstream, done
         # Until the last chunk went out: the client left, which is not the model's fault.
         self.status, self.fine = 499, True
@@ -82,9 +98,9 @@ class _Relay:
 
     async def chunks(self) -> AsyncIterator[bytes]:
         try:
-            async for chunk in self.upstream.aiter_raw():
+            async for chunk in self.upstream.content.iter_any():
                 yield chunk
-            self.status, self.fine = self.upstream.status_code, self.upstream.status_code < 500
+            self.status, self.fine = self.upstream.status, self.upstream.status < 500
         except UPSTREAM_ERRORS:
             self.status, self.fine = 502, False  # the model's server broke off mid-answer
 
@@ -93,8 +109,11 @@ class _Relay:
             return
         self.closed = True
         self.done(self.status, self.fine)
-        # Closing the upstream connection is what tells the model's server to stop.
-        await self.upstream.aclose()
+        if self.status == 499:
+            # Closing the upstream connection is what tells the model's server to stop.
+            self.upstream.close()
+        else:
+            self.upstream.release()
 
 
 class RelayResponse(StreamingResponse):
@@ -103,7 +122,7 @@ class RelayResponse(StreamingResponse):
 
     def __init__(self, relay: _Relay) -> None:
         headers = {k: v for k in PASSED_HEADERS if (v := relay.upstream.headers.get(k))}
-        super().__init__(relay.chunks(), relay.upstream.status_code, headers=headers)
+        super().__init__(relay.chunks(), relay.upstream.status, headers=headers)
         self.relay = relay
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -7,20 +7,19 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import httpx
-
 from modelpool.config import ServerSettings
 from modelpool.core.pool import ModelPool
 
 if TYPE_CHECKING:
     from modelpool.http.metrics import ServerMetrics
+    from modelpool.http.proxy import Upstream
 
 
 @dataclass(eq=False)
 class ServerState:
     pool: ModelPool
     settings: ServerSettings
-    http: httpx.AsyncClient
+    http: Upstream
     metrics: ServerMetrics | None = None
     started_at: float = field(default_factory=time.time)
     ready: bool = False
