@@ -258,6 +258,22 @@ async def test_stop_unloads_everything_even_with_a_lease_out_after_the_drain_tim
         await pool.acquire("a")
 
 
+async def test_a_forced_stop_cancels_a_load_in_flight_instead_of_waiting_for_it() -> None:
+    pool, backend = make_pool(spec("slow", options={"load_seconds": 600}))
+    await pool.start()
+    events = pool.events()
+    loading = asyncio.ensure_future(pool.load("slow"))
+    while (await anext(events)).kind is not EventKind.LOAD_STARTED:
+        pass
+    await pool.stop(drain_timeout=0)  # returns now, not in ten minutes
+    assert pool.state("slow") is ModelState.FAILED
+    assert backend.resident == set()
+    status = pool.get_resource_status()["model_resources"]["slow"]
+    assert status["last_error"] == "the pool stopped while it loaded"
+    with pytest.raises(PoolClosed):
+        await loading
+
+
 async def test_pinned_models_load_at_start_and_survive_pressure() -> None:
     pool, backend = make_pool(spec("p", pinned=True), spec("a"), spec("b"))
     async with pool:

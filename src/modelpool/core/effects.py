@@ -34,6 +34,8 @@ class AsyncEffects:
     def __init__(self, pool: ModelPool) -> None:
         self._pool = pool
         self._watchers: dict[ModelId, asyncio.Task[None]] = {}
+        self._loads: dict[ModelId, asyncio.Task[None]] = {}
+        self._aborting = False
 
     # --- quick effects: run inline -------------------------------------------------
 
@@ -55,7 +57,14 @@ class AsyncEffects:
     # --- slow effects: tasks that report back --------------------------------------
 
     def start_load(self, spec: ModelSpec, device: DeviceId) -> None:
-        self._spawn(self._load(spec, device))
+        self._loads[spec.id] = self._spawn(self._load(spec, device))
+
+    def abort_loads(self) -> None:
+        """A forced stop: loads in flight are cancelled (a backend stops what it started)
+        and reported failed, so that the stop need not wait for their timeouts."""
+        self._aborting = True
+        for task in self._loads.values():
+            task.cancel()
 
     def start_unload(self, handle: Handle) -> None:
         self._stop_watching(handle.model_id)
@@ -93,6 +102,14 @@ class AsyncEffects:
         except Exception as error:  # any backend failure: the model is FAILED, others go on
             pool._scheduler.on_load_done(spec.id, None, describe(error), pool._clock() - started)
             return
+        except asyncio.CancelledError:
+            if not self._aborting:
+                raise
+            reason = "the pool stopped while it loaded"
+            pool._scheduler.on_load_done(spec.id, None, reason, pool._clock() - started)
+            return
+        finally:
+            self._loads.pop(spec.id, None)
         self._loaded(spec, handle)
         pool._scheduler.on_load_done(spec.id, handle, None, pool._clock() - started)
 

@@ -111,12 +111,13 @@ class ModelPool(SyncFacade):
         self._reap_interval = reap_interval
         self._drain_timeout = drain_timeout
         self._release_timeout = release_timeout
+        self._effects = AsyncEffects(self)
         self._scheduler = Scheduler(
             specs,
             {spec.id: self._estimate(spec) for spec in specs},
             {device: parse_size(size) for device, size in budgets.items()},
             make_policy(strategy, strategy_options),
-            AsyncEffects(self),
+            self._effects,
             clock,
             SchedulerSettings(
                 max_queue=max_queue,
@@ -240,8 +241,9 @@ class ModelPool(SyncFacade):
         try:
             await asyncio.wait_for(asyncio.shield(done), timeout)
         except TimeoutError:
-            log.warning("leases still out after %.1fs; unloading anyway", timeout)
+            log.warning("leases or loads still out after %.1fs; stopping anyway", timeout)
             forced = self._loop.create_future()
+            self._effects.abort_loads()
             self._scheduler.stop(token=forced, force=True)
             await forced
         while self._tasks:
