@@ -106,6 +106,12 @@ def test_unknown_models_and_routes_are_404_in_openai_shape(server: Server) -> No
         assert set(response.json()["error"]) == {"message", "type", "param", "code"}
 
 
+def test_a_model_endpoint_takes_only_post(server: Server) -> None:
+    response = httpx.get(f"{server.v1}/chat/completions", timeout=10)
+    assert response.status_code == 405
+    assert response.json()["error"]["code"] == "method_not_allowed"
+
+
 def test_pin_and_unpin(server: Server) -> None:
     assert call(server, "POST", "models/beta/pin").json()["pinned"] is True
     assert call(server, "POST", "models/beta/unpin").json()["pinned"] is False

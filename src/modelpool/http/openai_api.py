@@ -23,7 +23,7 @@ from modelpool.core.states import ModelState
 from modelpool.errors import ModelPoolError
 from modelpool.http import local_models
 from modelpool.http.errors import SERVER_ERROR, ApiError, error_response, from_pool_error
-from modelpool.http.proxy import RelayResponse, forward
+from modelpool.http.proxy import RelayResponse, forward, wait_for_disconnect
 from modelpool.http.state import ServerState
 
 T = TypeVar("T")
@@ -39,16 +39,12 @@ class ClientGone(Exception):
 
 
 def routes(state: ServerState) -> list[Route]:
+    """The routes FastAPI serves; the model endpoints are ``DirectRoutes``'."""
+
     async def list_models(request: Request) -> Response:
         return JSONResponse(_model_list(state))
 
-    def endpoint(path: str) -> Route:
-        async def handle(request: Request) -> Response:
-            return await _handle(state, request, path)
-
-        return Route(f"/v1/{path}", handle, methods=["POST"], name=path)
-
-    return [Route("/v1/models", list_models, methods=["GET"]), *map(endpoint, ENDPOINTS)]
+    return [Route("/v1/models", list_models, methods=["GET"])]
 
 
 class DirectRoutes:
@@ -65,8 +61,12 @@ class DirectRoutes:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = self.paths.get(scope["path"]) if scope["type"] == "http" else None
-        if path is None or scope["method"] != "POST":
+        if path is None:
             await self.app(scope, receive, send)
+            return
+        if scope["method"] != "POST":
+            message = f"Use POST for /v1/{path}"
+            await error_response(405, message, code="method_not_allowed")(scope, receive, send)
             return
         try:
             response = await _handle(self.state, Request(scope, receive, send), path)
@@ -116,7 +116,7 @@ class _Exchange:
             metrics.observe_request(self.model, self.endpoint, status, seconds)
 
 
-async def _handle(state: ServerState, request: Request, path: str) -> Response:
+async def _handle(state: ServerState, request: Request, path: str) -> Response | RelayResponse:
     exchange = _Exchange(state, path)
     try:
         response = await _answer(state, request, path, exchange)
@@ -134,7 +134,9 @@ async def _handle(state: ServerState, request: Request, path: str) -> Response:
     return response
 
 
-async def _answer(state: ServerState, request: Request, path: str, exchange: _Exchange) -> Response:
+async def _answer(
+    state: ServerState, request: Request, path: str, exchange: _Exchange
+) -> Response | RelayResponse:
     body = await request.body()
     payload = _json_object(body)
     name = payload.get("model")
@@ -196,7 +198,7 @@ async def _unless_client_leaves(receive: Receive, work: Awaitable[T]) -> T:
 
     def watch() -> None:
         nonlocal watcher
-        watcher = asyncio.ensure_future(_disconnect(receive))
+        watcher = asyncio.ensure_future(wait_for_disconnect(receive))
         watcher.add_done_callback(client_left)
 
     timer = asyncio.get_running_loop().call_later(WATCH_AFTER, watch)
@@ -212,8 +214,3 @@ async def _unless_client_leaves(receive: Receive, work: Awaitable[T]) -> T:
         timer.cancel()
         if watcher is not None:
             watcher.cancel()
-
-
-async def _disconnect(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
