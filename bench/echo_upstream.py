@@ -6,8 +6,9 @@
 ``POST /v1/completions`` answer a canned completion, or with ``"stream": true`` an SSE
 stream of ``--chunks`` ``data:`` events then ``data: [DONE]``, one event per chunk of a
 chunked body and one write per event (the loop is yielded between them, so each leaves
-as its own segment, as an LLM's tokens do). ``--delay S`` holds every completion S
-seconds before its first byte, as a model's generation would. Anything else is 404.
+as its own segment, as an LLM's tokens do). ``--delay S`` holds every completion
+about S seconds (uniformly 0.5 S to 1.5 S, seeded) before its first byte, as a model's
+generation would. Anything else is 404.
 
 Plain HTTP/1.1 on an ``asyncio.Protocol``, keep-alive (HTTP/1.0 and
 ``Connection: close`` get one answer, then the connection closes), bodies by ``Content-Length``
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import signal
 from typing import Any
 
@@ -80,6 +82,7 @@ class Answers:
         self.stream = stream_chunks(chunks)
         self.not_found = response("404 Not Found", b'{"error":{"message":"not found"}}')
         self.bad = response("400 Bad Request", b'{"error":{"message":"bad request"}}')
+        self.jitter = random.Random(0)
 
 
 class EchoProtocol(asyncio.Protocol):
@@ -158,7 +161,9 @@ class EchoProtocol(asyncio.Protocol):
         transport = self.transport
         assert transport is not None
         if self.delay:
-            await asyncio.sleep(self.delay)
+            # Spread around the mean, as generation times are: a fixed delay would answer
+            # every connection in the same instant and time bursts, not the proxy.
+            await asyncio.sleep(self.delay * self.answers.jitter.uniform(0.5, 1.5))
         if transport.is_closing():
             return
         if not stream:

@@ -202,13 +202,18 @@ async def latency(targets: list[Target], stream: bool, plan: Plan) -> dict[str, 
     return samples
 
 
-async def throughput_slice(target: Target, stream: bool, concurrency: int, seconds: float) -> int:
-    """Requests completed in ``seconds`` by ``concurrency`` connections, one in flight each."""
+async def throughput_slice(
+    target: Target, stream: bool, concurrency: int, seconds: float
+) -> tuple[int, float]:
+    """Requests completed by ``concurrency`` connections, one in flight each, sending for
+    ``seconds``; and the seconds from the first to the last answer counted."""
     connections = [await Connection.open(target.port) for _ in range(concurrency)]
     request = target.request(stream)
-    for connection in connections:  # one exchange each before the clock starts
-        await connection.exchange(request)
-    deadline = time.perf_counter() + seconds
+    # One exchange each before the clock starts (together: a slow upstream would
+    # otherwise spend the warm-up in series).
+    await asyncio.gather(*(connection.exchange(request) for connection in connections))
+    start = time.perf_counter()
+    deadline = start + seconds
     done = 0
 
     async def worker(connection: Connection) -> None:
@@ -220,10 +225,11 @@ async def throughput_slice(target: Target, stream: bool, concurrency: int, secon
 
     try:
         await asyncio.gather(*(worker(c) for c in connections))
+        elapsed = time.perf_counter() - start
     finally:
         for connection in connections:
             await connection.close()
-    return done
+    return done, elapsed
 
 
 def cpu_seconds(processes: list[psutil.Process]) -> float:
@@ -247,9 +253,9 @@ async def throughput(
     for slice_ in range(plan.slices):
         for target in targets if slice_ % 2 == 0 else list(reversed(targets)):
             before = cpu_seconds(cpu[target.name])
-            start = time.perf_counter()
-            done = await throughput_slice(target, stream, plan.concurrency, plan.slice_seconds)
-            elapsed = time.perf_counter() - start
+            done, elapsed = await throughput_slice(
+                target, stream, plan.concurrency, plan.slice_seconds
+            )
             used[target.name] += cpu_seconds(cpu[target.name]) - before
             count[target.name] += done
             rates[target.name].append(done / elapsed)
@@ -476,6 +482,7 @@ def report(
         "core, the figure to set against a real model server's own rate.",
         "",
         f"Paced upstream: the same echo server taking {PACED_DELAY * 1000:g} ms per answer "
+        "on average (0.5× to 1.5×) "
         f"(a fast model's pace), {plan.concurrency} connections: the throughput a model "
         "server that does real work keeps behind modelpool.",
         "",
