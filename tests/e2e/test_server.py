@@ -7,6 +7,7 @@ all-MiniLM-L6-v2 in-process (embeddings), installed by ``make test``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import math
 import signal
@@ -232,11 +233,16 @@ def test_bad_embedding_input_names_the_field(server: Server) -> None:
     assert raised.value.param == "input"
 
 
-def test_a_client_that_leaves_mid_stream_returns_its_lease(server: Server) -> None:
+@contextlib.contextmanager
+def streaming_chat(server: Server, prompt: str, max_tokens: int) -> Iterator[Iterator[bytes]]:
+    """A streamed chat answer from ``smollm2``, its first chunk already read; the rest.
+
+    Hold on to the iterator: dropping it closes the connection (the client leaves).
+    """
     body = {
         "model": "smollm2",
-        "messages": [{"role": "user", "content": "Write a long story about the sea."}],
-        "max_tokens": 400,
+        "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": max_tokens,
         "stream": True,
     }
     with (
@@ -244,8 +250,13 @@ def test_a_client_that_leaves_mid_stream_returns_its_lease(server: Server) -> No
         http.stream("POST", f"{server.v1}/chat/completions", json=body) as response,
     ):
         assert response.status_code == 200
-        chunks = response.iter_raw()  # kept: dropping the iterator closes the connection
+        chunks = response.iter_raw()
         assert next(chunks).startswith(b"data:")
+        yield chunks
+
+
+def test_a_client_that_leaves_mid_stream_returns_its_lease(server: Server) -> None:
+    with streaming_chat(server, "Write a long story about the sea.", 400):
         assert admin(server, "models/smollm2")["leases"] == 1
     # The stream was closed after one chunk: the lease must come back soon after.
     wait_for(lambda: admin(server, "models/smollm2")["leases"] == 0)
@@ -359,19 +370,7 @@ def test_waiting_requests_are_bounded_and_time_out_with_retry_after() -> None:
 def test_sigterm_drains_a_streaming_request_then_stops_every_process() -> None:
     config = two_chats_and_minilm(ONE_CHAT_MODEL)
     with running_server(config) as running:
-        body = {
-            "model": "smollm2",
-            "messages": [{"role": "user", "content": "Tell me about rivers."}],
-            "max_tokens": 48,
-            "stream": True,
-        }
-        llama = []
-        with (
-            httpx.Client(timeout=60) as http,
-            http.stream("POST", f"{running.v1}/chat/completions", json=body) as response,
-        ):
-            chunks = response.iter_raw()
-            next(chunks)
+        with streaming_chat(running, "Tell me about rivers.", 48) as chunks:
             llama = running.descendants()
             assert llama, "the model's server should be running"
             running.process.send_signal(signal.SIGTERM)
@@ -408,18 +407,7 @@ def test_binding_beyond_loopback_without_a_key_is_refused() -> None:
 
 def test_a_second_signal_stops_at_once_and_still_ends_the_model_servers() -> None:
     with running_server(two_chats_and_minilm(ONE_CHAT_MODEL)) as running:
-        body = {
-            "model": "smollm2",
-            "messages": [{"role": "user", "content": "Write a long story."}],
-            "max_tokens": 400,
-            "stream": True,
-        }
-        with (
-            httpx.Client(timeout=60) as http,
-            http.stream("POST", f"{running.v1}/chat/completions", json=body) as response,
-        ):
-            chunks = response.iter_raw()
-            next(chunks)
+        with streaming_chat(running, "Write a long story.", 400):
             llama = running.descendants()
             running.process.send_signal(signal.SIGINT)
             wait_for(lambda: "Waiting for connections to close" in running.log())
