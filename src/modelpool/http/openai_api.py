@@ -1,8 +1,8 @@
 """The OpenAI-compatible routes: ``/v1/models`` and the three model endpoints.
 
-Plain Starlette routes, not FastAPI ones: the body is read as bytes and only ``model``
-(and ``stream``) are looked at, so a request costs microseconds on top of the model's
-own server, and fields this server has never heard of pass through untouched.
+The model endpoints bypass FastAPI (``DirectRoutes``): the body is read as bytes and
+only ``model`` is looked at, so a request costs little on top of the model's own
+server, and fields this server has never heard of pass through untouched.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ class ClientGone(Exception):
 
 
 def routes(state: ServerState) -> list[Route]:
-    """The routes FastAPI serves; the model endpoints are ``DirectRoutes``'."""
+    """The routes FastAPI serves here; ``DirectRoutes`` serves the model endpoints."""
 
     async def list_models(request: Request) -> Response:
         return JSONResponse(_model_list(state))
@@ -126,6 +126,9 @@ async def _handle(state: ServerState, request: Request, path: str) -> Response |
     except ClientGone:
         exchange.finish(499)
         return Response(status_code=499)
+    except asyncio.CancelledError:  # the server is stopping: not the model's fault
+        exchange.finish(499)
+        raise
     except BaseException:
         exchange.finish(500, False)
         raise
