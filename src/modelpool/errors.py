@@ -12,6 +12,7 @@
     ├── LoadFailed             the backend could not load the model (model is FAILED)
     │   └── CircuitOpen        ... too many times in a row: only an explicit load retries
     ├── PoolClosed             the pool is stopped or was never started
+    ├── StateError             a state file under the state dir cannot be written
     ├── IllegalTransition      a lifecycle bug: a state change the table forbids
     └── AccountingError        a ledger bug: bytes that would not add up
 
@@ -165,6 +166,14 @@ class CircuitOpen(LoadFailed):
 
 class PoolClosed(ModelPoolError):
     """The pool is not running: never started, or stopped."""
+
+
+class StateError(ModelPoolError):
+    """A state file could not be written; the previous one, if any, is untouched."""
+
+    def __init__(self, path: object, reason: str) -> None:
+        self.path, self.reason = str(path), reason
+        super().__init__(f"cannot write state file {self.path}: {reason}")
 
 
 class IllegalTransition(ModelPoolError, RuntimeError):

@@ -4,28 +4,34 @@ A model's first load reserves its configured ``memory`` (or its backend's estima
 once a backend has measured it, the measurement is kept here, in a small JSON file
 under the state dir, and wins from then on, including after a restart. Each entry
 carries a fingerprint of the spec's backend, options and device, so changing any of
-those forgets the old figure. Writes are atomic (a temporary file, then a rename), so
-a crash never leaves half a file; an unreadable file is set aside and started afresh.
+those forgets the old figure. The file is a ``StateFile`` (kind ``"estimates"``): written
+atomically with the previous copy kept as ``.bak``; an unreadable file is set aside and
+the backup used, or else started afresh. A file from before the envelope
+(``{"format": 1, "models": ...}``) is still read, and rewritten in the new form on the
+next measurement. Failing to save is logged, never raised: a model that loaded fine
+must not fail because its figure could not be remembered.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from modelpool.config import ModelSpec
+from modelpool.core.statefile import StateFile
+from modelpool.errors import StateError
 from modelpool.types import Bytes
 
 log = logging.getLogger("modelpool.estimates")
 
-FORMAT = 1
+KIND = "estimates"
+VERSION = 1
+LEGACY_FORMAT = 1  # the top-level "format" of files written before StateFile
 
 
 def fingerprint(spec: ModelSpec) -> str:
@@ -39,7 +45,9 @@ class EstimateStore:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path).expanduser()
-        self._entries: dict[str, dict[str, Any]] = self._read()
+        self._file = StateFile(self.path, KIND, VERSION, legacy=_legacy, check=_check)
+        self._entries: dict[str, dict[str, Any]] = dict(self._file.load() or {})
+        self._report()
 
     def get(self, spec: ModelSpec) -> Bytes | None:
         entry = self._entries.get(spec.id)
@@ -53,34 +61,24 @@ class EstimateStore:
         if self._entries.get(spec.id, {}).get("bytes") == entry["bytes"]:
             return  # nothing new: spare the disk
         self._entries[spec.id] = entry
-        self._write()
-
-    def _read(self) -> dict[str, dict[str, Any]]:
         try:
-            data = json.loads(self.path.read_text())
-            if data.get("format") != FORMAT or not isinstance(data.get("models"), dict):
-                raise ValueError(f"not an estimates file of format {FORMAT}")
-            return dict(data["models"])
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError, AttributeError) as error:
-            aside = self.path.with_name(self.path.name + ".unreadable")
-            log.warning("ignoring %s (%s); moved it to %s", self.path, error, aside)
-            with contextlib.suppress(OSError):
-                self.path.replace(aside)
-            return {}
+            self._file.save(self._entries)
+        except StateError as error:
+            log.warning("measured footprint of %r not remembered: %s", spec.id, error)
 
-    def _write(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        text = json.dumps({"format": FORMAT, "models": self._entries}, indent=1, sort_keys=True)
-        handle, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=".estimates-")
-        try:
-            with os.fdopen(handle, "w") as file:
-                file.write(text)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
-            raise
+    def _report(self) -> None:
+        for warning in self._file.warnings:
+            log.warning("%s", warning)
+        self._file.warnings.clear()
+
+
+def _legacy(document: dict[str, Any]) -> Any | None:
+    """The entries of a file written before StateFile, or None if it is not one."""
+    if document.get("format") == LEGACY_FORMAT and isinstance(document.get("models"), dict):
+        return document["models"]
+    return None
+
+
+def _check(data: Any) -> None:
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise ValueError("expected an object of model id -> entry objects")

@@ -1,0 +1,1 @@
+"""Health of served models: request outcomes and latencies per model and version."""
