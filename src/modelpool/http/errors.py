@@ -51,35 +51,16 @@ class ApiError(Exception):
         self.code, self.param, self.retry_after = code, param, retry_after
 
     def response(self) -> JSONResponse:
-        return error_response(
-            self.status,
-            self.message,
-            kind=self.kind,
-            code=self.code,
-            param=self.param,
-            retry_after=self.retry_after,
-        )
+        body = {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}
+        headers = {}
+        if self.retry_after is not None:
+            headers["Retry-After"] = str(max(1, math.ceil(self.retry_after)))
+        return JSONResponse({"error": body}, self.status, headers=headers)
 
 
-def error_body(
-    message: str, kind: str, code: str | None = None, param: str | None = None
-) -> dict[str, Any]:
-    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
-
-
-def error_response(
-    status: int,
-    message: str,
-    *,
-    kind: str = INVALID_REQUEST,
-    code: str | None = None,
-    param: str | None = None,
-    retry_after: float | None = None,
-) -> JSONResponse:
-    headers = {}
-    if retry_after is not None:
-        headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
-    return JSONResponse(error_body(message, kind, code, param), status, headers=headers)
+def error_response(status: int, message: str, **details: Any) -> JSONResponse:
+    """The answer for an error that is not raised (``details``: as ``ApiError`` takes)."""
+    return ApiError(status, message, **details).response()
 
 
 def from_pool_error(error: ModelPoolError) -> ApiError:
