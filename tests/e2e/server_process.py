@@ -1,4 +1,4 @@
-"""``modelpool serve`` started as a user starts it: a subprocess on a free loopback port.
+"""``modelpool`` run as a user runs it; ``modelpool serve`` on a free loopback port.
 
 ``running_server(config)`` writes the config to a temp file, starts the server, waits
 until ``/readyz`` answers (polling a socket: the process gives no other signal), yields
@@ -27,6 +27,21 @@ import yaml
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 45.0
+
+
+def modelpool_cli(
+    *args: str, env: Mapping[str, str] | None = None, timeout: float = 20
+) -> subprocess.CompletedProcess[str]:
+    """``python -m modelpool ARGS``, with none of the caller's ``MODELPOOL_*`` settings."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("MODELPOOL_")}
+    return subprocess.run(
+        [sys.executable, "-m", "modelpool", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env=environ | dict(env or {}),
+    )
 
 
 def free_port() -> int:

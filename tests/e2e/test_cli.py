@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from server_process import modelpool_cli
 
 import modelpool
 
@@ -31,16 +30,6 @@ models:
     memory: lots
     device: cpu
 """
-
-
-def modelpool_cli(*args: str, timeout: float = 15) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "modelpool", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 def test_check_config_accepts_a_valid_file(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
-from server_process import Server, free_port, running_server
+from server_process import Server, free_port, modelpool_cli, running_server
 from typer.testing import CliRunner
 
 from modelpool import cli
@@ -53,23 +53,8 @@ def server() -> Iterator[Server]:
         yield server
 
 
-def modelpool(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 20
-) -> subprocess.CompletedProcess[str]:
-    """The command, with none of the caller's ``MODELPOOL_*`` settings leaking in."""
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("MODELPOOL_")}
-    return subprocess.run(
-        [sys.executable, "-m", "modelpool", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        env=environ | (env or {}),
-    )
-
-
 def remote(server: Server, *args: str) -> subprocess.CompletedProcess[str]:
-    return modelpool(*args, "--url", server.url, "--api-key", KEY)
+    return modelpool_cli(*args, "--url", server.url, "--api-key", KEY)
 
 
 def json_of(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
@@ -271,7 +256,7 @@ def test_an_unknown_model_exits_4(server: Server, command: str) -> None:
 @pytest.mark.parametrize("command", [("status",), ("load", "loadable")])
 def test_an_unreachable_server_exits_3(command: tuple[str, ...]) -> None:
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    result = modelpool(*command, "--url", url)
+    result = modelpool_cli(*command, "--url", url)
     assert result.returncode == 3
     line = one_error_line(result)
     assert f"cannot connect to {url}" in line
@@ -280,7 +265,7 @@ def test_an_unreachable_server_exits_3(command: tuple[str, ...]) -> None:
 
 @pytest.mark.parametrize("args", [("status", "--url", "ftp://example.com"), ("load",)])
 def test_invalid_input_exits_2(args: tuple[str, ...]) -> None:
-    result = modelpool(*args)
+    result = modelpool_cli(*args)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
 
@@ -288,7 +273,7 @@ def test_invalid_input_exits_2(args: tuple[str, ...]) -> None:
 @pytest.mark.parametrize("key", [None, "wrong"])
 def test_a_missing_or_wrong_key_exits_5(server: Server, key: str | None) -> None:
     given = () if key is None else ("--api-key", key)
-    result = modelpool("models", "--url", server.url, *given)
+    result = modelpool_cli("models", "--url", server.url, *given)
     assert result.returncode == 5
     line = one_error_line(result)
     assert line.startswith("error: authentication failed: ")
@@ -296,7 +281,7 @@ def test_a_missing_or_wrong_key_exits_5(server: Server, key: str | None) -> None
 
 
 def test_the_url_and_key_can_come_from_the_environment(server: Server) -> None:
-    result = modelpool(
+    result = modelpool_cli(
         "status", "--json", env={"MODELPOOL_URL": server.url, "MODELPOOL_API_KEY": KEY}
     )
     assert result.returncode == 0, result.stderr

@@ -26,7 +26,7 @@ from modelpool.core.pool import ModelPool
 from modelpool.http import admin_api, openai_api
 from modelpool.http.errors import SERVER_ERROR, ApiError, error_response
 from modelpool.http.metrics import CONTENT_TYPE, ServerMetrics
-from modelpool.http.proxy import upstream_client
+from modelpool.http.proxy import Upstream
 from modelpool.http.security import Guard
 from modelpool.http.state import ServerState
 
@@ -35,7 +35,7 @@ LEASE_GRACE_SECONDS = 5.0
 
 def create_app(pool: ModelPool, settings: ServerSettings, *, loopback: bool = True) -> ASGIApp:
     """The server for ``pool``. ``loopback``: bound to 127.0.0.1, so ``Host`` is checked."""
-    state = ServerState(pool, settings, upstream_client(), ServerMetrics())
+    state = ServerState(pool, settings, Upstream(), ServerMetrics())
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -53,10 +53,6 @@ class Upstream:
             await self._session.close()
 
 
-def upstream_client() -> Upstream:
-    return Upstream()
-
-
 async def forward(
     client: Upstream, lease: Lease, path: str, body: bytes, done: Done
 ) -> Response | RelayResponse:
