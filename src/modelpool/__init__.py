@@ -30,11 +30,16 @@ from modelpool.errors import (
     PluginNotFound,
     PoolClosed,
     QueueFull,
+    SwitchRefused,
     UnknownModel,
+    UnknownOperation,
+    UnknownVersion,
     WaitTimeout,
 )
+from modelpool.monitor.health import HealthMonitor, Thresholds
 from modelpool.plugins import BACKENDS, POLICIES
 from modelpool.probes.static import StaticProbe
+from modelpool.rollout import RolloutManager, Strategy, SwitchResult
 from modelpool.types import ModelSwitchingStrategy
 from modelpool.units import format_size, parse_size
 
@@ -54,6 +59,7 @@ __all__ = [
     "EvictionContext",
     "EvictionPolicy",
     "FakeBackend",
+    "HealthMonitor",
     "Handle",
     "InsufficientMemory",
     "Lease",
@@ -69,8 +75,15 @@ __all__ = [
     "PoolClosed",
     "PoolEvent",
     "QueueFull",
+    "RolloutManager",
     "StaticProbe",
+    "Strategy",
+    "SwitchRefused",
+    "SwitchResult",
+    "Thresholds",
     "UnknownModel",
+    "UnknownOperation",
+    "UnknownVersion",
     "WaitTimeout",
     "__version__",
     "format_size",

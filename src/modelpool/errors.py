@@ -12,6 +12,10 @@
     ├── LoadFailed             the backend could not load the model (model is FAILED)
     │   └── CircuitOpen        ... too many times in a row: only an explicit load retries
     ├── PoolClosed             the pool is stopped or was never started
+    ├── ModelBusy              a model to forget is still loaded or wanted
+    ├── UnknownVersion         a model has no version under that name
+    ├── UnknownOperation       no rollout operation has that id
+    ├── SwitchRefused          a rollout cannot start (every problem listed)
     ├── StateError             a state file under the state dir cannot be written
     ├── IllegalTransition      a lifecycle bug: a state change the table forbids
     └── AccountingError        a ledger bug: bytes that would not add up
@@ -166,6 +170,42 @@ class CircuitOpen(LoadFailed):
 
 class PoolClosed(ModelPoolError):
     """The pool is not running: never started, or stopped."""
+
+
+class ModelBusy(ModelPoolError):
+    """A model cannot be forgotten while it is loaded, loading or waited for."""
+
+    def __init__(self, model_id: ModelId, state: str, waiting: int) -> None:
+        self.model_id = model_id
+        why = f"it is {state}" + (f" with {waiting} requests waiting" if waiting else "")
+        super().__init__(f"model {model_id!r} cannot be removed: {why}; unload it first")
+
+
+class UnknownVersion(ModelPoolError, LookupError):
+    """The model exists but has no version under this name."""
+
+    def __init__(self, model_id: ModelId, version: str, known: Sequence[str]) -> None:
+        self.model_id, self.version = model_id, version
+        close = difflib.get_close_matches(version, list(known), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        shown = ", ".join(known) or "none"
+        super().__init__(f"model {model_id!r} has no version {version!r}{hint}; versions: {shown}")
+
+
+class UnknownOperation(ModelPoolError, LookupError):
+    """No rollout operation has this id (or it left the history)."""
+
+    def __init__(self, operation_id: str) -> None:
+        self.operation_id = operation_id
+        super().__init__(f"no rollout operation {operation_id!r}")
+
+
+class SwitchRefused(ModelPoolError):
+    """A rollout was refused before any traffic moved; ``problems`` lists every reason."""
+
+    def __init__(self, model_id: ModelId, problems: Sequence[str]) -> None:
+        self.model_id, self.problems = model_id, list(problems)
+        super().__init__(f"cannot switch {model_id!r}: " + "; ".join(self.problems))
 
 
 class StateError(ModelPoolError):

@@ -332,7 +332,10 @@ def test_unknown_keys_at_every_level_have_path_suggestion_and_line() -> None:
 
 def test_unknown_key_without_a_close_match_lists_the_accepted_keys() -> None:
     issues = issues_of("zzz: 1\n")
-    assert issue_at(issues, "zzz").message == "unknown key; expected one of: models, pool, server"
+    assert (
+        issue_at(issues, "zzz").message
+        == "unknown key; expected one of: health, models, pool, server"
+    )
 
 
 def test_keys_must_be_strings() -> None:

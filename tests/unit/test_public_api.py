@@ -26,6 +26,7 @@ def test_all_lists_exactly_the_public_names() -> None:
         # Imported by other tests in the same process: subpackages, not names.
         "bootstrap",
         "cli",
+        "cli_rollout",
         "client",
         "demo",
         "http",

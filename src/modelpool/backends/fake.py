@@ -37,15 +37,28 @@ class FakeOptions(BaseModel):
     fail_unloads: int = Field(0, ge=0)
     offload_seconds: float = Field(0.0, ge=0)
     restore_seconds: float = Field(0.0, ge=0)
+    fail_requests: float = Field(0.0, ge=0, le=1)
+    """This fraction of calls to the loaded model raise ``FakeRequestError``, evenly
+    spread (0.3: calls 4, 7, 10, ... of every ten fail three times)."""
+
+
+class FakeRequestError(RuntimeError):
+    """A call to a fake model failed because its options said so."""
 
 
 class FakeModel:
     """The 'loaded object' of a fake model: echoes prompts, so a demo shows who answered."""
 
-    def __init__(self, model_id: ModelId, device: DeviceId) -> None:
+    def __init__(self, model_id: ModelId, device: DeviceId, fail_requests: float = 0.0) -> None:
         self.model_id, self.device = model_id, device
+        self.fail_requests = fail_requests
+        self.calls = 0
 
     def __call__(self, prompt: str) -> str:
+        self.calls += 1
+        # Exactly fail_requests of every call so far, spread out: no luck involved.
+        if int(self.calls * self.fail_requests) > int((self.calls - 1) * self.fail_requests):
+            raise FakeRequestError(f"{self.model_id}: scripted request failure")
         return f"[{self.model_id}@{self.device}] {prompt}"
 
 
@@ -96,7 +109,11 @@ class FakeBackend:
         # Only a scripted footprint counts as "measured"; otherwise the estimate stands.
         footprint = options.footprint
         return Handle(
-            spec.id, device, obj=FakeModel(spec.id, device), footprint=footprint, native=options
+            spec.id,
+            device,
+            obj=FakeModel(spec.id, device, options.fail_requests),
+            footprint=footprint,
+            native=options,
         )
 
     def crash(self, model_id: ModelId, reason: str = "scripted crash") -> None:
@@ -133,8 +150,8 @@ class FakeBackend:
             await asyncio.sleep(options.restore_seconds)
         self.warm.discard(warm.model_id)
         self.resident.add(warm.model_id)
-        return Handle(warm.model_id, device, obj=FakeModel(warm.model_id, device),
-                      footprint=warm.footprint, native=options)  # fmt: skip
+        model = FakeModel(warm.model_id, device, options.fail_requests)
+        return Handle(warm.model_id, device, obj=model, footprint=warm.footprint, native=options)
 
     async def unload(self, handle: Handle) -> None:
         """Unloads a model, or drops its warm copy (a handle on ``HOST``)."""

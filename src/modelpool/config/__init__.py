@@ -1,24 +1,39 @@
 """Configuration: ``ModelSpec`` and ``Config``, validated by pydantic, from YAML and env.
 
-``schema`` holds the models, ``fields`` the reusable field types (sizes, durations,
-ids, devices), ``env`` the ``MODELPOOL_*`` overrides, ``issues`` the translation of
-validation errors into ``ConfigIssue``s that name the file, the key path and the line.
+``schema`` holds the models, ``versions`` a model's versions and health thresholds,
+``fields`` the reusable field types (sizes, durations, ids, devices), ``env`` the
+``MODELPOOL_*`` overrides, ``issues`` the translation of validation errors into
+``ConfigIssue``s that name the file, the key path and the line.
 """
 
 from modelpool.config.schema import (
     DEFAULT_STATE_DIR,
     Config,
+    HealthSettings,
     ModelSpec,
     PoolSettings,
     ServerSettings,
     default_state_dir,
 )
+from modelpool.config.versions import (
+    ThresholdSettings,
+    VersionSpec,
+    merged_thresholds,
+    record_specs,
+    version_spec,
+)
 
 __all__ = [
     "DEFAULT_STATE_DIR",
     "Config",
+    "HealthSettings",
     "ModelSpec",
     "PoolSettings",
     "ServerSettings",
+    "ThresholdSettings",
+    "VersionSpec",
     "default_state_dir",
+    "merged_thresholds",
+    "record_specs",
+    "version_spec",
 ]

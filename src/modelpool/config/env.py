@@ -31,7 +31,7 @@ KEY_LISTS: dict[str, tuple[str, str]] = {
 """Variables that hold comma-separated keys, not YAML (a key may contain any character)."""
 RESERVED = frozenset({"MODELPOOL_CONFIG"})
 """Variables with the prefix that are not settings (the CLI reads the file name)."""
-SECTIONS = ("server", "pool", "models")
+SECTIONS = ("server", "pool", "health", "models")
 
 
 @dataclass(frozen=True, slots=True)

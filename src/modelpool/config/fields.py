@@ -1,4 +1,5 @@
-"""Annotated field types shared by the config models: ids, devices, sizes, durations.
+"""Annotated field types shared by the config models: ids, versions, devices, sizes,
+durations.
 
 Each converts what people write (``"6GB"``, ``"10m"``) and rejects the rest with a
 message saying what was expected; backends can use them in their ``options_model``.
@@ -18,14 +19,24 @@ from modelpool.types import Bytes, DeviceId, ModelId
 from modelpool.units import parse_size
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_VERSION_LENGTH = 64
 _DEVICE = re.compile(r"^[a-z]+(:\d+)?$")
 
 
 def _check_id(value: str) -> str:
-    if not 1 <= len(value) <= 128 or not _ID.match(value):
+    if not 1 <= len(value) <= 128 or not _ID.fullmatch(value):
         raise ValueError(
             "expected an id of 1-128 letters, digits, '.', '_' or '-' starting with a "
             f"letter or digit (no '/', spaces or '@'), got {value!r}"
+        )
+    return value
+
+
+def _check_version(value: str) -> str:
+    if not 1 <= len(value) <= _VERSION_LENGTH or not _ID.fullmatch(value):
+        raise ValueError(
+            f"expected a version name of 1-{_VERSION_LENGTH} letters, digits, '.', '_' or '-' "
+            f"starting with a letter or digit (no '@', '/' or spaces), got {value!r}"
         )
     return value
 
@@ -57,6 +68,11 @@ def _to_seconds(value: object) -> object:
     raise ValueError(f"expected a duration such as 600, '10m' or '1h', got {shown(value)}")
 
 
+def number_as_name(value: object) -> object:
+    # YAML reads a name such as 2 as a number; as a name it is the string "2".
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
 def one_or_many(value: object) -> object:
     # "tags: chat" is read as the one-element list it obviously means.
     return (value,) if isinstance(value, str) else value
@@ -64,6 +80,9 @@ def one_or_many(value: object) -> object:
 
 Id = Annotated[ModelId, AfterValidator(_check_id)]
 """A model id or alias: 1-128 of letters, digits, '.', '_', '-'; no path or '@'."""
+VersionName = Annotated[str, BeforeValidator(number_as_name), AfterValidator(_check_version)]
+"""A model version's name (``v2``, ``2024-06.q4``): 1-64 of letters, digits, '.', '_',
+'-'; no '@' (a version's record is ``model@version``), no path."""
 Device = Annotated[DeviceId, AfterValidator(_check_device)]
 """``auto``, ``cpu``, ``cuda:0``: a lowercase name with an optional ``:N`` index."""
 BudgetDevice = Annotated[DeviceId, AfterValidator(_check_budget_device)]

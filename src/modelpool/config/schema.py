@@ -15,10 +15,14 @@
         device: cpu
         tags: [chat, general]
         ttl: 10m
+        versions:                     # other versions: what differs, and who made them
+          v2: {n_ctx: 4096, author: bo}
+    health: {window: 60s, thresholds: {critical_error_rate: 0.2}}
 
 Keys of a model that are not ``ModelSpec`` fields are options of its backend and are
 checked against the backend's ``options_model`` when it has one. Every problem is
-reported at once in a ``ConfigError``, each with its file, key path and line.
+reported at once in a ``ConfigError``, each with its file, key path and line. A model's
+``versions`` are checked as models of their own (see ``modelpool.config.versions``).
 
 Env overrides (see ``modelpool.config.env``): ``Config.load`` reads ``os.environ``
 unless given ``environ``; ``from_yaml`` and ``from_mapping`` apply none unless given.
@@ -27,7 +31,7 @@ unless given ``environ``; ``from_yaml`` and ``from_mapping`` apply none unless g
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self, TypeVar
 
@@ -39,12 +43,21 @@ from pydantic import (
     Field,
     ValidationError,
     ValidationInfo,
+    field_serializer,
     field_validator,
     model_validator,
 )
 
 from modelpool.config.env import Override, apply_env_overrides, override_for
-from modelpool.config.fields import BudgetDevice, Device, Id, Seconds, Size, one_or_many
+from modelpool.config.fields import (
+    BudgetDevice,
+    Device,
+    Id,
+    Seconds,
+    Size,
+    VersionName,
+    one_or_many,
+)
 from modelpool.config.issues import (
     Loc,
     describe,
@@ -54,6 +67,14 @@ from modelpool.config.issues import (
     shown,
     unknown_key_message,
     yaml_syntax_issue,
+)
+from modelpool.config.versions import (
+    DEFAULT_VERSION,
+    ThresholdSettings,
+    VersionSpec,
+    merged_thresholds,
+    threshold_problems,
+    versions_problems,
 )
 from modelpool.errors import ConfigError, ConfigIssue, PluginNotFound
 from modelpool.plugins import BACKENDS, POLICIES, Registry
@@ -92,11 +113,23 @@ class ModelSpec(BaseModel):
     aliases: Annotated[tuple[Id, ...], BeforeValidator(one_or_many)] = ()
     defaults: dict[str, Any] = Field(default_factory=dict)
     """Request fields the server fills in when a client leaves them out (``temperature``)."""
+    version: VersionName = DEFAULT_VERSION
+    """The name of the version this spec describes: the model's base version."""
+    versions: dict[VersionName, VersionSpec] = Field(default_factory=dict)
+    """Other versions, each as what it changes; an entry named ``version`` only gives
+    the base's metadata. ``modelpool.config.versions.record_specs`` makes their specs."""
+    thresholds: ThresholdSettings | None = None
+    """This model's health thresholds: the keys given replace ``health.thresholds``'."""
 
     @property
     def names(self) -> tuple[str, ...]:
         """The id followed by the aliases: every name this model answers to."""
         return (self.id, *self.aliases)
+
+    @property
+    def base_id(self) -> str:
+        """The model's id without the version: a version's record is ``model@version``."""
+        return self.id.partition("@")[0]
 
     @model_validator(mode="before")
     @classmethod
@@ -104,7 +137,12 @@ class ModelSpec(BaseModel):
         if not isinstance(data, Mapping):
             return data
         fields = cls.model_fields
-        kept = {key: value for key, value in data.items() if key in fields}
+        # "versions:" left empty, like "options:", means none.
+        kept = {
+            key: value
+            for key, value in data.items()
+            if key in fields and not (key == "versions" and value is None)
+        }
         extra = {key: value for key, value in data.items() if key not in fields}
         # "options:" left empty in YAML means no options, like leaving it out.
         options = {} if data.get("options") is None else data["options"]
@@ -120,12 +158,19 @@ class ModelSpec(BaseModel):
         # Options are checked before the fields so that their problems are reported even
         # when another field of the same model is wrong too.
         problems = _option_problems(data.get("backend"), data["options"])
+        # Versions too: each is checked as a model of its own, at versions.<name>.<key>.
+        problems.extend(versions_problems(data))
         return _report(data, problems, info, ("models", str(data.get("id"))))
 
     @field_validator("backend")
     @classmethod
     def _known_backend(cls, name: str) -> str:
         return _registered(BACKENDS, name)
+
+    @field_serializer("thresholds")
+    def _given_thresholds(self, thresholds: ThresholdSettings | None) -> dict[str, Any] | None:
+        # Only the keys given: dumped and read back, the others still come from health.
+        return None if thresholds is None else thresholds.model_dump(exclude_unset=True)
 
 
 class ServerSettings(BaseModel):
@@ -196,6 +241,27 @@ class PoolSettings(BaseModel):
         return self
 
 
+class HealthSettings(BaseModel):
+    """How model versions are judged (``monitor.health``) and rollouts paced."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    window: Annotated[Seconds, Field(gt=0)] = 60.0
+    """Each model version is judged on its requests of the last ``window`` seconds."""
+    interval: Annotated[Seconds, Field(gt=0)] = 1.0
+    """How often health is checked and rollouts advance."""
+    thresholds: ThresholdSettings = Field(default_factory=ThresholdSettings)
+    """Every model's thresholds; a model's own ``thresholds`` replace the keys they give."""
+    max_operations: int = Field(default=200, ge=1)
+    """Rollout operations kept in the history."""
+
+    @model_validator(mode="after")
+    def _warning_not_above_critical(self, info: ValidationInfo) -> Self:
+        given = self.thresholds.model_fields_set
+        problems = threshold_problems(self.thresholds.model_dump(), given)
+        return _report(self, problems, info, ("health", "thresholds"))
+
+
 class Config(BaseModel):
     """Everything ``modelpool`` is configured with; build it with ``load``/``from_*``."""
 
@@ -203,6 +269,7 @@ class Config(BaseModel):
 
     server: ServerSettings = Field(default_factory=ServerSettings)
     pool: PoolSettings = Field(default_factory=PoolSettings)
+    health: HealthSettings = Field(default_factory=HealthSettings)
     models: dict[ModelId, ModelSpec] = Field(default_factory=dict)
     source: str = Field(default="<memory>", exclude=True)
     """Where this config came from: a file path, ``<string>`` or ``<mapping>``."""
@@ -278,8 +345,14 @@ def _registered(registry: Registry, name: str) -> str:
     return name
 
 
-def _option_problems(backend: object, options: Mapping[str, Any]) -> list[tuple[Loc, str]]:
-    """Check a model's options against its backend's ``options_model``, if it has one."""
+def _option_problems(
+    backend: object, options: Mapping[str, Any], keys: Sequence[str] | None = None
+) -> list[tuple[Loc, str]]:
+    """Check a model's options against its backend's ``options_model``, if it has one.
+
+    ``keys`` are the other keys accepted beside the options, for did-you-mean hints
+    (``ModelSpec``'s fields unless given).
+    """
     if not isinstance(backend, str) or backend not in BACKENDS.names():
         return []  # the backend field reports this
     try:
@@ -295,7 +368,8 @@ def _option_problems(backend: object, options: Mapping[str, Any]) -> list[tuple[
     try:
         options_model.model_validate(options)
     except ValidationError as error:
-        accepted = [*ModelSpec.model_fields, *options_model.model_fields]
+        accepted = [*(ModelSpec.model_fields if keys is None else keys)]
+        accepted.extend(options_model.model_fields)
         problems: list[tuple[Loc, str]] = []
         for detail in error.errors(include_url=False):
             loc, message = describe(detail, lambda _loc: accepted)
@@ -325,12 +399,24 @@ def _cross_field_problems(config: Config) -> list[tuple[Loc, str]]:
     budgets = config.pool.budgets
     if budgets:
         for key, spec in config.models.items():
-            if spec.device != "auto" and spec.device not in budgets:
-                message = (
-                    f"no budget for device {spec.device!r} in pool.budgets (has: "
-                    f"{', '.join(sorted(budgets))}); add one or use device: auto"
-                )
-                problems.append((("models", key, "device"), message))
+            devices: list[tuple[Loc, object]] = [(("models", key, "device"), spec.device)]
+            devices.extend(
+                (("models", key, "versions", name, "device"), entry.overrides.get("device"))
+                for name, entry in spec.versions.items()
+            )
+            for loc, device in devices:
+                if device not in (None, "auto") and device not in budgets:
+                    message = (
+                        f"no budget for device {device!r} in pool.budgets (has: "
+                        f"{', '.join(sorted(budgets))}); add one or use device: auto"
+                    )
+                    problems.append((loc, message))
+    defaults = config.health.thresholds
+    for key, spec in config.models.items():
+        if spec.thresholds is not None:
+            values = merged_thresholds(defaults, spec.thresholds)
+            found = threshold_problems(values, spec.thresholds.model_fields_set, "from health")
+            problems.extend((("models", key, "thresholds", *loc), msg) for loc, msg in found)
     return problems
 
 
@@ -352,8 +438,15 @@ def _report(value: _T, problems: list[tuple[Loc, str]], info: ValidationInfo, at
 def _known_keys(loc: Loc) -> list[str]:
     if not loc:
         return [name for name in Config.model_fields if name != "source"]
-    sections: dict[str | int, type[BaseModel]] = {"server": ServerSettings, "pool": PoolSettings}
-    model = sections.get(loc[0]) if len(loc) == 1 else None
+    sections: dict[Loc, type[BaseModel]] = {
+        ("server",): ServerSettings,
+        ("pool",): PoolSettings,
+        ("health",): HealthSettings,
+        ("health", "thresholds"): ThresholdSettings,
+    }
+    if len(loc) == 3 and loc[0] == "models" and loc[2] == "thresholds":
+        return list(ThresholdSettings.model_fields)
+    model = sections.get(loc)
     return list(model.model_fields) if model is not None else []
 
 
@@ -402,6 +495,8 @@ def _issue(
         return ConfigIssue(var, dotted(loc), message)
     line = None
     if len(loc) > 2 and loc[0] == "models":
-        # A backend option may be written flat or under 'options:'; look in both places.
-        line = line_of(root, loc, exact=True) or line_of(root, (*loc[:2], "options", *loc[2:]))
+        # A backend option may be written flat or under 'options:'; look in both places,
+        # in the model or in one of its versions.
+        at = 4 if len(loc) > 4 and loc[2] == "versions" else 2
+        line = line_of(root, loc, exact=True) or line_of(root, (*loc[:at], "options", *loc[at:]))
     return ConfigIssue(source, dotted(loc), message, line or line_of(root, loc))

@@ -41,6 +41,18 @@ class EventKind(StrEnum):
     PINNED = "pinned"
     UNPINNED = "unpinned"
     REJECTED = "rejected"
+    MODEL_ADDED = "model_added"
+    """A model (a new version) became loadable at run time; ``detail["version"]``."""
+    MODEL_REMOVED = "model_removed"
+    """A model was forgotten; ``detail["model"]`` (the event's model is None: it is gone)."""
+    VERSION_REGISTERED = "version_registered"
+    VERSION_UNREGISTERED = "version_unregistered"
+    ROUTE_CHANGED = "route_changed"
+    """A model's traffic split changed; ``detail["weights"]`` by version."""
+    ROLLOUT = "rollout"
+    """A rollout operation changed status or step; ``detail`` is its summary."""
+    ALERT = "alert"
+    """A model version's health changed level; ``detail`` is the alert."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,13 +18,20 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from modelpool.config import Config, ModelSpec
+from modelpool.config import Config, ModelSpec, record_specs
 from modelpool.core.effects import AsyncEffects
 from modelpool.core.estimates import EstimateStore
-from modelpool.core.events import PoolEvent
+from modelpool.core.events import EventKind, PoolEvent
 from modelpool.core.lease import Lease, Waiter
-from modelpool.core.ports import Backend, Clock, EvictionPolicy, MemoryProbe, WarmCapable
-from modelpool.core.queries import can_fit, require_free, resource_status
+from modelpool.core.ports import (
+    Backend,
+    Clock,
+    EvictionPolicy,
+    MemoryProbe,
+    Traffic,
+    WarmCapable,
+)
+from modelpool.core.queries import can_fit, fit_problems, require_free, resource_status
 from modelpool.core.scheduler import Scheduler, SchedulerSettings
 from modelpool.core.states import ModelState
 from modelpool.core.sync import LoopThread, SyncFacade
@@ -98,7 +105,8 @@ class ModelPool(SyncFacade):
         drift_threshold: Bytes | str = "1GiB",
         release_timeout: float = 10.0,
     ) -> None:
-        specs = list(models)
+        # One record per version: a spec's other versions become models ``id@version``.
+        specs = [record for spec in models for record in record_specs(spec)]
         self._backends: dict[str, Backend] = dict(backends or {})
         for spec in specs:
             if spec.backend not in self._backends:
@@ -139,6 +147,7 @@ class ModelPool(SyncFacade):
         self._allocations: dict[str, list[Lease]] = {}
         self._events: deque[PoolEvent] = deque(maxlen=EVENT_HISTORY)
         self._listeners: list[asyncio.Queue[PoolEvent]] = []
+        self._traffic: Traffic | None = None
 
     @classmethod
     def from_config(cls, config: Config, **overrides: Any) -> ModelPool:
@@ -300,9 +309,10 @@ class ModelPool(SyncFacade):
         task_id: str | None = None,
         priority: int | None = None,
         timeout: float | None = None,
+        key: str | None = None,
     ) -> _Use:
         """``async with pool.use("id") as lease:`` loads if needed and pins while inside."""
-        return _Use(self, model, task_id, priority, timeout)
+        return _Use(self, model, task_id, priority, timeout, key)
 
     async def acquire(
         self,
@@ -311,11 +321,17 @@ class ModelPool(SyncFacade):
         task_id: str | None = None,
         priority: int | None = None,
         timeout: float | None = None,
+        key: str | None = None,
     ) -> Lease:
-        """A lease on ``model``, loading it (and evicting others) if needed."""
+        """A lease on ``model``, loading it (and evicting others) if needed.
+
+        A model with versions is routed by the installed ``Traffic`` (sticky by ``key``
+        when given); ``model@version`` asks for that version.
+        """
         loop = self._require_loop()
         future: asyncio.Future[Lease | None] = loop.create_future()
-        result = self._scheduler.request(model, task_id, priority, token=future)
+        name = self.route(model, key)
+        result = self._scheduler.request(name, task_id, priority, token=future)
         if isinstance(result, Lease):
             return result
         lease = await self._wait(result, future, timeout)
@@ -324,7 +340,22 @@ class ModelPool(SyncFacade):
 
     def release(self, lease: Lease, ok: bool = True) -> None:
         """Give a lease back; ``ok=False`` counts an error against the model."""
+        if lease.released:
+            return
         self._scheduler.release(lease, ok)
+        if self._traffic is not None:
+            self._traffic.record(lease.model_id, self._clock() - lease.granted_at, ok)
+
+    def route(self, name: str, key: str | None = None) -> str:
+        """The name a request for ``name`` is served by: ``name`` itself unless it is a
+        model whose versions share its traffic (then ``model@version``)."""
+        if self._traffic is None or "@" in name:
+            return name
+        return self._traffic.route(name, key)
+
+    def set_traffic(self, traffic: Traffic | None) -> None:
+        """Install what routes requests between versions and hears how they went."""
+        self._traffic = traffic
 
     async def _wait(
         self, waiter: Waiter, future: asyncio.Future[Lease | None], timeout: float | None
@@ -384,7 +415,7 @@ class ModelPool(SyncFacade):
         """Seed 000: return every lease ``task_id`` holds; False if it held none."""
         leases = self._allocations.pop(task_id, [])
         for lease in leases:
-            self._scheduler.release(lease, success)
+            self.release(lease, success)
         return bool(leases)
 
     def set_switching_strategy(
@@ -425,6 +456,33 @@ class ModelPool(SyncFacade):
         """The id of the model ``name`` (an id or an alias) names; ``UnknownModel`` if none."""
         return self._scheduler.resolve(name).model_id
 
+    def versions(self, model: str) -> dict[str, ModelId]:
+        """The records of every version of ``model`` (an id, alias or ``id@version``),
+        by version name, base version first."""
+        base = self._scheduler.resolve(model).spec.base_id
+        return {
+            record.spec.version: record.model_id
+            for record in self._scheduler.records()
+            if record.spec.base_id == base
+        }
+
+    def add_model(self, spec: ModelSpec) -> None:
+        """Make ``spec`` loadable from now on (a version registered at run time).
+        Call on the pool's loop; raises ``ValueError`` if one of its names is taken."""
+        if spec.backend not in self._backends:
+            self._backends[spec.backend] = BACKENDS.get(spec.backend)()
+        self._check_devices([spec])
+        offloadable = isinstance(self._backends[spec.backend], WarmCapable)
+        self._scheduler.add_model(spec, self._estimate(spec), offloadable)
+
+    def remove_model(self, model: str) -> None:
+        """Forget a model that holds no memory; ``ModelBusy`` while it is loaded or wanted."""
+        self._scheduler.remove_model(model)
+
+    def publish(self, kind: EventKind, model_id: ModelId | None, **detail: Any) -> None:
+        """Publish an event of a layer above the pool (rollouts, alerts) with the pool's."""
+        self._publish(PoolEvent(kind, model_id, self._clock(), detail))
+
     def log_tail(self, model: str, lines: int = 50) -> list[str]:
         """What a resident model's server last printed, for backends that keep a log."""
         record = self._scheduler.resolve(model)
@@ -439,6 +497,10 @@ class ModelPool(SyncFacade):
     def can_fit(self, model: str, *, allow_eviction: bool = False) -> bool:
         """Whether ``model`` could load now: in free memory, or by evicting idle models."""
         return can_fit(self._scheduler, model, self._clock(), allow_eviction=allow_eviction)
+
+    def fit_problems(self, *models: str) -> list[str]:
+        """Why ``models`` could not all be resident at once; empty when they could."""
+        return fit_problems(self._scheduler, list(models))
 
     def require_free(self, device: DeviceId, size: Bytes | str, purpose: str = "request") -> None:
         """Seed 002: raise ``InsufficientMemory`` (naming the holders) unless ``size`` is free."""
@@ -483,7 +545,7 @@ _END: Any = object()
 class _Use:
     """The async context manager ``pool.use()`` returns (a class: cheaper than a generator)."""
 
-    __slots__ = ("_lease", "_model", "_pool", "_priority", "_task_id", "_timeout")
+    __slots__ = ("_key", "_lease", "_model", "_pool", "_priority", "_task_id", "_timeout")
 
     def __init__(
         self,
@@ -492,14 +554,19 @@ class _Use:
         task_id: str | None,
         priority: int | None,
         timeout: float | None,
+        key: str | None,
     ) -> None:
         self._pool, self._model, self._task_id = pool, model, task_id
-        self._priority, self._timeout = priority, timeout
+        self._priority, self._timeout, self._key = priority, timeout, key
         self._lease: Lease | None = None
 
     async def __aenter__(self) -> Lease:
         self._lease = await self._pool.acquire(
-            self._model, task_id=self._task_id, priority=self._priority, timeout=self._timeout
+            self._model,
+            task_id=self._task_id,
+            priority=self._priority,
+            timeout=self._timeout,
+            key=self._key,
         )
         return self._lease
 

@@ -199,3 +199,21 @@ class Effects(Protocol):
 
     def emit(self, event: PoolEvent) -> None:
         """Publish something that happened (for logs, metrics, the dashboard)."""
+
+
+# --- traffic between a model's versions ----------------------------------------------
+
+
+class Traffic(Protocol):
+    """Where a request for a model goes, and how it went: the rollout's side of the pool.
+
+    ``ModelPool.set_traffic`` installs one; without it a request for a model goes to
+    the model's base version. Both methods run on the pool's loop and must not block.
+    """
+
+    def route(self, name: str, key: str | None) -> str:
+        """The name to serve a request for ``name``: ``model@version`` for a model with
+        versions, ``name`` itself otherwise. ``key`` (a user, a session) makes it sticky."""
+
+    def record(self, model_id: ModelId, seconds: float, ok: bool) -> None:
+        """A lease on ``model_id`` came back after ``seconds``; ``ok=False``: it failed."""

@@ -9,10 +9,12 @@ from typing import Any
 
 from modelpool.core.planner import Go, booked_bytes, holder, plan_load
 from modelpool.core.ports import HOST, MemoryProbe
+from modelpool.core.record import ModelRecord
 from modelpool.core.scheduler import Scheduler
 from modelpool.core.states import RESIDENT, ModelState
 from modelpool.errors import InsufficientMemory
 from modelpool.types import Bytes, DeviceId, ModelId
+from modelpool.units import format_size
 
 
 def can_fit(scheduler: Scheduler, model: str, now: float, *, allow_eviction: bool) -> bool:
@@ -86,3 +88,33 @@ def resource_status(scheduler: Scheduler, probe: MemoryProbe | None, now: float)
         "model_resources": models,
         "queue": {"waiting": scheduler.waiting, "max": scheduler.settings.max_queue},
     }
+
+
+def fit_problems(scheduler: Scheduler, models: list[str]) -> list[str]:
+    """Why ``models`` could not all be resident at once (empty if they could): together
+    they must fit one device's budget beside every pinned model not among them."""
+    problems: list[str] = []
+    placed: dict[DeviceId, list[ModelRecord]] = {}
+    for record in (scheduler.resolve(model) for model in models):
+        devices = [record.device] if record.device else scheduler.devices_for(record)
+        fitting = [d for d in devices if record.estimate <= scheduler.ledger.account(d).budget]
+        if not fitting:
+            where = ", ".join(devices) or "no device"
+            problems.append(
+                f"{record.model_id} needs {format_size(record.estimate)}, more than the "
+                f"whole budget of {where}"
+            )
+            continue
+        placed.setdefault(fitting[0], []).append(record)
+    for device, group in placed.items():
+        account = scheduler.ledger.account(device)
+        pinned = [r for r in scheduler.residents(device).values() if r.pinned and r not in group]
+        need = sum(r.estimate for r in group) + sum(booked_bytes(account, r) for r in pinned)
+        if len(group) > 1 and need > account.budget:
+            names = " and ".join(r.model_id for r in group)
+            beside = f" beside pinned {', '.join(r.model_id for r in pinned)}" if pinned else ""
+            problems.append(
+                f"{names} need {format_size(need)} together on {device}{beside}; its budget "
+                f"is {format_size(account.budget)}"
+            )
+    return problems

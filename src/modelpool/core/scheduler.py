@@ -58,6 +58,7 @@ from modelpool.errors import (
     Holder,
     InsufficientMemory,
     LoadFailed,
+    ModelBusy,
     ModelPoolError,
     PoolClosed,
     UnknownModel,
@@ -105,9 +106,7 @@ class Scheduler:
         self._records: dict[ModelId, ModelRecord] = {}
         self._names: dict[str, ModelId] = {}
         for spec in specs:
-            self._records[spec.id] = ModelRecord(spec, estimates[spec.id], pinned=spec.pinned)
-            for name in (spec.id, *spec.aliases):
-                self._names[name] = spec.id
+            self._add_record(spec, estimates[spec.id])
         self._bookings = Bookings(self.ledger)
         self._moves = Moves(self._bookings, self.warm, effects, self._emit)
         self._memory_watch = MemoryWatch(
@@ -138,6 +137,38 @@ class Scheduler:
 
     def records(self) -> list[ModelRecord]:
         return list(self._records.values())
+
+    def _add_record(self, spec: ModelSpec, estimate: Bytes) -> ModelRecord:
+        record = self._records[spec.id] = ModelRecord(spec, estimate, pinned=spec.pinned)
+        # A version answers to ``model@version`` too; the base version's id is the plain id.
+        for name in (spec.id, *spec.aliases, f"{spec.base_id}@{spec.version}"):
+            self._names[name] = spec.id
+        return record
+
+    # --- the set of models --------------------------------------------------------
+
+    def add_model(self, spec: ModelSpec, estimate: Bytes, offloadable: bool = False) -> None:
+        """Make ``spec`` (a new version of a model, say) loadable from now on."""
+        taken = [n for n in (spec.id, *spec.aliases, f"{spec.base_id}@{spec.version}")
+                 if n in self._names]  # fmt: skip
+        if taken:
+            raise ValueError(f"{', '.join(map(repr, taken))} already names a model")
+        record = self._add_record(spec, estimate)
+        if offloadable:
+            self.warm.allow_offload(spec.id)
+        self._emit(EventKind.MODEL_ADDED, record, version=spec.version)
+
+    def remove_model(self, name: str) -> None:
+        """Forget a model that holds nothing; ``ModelBusy`` while it is loaded or wanted."""
+        record = self.resolve(name)
+        if record.state not in (ModelState.UNLOADED, ModelState.FAILED) or record.waiters:
+            raise ModelBusy(record.model_id, str(record.state), len(record.waiters))
+        del self._records[record.model_id]
+        for alias, model_id in list(self._names.items()):
+            if model_id == record.model_id:
+                del self._names[alias]
+        self.warm.forget(record.model_id)
+        self._emit(EventKind.MODEL_REMOVED, None, model=record.model_id)
 
     @property
     def waiting(self) -> int:

@@ -27,12 +27,18 @@ class WarmTier:
     def __init__(self, budget: Bytes, offloadable: Iterable[ModelId] = ()) -> None:
         self.ledger = MemoryLedger({HOST: budget})
         self.account = self.ledger.account(HOST)
-        self._offloadable = frozenset(offloadable)
+        self._offloadable = set(offloadable)
         self._copies: dict[ModelId, ModelRecord] = {}
         """Models with bytes on the warm account: offloading, WARM, or restoring."""
 
     def __iter__(self) -> Iterator[ModelRecord]:
         return iter(list(self._copies.values()))
+
+    def allow_offload(self, model_id: ModelId) -> None:
+        self._offloadable.add(model_id)
+
+    def forget(self, model_id: ModelId) -> None:
+        self._offloadable.discard(model_id)
 
     def accepts(self, record: ModelRecord, size: Bytes) -> bool:
         """Whether ``record`` may go warm at all: its backend can offload and it fits."""

@@ -23,25 +23,35 @@ from modelpool import __version__
 from modelpool.config import ServerSettings
 from modelpool.core.events import PoolEvent
 from modelpool.core.pool import ModelPool
-from modelpool.http import admin_api, openai_api
+from modelpool.http import admin_api, openai_api, rollout_api
 from modelpool.http.errors import SERVER_ERROR, ApiError, error_response
 from modelpool.http.metrics import CONTENT_TYPE, ServerMetrics
 from modelpool.http.proxy import Upstream
 from modelpool.http.security import Guard
 from modelpool.http.state import ServerState
+from modelpool.rollout import RolloutManager
 
 LEASE_GRACE_SECONDS = 5.0
 
 
-def create_app(pool: ModelPool, settings: ServerSettings, *, loopback: bool = True) -> ASGIApp:
-    """The server for ``pool``. ``loopback``: bound to 127.0.0.1, so ``Host`` is checked."""
-    state = ServerState(pool, settings, Upstream(), ServerMetrics())
+def create_app(
+    pool: ModelPool,
+    settings: ServerSettings,
+    *,
+    loopback: bool = True,
+    rollouts: RolloutManager | None = None,
+) -> ASGIApp:
+    """The server for ``pool``. ``loopback``: bound to 127.0.0.1, so ``Host`` is checked.
+    ``rollouts`` (default: one without a state file) routes between model versions."""
+    rollouts = rollouts if rollouts is not None else RolloutManager(pool)
+    state = ServerState(pool, settings, Upstream(), ServerMetrics(), rollouts=rollouts)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # Subscribed before the start, which loads pinned models: their events count too.
         feeding = asyncio.create_task(_feed_metrics(state, pool.events()))
         await pool.start()
+        await rollouts.start()
         state.loop = asyncio.get_running_loop()
         state.ready = True
         try:
@@ -50,6 +60,7 @@ def create_app(pool: ModelPool, settings: ServerSettings, *, loopback: bool = Tr
             state.ready = False
             state.draining.set()
             feeding.cancel()
+            await rollouts.stop()
             # uvicorn has drained the connections by now (or given up on them); a lease
             # still out belongs to a request being cancelled, so wait only briefly.
             await pool.stop(drain_timeout=0 if state.forced else LEASE_GRACE_SECONDS)
@@ -67,6 +78,7 @@ def create_app(pool: ModelPool, settings: ServerSettings, *, loopback: bool = Tr
     _add_error_handlers(app)
     app.router.routes.extend(openai_api.routes(state))
     app.include_router(admin_api.router(state))
+    app.include_router(rollout_api.router(rollouts))
     dashboard = resources.files("modelpool.http").joinpath("static/dashboard.html").read_text()
 
     @app.get("/healthz", include_in_schema=False)
@@ -82,7 +94,7 @@ def create_app(pool: ModelPool, settings: ServerSettings, *, loopback: bool = Tr
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
         assert state.metrics is not None
-        body = state.metrics.render(pool.get_resource_status())
+        body = state.metrics.render(pool.get_resource_status(), rollouts)
         return Response(body, media_type=CONTENT_TYPE)
 
     @app.get("/ui", include_in_schema=False)

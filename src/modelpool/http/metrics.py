@@ -11,7 +11,9 @@ Every series has bounded labels, so a client cannot grow the registry:
   "embeddings"), ``status`` an HTTP status the server answered with;
 * ``reason`` is one of ``UNLOAD_CAUSES`` (``core/events.py``): a category of the
   scheduler's prose reason;
-* ``device`` is a device with a budget, or ``host`` for the warm tier.
+* ``device`` is a device with a budget, or ``host`` for the warm tier;
+* ``version`` is a version an operator registered, ``strategy`` and ``status`` one of
+  the rollout's few names, ``level`` one of the health monitor's.
 
 The only module that imports ``prometheus_client``; the app imports it lazily, so the
 library itself runs without the ``server`` extra.
@@ -20,7 +22,7 @@ library itself runs without the ``server`` extra.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -28,6 +30,9 @@ from modelpool.core.events import EventKind, PoolEvent, unload_cause
 from modelpool.core.ports import HOST
 from modelpool.core.states import RESIDENT, ModelState
 from modelpool.types import DeviceId
+
+if TYPE_CHECKING:
+    from modelpool.rollout import RolloutManager
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 """What ``generate_latest`` writes: the classic text format every scraper reads (newer
@@ -41,6 +46,9 @@ LOAD_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600)
 
 HOLDING = RESIDENT | {ModelState.WARM}
 """States in which a model holds memory, on its device or in the warm tier."""
+
+LEVELS = {"ok": 0, "warning": 1, "critical": 2}
+ENDED = ("completed", "rolled_back", "aborted", "failed")
 
 
 class ServerMetrics:
@@ -143,6 +151,52 @@ class ServerMetrics:
             "modelpool_queue_max", "Requests that may wait before new ones are refused.", registry=r
         )
 
+        self._version_requests = Gauge(
+            "modelpool_version_window_requests",
+            "Requests a model version finished within the health window.",
+            ["model", "version"],
+            registry=r,
+        )
+        self._version_error_rate = Gauge(
+            "modelpool_version_error_rate",
+            "Failed share of a model version's requests within the health window.",
+            ["model", "version"],
+            registry=r,
+        )
+        self._version_latency = Gauge(
+            "modelpool_version_latency_seconds",
+            "Latency percentiles of a model version's requests within the health window.",
+            ["model", "version", "quantile"],
+            registry=r,
+        )
+        self._version_level = Gauge(
+            "modelpool_version_health_level",
+            "A model version's health: 0 ok, 1 warning, 2 critical.",
+            ["model", "version"],
+            registry=r,
+        )
+        self._version_weight = Gauge(
+            "modelpool_version_traffic_share",
+            "The share of a model's traffic a version receives (0..1).",
+            ["model", "version"],
+            registry=r,
+        )
+        self._alerts = Counter(
+            "modelpool_alerts_total",
+            "Health alerts raised, by level.",
+            ["model", "version", "level"],
+            registry=r,
+        )
+        self._active_alerts = Gauge(
+            "modelpool_alerts_active", "Health alerts raised and not resolved.", registry=r
+        )
+        self._rollouts = Counter(
+            "modelpool_rollouts_total",
+            "Rollout operations that ended, by strategy and outcome.",
+            ["model", "strategy", "status"],
+            registry=r,
+        )
+
     def observe_event(self, event: PoolEvent) -> None:
         """Count what ``event`` says happened (the app feeds every event of ``events()``)."""
         model, kind, detail = event.model_id, event.kind, event.detail
@@ -160,6 +214,10 @@ class ServerMetrics:
             self._unloads.labels(model, unload_cause(str(detail.get("reason", "")))).inc()
         elif kind is EventKind.LOST:
             self._unloads.labels(model, "lost").inc()
+        elif kind is EventKind.ALERT and not detail.get("resolved"):
+            self._alerts.labels(model, str(detail.get("version")), str(detail["level"])).inc()
+        elif kind is EventKind.ROLLOUT and detail.get("status") in ENDED:
+            self._rollouts.labels(model, str(detail["strategy"]), str(detail["status"])).inc()
 
     def observe_request(self, model: str, endpoint: str, status: int, seconds: float) -> None:
         """One finished /v1 request. ``model`` is the resolved id or ``"unknown"``, never the
@@ -169,8 +227,11 @@ class ServerMetrics:
             self._request_errors.labels(model, endpoint).inc()
         self._request_seconds.labels(model, endpoint).observe(seconds)
 
-    def render(self, status: Mapping[str, Any]) -> bytes:
-        """The exposition text, gauges set from ``status`` (``pool.get_resource_status()``)."""
+    def render(self, status: Mapping[str, Any], rollouts: RolloutManager | None = None) -> bytes:
+        """The exposition text, gauges set from ``status`` (``pool.get_resource_status()``)
+        and the health and traffic split of ``rollouts``."""
+        if rollouts is not None:
+            self._set_health(rollouts)
         for model, view in status["model_resources"].items():
             state = ModelState(view["status"])
             for each in ModelState:
@@ -190,6 +251,25 @@ class ServerMetrics:
         self._queue_waiting.set(status["queue"]["waiting"])
         self._queue_max.set(status["queue"]["max"])
         return generate_latest(self.registry)
+
+    def _set_health(self, rollouts: RolloutManager) -> None:
+        health = rollouts.health.snapshot()
+        for series in health["series"]:
+            labels = (series["model_id"], str(series["version"]))
+            self._version_requests.labels(*labels).set(series["requests"])
+            self._version_error_rate.labels(*labels).set(series["error_rate"])
+            self._version_level.labels(*labels).set(LEVELS[series["level"]])
+            for quantile in ("p50", "p95", "p99"):
+                value = series[quantile]
+                if value is not None:
+                    self._version_latency.labels(*labels, quantile).set(value)
+        self._active_alerts.set(len(health["alerts"]))
+        self._version_weight.clear()  # versions come and go; only the present ones show
+        for model in rollouts.models_with_versions():
+            shares = dict(rollouts.weights(model))
+            for entry in rollouts.versions(model):
+                version = entry["version"]
+                self._version_weight.labels(model, version).set(shares.get(version, 0.0))
 
     def _set_books(self, device: DeviceId, books: Mapping[str, Any]) -> None:
         """One device's figures from the ledger's snapshot."""

@@ -32,6 +32,8 @@ log = logging.getLogger("modelpool.http")
 ENDPOINTS = ("chat/completions", "completions", "embeddings")
 WATCH_AFTER = 0.05
 """Seconds a request waits before its client's connection is watched for a disconnect."""
+STICKY_HEADER = "x-sticky-key"
+"""Requests with the same value (else the same ``user`` field) see the same version."""
 
 
 class ClientGone(Exception):
@@ -146,8 +148,11 @@ async def _answer(
     if not isinstance(name, str) or not name:
         raise ApiError(400, "'model' is required and must be a string", param="model")
     pool = state.pool
+    user = payload.get("user")
+    key = request.headers.get(STICKY_HEADER) or (user if isinstance(user, str) else None)
     try:
-        model_id = pool.resolve(name)
+        routed = pool.route(name, key)  # the version this request goes to, if versioned
+        model_id = pool.resolve(routed)
     except ModelPoolError as error:
         raise from_pool_error(error) from None
     exchange.model = model_id
@@ -157,9 +162,9 @@ async def _answer(
         body = json.dumps(payload).encode()
     try:
         if pool.state(model_id) is ModelState.READY:
-            lease = await pool.acquire(model_id)  # resident: granted without waiting
+            lease = await pool.acquire(routed)  # resident: granted without waiting
         else:
-            lease = await _unless_client_leaves(request.receive, pool.acquire(model_id))
+            lease = await _unless_client_leaves(request.receive, pool.acquire(routed))
     except ModelPoolError as error:
         raise from_pool_error(error) from None
     exchange.lease = lease

@@ -21,6 +21,7 @@ from modelpool.core.pool import ModelPool
 from modelpool.errors import ModelPoolError
 from modelpool.http.app import create_app, server_state
 from modelpool.http.state import ServerState
+from modelpool.rollout import RolloutManager
 
 
 class InsecureBind(ModelPoolError):
@@ -73,7 +74,8 @@ def serve(
     port = settings.port if port is None else port
     check_bind(host, settings.api_keys, insecure)
     pool = ModelPool.from_config(config)  # config problems surface here, before binding
-    app = create_app(pool, settings, loopback=is_loopback(host))
+    rollouts = RolloutManager.from_config(pool, config)
+    app = create_app(pool, settings, loopback=is_loopback(host), rollouts=rollouts)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     server = _DrainingServer(
         uvicorn.Config(

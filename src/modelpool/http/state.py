@@ -13,6 +13,7 @@ from modelpool.core.pool import ModelPool
 if TYPE_CHECKING:
     from modelpool.http.metrics import ServerMetrics
     from modelpool.http.proxy import Upstream
+    from modelpool.rollout import RolloutManager
 
 
 @dataclass(eq=False)
@@ -21,6 +22,7 @@ class ServerState:
     settings: ServerSettings
     http: Upstream
     metrics: ServerMetrics | None = None
+    rollouts: RolloutManager | None = None
     started_at: float = field(default_factory=time.time)
     ready: bool = False
     """True from the pool's start until shutdown begins (``/readyz``)."""

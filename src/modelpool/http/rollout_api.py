@@ -1,0 +1,137 @@
+"""``/admin`` routes for versions and rollouts, health and alerts.
+
+Refusals carry every reason: a rollout that cannot start answers 409 with
+``problems``, a version whose settings are wrong answers 422 with ``issues`` (each
+with its path), so an operator fixes everything in one go.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Body, Query
+
+from modelpool.errors import (
+    ConfigError,
+    ModelBusy,
+    ModelPoolError,
+    SwitchRefused,
+    UnknownModel,
+    UnknownOperation,
+    UnknownVersion,
+)
+from modelpool.http.errors import ApiError
+from modelpool.rollout import RolloutManager
+
+Settings = Annotated[dict[str, Any] | None, Body()]
+T = TypeVar("T")
+
+
+def router(rollouts: RolloutManager) -> APIRouter:
+    api = APIRouter(prefix="/admin", tags=["rollouts"])
+
+    @api.get("/models/{model}/versions")
+    async def versions(model: str) -> dict[str, Any]:
+        return _guarded(lambda: rollouts.describe(model))
+
+    @api.post("/models/{model}/versions", status_code=201)
+    async def register(
+        model: str,
+        version: Annotated[str, Body(min_length=1, max_length=64)],
+        settings: Settings = None,
+        author: Annotated[str | None, Body(max_length=200)] = None,
+        notes: Annotated[str | None, Body(max_length=2000)] = None,
+    ) -> dict[str, Any]:
+        return _guarded(
+            lambda: rollouts.register_version(
+                model, version, settings or {}, author=author, notes=notes
+            )
+        )
+
+    @api.delete("/models/{model}/versions/{version}")
+    async def unregister(model: str, version: str) -> dict[str, Any]:
+        try:
+            await rollouts.unregister_version(model, version)
+        except ModelPoolError as error:
+            raise _answer(error) from None
+        return {"model": model, "version": version, "removed": True}
+
+    @api.post("/rollouts", status_code=202)
+    async def start(
+        model: Annotated[str, Body(min_length=1)],
+        target_version: Annotated[str, Body(min_length=1)],
+        strategy: Annotated[str, Body()] = "immediate",
+        config: Settings = None,
+    ) -> dict[str, Any]:
+        try:
+            result = await rollouts.switch_model(model, target_version, strategy, config)
+        except ModelPoolError as error:
+            raise _answer(error) from None
+        if not result.success:
+            raise _answer(SwitchRefused(model, result.errors))
+        assert result.operation_id is not None
+        return rollouts.get_switch_status(result.operation_id)
+
+    @api.post("/rollouts/validate")
+    async def validate(
+        model: Annotated[str, Body(min_length=1)],
+        target_version: Annotated[str, Body(min_length=1)],
+        strategy: Annotated[str, Body()] = "immediate",
+        config: Settings = None,
+    ) -> dict[str, Any]:
+        return rollouts.validate_switch_request(model, target_version, strategy, config)
+
+    @api.get("/rollouts")
+    async def operations(model: Annotated[str | None, Query()] = None) -> dict[str, Any]:
+        return {"operations": _guarded(lambda: rollouts.operations(model))}
+
+    @api.get("/rollouts/{operation_id}")
+    async def operation(operation_id: str) -> dict[str, Any]:
+        return _guarded(lambda: rollouts.get_switch_status(operation_id))
+
+    @api.post("/rollouts/{operation_id}/abort")
+    async def abort(operation_id: str) -> dict[str, Any]:
+        return _guarded(lambda: rollouts.abort(operation_id))
+
+    @api.post("/models/{model}/rollback")
+    async def rollback(model: str) -> dict[str, Any]:
+        try:
+            return await rollouts.rollback(model)
+        except ModelPoolError as error:
+            raise _answer(error) from None
+
+    @api.get("/health")
+    async def health() -> dict[str, Any]:
+        return rollouts.health.snapshot()
+
+    @api.get("/alerts")
+    async def alerts() -> dict[str, Any]:
+        return {"alerts": rollouts.health.snapshot()["alerts"]}
+
+    return api
+
+
+def _guarded(work: Callable[[], T]) -> T:
+    try:
+        return work()
+    except ModelPoolError as error:
+        raise _answer(error) from None
+
+
+def _answer(error: ModelPoolError) -> ApiError:
+    """An operator's answer: the whole message, and every problem when there are several."""
+    if isinstance(error, UnknownModel):
+        return ApiError(404, str(error), code="model_not_found", param="model")
+    if isinstance(error, UnknownVersion):
+        return ApiError(404, str(error), code="version_not_found", param="version")
+    if isinstance(error, UnknownOperation):
+        return ApiError(404, str(error), code="operation_not_found")
+    if isinstance(error, SwitchRefused):
+        return ApiError(409, str(error), code="refused", extra={"problems": error.problems})
+    if isinstance(error, ModelBusy):
+        return ApiError(409, str(error), code="busy")
+    if isinstance(error, ConfigError):
+        issues = [{"path": issue.path, "message": issue.message} for issue in error.issues]
+        return ApiError(422, str(error), code="invalid_settings", extra={"issues": issues})
+    return ApiError(500, str(error), code="internal")
