@@ -31,6 +31,7 @@ def test_all_lists_exactly_the_public_names() -> None:
         "demo",
         "http",
         "monitor",
+        "rollout",
     }
     assert set(modelpool.__all__) - {"__version__"} == public - submodules
     assert len(modelpool.__all__) == len(set(modelpool.__all__))
