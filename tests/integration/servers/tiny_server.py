@@ -2,7 +2,8 @@
 
 Answers ``/health``, ``GET /v1/models`` and ``POST /v1/chat/completions`` (echoing the
 last user message after its ``--name``), and misbehaves on request: exits at start,
-never becomes healthy, dies later, ignores SIGTERM, forks a grandchild.
+never becomes healthy, dies later, ignores SIGTERM, forks a grandchild, fails a share
+of its answers with a 500.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ def main() -> None:
     parser.add_argument("--die-after", type=float, metavar="SECONDS")
     parser.add_argument("--ignore-sigterm", action="store_true")
     parser.add_argument("--fork-grandchild", action="store_true")
+    parser.add_argument("--fail-requests", type=float, default=0.0, metavar="FRACTION")
     parser.add_argument("--tag", help="ignored: lets a test run find its own servers")
     args = parser.parse_args()
 
@@ -40,6 +42,17 @@ def main() -> None:
     if args.fork_grandchild:
         worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
         print(f"grandchild {worker.pid}", flush=True)
+
+    calls = 0
+    lock = threading.Lock()
+
+    def should_fail() -> bool:
+        """Exactly ``--fail-requests`` of the answers so far fail, evenly spread."""
+        nonlocal calls
+        with lock:
+            calls += 1
+            share = args.fail_requests
+            return int(calls * share) > int((calls - 1) * share)
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -56,6 +69,9 @@ def main() -> None:
                 return
             length = int(self.headers.get("Content-Length", "0"))
             body = json.loads(self.rfile.read(length) or b"{}")
+            if should_fail():
+                self._send(500, {"error": {"message": f"{args.name}: scripted failure"}})
+                return
             users = [m for m in body.get("messages", []) if m.get("role") == "user"]
             text = f"{args.name}: {users[-1]['content'] if users else ''}"
             self._send(200, _completion(args.name, text))
