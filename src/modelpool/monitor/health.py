@@ -23,6 +23,7 @@ level, metric and threshold again with the metric's current value and
 
 from __future__ import annotations
 
+import bisect
 import math
 import time
 from collections import deque
@@ -143,6 +144,8 @@ _OK = _Verdict(Level.OK)
 @dataclass
 class _Series:
     samples: deque[tuple[float, float, bool]]  # (recorded at, seconds, ok), oldest first
+    ordered: list[float] = field(default_factory=list)
+    """The latencies of ``samples``, ascending: percentiles without a sort per request."""
     errors: int = 0  # failures among ``samples``
     alert: Alert | None = field(default=None)  # the active alert, if any
 
@@ -232,10 +235,10 @@ class HealthMonitor:
             series = self._series[key] = _Series(deque())
         samples = series.samples
         if len(samples) >= self.max_samples:
-            _, _, dropped_ok = samples.popleft()
-            series.errors -= not dropped_ok
+            self._drop_oldest(series)
         now = self._clock()
         samples.append((now, float(seconds), ok))
+        bisect.insort(series.ordered, float(seconds))
         series.errors += not ok
         self._evaluate(key, series, now)
 
@@ -292,7 +295,7 @@ class HealthMonitor:
         samples = series.samples
         if not samples:
             return HealthStats(0, 0, 0.0, None, None, None, self.window)
-        ordered = sorted(seconds for _, seconds, _ in samples)
+        ordered = series.ordered
         return HealthStats(
             requests=len(samples),
             errors=series.errors,
@@ -308,8 +311,13 @@ class HealthMonitor:
         oldest_kept = now - self.window
         samples = series.samples
         while samples and samples[0][0] < oldest_kept:
-            _, _, ok = samples.popleft()
-            series.errors -= not ok
+            self._drop_oldest(series)
+
+    @staticmethod
+    def _drop_oldest(series: _Series) -> None:
+        _, seconds, ok = series.samples.popleft()
+        series.errors -= not ok
+        del series.ordered[bisect.bisect_left(series.ordered, seconds)]
 
     def _evaluate(self, key: Key, series: _Series, now: float) -> Alert | None:
         model_id, version = key
