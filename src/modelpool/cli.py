@@ -1,7 +1,8 @@
 """The ``modelpool`` command: thin wrappers that parse, call the library and render.
 
 ``check-config``, ``demo`` and ``serve`` work on this machine; ``status``, ``models``,
-``load`` and ``unload`` talk to a running server (``--url``, ``--api-key``).
+``load`` and ``unload`` talk to a running server (``--url``, ``--api-key``), and so do
+the version and rollout commands of ``cli_rollout`` (``versions``, ``rollout``...).
 
 Exit codes, the same for every command, for scripts to rely on:
 
@@ -719,3 +720,8 @@ def _summary(status: dict[str, Any]) -> Group:
 def main() -> None:
     """Entry point of the ``modelpool`` script and ``python -m modelpool``."""
     app()
+
+
+# The version and rollout commands: importing the module registers them on ``app``.
+# It imports what it shares from this module, hence last.
+from modelpool import cli_rollout  # noqa: E402, F401

@@ -1,19 +1,23 @@
 """``ServerClient``: a small synchronous client for a running server's ``/admin`` API.
 
-The CLI's ``status``, ``models``, ``load`` and ``unload`` use it; scripts may too::
+The CLI's remote commands (``status``, ``load``, ``versions``, ``rollout``...) use it;
+scripts may too::
 
     with ServerClient("http://127.0.0.1:8080", api_key="...") as server:
         server.load("smollm2")  # waits until ready; raises ApiError if the load failed
         with server.events() as events:  # the live event stream, as dicts
             for event in events:
                 print(event["kind"], event["model"])
+        op = server.start_rollout("smollm2", "v2", "canary", {"initial_percentage": 10})
+        print(server.rollout(op["operation_id"])["status"])
 
 The exceptions::
 
     ClientError                 anything that kept a call from getting its answer
     ├── ServerUnreachable       no connection to the URL (the server may not be running)
     ├── ServerTimeout           connected, but no answer in time
-    └── ApiError                the server answered with an error: .status, .message, .code
+    └── ApiError                the server answered with an error: .status, .message, .code,
+                                .problems (every reason a rollout or version was refused)
 
 It talks HTTP only (httpx, the ``server`` extra): it never imports the server's code.
 """
@@ -69,10 +73,34 @@ class ApiError(ClientError):
     """The server answered with an error status, in OpenAI's shape or otherwise."""
 
     def __init__(
-        self, status: int, message: str, *, code: str | None = None, kind: str | None = None
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        kind: str | None = None,
+        details: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.status, self.message, self.code, self.kind = status, message, code, kind
+        self.details: dict[str, Any] = dict(details or {})
+        """The whole ``error`` object the server sent, its extra fields included."""
+
+    @property
+    def problems(self) -> list[str]:
+        """Every problem the server listed: a refusal's ``problems``, then invalid
+        settings' ``issues`` as ``path: message``; empty when it listed none."""
+        found = [str(p) for p in _listed(self.details.get("problems"))]
+        for issue in _listed(self.details.get("issues")):
+            if not isinstance(issue, dict):
+                found.append(str(issue))
+                continue
+            path = issue.get("path")
+            if isinstance(path, list | tuple):
+                path = ".".join(str(part) for part in path)
+            message = str(issue.get("message", issue))
+            found.append(f"{path}: {message}" if path else message)
+        return found
 
 
 class ServerClient:
@@ -133,6 +161,85 @@ class ServerClient:
         path = f"/admin/models/{_segment(model_id)}/unload"
         return self._json("POST", path, timeout=self._waiting(timeout))
 
+    # --- versions and rollouts -----------------------------------------------------
+
+    def versions(self, model: str) -> dict[str, Any]:
+        """``GET /admin/models/{model}/versions``: every version, the split, the rollout."""
+        return self._json("GET", f"/admin/models/{_segment(model)}/versions")
+
+    def register_version(
+        self,
+        model: str,
+        version: str,
+        settings: dict[str, Any] | None = None,
+        *,
+        author: str | None = None,
+        notes: str | None = None,
+    ) -> dict[str, Any]:
+        """Add ``version`` of ``model`` (the model's settings with ``settings`` over
+        them); the new version. ``ApiError`` 422 with ``.problems`` when invalid."""
+        body = {"version": version, "settings": settings or {}, "author": author, "notes": notes}
+        return self._json("POST", f"/admin/models/{_segment(model)}/versions", body=body)
+
+    def unregister_version(self, model: str, version: str) -> dict[str, Any]:
+        """Remove a version registered at run time; 409 with ``.problems`` if refused."""
+        path = f"/admin/models/{_segment(model)}/versions/{_segment(version)}"
+        return self._json("DELETE", path)
+
+    def start_rollout(
+        self,
+        model: str,
+        target_version: str,
+        strategy: str = "immediate",
+        config: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Start moving ``model``'s traffic to ``target_version``; the operation (202).
+        ``ApiError`` 409 with ``.problems`` when refused (nothing moved)."""
+        body = _rollout_body(model, target_version, strategy, config)
+        return self._json("POST", "/admin/rollouts", body=body)
+
+    def validate_rollout(
+        self,
+        model: str,
+        target_version: str,
+        strategy: str = "immediate",
+        config: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Check a rollout without starting it: ``{"valid": bool, "errors": [...]}``."""
+        body = _rollout_body(model, target_version, strategy, config)
+        return self._json("POST", "/admin/rollouts/validate", body=body)
+
+    def rollouts(self, model: str | None = None) -> list[dict[str, Any]]:
+        """``GET /admin/rollouts``: operation summaries, newest first (of ``model``)."""
+        params = {"model": model} if model is not None else None
+        answer = self._json("GET", "/admin/rollouts", params=params)
+        operations: list[dict[str, Any]] = answer["operations"]
+        return operations
+
+    def rollout(self, operation_id: str) -> dict[str, Any]:
+        """``GET /admin/rollouts/{id}``: one operation with its steps and history."""
+        return self._json("GET", f"/admin/rollouts/{_segment(operation_id)}")
+
+    def abort_rollout(self, operation_id: str) -> dict[str, Any]:
+        """Stop an operation (traffic back on its source); 409 if it has ended."""
+        return self._json("POST", f"/admin/rollouts/{_segment(operation_id)}/abort")
+
+    def rollback(self, model: str) -> dict[str, Any]:
+        """End ``model``'s running rollout, or switch back to the version before the
+        last completed one; the operation. 409 when there is nothing to roll back."""
+        return self._json("POST", f"/admin/models/{_segment(model)}/rollback")
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """``GET /admin/alerts``: the active health alerts."""
+        alerts: list[dict[str, Any]] = self._json("GET", "/admin/alerts")["alerts"]
+        return alerts
+
+    def health(self) -> dict[str, Any]:
+        """``GET /admin/health``: each model version's window of requests, and alerts."""
+        return self._json("GET", "/admin/health")
+
+    # --- events -----------------------------------------------------------------------
+
     def events(self) -> EventStream:
         """Open ``GET /admin/events/stream``: the pool's events from now on, as dicts.
 
@@ -170,12 +277,14 @@ class ServerClient:
         path: str,
         *,
         params: dict[str, str] | None = None,
+        body: dict[str, Any] | None = None,
         timeout: httpx.Timeout | None = None,
     ) -> dict[str, Any]:
-        """The answer's JSON object; ``timeout`` replaces the client's for this call."""
+        """The answer's JSON object; ``body`` is sent as JSON; ``timeout`` replaces the
+        client's for this call."""
         try:
             response = self._http.request(
-                method, path, params=params, timeout=timeout or self._http.timeout
+                method, path, params=params, json=body, timeout=timeout or self._http.timeout
             )
         except httpx.TransportError as error:
             raise self._transport_error(error) from None
@@ -263,6 +372,21 @@ def _segment(model_id: str) -> str:
     return quote(model_id, safe="")
 
 
+def _rollout_body(
+    model: str, target_version: str, strategy: str, config: dict[str, Any] | None
+) -> dict[str, Any]:
+    return {
+        "model": model,
+        "target_version": target_version,
+        "strategy": strategy,
+        "config": config or {},
+    }
+
+
+def _listed(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, list | tuple) else []
+
+
 def _reason(error: Exception) -> str:
     text = str(error).strip() or type(error).__name__
     return text.removeprefix("[Errno 111] ").lower()
@@ -282,6 +406,7 @@ def _api_error(response: httpx.Response) -> ApiError:
             error["message"],
             code=code if isinstance(code, str) else None,
             kind=kind if isinstance(kind, str) else None,
+            details=error,
         )
     detail = response.text.strip().splitlines()[0][:200] if response.text.strip() else ""
     message = f"HTTP {response.status_code} {response.reason_phrase}"
