@@ -10,12 +10,13 @@ import asyncio
 import json
 import random
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from modelpool import FakeBackend, ModelPool, ModelSpec, ModelState
+from modelpool import Config, FakeBackend, ModelPool, ModelSpec, ModelState
 from modelpool.backends.fake import FakeRequestError
 from modelpool.core.testing import ManualClock
 from modelpool.errors import ConfigError, SwitchRefused, UnknownVersion
@@ -97,6 +98,10 @@ def read_json(path: Path) -> Any:
 
 def set_aside(folder: Path) -> int:
     return len(list(folder.glob("rollouts.json.corrupt-*")))
+
+
+def rewrite(path: Path, damage: Callable[[bytes], bytes]) -> None:
+    path.write_bytes(damage(path.read_bytes()))
 
 
 def tear(path: Path, keep: int) -> None:
@@ -406,6 +411,47 @@ async def test_a_corrupt_state_file_is_set_aside_and_the_last_good_copy_used(
         assert "v3" not in again.pool.versions("chat")
     assert any("rollouts.json" in r.getMessage() for r in caplog.records)
     assert set_aside(tmp_path) == 1
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(lambda raw: b"\0" * len(raw), id="zero-filled"),
+        pytest.param(lambda raw: b'{"kind": "rollouts", "version": 1, "data": []}', id="schema"),
+        pytest.param(lambda raw: raw.replace(b'"rollouts"', b'"estimates"', 1), id="kind"),
+    ],
+)
+async def test_a_damaged_state_file_falls_back_to_the_backup(
+    tmp_path: Path, damage: Callable[[bytes], bytes]
+) -> None:
+    async with Rig(state_dir=tmp_path) as rig:
+        result = await rig.rollouts.switch_model("chat", "v2")
+        assert result.operation_id is not None
+        await rig.rollouts.wait(result.operation_id)
+        rig.rollouts.register_version("chat", "v3", {})
+    rewrite(tmp_path / "rollouts.json", damage)
+    async with Rig(state_dir=tmp_path) as again:
+        assert dict(again.rollouts.weights("chat")) == {"v2": 1.0}
+        assert again.rollouts.operations("chat")[0]["status"] == "completed"
+    assert set_aside(tmp_path) == 1
+
+
+def test_thresholds_come_from_the_config_with_per_model_overrides() -> None:
+    config = Config.from_yaml(
+        "pool: {budgets: {cpu: 8GB}}\n"
+        "health: {window: 30s, thresholds: {critical_error_rate: 0.5, min_requests: 5}}\n"
+        "models:\n"
+        "  a: {backend: fake, memory: 1GB, device: cpu, thresholds: {critical_p95: 2s}}\n"
+        "  b: {backend: fake, memory: 1GB, device: cpu}\n"
+    )
+    pool = ModelPool.from_config(config, backends={"fake": FakeBackend()}, estimates=None)
+    rollouts = RolloutManager.from_config(pool, config, state_dir=None)
+    health = rollouts.health
+    assert health.window == 30.0
+    assert health.thresholds_for("b") == Thresholds(critical_error_rate=0.5, min_requests=5)
+    assert health.thresholds_for("a") == Thresholds(
+        critical_error_rate=0.5, min_requests=5, critical_p95=2.0
+    )
 
 
 async def test_an_unwritable_state_dir_is_reported_and_rollouts_go_on(tmp_path: Path) -> None:
