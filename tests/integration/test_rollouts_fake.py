@@ -24,6 +24,7 @@ from modelpool.monitor.health import HealthMonitor, Thresholds
 from modelpool.rollout import RolloutManager, Status
 
 GB = 10**9
+RUNNING_OR_DONE = (Status.RUNNING, Status.COMPLETED, Status.FAILED)
 
 
 def chat(**versions: dict[str, Any]) -> ModelSpec:
@@ -81,6 +82,15 @@ class Rig:
         except FakeRequestError:
             return version, False
         return version, True
+
+    async def switch(
+        self, target: str, strategy: str = "immediate", settings: dict[str, Any] | None = None
+    ) -> str:
+        """Start moving ``chat`` to ``target``; the operation's id once traffic moves."""
+        result = await self.rollouts.switch_model("chat", target, strategy, settings)
+        assert result.operation_id is not None, result.errors
+        await self.rollouts.wait(result.operation_id, *RUNNING_OR_DONE)
+        return result.operation_id
 
     def share(self, target: str, requests: int = 10_000) -> float:
         picks = Counter(self.rollouts.route("chat", None) for _ in range(requests))
@@ -199,17 +209,13 @@ async def test_immediate_switch_under_load_fails_no_request_and_drains_the_old()
 
 async def test_gradual_moves_the_share_in_equal_steps_over_the_duration() -> None:
     async with Rig() as rig:
-        result = await rig.rollouts.switch_model(
-            "chat", "v2", "gradual", {"steps": 4, "duration": "40s"}
-        )
-        assert result.operation_id is not None
-        await rig.rollouts.wait(result.operation_id, Status.RUNNING)
+        op = await rig.switch("v2", "gradual", {"steps": 4, "duration": "40s"})
         seen = []
         for _ in range(4):
             seen.append(rig.share("v2"))
             await rig.step(10)
         assert seen == pytest.approx([0.25, 0.5, 0.75, 1.0], abs=0.02)
-        status = rig.rollouts.get_switch_status(result.operation_id)
+        status = rig.rollouts.get_switch_status(op)
         assert status["status"] == "completed"
         assert status["progress"] == 1.0
         assert [h["share"] for h in status["history"] if "of traffic" in h["message"]] == [
@@ -222,11 +228,7 @@ async def test_gradual_moves_the_share_in_equal_steps_over_the_duration() -> Non
 
 async def test_ab_is_sticky_per_key_and_returns_traffic_when_the_test_ends() -> None:
     async with Rig() as rig:
-        result = await rig.rollouts.switch_model(
-            "chat", "v2", "ab", {"traffic_percentage": 30, "duration": "1h"}
-        )
-        assert result.operation_id is not None
-        await rig.rollouts.wait(result.operation_id, Status.RUNNING)
+        op = await rig.switch("v2", "ab", {"traffic_percentage": 30, "duration": "1h"})
         users = [f"user-{n}" for n in range(2000)]
         first = {user: rig.rollouts.route("chat", user) for user in users}
         for _ in range(3):
@@ -238,7 +240,7 @@ async def test_ab_is_sticky_per_key_and_returns_traffic_when_the_test_ends() -> 
             (first["user-1"].partition("@")[2], True)
         }
         await rig.step(3600)
-        status = rig.rollouts.get_switch_status(result.operation_id)
+        status = rig.rollouts.get_switch_status(op)
         assert status["status"] == "completed"
         assert dict(rig.rollouts.weights("chat")) == {"v1": 1.0}
 
@@ -248,21 +250,16 @@ async def test_ab_is_sticky_per_key_and_returns_traffic_when_the_test_ends() -> 
 
 async def test_a_canary_of_a_version_failing_30_percent_rolls_back_within_a_period() -> None:
     async with Rig(chat(v2={"fail_requests": 0.3})) as rig:
-        result = await rig.rollouts.switch_model(
-            "chat",
-            "v2",
-            "canary",
-            {"initial_percentage": 50, "step_percentage": 25, "period": "5m"},
+        op = await rig.switch(
+            "v2", "canary", {"initial_percentage": 50, "step_percentage": 25, "period": "5m"}
         )
-        assert result.operation_id is not None
-        await rig.rollouts.wait(result.operation_id, Status.RUNNING)
         outcomes = []
         for _ in range(200):
             rig.clock.advance(0.5)  # 100 s of traffic: within the first 5-minute period
             outcomes.append(await rig.call())
-            if rig.rollouts.get_switch_status(result.operation_id)["status"] != "running":
+            if rig.rollouts.get_switch_status(op)["status"] != "running":
                 break
-        status = rig.rollouts.get_switch_status(result.operation_id)
+        status = rig.rollouts.get_switch_status(op)
         assert status["status"] == "rolled_back"
         assert "error_rate" in status["reason"]
         assert ">= 0.2" in status["reason"]
@@ -275,12 +272,9 @@ async def test_a_canary_of_a_version_failing_30_percent_rolls_back_within_a_peri
 
 async def test_a_healthy_canary_steps_up_each_period_and_completes() -> None:
     async with Rig() as rig:
-        result = await rig.rollouts.switch_model(
-            "chat", "v2", "canary",
-            {"initial_percentage": 10, "step_percentage": 45, "period": "1m"},
-        )  # fmt: skip
-        assert result.operation_id is not None
-        await rig.rollouts.wait(result.operation_id, Status.RUNNING)
+        op = await rig.switch(
+            "v2", "canary", {"initial_percentage": 10, "step_percentage": 45, "period": "1m"}
+        )
         shares = []
         for _ in range(3):
             shares.append(rig.share("v2"))
@@ -289,7 +283,7 @@ async def test_a_healthy_canary_steps_up_each_period_and_completes() -> None:
                 assert (await rig.call())[1]
             rig.rollouts.tick()
         assert shares == pytest.approx([0.10, 0.55, 1.0], abs=0.02)
-        final = await rig.rollouts.wait(result.operation_id)
+        final = await rig.rollouts.wait(op)
         assert final["status"] == "completed"
         await rig.rollouts.settle()  # the source's unload runs as a task
         assert rig.pool.state("chat") is ModelState.UNLOADED

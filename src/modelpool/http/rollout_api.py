@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Body, Query
+from pydantic import BaseModel, ConfigDict, Field
 
 from modelpool.errors import (
     ConfigError,
@@ -25,6 +26,21 @@ from modelpool.http.errors import ApiError
 from modelpool.rollout import RolloutManager
 
 Settings = Annotated[dict[str, Any] | None, Body()]
+
+
+class SwitchRequest(BaseModel):
+    """The body of ``POST /admin/rollouts`` and ``/admin/rollouts/validate``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(min_length=1)
+    target_version: str = Field(min_length=1)
+    strategy: str = "immediate"
+    config: dict[str, Any] | None = None
+
+    def arguments(self) -> tuple[str, str, str, dict[str, Any] | None]:
+        return self.model, self.target_version, self.strategy, self.config
+
 T = TypeVar("T")
 
 
@@ -58,29 +74,19 @@ def router(rollouts: RolloutManager) -> APIRouter:
         return {"model": model, "version": version, "removed": True}
 
     @api.post("/rollouts", status_code=202)
-    async def start(
-        model: Annotated[str, Body(min_length=1)],
-        target_version: Annotated[str, Body(min_length=1)],
-        strategy: Annotated[str, Body()] = "immediate",
-        config: Settings = None,
-    ) -> dict[str, Any]:
+    async def start(switch: SwitchRequest) -> dict[str, Any]:
         try:
-            result = await rollouts.switch_model(model, target_version, strategy, config)
+            result = await rollouts.switch_model(*switch.arguments())
         except ModelPoolError as error:
             raise _answer(error) from None
         if not result.success:
-            raise _answer(SwitchRefused(model, result.errors))
+            raise _answer(SwitchRefused(switch.model, result.errors))
         assert result.operation_id is not None
         return rollouts.get_switch_status(result.operation_id)
 
     @api.post("/rollouts/validate")
-    async def validate(
-        model: Annotated[str, Body(min_length=1)],
-        target_version: Annotated[str, Body(min_length=1)],
-        strategy: Annotated[str, Body()] = "immediate",
-        config: Settings = None,
-    ) -> dict[str, Any]:
-        return rollouts.validate_switch_request(model, target_version, strategy, config)
+    async def validate(switch: SwitchRequest) -> dict[str, Any]:
+        return rollouts.validate_switch_request(*switch.arguments())
 
     @api.get("/rollouts")
     async def operations(model: Annotated[str | None, Query()] = None) -> dict[str, Any]:
