@@ -5,8 +5,9 @@ a plan of steps, ``routing`` splits traffic (sticky by a request key), ``operati
 is one switch with its status and history.
 """
 
-from modelpool.rollout.manager import RolloutManager, SwitchResult, VersionInfo
+from modelpool.rollout.manager import RolloutManager, SwitchResult
 from modelpool.rollout.operation import Operation, Status
+from modelpool.rollout.registry import VersionInfo, VersionRegistry
 from modelpool.rollout.strategies import Plan, PlanError, Strategy, make_plan
 
 __all__ = [
@@ -18,5 +19,6 @@ __all__ = [
     "Strategy",
     "SwitchResult",
     "VersionInfo",
+    "VersionRegistry",
     "make_plan",
 ]

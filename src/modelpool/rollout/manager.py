@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modelpool.config import Config, ModelSpec, merged_thresholds
+from modelpool.config import Config, merged_thresholds
 from modelpool.config.versions import version_spec
 from modelpool.core.events import EventKind
 from modelpool.core.pool import ModelPool
@@ -46,7 +46,8 @@ from modelpool.errors import (
 )
 from modelpool.monitor.health import Alert, HealthMonitor, Level, Thresholds
 from modelpool.rollout.operation import Operation, Status, wall_time
-from modelpool.rollout.routing import Weights, choose, split
+from modelpool.rollout.registry import VersionInfo, VersionRegistry
+from modelpool.rollout.routing import Weights, split
 from modelpool.rollout.strategies import PlanError, Strategy, make_plan, parse_strategy
 
 log = logging.getLogger("modelpool.rollout")
@@ -63,21 +64,6 @@ class SwitchResult:
     operation_id: str | None
     status: str | None
     errors: list[str] = field(default_factory=list)
-
-
-@dataclass
-class VersionInfo:
-    """One version of a model: its pool record and who made it, when, and why."""
-
-    model: str
-    version: str
-    record: str
-    origin: str  # "config" or "runtime"
-    author: str | None = None
-    notes: str | None = None
-    created: str | None = None
-    settings: dict[str, Any] = field(default_factory=dict)
-    """What was registered at run time (to register it again after a restart)."""
 
 
 class RolloutManager:
@@ -107,16 +93,13 @@ class RolloutManager:
             else None
         )
         self.save_error: str | None = None
-        self._versions: dict[str, dict[str, VersionInfo]] = {}
-        self._weights: dict[str, Weights] = {}
-        self._routes: dict[str, str] = {}  # every name of a model with versions -> model
+        self.registry = VersionRegistry(pool, self._rng)
         self._operations: dict[str, Operation] = {}  # oldest first
         self._active: dict[str, Operation] = {}  # model -> its pending or running operation
         self._holds: dict[str, bool] = {}  # record pinned for an operation -> was it pinned
         self._tasks: set[asyncio.Task[None]] = set()
         self._changed: asyncio.Event | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self._read_config_versions()
 
     @classmethod
     def from_config(cls, pool: ModelPool, config: Config, **overrides: Any) -> RolloutManager:
@@ -179,10 +162,7 @@ class RolloutManager:
     # --- Traffic (the pool calls these) ---------------------------------------------
 
     def route(self, name: str, key: str | None) -> str:
-        model = self._routes.get(name)
-        if model is None:
-            return name
-        return f"{model}@{choose(model, self._weights[model], key, self._rng)}"
+        return self.registry.route(name, key)
 
     def record(self, model_id: str, seconds: float, ok: bool) -> None:
         try:
@@ -196,23 +176,8 @@ class RolloutManager:
     def versions(self, model: str) -> list[dict[str, Any]]:
         """Every version of ``model`` with its metadata, state and share of traffic."""
         base = self._base(model)
-        weights = dict(self.weights(base))
         active = self._active.get(base)
-        return [
-            {
-                "version": info.version,
-                "id": info.record,
-                "name": f"{base}@{info.version}",
-                "origin": info.origin,
-                "author": info.author,
-                "notes": info.notes,
-                "created": info.created,
-                "state": str(self._pool.state(info.record)),
-                "weight": weights.get(info.version, 0.0),
-                "in_rollout": active is not None and info.version in (active.source, active.target),
-            }
-            for info in self._versions[base].values()
-        ]
+        return self.registry.listing(base, (active.source, active.target) if active else ())
 
     def describe(self, model: str) -> dict[str, Any]:
         """``model``'s versions, split and running rollout, as ``/admin`` shows them."""
@@ -228,14 +193,11 @@ class RolloutManager:
 
     def models_with_versions(self) -> list[str]:
         """The models that have more than one version."""
-        return [base for base, versions in self._versions.items() if len(versions) > 1]
+        return self.registry.with_versions()
 
     def weights(self, model: str) -> Weights:
         """``model``'s split now: (version, share) pairs, target first."""
-        base = self._base(model)
-        if base in self._weights:
-            return self._weights[base]
-        return ((self._pool.spec(base).version, 1.0),)
+        return self.registry.weights(self._base(model))
 
     def register_version(
         self,
@@ -249,17 +211,15 @@ class RolloutManager:
         """Add ``version`` of ``model``: the model's settings with ``settings`` over them
         (backend options, memory, defaults...). ``ConfigError`` names what is wrong."""
         base = self._base(model)
-        known = self._versions[base]
-        if version in known:
+        if version in self.registry.versions[base]:
             raise SwitchRefused(base, [f"version {version!r} is already registered"])
         entry = {**(settings or {}), "author": author, "notes": notes}
         spec = version_spec(self._pool.spec(base), version, entry)
-        self._pool.add_model(spec)
-        known[version] = VersionInfo(
+        info = VersionInfo(
             base, version, spec.id, "runtime", author, notes, wall_time(self._wall()),
             dict(settings or {}),
         )  # fmt: skip
-        self._reroute(base)
+        self.registry.add(info, spec)
         self._pool.publish(EventKind.VERSION_REGISTERED, spec.id, version=version)
         self._save()
         return next(v for v in self.versions(base) if v["version"] == version)
@@ -268,7 +228,7 @@ class RolloutManager:
         """Forget a version registered at run time that carries no traffic; it is
         unloaded first, after its in-flight requests."""
         base = self._base(model)
-        info = self._version(base, version)
+        info = self.registry.info(base, version)
         problems = []
         if info.origin != "runtime":
             problems.append(f"{version!r} is declared in the config file; remove it there")
@@ -280,9 +240,7 @@ class RolloutManager:
         if problems:
             raise SwitchRefused(base, problems)
         await self._pool.unload(info.record)
-        self._pool.remove_model(info.record)
-        del self._versions[base][version]
-        self._reroute(base)
+        self.registry.remove(base, version)
         self._pool.publish(EventKind.VERSION_UNREGISTERED, None, model=base, version=version)
         self._save()
 
@@ -309,9 +267,9 @@ class RolloutManager:
         if active is not None:
             errors.append(f"rollout {active.id} of {base!r} is {active.status}; wait or abort it")
         source = self.serving_version(base)
-        target = self._versions[base].get(target_version)
+        target = self.registry.versions[base].get(target_version)
         if target is None:
-            known = list(self._versions[base])
+            known = list(self.registry.versions[base])
             errors.append(str(UnknownVersion(base, target_version, known)))
         elif target_version == source:
             errors.append(f"{target_version!r} already serves all of {base!r}'s traffic")
@@ -322,13 +280,13 @@ class RolloutManager:
                     f"{target.record} is failed ({status['last_error']}); load it explicitly "
                     "to try again"
                 )
-            source_record = self._versions[base][source].record
+            source_record = self.registry.versions[base][source].record
             errors.extend(self._pool.fit_problems(source_record, target.record))
         return {"valid": not errors, "errors": errors}
 
     def serving_version(self, model: str) -> str:
         """The version with the largest share (the one all traffic is on between rollouts)."""
-        return max(self.weights(model), key=lambda pair: pair[1])[0]
+        return self.registry.serving(self._base(model))
 
     async def switch_model(
         self,
@@ -431,17 +389,19 @@ class RolloutManager:
 
     async def _prepare(self, op: Operation) -> None:
         """Load (and pin) the source and the target; then the first step."""
-        versions = self._versions[op.model]
+        versions = self.registry.versions[op.model]
         source, target = versions[op.source].record, versions[op.target].record
+        loading = source
         try:
             self._hold(source)
             if op.strategy is not Strategy.IMMEDIATE:  # both will serve: both must stay
                 await self._pool.load(source)
+            loading = target
             self._hold(target)
             await self._pool.load(target)
         except ModelPoolError as error:
             if op.status is Status.PENDING:
-                self._end(op, Status.FAILED, f"{op.target} could not be made ready: {error}")
+                self._end(op, Status.FAILED, f"{loading} could not be made ready: {error}")
             return
         if op.status is Status.PENDING:
             op.status = Status.RUNNING
@@ -466,7 +426,7 @@ class RolloutManager:
                 self._set_weights(op.model, split(op.target, op.source, 0.0))
                 op.share = 0.0
                 self._end(op, Status.COMPLETED, "test over; traffic back on the source")
-                self._spawn(self._unload(self._versions[op.model][op.target].record))
+                self._spawn(self._unload(self.registry.versions[op.model][op.target].record))
             else:
                 self._finish(op)
             return
@@ -482,7 +442,7 @@ class RolloutManager:
         op.share = 1.0
         self._set_weights(op.model, split(op.target, op.source, 1.0))
         self._end(op, Status.COMPLETED, f"{op.target} takes all traffic")
-        self._spawn(self._unload(self._versions[op.model][op.source].record))
+        self._spawn(self._unload(self.registry.versions[op.model][op.source].record))
 
     def _back_to_source(self, op: Operation, status: Status, reason: str) -> None:
         moved = op.status is Status.RUNNING
@@ -490,13 +450,13 @@ class RolloutManager:
         if moved:
             self._set_weights(op.model, split(op.target, op.source, 0.0))
         self._end(op, status, reason)
-        self._spawn(self._unload(self._versions[op.model][op.target].record))
+        self._spawn(self._unload(self.registry.versions[op.model][op.target].record))
 
     def _end(self, op: Operation, status: Status, reason: str) -> None:
         op.status, op.reason, op.next_step_at = status, reason, None
         self._active.pop(op.model, None)
         for version in (op.source, op.target):
-            info = self._versions[op.model].get(version)
+            info = self.registry.versions[op.model].get(version)
             if info is not None:
                 self._release(info.record)
         self._changed_op(op, reason)
@@ -562,40 +522,9 @@ class RolloutManager:
         """The base id of the model ``model`` names (an id, alias or ``id@version``)."""
         return self._pool.spec(model).base_id
 
-    def _version(self, base: str, version: str) -> VersionInfo:
-        info = self._versions[base].get(version)
-        if info is None:
-            raise UnknownVersion(base, version, list(self._versions[base]))
-        return info
-
-    def _read_config_versions(self) -> None:
-        for model_id, spec in self._pool.specs.items():
-            if "@" in model_id:
-                continue
-            meta = spec.versions.get(spec.version)
-            self._versions[model_id] = {
-                spec.version: _info(spec, model_id, spec.version, model_id, meta)
-            }
-            for name, entry in spec.versions.items():
-                if name != spec.version:
-                    record = f"{model_id}@{name}"
-                    self._versions[model_id][name] = _info(spec, model_id, name, record, entry)
-            self._reroute(model_id)
-
-    def _reroute(self, base: str) -> None:
-        names = self._pool.spec(base).names
-        for name in names:
-            self._routes.pop(name, None)
-        if len(self._versions[base]) > 1:
-            self._weights.setdefault(base, ((self._pool.spec(base).version, 1.0),))
-            for name in names:
-                self._routes[name] = base
-        else:
-            self._weights.pop(base, None)
-
     def _set_weights(self, model: str, weights: Weights) -> None:
         # Saved with the operation's change that always follows: one write per step.
-        self._weights[model] = weights
+        self.registry.set_weights(model, weights)
         self._pool.publish(EventKind.ROUTE_CHANGED, model, weights=dict(weights))
 
     def _changed_op(self, op: Operation, message: str) -> None:
@@ -621,23 +550,9 @@ class RolloutManager:
     def _save(self) -> None:
         if self._file is None:
             return
-        models: dict[str, Any] = {}
-        for base, versions in self._versions.items():
-            runtime = {
-                name: {
-                    "settings": info.settings,
-                    "author": info.author,
-                    "notes": info.notes,
-                    "created": info.created,
-                }
-                for name, info in versions.items()
-                if info.origin == "runtime"
-            }
-            if runtime or base in self._weights:
-                models[base] = {"versions": runtime, "weights": self._weights.get(base)}
-        data = {"models": models, "operations": [op.to_dict() for op in self._operations.values()]}
+        operations = [op.to_dict() for op in self._operations.values()]
         try:
-            self._file.save(data)
+            self._file.save({"models": self.registry.saved(), "operations": operations})
             self.save_error = None
         except StateError as error:
             if self.save_error is None:
@@ -652,65 +567,22 @@ class RolloutManager:
             log.warning("%s", warning)
         if data is None:
             return
-        for base, entry in data["models"].items():
-            if base not in self._versions:
-                log.warning("state file: model %r is not configured any more; ignored", base)
-                continue
-            for name, saved in entry.get("versions", {}).items():
-                self._restore_version(base, name, saved)
-            weights = entry.get("weights")
-            if weights:
-                pairs = tuple((str(v), float(s)) for v, s in weights)
-                if all(v in self._versions[base] for v, _ in pairs):
-                    self._weights[base] = pairs
-                else:
-                    log.warning("state file: %s's split names a version it lacks; reset", base)
+        self.registry.restore(data["models"], STATE_FILE)
         for saved_op in data["operations"]:
             try:
                 op = Operation.from_dict(saved_op)
             except (KeyError, ValueError, TypeError) as error:
-                log.warning("state file: an unreadable operation was dropped: %s", error)
+                log.warning("%s: an unreadable operation was dropped: %s", STATE_FILE, error)
                 continue
             self._operations[op.id] = op
-            if not op.ended and op.model in self._versions:
+            versions = self.registry.versions.get(op.model, {})
+            if not op.ended and op.source in versions:
                 # Interrupted by a stop or a crash: end it safely, on the source.
                 op.status, op.share = Status.ABORTED, 0.0
                 op.reason = f"interrupted by a restart; traffic is back on {op.source}"
                 op.note(self._wall(), op.reason)
-                if op.source in self._versions[op.model]:
-                    self._weights[op.model] = split(op.target, op.source, 0.0)
+                self.registry.set_weights(op.model, split(op.target, op.source, 0.0))
         self._save()
-
-    def _restore_version(self, base: str, name: str, saved: Mapping[str, Any]) -> None:
-        if name in self._versions[base]:
-            log.warning("state file: %s@%s is now in the config; the config wins", base, name)
-            return
-        settings = dict(saved.get("settings") or {})
-        try:
-            spec = version_spec(self._pool.spec(base), name, settings, source=STATE_FILE)
-            self._pool.add_model(spec)
-        except (ModelPoolError, ValueError) as error:
-            log.warning(
-                "state file: version %s@%s cannot be registered again: %s", base, name, error
-            )
-            return
-        self._versions[base][name] = VersionInfo(
-            base, name, spec.id, "runtime", saved.get("author"), saved.get("notes"),
-            saved.get("created"), settings,
-        )  # fmt: skip
-        self._reroute(base)
-
-
-def _info(spec: ModelSpec, base: str, name: str, record: str, meta: Any) -> VersionInfo:
-    return VersionInfo(
-        base,
-        name,
-        record,
-        "config",
-        getattr(meta, "author", None),
-        getattr(meta, "notes", None),
-        getattr(meta, "created", None),
-    )
 
 
 def _check(data: Any) -> None:
