@@ -92,7 +92,17 @@ def running_server(
             path.write_text(yaml.safe_dump(data))
             command += ["--config", str(path)]
         log_path = Path(folder) / "server.log"
-        environ = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", **(env or {})}
+        # The embedded default keeps state under ~ unless told: each run gets its own.
+        state_dir = (
+            {"MODELPOOL_POOL__STATE_DIR": str(Path(folder) / "state")} if config is None else {}
+        )
+        environ = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "HF_HUB_OFFLINE": "1",
+            **state_dir,
+            **(env or {}),
+        }
         with log_path.open("w") as log:
             process = subprocess.Popen(
                 [*command, *args], stdout=log, stderr=subprocess.STDOUT, env=environ, text=True
