@@ -7,6 +7,8 @@ exit codes, read for these routes: 4 is an unknown model, version or operation (
 404 from a route that exists), 2 a request the server refused (409) or found invalid
 (422), each problem it listed on its own line under an ``error: ...`` line.
 
+How the answers look (tables, one-line summaries) is ``cli_views``'s part.
+
 ``--set KEY=VALUE`` values are read as YAML, as the config file reads them:
 ``n_ctx=4096`` is a number, ``period=20s`` a string, ``defaults={temperature: 1.0}``
 a mapping (quote it for the shell).
@@ -16,19 +18,16 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator, Sequence
-from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import yaml
-from rich import box
-from rich.console import Group
-from rich.table import Table
+from rich.console import RenderableType
 from rich.text import Text
 
+from modelpool import cli_views as views
 from modelpool.cli import (
-    _STATE_STYLE,
     DEFAULT_URL,
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
@@ -43,7 +42,6 @@ from modelpool.cli import (
     _print_json,
     _remote,
     _remote_fail,
-    _shorten,
     _warn,
     app,
     out,
@@ -65,16 +63,6 @@ TICK_SECONDS = 0.1
 """How often the live line's clock moves on."""
 ENDED = frozenset({"completed", "rolled_back", "aborted", "failed"})
 STRATEGIES = ("immediate", "gradual", "ab", "canary")
-
-_OP_STYLE = {
-    "pending": "yellow",
-    "running": "cyan",
-    "completed": "green",
-    "rolled_back": "red",
-    "aborted": "magenta",
-    "failed": "red",
-}
-_LEVEL_STYLE = {"ok": "green", "warning": "yellow", "critical": "red"}
 
 VersionArgument = Annotated[
     str, typer.Argument(help="The version's name (v2, 2024-06.q4...).", show_default=False)
@@ -177,66 +165,43 @@ def _api_failure(error: ApiError, url: str, as_json: bool, doing: str | None) ->
         _print_json({"ok": False, "error": shown | {"problems": problems, "exit_code": code}})
     if not problems or code != EXIT_INVALID:
         return _fail(message, code)
-    count = len(problems)
-    _warn(f"error: {doing or message} ({count} problem{'s' * (count != 1)}):")
-    for problem in problems:
-        _warn(f"  {problem}")
+    _list_problems(doing or message, problems)
     return typer.Exit(code)
 
 
-# --- how things are shown -----------------------------------------------------------
+def _list_problems(doing: str, problems: Sequence[str]) -> None:
+    """``error: DOING (N problems):`` on stderr, then each problem on a line of its own."""
+    count = len(problems)
+    _warn(f"error: {doing} ({count} problem{'s' * (count != 1)}):")
+    for problem in problems:
+        _warn(f"  {problem}")
 
 
-def _percent(share: Any) -> str:
-    """``0.1`` as ``10%``, ``0.125`` as ``12.5%``."""
-    value = float(share or 0) * 100
-    return f"{value:.0f}%" if abs(value - round(value)) < 0.05 else f"{value:.1f}%"
+# --- printing the answer ------------------------------------------------------------
 
 
-def _when(value: Any, shape: str = "%Y-%m-%d %H:%M:%S") -> str:
-    """A time the server sent (ISO 8601, or epoch seconds) in local time; a date or any
-    other text as it came."""
-    if value is None or value == "":
-        return "-"
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        if value < 1e9:  # a monotonic clock's seconds: only the server can place them
-            return f"{value:.1f}"
-        return datetime.fromtimestamp(value).astimezone().strftime(shape)
-    text = str(value)
-    if "T" not in text and " " not in text:
-        return text
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return text
-    return (moment.astimezone() if moment.tzinfo else moment).strftime(shape)
-
-
-def _status(status: Any) -> Text:
-    shown = str(status)
-    return Text(shown, style=_OP_STYLE.get(shown, "dim"))
-
-
-def _table(*columns: str, right: tuple[str, ...] = (), wrap: str | None = None) -> Table:
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    for column in columns:
-        justify: Literal["left", "right"] = "right" if column in right else "left"
-        table.add_column(column, justify=justify, no_wrap=column != wrap)
-    return table
-
-
-def _cut(text: Any) -> Text:
-    """Free text in a table: one line, cut short on a narrow terminal."""
-    return Text(_shorten(str(text)) if text else "", no_wrap=True, overflow="ellipsis")
-
-
-def _summary_line(op: dict[str, Any]) -> str:
-    """``op-1a2b: canary of chat from v1 to v2, running, v2 at 10%, 25% done``."""
-    return (
-        f"{op['operation_id']}: {op['strategy']} of {op['model']} from {op['source']} to "
-        f"{op['target']}, {op['status']}, {op['target']} at {_percent(op.get('share'))}, "
-        f"{_percent(op.get('progress'))} done"
-    )
+def _answer(
+    url: str,
+    api_key: str | None,
+    as_json: bool,
+    ask: Callable[[ServerClient], Any],
+    show: Callable[[Any], RenderableType],
+    *,
+    doing: str | None = None,
+    key: str | None = None,
+) -> None:
+    """Ask the server (``ask``) and print its answer: with ``--json`` as it came (under
+    ``key`` when given), else as ``show`` renders it; a ``str`` is one line (``_say``)."""
+    with _admin(url, api_key, as_json, doing) as server:
+        answer = ask(server)
+    if as_json:
+        _print_json({key: answer} if key else answer)
+        return
+    shown = show(answer)
+    if isinstance(shown, str):
+        _say(shown)
+    else:
+        out.print(shown)
 
 
 def _say(line: str) -> None:
@@ -244,11 +209,15 @@ def _say(line: str) -> None:
     out.print(Text(line), soft_wrap=True)
 
 
-def _history_line(entry: dict[str, Any]) -> Text:
-    return Text(
-        f"{_when(entry.get('at'), '%H:%M:%S')}  {entry.get('status', ''):<11} "
-        f"{_percent(entry.get('share')):>6}  {entry.get('message', '')}"
-    )
+def _reported(
+    op: dict[str, Any], show: Callable[[dict[str, Any]], str], as_json: bool, waited: bool = False
+) -> None:
+    """An operation reported without following it (to its end, or at all): ``--json``
+    prints it, else ``show`` says it in one line."""
+    if as_json:
+        _print_json({"ok": True, "operation": op, "waited": waited})
+    else:
+        _say(show(op))
 
 
 # --- versions, register, unregister -------------------------------------------------
@@ -262,41 +231,7 @@ def versions(
     as_json: JsonOption = False,
 ) -> None:
     """List a model's versions: state, share of traffic, origin, author; its rollout."""
-    with _admin(url, api_key, as_json) as server:
-        answer = server.versions(model)
-    if as_json:
-        _print_json(answer)
-        return
-    out.print(_versions_view(answer))
-
-
-def _versions_view(answer: dict[str, Any]) -> Group:
-    serving = answer.get("serving")
-    weights = {v: float(w) for v, w in (answer.get("weights") or {}).items() if w}
-    split = ", ".join(f"{v} {_percent(w)}" for v, w in weights.items())
-    header = f"{answer['model']}: serving {serving}" + (
-        f" (split {split})" if len(weights) > 1 else ""
-    )
-    table = _table(
-        "version", "state", "weight", "origin", "author", "created", "notes",
-        right=("weight",), wrap="notes",
-    )  # fmt: skip
-    table.caption, table.caption_justify = "* serving", "left"
-    for view in answer["versions"]:
-        state = str(view.get("state"))
-        table.add_row(
-            f"{view['version']}{' *' if view['version'] == serving else ''}",
-            Text(state, style=_STATE_STYLE.get(state, "dim")),
-            _percent(view.get("weight")),
-            str(view.get("origin") or "-"),
-            str(view.get("author") or "-"),
-            _when(view.get("created")),
-            _cut(view.get("notes")),
-        )
-    parts: list[Text | Table] = [Text(header), table]
-    if answer.get("rollout"):
-        parts.append(Text(f"rollout {_summary_line(answer['rollout'])}"))
-    return Group(*parts)
+    _answer(url, api_key, as_json, lambda server: server.versions(model), views.versions_view)
 
 
 @app.command(epilog=EXIT_CODES, rich_help_panel=PANEL)
@@ -324,19 +259,22 @@ def register(
     values = _settings(settings, as_json)
     if memory is not None:
         values["memory"] = memory
-    doing = f"cannot register {model}@{version}"
-    with _admin(url, api_key, as_json, doing) as server:
-        view = server.register_version(model, version, values, author=author, notes=notes)
-    if as_json:
-        _print_json(view)
-        return
-    name = view.get("name") or f"{model}@{version}"
-    by = f", by {view['author']}" if view.get("author") else ""
-    _say(
-        f"registered {name} ({view.get('origin') or 'runtime'}{by}): {view.get('state')}, "
-        f"{_percent(view.get('weight'))} of traffic; "
-        f"'modelpool rollout {model} {view['version']}' moves traffic to it"
-    )
+
+    def registered(view: dict[str, Any]) -> str:
+        name = view.get("name") or f"{model}@{version}"
+        by = f", by {view['author']}" if view.get("author") else ""
+        return (
+            f"registered {name} ({view.get('origin') or 'runtime'}{by}): {view.get('state')}, "
+            f"{views.percent(view.get('weight'))} of traffic; "
+            f"'modelpool rollout {model} {view['version']}' moves traffic to it"
+        )
+
+    _answer(
+        url, api_key, as_json,
+        lambda server: server.register_version(model, version, values, author=author, notes=notes),
+        registered,
+        doing=f"cannot register {model}@{version}",
+    )  # fmt: skip
 
 
 @app.command(epilog=EXIT_CODES, rich_help_panel=PANEL)
@@ -348,12 +286,12 @@ def unregister(
     as_json: JsonOption = False,
 ) -> None:
     """Remove a version registered at run time (one that carries no traffic)."""
-    with _admin(url, api_key, as_json, f"cannot remove {model}@{version}") as server:
-        answer = server.unregister_version(model, version)
-    if as_json:
-        _print_json(answer)
-        return
-    _say(f"removed {answer.get('model', model)}@{answer.get('version', version)}")
+    _answer(
+        url, api_key, as_json,
+        lambda server: server.unregister_version(model, version),
+        lambda answer: f"removed {answer.get('model', model)}@{answer.get('version', version)}",
+        doing=f"cannot remove {model}@{version}",
+    )  # fmt: skip
 
 
 # --- rollout and following one ------------------------------------------------------
@@ -398,15 +336,16 @@ def rollout(
         if not no_wait:
             op = _follow(server, op, as_json)
     if no_wait:
-        if as_json:
-            _print_json({"ok": True, "operation": op, "waited": False})
-            return
-        _say(
-            f"started {_summary_line(op)}; "
-            f"'modelpool rollout-status {op['operation_id']}' follows it"
-        )
+        _reported(op, _started, as_json)
     else:
         _ended(op, time.monotonic() - started, as_json)
+
+
+def _started(op: dict[str, Any]) -> str:
+    return (
+        f"started {views.summary_line(op)}; "
+        f"'modelpool rollout-status {op['operation_id']}' follows it"
+    )
 
 
 def _checked(answer: dict[str, Any], doing: str, as_json: bool) -> None:
@@ -417,10 +356,7 @@ def _checked(answer: dict[str, Any], doing: str, as_json: bool) -> None:
     elif valid:
         _say("ok: the server would start this rollout")
     else:
-        count = len(errors)
-        _warn(f"error: {doing} ({count} problem{'s' * (count != 1)}):")
-        for error in errors:
-            _warn(f"  {error}")
+        _list_problems(doing, errors)
     if not valid:
         raise typer.Exit(EXIT_INVALID)
 
@@ -437,14 +373,15 @@ def _follow(server: ServerClient, op: dict[str, Any], as_json: bool) -> dict[str
             while True:
                 history = [] if as_json else list(op.get("history") or [])
                 for entry in history[printed:]:
-                    out.print(_history_line(entry), soft_wrap=True)
+                    out.print(views.history_line(entry), soft_wrap=True)
                 printed = max(printed, len(history))
                 if op["status"] in ENDED:
                     return op
                 poll_at = time.monotonic() + FOLLOW_SECONDS
                 while (now := time.monotonic()) < poll_at:
                     if live:  # the seconds tick on between two polls
-                        spinner.update(Text(f"rollout {_summary_line(op)}, {now - started:.1f}s"))
+                        line = f"rollout {views.summary_line(op)}, {now - started:.1f}s"
+                        spinner.update(Text(line))
                     time.sleep(min(TICK_SECONDS, poll_at - now))
                 op = server.rollout(op_id)
     except KeyboardInterrupt:
@@ -482,52 +419,7 @@ def rollout_status(
     as_json: JsonOption = False,
 ) -> None:
     """Show one rollout: status, share of traffic, progress, steps and history."""
-    with _admin(url, api_key, as_json) as server:
-        op = server.rollout(operation)
-    if as_json:
-        _print_json(op)
-        return
-    out.print(_operation_view(op))
-
-
-def _operation_view(op: dict[str, Any]) -> Group:
-    steps = [float(s) for s in op.get("steps") or []]
-    step = int(op.get("step", -1))
-    lines = [
-        Text(
-            f"{op['operation_id']}: {op['strategy']} rollout of {op['model']} from "
-            f"{op['source']} to {op['target']}, asked {_when(op.get('created'))}"
-        ),
-        Text.assemble(
-            "status ",
-            _status(op["status"]),
-            f", {op['target']} at {_percent(op.get('share'))} of traffic, "
-            f"{_percent(op.get('progress'))} done",
-            f" (step {step + 1} of {len(steps)})" if steps and step >= 0 else "",
-        ),
-    ]
-    if steps:
-        shown = Text("steps ")
-        for index, share in enumerate(steps):
-            shown.append(" → " if index else "")
-            shown.append(_percent(share), style="bold" if index == step else "")
-        period = float(op.get("period") or 0)
-        lines.append(shown + Text(f", each held {period:g}s" if period else ""))
-    if op.get("settings"):
-        shown_settings = ", ".join(f"{k}={v}" for k, v in op["settings"].items())
-        lines.append(Text(f"settings {shown_settings}"))
-    if op.get("reason"):
-        lines.append(Text(f"reason: {op['reason']}"))
-    history = _table("at", "status", "share", "message", right=("share",), wrap="message")
-    history.title, history.title_justify = "history", "left"
-    for entry in op.get("history") or []:
-        history.add_row(
-            _when(entry.get("at")),
-            _status(entry.get("status")),
-            _percent(entry.get("share")),
-            str(entry.get("message") or ""),
-        )
-    return Group(*lines, history)
+    _answer(url, api_key, as_json, lambda server: server.rollout(operation), views.operation_view)
 
 
 @app.command(epilog=EXIT_CODES, rich_help_panel=PANEL)
@@ -540,31 +432,13 @@ def rollouts(
     as_json: JsonOption = False,
 ) -> None:
     """List rollouts, newest first: model, versions, strategy, status, share, progress."""
-    with _admin(url, api_key, as_json) as server:
-        operations = server.rollouts(model)
-    if as_json:
-        _print_json({"operations": operations})
-        return
-    if not operations:
-        _say(f"no rollouts{f' of {model}' if model else ''}")
-        return
-    table = _table(
-        "operation", "model", "from", "to", "strategy", "status", "share", "done", "reason",
-        right=("share", "done"), wrap="reason",
+    none = f"no rollouts{f' of {model}' if model else ''}"
+    _answer(
+        url, api_key, as_json,
+        lambda server: server.rollouts(model),
+        lambda operations: views.rollouts_table(operations) if operations else none,
+        key="operations",
     )  # fmt: skip
-    for op in operations:
-        table.add_row(
-            str(op["operation_id"]),
-            str(op["model"]),
-            str(op["source"]),
-            str(op["target"]),
-            str(op["strategy"]),
-            _status(op["status"]),
-            _percent(op.get("share")),
-            _percent(op.get("progress")),
-            _cut(op.get("reason")),
-        )
-    out.print(table)
 
 
 # --- rollback, abort ----------------------------------------------------------------
@@ -589,15 +463,9 @@ def rollback(
         if not no_wait and op["status"] not in ENDED:
             op = _follow(server, op, as_json)
     if op["status"] == "rolled_back":  # the running rollout ended: traffic on its source
-        if as_json:
-            _print_json({"ok": True, "operation": op, "waited": not no_wait})
-            return
-        _say(f"rolled back {op['operation_id']}: {op['model']} is back on {op['source']}")
+        _reported(op, lambda op: views.back_line("rolled back", op), as_json, waited=not no_wait)
     elif no_wait and op["status"] not in ENDED:
-        if as_json:
-            _print_json({"ok": True, "operation": op, "waited": False})
-            return
-        _say(f"rolling back: started {_summary_line(op)}")
+        _reported(op, lambda op: f"rolling back: started {views.summary_line(op)}", as_json)
     else:  # a switch back to the previous version
         _ended(op, time.monotonic() - started, as_json)
 
@@ -610,12 +478,12 @@ def abort(
     as_json: JsonOption = False,
 ) -> None:
     """Stop a rollout that has not ended: its model's traffic goes back to its source."""
-    with _admin(url, api_key, as_json, f"cannot abort {operation}") as server:
-        op = server.abort_rollout(operation)
-    if as_json:
-        _print_json(op)
-        return
-    _say(f"aborted {op['operation_id']}: {op['model']} is back on {op['source']}")
+    _answer(
+        url, api_key, as_json,
+        lambda server: server.abort_rollout(operation),
+        lambda op: views.back_line("aborted", op),
+        doing=f"cannot abort {operation}",
+    )  # fmt: skip
 
 
 # --- alerts -------------------------------------------------------------------------
@@ -626,40 +494,9 @@ def alerts(
     url: UrlOption = DEFAULT_URL, api_key: KeyOption = None, as_json: JsonOption = False
 ) -> None:
     """List the active health alerts: which model version, how bad, and why."""
-    with _admin(url, api_key, as_json) as server:
-        active = server.alerts()
-    if as_json:
-        _print_json({"alerts": active})
-        return
-    if not active:
-        _say("no active alerts")
-        return
-    table = _table(
-        "model", "version", "level", "metric", "value", "threshold", "at",
-        right=("value", "threshold"),
+    _answer(
+        url, api_key, as_json,
+        lambda server: server.alerts(),
+        lambda active: views.alerts_table(active) if active else "no active alerts",
+        key="alerts",
     )  # fmt: skip
-    for alert in active:
-        level = str(alert.get("level"))
-        metric = str(alert.get("metric"))
-        table.add_row(
-            str(alert.get("model_id")),
-            str(alert.get("version") or "-"),
-            Text(level + (" (resolved)" if alert.get("resolved") else ""),
-                 style=_LEVEL_STYLE.get(level, "dim")),
-            metric,
-            _measure(metric, alert.get("value")),
-            _measure(metric, alert.get("threshold")),
-            _when(alert.get("at")),
-        )  # fmt: skip
-    out.print(table)
-
-
-def _measure(metric: str, value: Any) -> str:
-    """An error rate as a percentage, a latency (seconds) in ms."""
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        return "-" if value is None else str(value)
-    if metric == "error_rate":
-        return _percent(value)
-    if metric.startswith("p") and metric[1:].isdigit():
-        return f"{value * 1000:.0f} ms"
-    return f"{value:.3g}"

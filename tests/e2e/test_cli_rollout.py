@@ -93,6 +93,15 @@ def error_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
     return lines
 
 
+def refusal(result: subprocess.CompletedProcess[str], heading: str) -> str:
+    """What a refused command listed under ``error: HEADING`` (it exits 2): its
+    problems, one a line."""
+    assert result.returncode == 2
+    lines = error_lines(result)
+    assert lines[0] == f"error: {heading}"
+    return "\n".join(lines[1:])
+
+
 # --- versions -----------------------------------------------------------------------
 
 
@@ -152,10 +161,7 @@ def test_register_with_settings_then_versions_shows_it_then_unregister(server: S
     assert listed["v3"]["notes"] == "warmer"
 
     again = remote(server, "register", "registry", "v3")
-    assert again.returncode == 2
-    lines = error_lines(again)
-    assert lines[0] == "error: cannot register registry@v3 (1 problem):"
-    assert "already registered" in lines[1]
+    assert "already registered" in refusal(again, "cannot register registry@v3 (1 problem):")
 
     removed = remote(server, "unregister", "registry", "v3")
     assert removed.returncode == 0, removed.stderr
@@ -177,10 +183,7 @@ def test_register_with_invalid_settings_lists_every_issue_and_exits_2(server: Se
     result = remote(
         server, "register", "registry", "v5", "--set", "load_seconds=-1", "--memory", "lots"
     )
-    assert result.returncode == 2
-    lines = error_lines(result)
-    assert lines[0] == "error: cannot register registry@v5 (2 problems):"
-    shown = "\n".join(lines[1:])
+    shown = refusal(result, "cannot register registry@v5 (2 problems):")
     assert "load_seconds" in shown
     assert "memory" in shown
     assert "v5" not in {v["version"] for v in versions_of(server, "registry")["versions"]}
@@ -195,10 +198,7 @@ def test_a_malformed_set_exits_2_before_asking_the_server() -> None:
 
 def test_unregistering_a_config_version_is_refused_with_its_reason(server: Server) -> None:
     result = remote(server, "unregister", "listed", "v2")
-    assert result.returncode == 2
-    lines = error_lines(result)
-    assert lines[0] == "error: cannot remove listed@v2 (1 problem):"
-    assert "config file" in lines[1]
+    assert "config file" in refusal(result, "cannot remove listed@v2 (1 problem):")
 
 
 # --- rollout ------------------------------------------------------------------------
@@ -327,10 +327,7 @@ def test_rollout_no_wait_then_status_list_and_abort(server: Server) -> None:
     assert versions_of(server, "canaried")["weights"] == {"v1": 1.0}
 
     again = remote(server, "abort", op_id)
-    assert again.returncode == 2
-    lines = error_lines(again)
-    assert lines[0] == f"error: cannot abort {op_id} (1 problem):"
-    assert "already ended" in lines[1]
+    assert "already ended" in refusal(again, f"cannot abort {op_id} (1 problem):")
     listed = json_of(remote(server, "rollouts", "canaried", "--json"))["operations"]
     assert [(o["operation_id"], o["status"]) for o in listed] == [(op_id, "aborted")]
 
@@ -363,10 +360,7 @@ def test_rollback_of_a_running_rollout_ends_it(server: Server) -> None:
 
 def test_rollback_with_nothing_to_roll_back_exits_2(server: Server) -> None:
     result = remote(server, "rollback", "checked")
-    assert result.returncode == 2
-    lines = error_lines(result)
-    assert lines[0] == "error: cannot roll back checked (1 problem):"
-    assert "nothing to roll back" in lines[1]
+    assert "nothing to roll back" in refusal(result, "cannot roll back checked (1 problem):")
 
 
 def test_a_rollout_whose_target_cannot_load_exits_1_with_the_reason(server: Server) -> None:
@@ -381,10 +375,7 @@ def test_a_rollout_whose_target_cannot_load_exits_1_with_the_reason(server: Serv
 
 def test_a_refused_rollout_lists_every_problem_and_exits_2(server: Server) -> None:
     result = remote(server, "rollout", "checked", "v1", "--set", "speed=11")
-    assert result.returncode == 2
-    lines = error_lines(result)
-    assert lines[0] == "error: cannot roll out checked v1 (immediate) (2 problems):"
-    shown = "\n".join(lines[1:])
+    shown = refusal(result, "cannot roll out checked v1 (immediate) (2 problems):")
     assert "speed" in shown
     assert "already serves" in shown
     assert result.stdout == ""
@@ -404,10 +395,7 @@ def test_check_lists_every_problem_and_exits_2(server: Server) -> None:
         "period=soon",
         "--check",
     )
-    assert result.returncode == 2
-    lines = error_lines(result)
-    assert lines[0] == "error: cannot roll out checked v9 (canary) (3 problems):"
-    shown = "\n".join(lines[1:])
+    shown = refusal(result, "cannot roll out checked v9 (canary) (3 problems):")
     assert "did you mean 'initial_percentage'" in shown
     assert "period" in shown
     assert "no version 'v9'" in shown

@@ -27,6 +27,7 @@ def test_all_lists_exactly_the_public_names() -> None:
         "bootstrap",
         "cli",
         "cli_rollout",
+        "cli_views",
         "client",
         "demo",
         "http",

@@ -41,6 +41,7 @@ class SwitchRequest(BaseModel):
     def arguments(self) -> tuple[str, str, str, dict[str, Any] | None]:
         return self.model, self.target_version, self.strategy, self.config
 
+
 T = TypeVar("T")
 
 
