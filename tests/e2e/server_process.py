@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pty
+import select
 import signal
 import socket
 import subprocess
@@ -142,3 +144,32 @@ def _wait_ready(server: Server, api_key: str | None) -> None:
                 return
         time.sleep(0.05)  # polling a process that gives no other readiness signal
     raise AssertionError(f"server not ready after {START_TIMEOUT}s\n{server.log()}")
+
+
+def on_a_terminal(args: list[str], env: Mapping[str, str]) -> tuple[int, str, str]:
+    """``modelpool ARGS`` with its stdout on a pseudo-terminal: exit code, what the
+    terminal showed, stderr."""
+    leader, follower = pty.openpty()
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("MODELPOOL_")}
+    environ |= {**env, "COLUMNS": "160", "TERM": "xterm"}
+    command = [sys.executable, "-m", "modelpool", *args]
+    with subprocess.Popen(command, stdout=follower, stderr=subprocess.PIPE, env=environ) as run:
+        os.close(follower)
+        shown = b""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([leader], [], [], 0.1)
+            if ready:
+                try:
+                    chunk = os.read(leader, 4096)
+                except OSError:  # the terminal closed: the process is gone
+                    break
+                if not chunk:
+                    break
+                shown += chunk
+            elif run.poll() is not None:
+                break
+        os.close(leader)
+        assert run.stderr is not None
+        errors = run.stderr.read().decode()
+        return run.wait(10), shown.decode(errors="replace"), errors

@@ -8,18 +8,14 @@ use different models, so their order does not matter.
 from __future__ import annotations
 
 import json
-import os
-import pty
-import select
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-from server_process import Server, free_port, modelpool_cli, running_server
+from server_process import Server, free_port, modelpool_cli, on_a_terminal, running_server
 from typer.testing import CliRunner
 
 from modelpool import cli
@@ -189,35 +185,10 @@ def test_load_json_of_a_failing_model_reports_the_error(server: Server) -> None:
 
 def test_load_shows_a_live_line_on_a_terminal(server: Server) -> None:
     """On a terminal the spinner line shows the state the server reports while loading."""
-    leader, follower = pty.openpty()
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("MODELPOOL_")}
-    command = [sys.executable, "-m", "modelpool", "load", "watched", "--url", server.url]
-    with subprocess.Popen(
-        command,
-        stdout=follower,
-        stderr=subprocess.PIPE,
-        env=environ | {"MODELPOOL_API_KEY": KEY, "COLUMNS": "120", "TERM": "xterm"},
-    ) as process:
-        os.close(follower)
-        shown = b""
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([leader], [], [], 0.1)
-            if ready:
-                try:
-                    chunk = os.read(leader, 4096)
-                except OSError:  # the terminal closed: the process is gone
-                    break
-                if not chunk:
-                    break
-                shown += chunk
-            elif process.poll() is not None:
-                break
-        os.close(leader)
-        assert process.stderr is not None
-        errors = process.stderr.read().decode()
-        assert process.wait(10) == 0, errors
-    text = shown.decode(errors="replace")
+    code, text, errors = on_a_terminal(
+        ["load", "watched", "--url", server.url], {"MODELPOOL_API_KEY": KEY}
+    )
+    assert code == 0, errors
     assert "loading watched: loading, " in text  # polled while the 0.8 s load ran
     assert "watched loaded in " in text
     assert states(server)["watched"] == "ready"

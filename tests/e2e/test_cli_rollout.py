@@ -9,17 +9,13 @@ The ``--set`` parser and the help are checked in-process.
 from __future__ import annotations
 
 import json
-import os
-import pty
-import select
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from server_process import Server, free_port, modelpool_cli, running_server
+from server_process import Server, free_port, modelpool_cli, on_a_terminal, running_server
 from typer.testing import CliRunner
 
 from modelpool import cli
@@ -255,35 +251,6 @@ def test_rollout_shows_a_live_line_on_a_terminal(server: Server) -> None:
     assert "v2 takes 50% of traffic" in shown  # a history line
     assert " completed in " in shown
     assert versions_of(server, "watched")["serving"] == "v2"
-
-
-def on_a_terminal(args: list[str], env: dict[str, str]) -> tuple[int, str, str]:
-    """``modelpool ARGS`` with its stdout on a pseudo-terminal: exit code, what the
-    terminal showed, stderr."""
-    leader, follower = pty.openpty()
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("MODELPOOL_")}
-    environ |= {**env, "COLUMNS": "160", "TERM": "xterm"}
-    command = [sys.executable, "-m", "modelpool", *args]
-    with subprocess.Popen(command, stdout=follower, stderr=subprocess.PIPE, env=environ) as run:
-        os.close(follower)
-        shown = b""
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([leader], [], [], 0.1)
-            if ready:
-                try:
-                    chunk = os.read(leader, 4096)
-                except OSError:  # the terminal closed: the process is gone
-                    break
-                if not chunk:
-                    break
-                shown += chunk
-            elif run.poll() is not None:
-                break
-        os.close(leader)
-        assert run.stderr is not None
-        errors = run.stderr.read().decode()
-        return run.wait(10), shown.decode(errors="replace"), errors
 
 
 def test_rollout_no_wait_then_status_list_and_abort(server: Server) -> None:
