@@ -92,6 +92,7 @@ bench: $(DEV_STAMP)
 	$(PY) bench/core_overhead.py $(BENCH_ARGS)
 	$(PY) bench/load_restore.py
 	$(PY) bench/proxy_overhead.py
+	$(PY) bench/health_record.py
 
 # --- gates --------------------------------------------------------------------------
 

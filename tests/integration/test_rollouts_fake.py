@@ -328,7 +328,10 @@ async def test_a_target_that_fails_to_load_fails_the_operation_with_nothing_move
         assert final["status"] == "failed"
         assert "weights corrupt" in final["reason"]
         assert dict(rig.rollouts.weights("chat")) == {"v1": 1.0}
-        assert rig.pool.get_resource_status()["model_resources"]["chat"]["pinned"] is False
+        assert rig.pool.pinned("chat") is False
+        assert rig.rollouts.validate_switch_request("chat", "v2")["errors"] == [
+            "chat@v2 failed to load; load it explicitly to try again"
+        ]
 
 
 async def test_abort_and_manual_rollback() -> None:

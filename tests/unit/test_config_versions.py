@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-from textwrap import dedent
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
+from test_config import issue_at, issues_of
 
 from modelpool.config import (
     Config,
@@ -20,7 +20,7 @@ from modelpool.config import (
     version_spec,
 )
 from modelpool.config.versions import METADATA, OVERRIDABLE, PER_MODEL
-from modelpool.errors import ConfigError, ConfigIssue
+from modelpool.errors import ConfigError
 from modelpool.monitor.health import Thresholds
 
 EXAMPLE = """\
@@ -39,18 +39,6 @@ health:
   interval: 1s
   thresholds: {warning_error_rate: 0.05, critical_error_rate: 0.2, warning_p95: 2s, critical_p95: null, min_requests: 20}
 """  # noqa: E501
-
-
-def issues_of(text: str, **kwargs: Any) -> list[ConfigIssue]:
-    with pytest.raises(ConfigError) as caught:
-        Config.from_yaml(dedent(text), "pool.yaml", **kwargs)
-    return caught.value.issues
-
-
-def issue_at(issues: list[ConfigIssue], path: str) -> ConfigIssue:
-    found = [issue for issue in issues if issue.path == path]
-    assert len(found) == 1, f"expected one issue at {path!r}, got {issues}"
-    return found[0]
 
 
 def base_spec(**fields: Any) -> ModelSpec:

@@ -399,6 +399,9 @@ class ModelPool(SyncFacade):
     def unpin(self, model: str) -> None:
         self._scheduler.pin(model, False)
 
+    def pinned(self, model: str) -> bool:
+        return self._scheduler.resolve(model).pinned
+
     # --- seed API -----------------------------------------------------------------
 
     async def allocate_model(self, model_id: str, task_id: str, priority: int = 5) -> bool:

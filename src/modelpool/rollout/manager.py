@@ -274,12 +274,8 @@ class RolloutManager:
         elif target_version == source:
             errors.append(f"{target_version!r} already serves all of {base!r}'s traffic")
         else:
-            status = self._pool.get_resource_status()["model_resources"][target.record]
-            if status["status"] == str(ModelState.FAILED):
-                errors.append(
-                    f"{target.record} is failed ({status['last_error']}); load it explicitly "
-                    "to try again"
-                )
+            if self._pool.state(target.record) is ModelState.FAILED:
+                errors.append(f"{target.record} failed to load; load it explicitly to try again")
             source_record = self.registry.versions[base][source].record
             errors.extend(self._pool.fit_problems(source_record, target.record))
         return {"valid": not errors, "errors": errors}
@@ -507,8 +503,7 @@ class RolloutManager:
 
     def _hold(self, record: str) -> None:
         if record not in self._holds:
-            pinned = self._pool.get_resource_status()["model_resources"][record]["pinned"]
-            self._holds[record] = bool(pinned)
+            self._holds[record] = self._pool.pinned(record)
             self._pool.pin(record)
 
     def _release(self, record: str) -> None:
