@@ -63,7 +63,7 @@ $(RUNTIME_STAMP): pyproject.toml | $(PY)
 	@touch $@
 
 $(DEV_STAMP): $(RUNTIME_STAMP)
-	$(PIP) install -e ".[dev,server,torch,nvml]"
+	$(PIP) install -e ".[dev,server,torch,nvml,sim]"
 	@$(MAKE) --no-print-directory browser
 	@touch $@
 

@@ -722,6 +722,6 @@ def main() -> None:
     app()
 
 
-# The version and rollout commands: importing the module registers them on ``app``.
+# The version, rollout and simulate commands: importing a module registers them on ``app``.
 # It imports what it shares from this module, hence last.
-from modelpool import cli_rollout  # noqa: E402, F401
+from modelpool import cli_rollout, cli_simulate  # noqa: E402, F401

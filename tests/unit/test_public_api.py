@@ -33,6 +33,8 @@ def test_all_lists_exactly_the_public_names() -> None:
         "http",
         "monitor",
         "rollout",
+        "sim",
+        "cli_simulate",
     }
     assert set(modelpool.__all__) - {"__version__"} == public - submodules
     assert len(modelpool.__all__) == len(set(modelpool.__all__))

@@ -1,0 +1,140 @@
+"""``modelpool simulate``: replay a workload against every strategy and the bound.
+
+Runs on this machine, with no server and no GPU: the pool's scheduler and policies on
+a virtual clock (``modelpool.sim``). Prints one table and writes it as markdown, JSON
+and a PNG plot under ``--out``. Exit codes: 0 ok, 2 invalid input (an unknown workload,
+model set or strategy, a bad size or file).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from modelpool.cli import EXIT_INVALID, JsonOption, _fail, _print_json, _warn, app, out
+from modelpool.durations import parse_duration
+from modelpool.errors import PluginNotFound
+from modelpool.plugins import POLICIES
+from modelpool.units import parse_size
+
+WIDE = 140
+
+
+@app.command()
+def simulate(
+    workload: Annotated[
+        str,
+        typer.Option(
+            "--workload",
+            "-w",
+            help="zipf, bursty, phases, diurnal, azure (the Azure LLM trace), or a CSV file "
+            "with time and model columns.",
+        ),
+    ] = "zipf",
+    models: Annotated[
+        str, typer.Option("--models", "-m", help="A built-in model set (demo) or a YAML/JSON file.")
+    ] = "demo",
+    budget: Annotated[
+        list[str] | None,
+        typer.Option(help="SIZE for the set's device, or DEVICE=SIZE; repeat for more devices."),
+    ] = None,
+    warm_budget: Annotated[
+        str | None, typer.Option(help="Host RAM for the warm tier (0: off); default: the set's.")
+    ] = None,
+    strategy: Annotated[
+        list[str] | None,
+        typer.Option("--strategy", "-s", help="Strategies to compare (repeat); default: all."),
+    ] = None,
+    trace: Annotated[
+        Path | None, typer.Option(help="The trace file for --workload azure or csv.")
+    ] = None,
+    requests: Annotated[
+        int | None, typer.Option(min=1, help="Requests to generate (synthetic workloads).")
+    ] = None,
+    duration: Annotated[
+        str | None, typer.Option(help="Length of a synthetic workload (1h, 90m...).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the workload generator.")] = 0,
+    slo: Annotated[str, typer.Option(help="Count requests that waited longer than this.")] = "5s",
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Folder for the table, JSON and plot.")
+    ] = Path("simulation"),
+    plot: Annotated[bool, typer.Option(help="Write the PNG plot.")] = True,
+    exact: Annotated[
+        bool, typer.Option(help="Solve the exact optimum when the instance is small enough.")
+    ] = True,
+    as_json: JsonOption = False,
+) -> None:
+    """Replay a workload against every strategy, exclusive, and the offline bound."""
+    from modelpool.sim.compare import compare
+    from modelpool.sim.files import write_results
+    from modelpool.sim.models import ModelSet, parse_budgets
+    from modelpool.sim.report import HEADERS, caption, table_cells
+    from modelpool.sim.workloads import make_workload
+
+    try:
+        model_set = ModelSet.named(models)
+        budgets = parse_budgets(budget or [], model_set)
+        warm = parse_size(warm_budget) if warm_budget is not None else None
+        slo_seconds = parse_duration(slo)
+        names = list(strategy) if strategy else None
+        for name in names or ():
+            POLICIES.get(name)
+        chosen = make_workload(
+            workload,
+            model_set,
+            seed=seed,
+            requests=requests,
+            duration=parse_duration(duration) if duration is not None else None,
+            trace=trace,
+        )
+    except (ValueError, OSError, PluginNotFound) as error:
+        raise _fail(str(error), EXIT_INVALID) from None
+
+    live = not as_json and sys.stderr.isatty()
+    watching = Console(stderr=True).status("replaying") if live else contextlib.nullcontext()
+    with watching as status:
+
+        def progress(label: str) -> None:
+            if status is not None:
+                status.update(f"replaying {chosen.name}: {label}")
+
+        comparison = compare(
+            chosen,
+            model_set,
+            strategies=names,
+            budgets=budgets,
+            warm_budget=warm,
+            slo=slo_seconds,
+            exact=exact,
+            progress=progress,
+        )
+    try:
+        written = write_results(comparison, out_dir, plot=plot)
+    except RuntimeError as error:  # no matplotlib: keep the table, say how to get plots
+        written = write_results(comparison, out_dir, plot=False)
+        _warn(f"note: {error}")
+    except OSError as error:
+        raise _fail(f"cannot write results under {out_dir}: {error}", EXIT_INVALID) from None
+    if as_json:
+        _print_json(comparison.as_dict() | {"files": [str(p) for p in written]})
+        return
+    table = Table(box=box.SIMPLE_HEAD, title=f"modelpool simulate: {chosen.name}")
+    for n, header in enumerate(HEADERS):
+        table.add_column(header, no_wrap=True, justify="left" if n == 0 else "right")
+    for cells in table_cells(comparison):
+        table.add_row(*cells)
+    # Piped output is read in a file or a wide window: don't squeeze it into 80 columns.
+    console = out if out.is_terminal else Console(width=WIDE, highlight=False)
+    console.print(table)
+    for line in caption(comparison):
+        console.print(Text(line, style="dim"))
+    console.print("wrote " + ", ".join(str(p) for p in written))

@@ -1,0 +1,245 @@
+"""Replays a workload through the pool's own ``Scheduler`` on a virtual clock.
+
+This is a discrete-event simulation with the real decision code in the middle: the
+scheduler, its planner, ledger, warm tier and the eviction policy are the ones the pool
+runs. Only the slow work is simulated. The simulation plays ``Effects`` (core/ports.py):
+a load the scheduler starts becomes an event ``load_seconds`` later that calls
+``on_load_done``, exactly as the pool's asyncio shell reports a finished task, and a
+granted lease becomes an event ``service`` seconds later that returns it.
+
+Each model serves any number of requests at once (a batching server), so a request
+waits only for its model to be brought in; that wait is what strategies differ in.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+import itertools
+import math
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from modelpool.config import ModelSpec
+from modelpool.core.events import PoolEvent
+from modelpool.core.lease import Lease, Waiter
+from modelpool.core.ports import HOST, EvictionPolicy, Handle
+from modelpool.core.scheduler import Scheduler, SchedulerSettings
+from modelpool.core.stats import percentile
+from modelpool.core.testing import ManualClock
+from modelpool.errors import ModelPoolError
+from modelpool.sim.models import ModelSet
+from modelpool.sim.results import RunResult
+from modelpool.sim.workload import Workload
+from modelpool.types import Bytes, DeviceId, ModelId
+
+EXCLUSIVE_GROUP = "exclusive"
+TICK_SECONDS = 1.0
+"""How often the scheduler's periodic check runs while requests wait (the pool's
+``reap_interval`` default): it is what lets a starving request drain busy models."""
+DROP_SECONDS = 0.05
+"""Freeing a warm copy in host RAM."""
+
+
+class Simulation:
+    """One replay of ``workload`` on ``models`` with one eviction ``policy``.
+
+    ``exclusive``: every model in one exclusive group, so one is resident at a time
+    (llama-swap's default); ``warm_budget`` 0 turns the warm tier off.
+    """
+
+    def __init__(
+        self,
+        workload: Workload,
+        models: ModelSet,
+        policy: EvictionPolicy,
+        *,
+        budgets: Mapping[DeviceId, Bytes] | None = None,
+        warm_budget: Bytes | None = None,
+        exclusive: bool = False,
+        slo: float = 5.0,
+        label: str | None = None,
+        settings: SchedulerSettings | None = None,
+    ) -> None:
+        unknown = sorted(set(workload.models()) - set(models.ids))
+        if unknown:
+            raise ValueError(
+                f"workload {workload.name!r} asks for models not in set {models.name!r}: "
+                f"{', '.join(unknown)} (the set has {', '.join(models.ids)})"
+            )
+        self.workload = workload
+        self.models = models
+        self.label = label or policy.name
+        self.slo = slo
+        self.clock = ManualClock(0.0)
+        group = EXCLUSIVE_GROUP if exclusive else None
+        specs = [
+            ModelSpec(
+                id=m.id, backend="fake", memory=m.bytes, device=m.device,
+                tags=m.tags, priority=m.priority, group=group,
+            )
+            for m in models.models
+        ]  # fmt: skip
+        self.scheduler = Scheduler(
+            specs,
+            {m.id: m.bytes for m in models.models},
+            dict(budgets if budgets is not None else models.budgets),
+            policy,
+            self,
+            self.clock,
+            settings,
+            warm_budget=models.warm_budget if warm_budget is None else warm_budget,
+            offloadable=[m.id for m in models.models if m.offloadable],
+        )
+        self._events: list[tuple[float, int, Callable[..., None], tuple[Any, ...]]] = []
+        self._order = itertools.count()
+        self._tick_pending = False
+        self._arriving = (0.0, 0.0)
+        self._waiting: dict[int, tuple[float, float]] = {}
+        """waiter id -> (arrival time, service seconds)."""
+        self._waits: list[float] = []
+        self._counts = dict.fromkeys(
+            ("hits", "cold_loads", "warm_restores", "offloads", "unloads", "rejected"), 0
+        )
+        self._bytes_moved = 0
+        self._load_seconds = 0.0
+
+    # --- the event loop -----------------------------------------------------------
+
+    def run(self) -> RunResult:
+        started = time.perf_counter()
+        requests = self.workload.requests
+        events = self._events
+        index = 0
+        while index < len(requests) or events:
+            arrival = requests[index].time if index < len(requests) else math.inf
+            if events and events[0][0] <= arrival:  # what finishes first is seen first
+                when, _, handler, args = heapq.heappop(events)
+                self.clock.now = when
+                handler(*args)
+            else:
+                self.clock.now = arrival
+                self._arrive(index)
+                index += 1
+        return self._result(time.perf_counter() - started)
+
+    def _at(self, delay: float, handler: Callable[..., None], *args: Any) -> None:
+        heapq.heappush(self._events, (self.clock.now + delay, next(self._order), handler, args))
+
+    def _arrive(self, index: int) -> None:
+        request = self.workload.requests[index]
+        model = self.models[request.model]
+        service = request.service
+        if service is None:
+            service = model.service_seconds(request.prompt_tokens, request.output_tokens)
+        # The scheduler may grant a queued request inside ``request`` itself (its model
+        # was just freed by a drain): ``grant`` then finds it here.
+        self._arriving = (request.time, service)
+        try:
+            answer = self.scheduler.request(request.model)
+        except ModelPoolError:
+            self._counts["rejected"] += 1  # can never fit: the pool refuses it at once
+            return
+        if isinstance(answer, Lease):
+            self._counts["hits"] += 1
+            self._served(answer, 0.0, service)
+            return
+        self._waiting[answer.waiter_id] = (request.time, service)
+        self._keep_ticking()
+
+    def _served(self, lease: Lease, waited: float, service: float) -> None:
+        self._waits.append(waited)
+        self._at(service, self.scheduler.release, lease, True, service)
+
+    def _keep_ticking(self) -> None:
+        if not self._tick_pending:
+            self._tick_pending = True
+            self._at(TICK_SECONDS, self._tick)
+
+    def _tick(self) -> None:
+        self._tick_pending = False
+        self.scheduler.on_tick()
+        if self.scheduler.waiting:
+            self._keep_ticking()
+
+    # --- Effects: what the scheduler asks for, done on the virtual clock ----------
+
+    def start_load(self, spec: ModelSpec, device: DeviceId) -> None:
+        model = self.models[spec.id]
+        self._counts["cold_loads"] += 1
+        self._moved(model.bytes, model.load_seconds)
+        self._at(model.load_seconds, self._load_done, spec.id, device, model.load_seconds)
+
+    def start_restore(self, warm: Handle, device: DeviceId) -> None:
+        model = self.models[warm.model_id]
+        seconds = model.restore_seconds or 0.0
+        self._counts["warm_restores"] += 1
+        self._moved(model.bytes, seconds)
+        self._at(seconds, self._load_done, warm.model_id, device, seconds)
+
+    def start_offload(self, handle: Handle) -> None:
+        model = self.models[handle.model_id]
+        seconds = model.offload_seconds
+        if seconds is None:
+            seconds = model.restore_seconds or 0.0
+        self._counts["offloads"] += 1
+        self._bytes_moved += model.bytes
+        warm = Handle(model.id, HOST, footprint=model.bytes)
+        self._at(seconds, self.scheduler.on_offload_done, model.id, warm, None, seconds)
+
+    def start_unload(self, handle: Handle) -> None:
+        if handle.device == HOST:
+            self._at(DROP_SECONDS, self.scheduler.on_unload_done, handle.model_id)
+            return
+        self._counts["unloads"] += 1
+        seconds = self.models[handle.model_id].unload_seconds
+        self._at(seconds, self.scheduler.on_unload_done, handle.model_id)
+
+    def grant(self, waiter: Waiter, lease: Lease | None) -> None:
+        arrived, service = self._waiting.pop(waiter.waiter_id, self._arriving)
+        assert lease is not None  # the simulation only asks for leases
+        self._served(lease, self.clock.now - arrived, service)
+
+    def reject(self, waiter: Waiter, error: ModelPoolError) -> None:
+        self._waiting.pop(waiter.waiter_id, None)
+        self._counts["rejected"] += 1
+
+    def emit(self, event: PoolEvent) -> None:
+        pass  # the figures are counted where the work is started
+
+    def _moved(self, size: Bytes, seconds: float) -> None:
+        self._bytes_moved += size
+        self._load_seconds += seconds
+
+    def _load_done(self, model_id: ModelId, device: DeviceId, seconds: float) -> None:
+        handle = Handle(model_id, device, footprint=self.models[model_id].bytes)
+        self.scheduler.on_load_done(model_id, handle, None, seconds)
+
+    def _result(self, wall: float) -> RunResult:
+        waits = sorted(self._waits)
+        counts = self._counts
+        return RunResult(
+            label=self.label,
+            requests=len(self.workload.requests),
+            served=len(waits),
+            rejected=counts["rejected"],
+            hits=counts["hits"],
+            cold_loads=counts["cold_loads"],
+            warm_restores=counts["warm_restores"],
+            offloads=counts["offloads"],
+            unloads=counts["unloads"],
+            total_wait=math.fsum(waits),
+            p95_wait=percentile(waits, 95),
+            max_wait=waits[-1] if waits else 0.0,
+            over_slo=len(waits) - _count_at_most(waits, self.slo),
+            slo=self.slo,
+            bytes_moved=self._bytes_moved,
+            load_seconds=self._load_seconds,
+            simulated_seconds=self.clock.now,
+            wall_seconds=wall,
+        )
+
+
+def _count_at_most(sorted_values: list[float], limit: float) -> int:
+    return bisect.bisect_right(sorted_values, limit)
