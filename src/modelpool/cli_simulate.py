@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 from rich import box
@@ -25,7 +26,19 @@ from modelpool.errors import PluginNotFound
 from modelpool.plugins import POLICIES
 from modelpool.units import parse_size
 
+T = TypeVar("T")
+
 WIDE = 140
+
+
+def _option(name: str, parse: Callable[[str], T], value: str | None) -> T | None:
+    """``parse(value)``, with the option's name in the error; None stays None."""
+    if value is None:
+        return None
+    try:
+        return parse(value)
+    except ValueError as error:
+        raise ValueError(f"{name}: {error}") from None
 
 
 @app.command()
@@ -64,6 +77,10 @@ def simulate(
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the workload generator.")] = 0,
     slo: Annotated[str, typer.Option(help="Count requests that waited longer than this.")] = "5s",
+    starvation_limit: Annotated[
+        str | None,
+        typer.Option(help="The pool's starvation_limit to simulate (default: the pool's, 10s)."),
+    ] = None,
     out_dir: Annotated[
         Path, typer.Option("--out", help="Folder for the table, JSON and plot.")
     ] = Path("simulation"),
@@ -74,6 +91,7 @@ def simulate(
     as_json: JsonOption = False,
 ) -> None:
     """Replay a workload against every strategy, exclusive, and the offline bound."""
+    from modelpool.core.scheduler import SchedulerSettings
     from modelpool.sim.compare import compare
     from modelpool.sim.files import write_results
     from modelpool.sim.models import ModelSet, parse_budgets
@@ -83,8 +101,11 @@ def simulate(
     try:
         model_set = ModelSet.named(models)
         budgets = parse_budgets(budget or [], model_set)
-        warm = parse_size(warm_budget) if warm_budget is not None else None
-        slo_seconds = parse_duration(slo)
+        warm = _option("--warm-budget", parse_size, warm_budget)
+        slo_seconds = _option("--slo", parse_duration, slo)
+        limit = _option("--starvation-limit", parse_duration, starvation_limit)
+        settings = SchedulerSettings(starvation_limit=limit) if limit is not None else None
+        length = _option("--duration", parse_duration, duration)
         names = list(strategy) if strategy else None
         for name in names or ():
             POLICIES.get(name)
@@ -93,7 +114,7 @@ def simulate(
             model_set,
             seed=seed,
             requests=requests,
-            duration=parse_duration(duration) if duration is not None else None,
+            duration=length,
             trace=trace,
         )
     except (ValueError, OSError, PluginNotFound) as error:
@@ -115,6 +136,7 @@ def simulate(
             warm_budget=warm,
             slo=slo_seconds,
             exact=exact,
+            settings=settings,
             progress=progress,
         )
     try:

@@ -54,6 +54,7 @@ def test_simulate_says_what_input_was_wrong(tmp_path: Path) -> None:
         (["--workload", "nope"], "nope"),
         (["--budget", "lots"], "budget 'lots'"),
         (["--strategy", "nope"], "nope"),
+        (["--starvation-limit", "soon"], "--starvation-limit: expected a duration"),
         (["--models", str(tmp_path / "missing.yaml")], "missing.yaml"),
     ]
     for args, words in cases:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelpool.config.schema import PoolSettings
+from modelpool.core.scheduler import SchedulerSettings
 from modelpool.plugins import POLICIES
 from modelpool.sim.bound import BOUND_LABEL, FurthestNextUsePolicy
 from modelpool.sim.engine import Simulation
@@ -89,11 +90,13 @@ def compare(
     warm_budget: Bytes | None = None,
     slo: float = 5.0,
     exact: bool = True,
+    settings: SchedulerSettings | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> Comparison:
     """Replay ``workload`` once per strategy (all registered ones by default), once as
     ``exclusive``, once with the furthest-next-use bound, and solve the exact optimum
-    when the instance is small enough."""
+    when the instance is small enough. ``settings`` are the scheduler's (its
+    ``starvation_limit`` matters most under load), the pool's defaults when None."""
     budgets = dict(models.budgets if budgets is None else budgets)
     warm = models.warm_budget if warm_budget is None else warm_budget
     names = list(strategies) if strategies is not None else POLICIES.names()
@@ -103,7 +106,14 @@ def compare(
         if progress is not None:
             progress(label)
         return Simulation(
-            workload, models, policy, budgets=budgets, slo=slo, label=label, **options
+            workload,
+            models,
+            policy,
+            budgets=budgets,
+            slo=slo,
+            label=label,
+            settings=settings,
+            **options,
         ).run()
 
     rows = [simulate(POLICIES.get(name)(), warm_budget=warm) for name in names]
