@@ -102,7 +102,7 @@ def simulate(
         model_set = ModelSet.named(models)
         budgets = parse_budgets(budget or [], model_set)
         warm = _option("--warm-budget", parse_size, warm_budget)
-        slo_seconds = _option("--slo", parse_duration, slo)
+        slo_seconds = _option("--slo", parse_duration, slo) or 0.0
         limit = _option("--starvation-limit", parse_duration, starvation_limit)
         settings = SchedulerSettings(starvation_limit=limit) if limit is not None else None
         length = _option("--duration", parse_duration, duration)
