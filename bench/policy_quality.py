@@ -27,17 +27,16 @@ from machine import cpu_name
 from modelpool.core.scheduler import SchedulerSettings
 from modelpool.plugins import POLICIES
 from modelpool.sim.bound import BOUND_LABEL
-from modelpool.sim.compare import DEFAULT_STRATEGY, EXCLUSIVE_LABEL, Comparison, compare
+from modelpool.sim.compare import DEFAULT_STRATEGY, EXCLUSIVE_LABEL, Comparison
 from modelpool.sim.engine import Simulation
 from modelpool.sim.files import write_results, write_text
 from modelpool.sim.models import demo_model_set, parse_budgets
 from modelpool.sim.optimum import OPTIMUM_LABEL
 from modelpool.sim.plot import plot_quality
+from modelpool.sim.quality import quality_rows, run_quality, verdicts
 from modelpool.sim.report import markdown
-from modelpool.sim.workloads import make_workload
 
 RESULTS = Path(__file__).parent / "results"
-WORKLOADS = ("zipf", "bursty", "phases", "diurnal", "azure")
 BOUND_TARGET = 1.15
 EXCLUSIVE_TARGET = 2.0
 QUICK_REQUESTS = 600
@@ -48,16 +47,17 @@ default): under load it moves the wait more than the choice of strategy does."""
 
 def run(budget: str, quick: bool) -> list[Comparison]:
     models = demo_model_set()
-    budgets = parse_budgets([budget], models)
-    comparisons = []
-    for name in WORKLOADS:
-        started = time.perf_counter()
-        workload = make_workload(name, models, requests=QUICK_REQUESTS if quick else None)
-        comparison = compare(workload, models, budgets=budgets)
-        comparisons.append(comparison)
-        print(f"{name}: {len(workload.requests):,} requests, "
-              f"{time.perf_counter() - started:.1f} s to replay")  # fmt: skip
-    return comparisons
+    started = time.perf_counter()
+
+    def progress(step: str) -> None:
+        print(f"[{time.perf_counter() - started:5.1f} s] {step}", flush=True)
+
+    return run_quality(
+        models,
+        budgets=parse_budgets([budget], models),
+        requests=QUICK_REQUESTS if quick else None,
+        progress=progress,
+    )
 
 
 def starvation_sweep(comparisons: list[Comparison]) -> dict[str, dict[str, float]]:
@@ -106,27 +106,11 @@ def ratios(comparisons: list[Comparison]) -> list[dict[str, Any]]:
 
 def summary(comparisons: list[Comparison]) -> str:
     """Strategies × workloads: load wait over the bound's, and who wins and loses."""
-    labels = [r.label for r in comparisons[0].rows if r.label != BOUND_LABEL]
     lines = ["| strategy | " + " | ".join(c.workload.name for c in comparisons) + " |",
              "|---|" + "---|" * len(comparisons)]  # fmt: skip
-    for label in labels:
-        cells = []
-        for c in comparisons:
-            value = c.ratio(label, BOUND_LABEL)
-            cells.append("–" if value is None else f"{value:.2f}×")
-        name = label + (" (default)" if label == DEFAULT_STRATEGY else "")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["| " + " | ".join(cells) + " |" for cells in quality_rows(comparisons)]
     lines.append("")
-    for c in comparisons:
-        ranked = sorted(c.strategies, key=lambda r: r.total_wait)
-        worst = ranked[-1]
-        losers = [r.label for r in ranked if (c.ratio(r.label, BOUND_LABEL) or 0) > BOUND_TARGET]
-        lines.append(
-            f"- {c.workload.name}: best {ranked[0].label} "
-            f"({c.ratio(ranked[0].label, BOUND_LABEL):.2f}× the bound), worst {worst.label} "
-            f"({c.ratio(worst.label, BOUND_LABEL):.2f}×); over {BOUND_TARGET:.2f}× the bound: "
-            + (", ".join(losers) or "none")
-        )
+    lines += [f"- {line}" for line in verdicts(comparisons, BOUND_TARGET)]
     return "\n".join(lines) + "\n"
 
 

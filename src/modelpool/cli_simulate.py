@@ -1,9 +1,11 @@
-"""``modelpool simulate``: replay a workload against every strategy and the bound.
+"""``modelpool simulate`` and ``modelpool bench``: the simulator from the command line.
 
-Runs on this machine, with no server and no GPU: the pool's scheduler and policies on
-a virtual clock (``modelpool.sim``). Prints one table and writes it as markdown, JSON
-and a PNG plot under ``--out``. Exit codes: 0 ok, 2 invalid input (an unknown workload,
-model set or strategy, a bad size or file).
+Both run on this machine, with no server and no GPU: the pool's scheduler and policies
+on a virtual clock (``modelpool.sim``). ``simulate`` replays one workload against every
+strategy and the bound, prints one table and writes it as markdown, JSON and a PNG plot
+under ``--out``; ``bench`` replays every provided workload and prints each strategy's
+wait over the bound's. Exit codes: 0 ok, 2 invalid input (an unknown workload, model
+set or strategy, a bad size or file).
 """
 
 from __future__ import annotations
@@ -160,3 +162,73 @@ def simulate(
     for line in caption(comparison):
         console.print(Text(line, style="dim"))
     console.print("wrote " + ", ".join(str(p) for p in written))
+
+
+@app.command()
+def bench(
+    models: Annotated[
+        str, typer.Option("--models", "-m", help="A built-in model set (demo) or a YAML/JSON file.")
+    ] = "demo",
+    budget: Annotated[
+        list[str] | None,
+        typer.Option(help="SIZE for the set's device, or DEVICE=SIZE; repeat for more devices."),
+    ] = None,
+    warm_budget: Annotated[
+        str | None, typer.Option(help="Host RAM for the warm tier (0: off); default: the set's.")
+    ] = None,
+    workload: Annotated[
+        list[str] | None,
+        typer.Option("--workload", "-w", help="Workloads to replay (repeat); default: all."),
+    ] = None,
+    requests: Annotated[
+        int | None, typer.Option(min=1, help="Requests per synthetic workload.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the workload generators.")] = 0,
+    as_json: JsonOption = False,
+) -> None:
+    """Which strategy for these models? Every strategy's wait over the offline bound's,
+    on every provided workload."""
+    from modelpool.sim.models import ModelSet, parse_budgets
+    from modelpool.sim.quality import WORKLOADS, available_workloads, quality_rows, run_quality
+    from modelpool.sim.quality import verdicts as verdict_lines
+
+    try:
+        model_set = ModelSet.named(models)
+        budgets = parse_budgets(budget or [], model_set)
+        warm = _option("--warm-budget", parse_size, warm_budget)
+        unknown = [name for name in workload or () if name not in WORKLOADS]
+        if unknown:
+            raise ValueError(
+                f"unknown workload {', '.join(map(repr, unknown))} "
+                f"(known: {', '.join(WORKLOADS)}; a CSV trace goes to `modelpool simulate`)"
+            )
+        names, notes = available_workloads(workload or WORKLOADS)
+        live = not as_json and sys.stderr.isatty()
+        watching = Console(stderr=True).status("replaying") if live else contextlib.nullcontext()
+        with watching as status:
+            comparisons = run_quality(
+                model_set,
+                workloads=names,
+                budgets=budgets,
+                warm_budget=warm,
+                requests=requests,
+                seed=seed,
+                progress=(lambda step: status.update(f"replaying {step}")) if status else None,
+            )
+    except (ValueError, OSError) as error:
+        raise _fail(str(error), EXIT_INVALID) from None
+    if as_json:
+        _print_json({"notes": notes, "workloads": [c.as_dict() for c in comparisons]})
+        return
+    table = Table(
+        box=box.SIMPLE_HEAD, title=f"modelpool bench: {model_set.name}, wait ÷ the bound's"
+    )
+    table.add_column("strategy", no_wrap=True)
+    for c in comparisons:
+        table.add_column(c.workload.name, justify="right", no_wrap=True)
+    for cells in quality_rows(comparisons):
+        table.add_row(*cells)
+    console = out if out.is_terminal else Console(width=WIDE, highlight=False)
+    console.print(table)
+    for line in verdict_lines(comparisons) + notes:
+        console.print(Text(line, style="dim"))

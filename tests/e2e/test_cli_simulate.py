@@ -63,3 +63,16 @@ def test_simulate_says_what_input_was_wrong(tmp_path: Path) -> None:
         assert words in result.stderr, (args, result.stderr)
         assert "Traceback" not in result.stderr
     assert not list(tmp_path.iterdir())
+
+
+def test_bench_prints_each_strategy_against_the_bound() -> None:
+    result = modelpool_cli("bench", "--requests", "150", "-w", "zipf", "-w", "bursty",
+                           timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "wait ÷ the bound's" in result.stdout
+    assert "hybrid (default)" in result.stdout
+    assert "zipf: best " in result.stdout
+    assert "bursty: best " in result.stdout
+    refused = modelpool_cli("bench", "-w", "nope", timeout=60)
+    assert refused.returncode == 2
+    assert "unknown workload 'nope'" in refused.stderr

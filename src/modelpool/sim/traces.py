@@ -59,7 +59,8 @@ def zipf_weights(n: int, exponent: float) -> list[float]:
 
 
 def default_azure_path(*, cwd: Path | None = None, repo: Path | None = None) -> Path:
-    """Where the Azure trace is: ``$MODELPOOL_AZURE_TRACE``, else ``shared/traces/`` found
+    """Where the Azure trace is: ``$MODELPOOL_AZURE_TRACE`` (which must exist when set),
+    else ``shared/traces/`` found
     from ``cwd`` (default: the current folder) upwards, else beside ``repo`` (default: this
     checkout's root), which is how the project lays it out.
     """
@@ -68,7 +69,8 @@ def default_azure_path(*, cwd: Path | None = None, repo: Path | None = None) -> 
     if env:
         if Path(env).is_file():
             return Path(env)
-        tried.append(f"${AZURE_ENV}={env}")
+        # Said on purpose, not passed over: another copy found elsewhere would hide it.
+        raise FileNotFoundError(f"${AZURE_ENV} names {env}, which is not a file")
     relative = Path("shared") / "traces" / AZURE_FILE
     cwd = cwd or Path.cwd()
     for folder in (cwd, *cwd.parents):

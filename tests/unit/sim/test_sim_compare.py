@@ -13,6 +13,7 @@ from modelpool.sim.compare import DEFAULT_STRATEGY, EXCLUSIVE_LABEL, compare
 from modelpool.sim.files import write_results
 from modelpool.sim.models import ModelSet, SimModel
 from modelpool.sim.optimum import OPTIMUM_LABEL
+from modelpool.sim.quality import available_workloads, quality_rows, run_quality, verdicts
 from modelpool.sim.report import HEADERS, markdown
 from modelpool.sim.workload import Request, Workload
 
@@ -77,3 +78,32 @@ def test_a_chosen_strategy_list_and_no_exact_search() -> None:
     result = compare(WORKLOAD, MODELS, strategies=["lru"], exact=False)
     assert [row.label for row in result.rows] == ["lru", EXCLUSIVE_LABEL, BOUND_LABEL]
     assert result.optimum_note == "not asked for"
+
+
+def test_quality_over_workloads_names_the_best_and_the_worst() -> None:
+    demo = ModelSet.named("demo")
+    comparisons = run_quality(demo, workloads=["zipf", "phases"], requests=150)
+    assert [c.workload.name for c in comparisons] == ["zipf", "phases"]
+    rows = quality_rows(comparisons)
+    assert [row[0] for row in rows] == [
+        *[n + (" (default)" if n == DEFAULT_STRATEGY else "") for n in POLICIES.names()],
+        EXCLUSIVE_LABEL, OPTIMUM_LABEL,
+    ]  # fmt: skip
+    exclusive = rows[len(POLICIES.names())]
+    assert all(float(cell.rstrip("×")) > 1 for cell in exclusive[1:])
+    lines = verdicts(comparisons)
+    assert [line.split(":")[0] for line in lines] == ["zipf", "phases"]
+    assert all("best " in line and "worst " in line for line in lines)
+    assert verdicts(comparisons, margin=0.0)[0].endswith(", ".join(
+        r.label for r in sorted(comparisons[0].strategies, key=lambda r: r.total_wait)
+    ))  # fmt: skip
+
+
+def test_azure_is_skipped_with_the_reason_when_its_trace_is_missing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("MODELPOOL_AZURE_TRACE", str(tmp_path / "gone.csv"))
+    runnable, notes = available_workloads(["zipf", "azure"])
+    assert runnable == ["zipf"]
+    assert notes == [f"azure skipped: $MODELPOOL_AZURE_TRACE names {tmp_path / 'gone.csv'}, "
+                     "which is not a file"]  # fmt: skip
