@@ -89,10 +89,7 @@ demo: $(BASE_STAMP)
 	$(BIN)/modelpool demo $(DEMO_ARGS)
 
 bench: $(DEV_STAMP)
-	$(PY) bench/core_overhead.py $(BENCH_ARGS)
-	$(PY) bench/load_restore.py
-	$(PY) bench/proxy_overhead.py
-	$(PY) bench/health_record.py
+	$(PY) bench/run_all.py $(BENCH_ARGS)
 
 # --- gates --------------------------------------------------------------------------
 

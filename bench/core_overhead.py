@@ -1,8 +1,10 @@
 """Core overhead: the cost of a hit and of one eviction decision, measured in one run.
 
-    .venv/bin/python bench/core_overhead.py [--quick]
+    .venv/bin/python bench/core_overhead.py [--quick] [--out FOLDER]
 
-Prints two tables and writes ``bench/results/core_overhead.{json,md}``:
+Prints two tables and writes ``bench/results/core_overhead.{json,md}`` (``--out``: in
+that folder instead, also after ``--quick``; ``--quick`` alone writes nothing), with
+the headline figures as ``"ratios"`` for ``bench/run_all.py``:
 
 * ``use()`` on a resident model: median µs of ``async with pool.use(id)`` (acquire and
   release of a lease, through the scheduler), target < 50 µs;
@@ -35,6 +37,7 @@ from modelpool.core.scheduler import Scheduler
 from modelpool.core.states import ModelState
 from modelpool.core.testing import ManualClock, RecordingEffects
 from modelpool.plugins import POLICIES
+from run_all import ratio
 
 RESULTS = Path(__file__).parent / "results"
 SIZES = (10, 100, 1_000, 10_000)
@@ -171,6 +174,7 @@ def describe_machine() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats (smoke run)")
+    parser.add_argument("--out", type=Path, help="write the results in this folder")
     args = parser.parse_args()
     hit = asyncio.run(hit_cost(repeats=5 if args.quick else 21, inner=2_000))
     rows = decision_costs(args.quick)
@@ -197,26 +201,37 @@ def main() -> None:
         ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     at_1000 = [r for r in rows if r["candidates"] == 1_000]
-    worst_policy = max(r["policy_us"] for r in at_1000)
-    worst = max(r["plan_us"] for r in at_1000)
+    worst_policy = max(at_1000, key=lambda r: r["policy_us"])
+    worst_plan = max(at_1000, key=lambda r: r["plan_us"])
+    worst_policy_us, worst = worst_policy["policy_us"], worst_plan["plan_us"]
     lines += [
         "",
-        f"Worst `victims()` at 1,000 candidates: {worst_policy:,.1f} µs "
-        f"({worst_policy / DECISION_TARGET_US:.2f}× of the 1 ms target); worst whole "
+        f"Worst `victims()` at 1,000 candidates: {worst_policy_us:,.1f} µs "
+        f"({worst_policy_us / DECISION_TARGET_US:.2f}× of the 1 ms target); worst whole "
         f"decision: {worst:,.1f} µs ({worst / DECISION_TARGET_US:.2f}×).",
     ]
     report = "\n".join(lines)
     print(report)
-    if not args.quick:
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / "core_overhead.md").write_text(report + "\n")
-        (RESULTS / "core_overhead.json").write_text(
+    ms = DECISION_TARGET_US / 1_000
+    victims = f"victims() at 1,000 candidates (worst: {worst_policy['strategy']})"
+    decision = f"whole decision at 1,000 candidates (worst: {worst_plan['strategy']})"
+    ratios = [
+        ratio("use() on a resident model", round(hit, 2), "µs", "lower", HIT_TARGET_US),
+        ratio(victims, round(worst_policy_us / 1_000, 3), "ms", "lower", ms),
+        ratio(decision, round(worst / 1_000, 3), "ms", "lower", ms),
+    ]
+    folder: Path | None = args.out or (None if args.quick else RESULTS)
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "core_overhead.md").write_text(report + "\n")
+        (folder / "core_overhead.json").write_text(
             json.dumps(
                 {
                     "machine": machine,
                     "python": sys.version,
                     "use_hit_us": round(hit, 2),
                     "decisions": rows,
+                    "ratios": ratios,
                 },
                 indent=2,
             )

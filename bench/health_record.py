@@ -1,13 +1,15 @@
 """Health monitor overhead: what one finished request costs to record, measured in one run.
 
-    .venv/bin/python bench/health_record.py [--quick]
+    .venv/bin/python bench/health_record.py [--quick] [--out FOLDER]
 
 Every lease that comes back is recorded (``HealthMonitor.record``) and judged at once,
 p95 included, so this is on the proxy's hot path. The monitor keeps each window's
 latencies sorted (an insertion per request); the table compares it with sorting the
 window on every record, the way it first worked, at window sizes 100 … 10,000, with
 p95 thresholds set so that every record computes the percentile. Writes
-``bench/results/health_record.{json,md}``.
+``bench/results/health_record.{json,md}`` (``--out``: in that folder instead); the
+json's ``"ratios"`` (for ``bench/run_all.py``): the record's cost and its speed-up at
+the largest window.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 
 from machine import cpu_name
 from modelpool.monitor.health import HealthMonitor, Thresholds
+from run_all import ratio
 
 RESULTS = Path(__file__).parent / "results"
 THRESHOLDS = Thresholds(warning_p95=1.0, critical_p95=2.0)
@@ -51,7 +54,9 @@ def per_record_us(monitor_class: type[HealthMonitor], window: int, records: int)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer records per size")
-    records = 2_000 if parser.parse_args().quick else 20_000
+    parser.add_argument("--out", type=Path, default=RESULTS, help="write the results here")
+    args = parser.parse_args()
+    records = 2_000 if args.quick else 20_000
     rows = []
     for window in (100, 1_000, 10_000):
         sorted_window = per_record_us(HealthMonitor, window, records)
@@ -75,9 +80,16 @@ def main() -> None:
         ),
     ]
     print("\n".join(lines))
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "health_record.md").write_text("\n".join(lines) + "\n")
-    (RESULTS / "health_record.json").write_text(json.dumps(rows, indent=1) + "\n")
+    largest = rows[-1]
+    window = f"{largest['window']:,}-request window"
+    ratios = [
+        ratio(f"record, {window}", largest["record_us"], "µs", "lower"),
+        ratio(f"record vs sorting each time, {window} (speed-up)", largest["speedup"]),
+    ]
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "health_record.md").write_text("\n".join(lines) + "\n")
+    payload = {"rows": rows, "ratios": ratios}
+    (args.out / "health_record.json").write_text(json.dumps(payload, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,9 @@ Measured in one run; prints a table and writes ``bench/results/load_restore.{jso
    load / offload / restore of the synthetic model on cuda:0, the first offload (which
    page-locks a fresh host buffer) and the best of the rest.
 
-Target: each move at ≥ 80% of its limit (the limit column says which).
+Target: each move at ≥ 80% of its limit (the limit column says which). The json's
+``"ratios"`` (for ``bench/run_all.py``): the backend's loads, offload and restore as a
+share of their limits, and with CUDA how much faster a restore is than a load.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from torch import nn
 from machine import cpu_name
 from modelpool import ModelSpec
 from modelpool.backends.torch_models import TorchBackend
+from run_all import ratio
 
 RESULTS = Path(__file__).parent / "results"
 TARGET = 0.80
@@ -261,6 +264,31 @@ def row(
     }
 
 
+HEADLINES = {
+    "TorchBackend.load (factory) + read, warm": "load, page cache warm, of memcpy",
+    "TorchBackend.load (factory) + read, dropped": "load, page cache dropped, of read()",
+    "offload, best of the rest": "offload (GPU→host) of pinned device→host copy",
+    "restore, best of the rest": "restore (host→GPU) of pinned host→device copy",
+}
+"""The rows whose share of their limit ``headline`` reports, and the name it gives each."""
+
+
+def headline(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The figures ``bench/run_all.py`` tabulates: each of the backend's moves as a share
+    of its limit and, with CUDA, a restore's speed-up over a load to cuda:0."""
+    found = {r["what"]: r for r in rows}
+    ratios = [
+        ratio(name, round(found[what]["of_limit"] * 100, 1), "%", "higher", TARGET * 100)
+        for what, name in HEADLINES.items()
+        if what in found
+    ]
+    if "restore, best of the rest" in found:
+        load = found["TorchBackend.load to cuda:0 (factory)"]["seconds"]
+        speedup = load / found["restore, best of the rest"]["seconds"]
+        ratios.append(ratio("restore vs load to cuda:0 (speed-up)", round(speedup, 1)))
+    return ratios
+
+
 def describe_machine() -> dict[str, Any]:
     cpu = cpu_name()
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -426,7 +454,13 @@ def main() -> None:
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "load_restore.md").write_text(text + "\n")
-        payload = {"command": _command(), "machine": machine, "python": sys.version, **result}
+        payload = {
+            "command": _command(),
+            "machine": machine,
+            "python": sys.version,
+            **result,
+            "ratios": headline(result["rows"]),
+        }
         (folder / "load_restore.json").write_text(json.dumps(payload, indent=2) + "\n")
 
 

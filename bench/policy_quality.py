@@ -1,6 +1,6 @@
 """Policy quality: every strategy's load wait against the offline bound and `exclusive`.
 
-    .venv/bin/python bench/policy_quality.py [--quick] [--budget 16GB]
+    .venv/bin/python bench/policy_quality.py [--quick] [--budget 16GB] [--out FOLDER]
 
 Replays each provided workload (zipf, bursty, phases, diurnal, and the Azure LLM trace
 mapped onto the model set) through the pool's own scheduler on a virtual clock, once per
@@ -35,6 +35,7 @@ from modelpool.sim.optimum import OPTIMUM_LABEL
 from modelpool.sim.plot import plot_quality
 from modelpool.sim.quality import quality_rows, run_quality, verdicts
 from modelpool.sim.report import markdown
+from run_all import ratio
 
 RESULTS = Path(__file__).parent / "results"
 BOUND_TARGET = 1.15
@@ -94,12 +95,10 @@ def ratios(comparisons: list[Comparison]) -> list[dict[str, Any]]:
         assert vs_bound is not None
         assert vs_exclusive is not None
         figures += [
-            {"name": f"{name}: load wait, {DEFAULT_STRATEGY} / bound", "value": vs_bound,
-             "unit": "×", "better": "lower", "target": f"≤ {BOUND_TARGET:.2f}×",
-             "ok": vs_bound <= BOUND_TARGET},
-            {"name": f"{name}: load wait, exclusive / {DEFAULT_STRATEGY}",
-             "value": vs_exclusive, "unit": "×", "better": "higher",
-             "target": f"≥ {EXCLUSIVE_TARGET:g}×", "ok": vs_exclusive >= EXCLUSIVE_TARGET},
+            ratio(f"{name}: load wait, {DEFAULT_STRATEGY} / bound", vs_bound,
+                  better="lower", limit=BOUND_TARGET),
+            ratio(f"{name}: load wait, exclusive / {DEFAULT_STRATEGY}", vs_exclusive,
+                  limit=EXCLUSIVE_TARGET),
         ]  # fmt: skip
     return figures
 
@@ -118,10 +117,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_REQUESTS} requests each")
     parser.add_argument("--budget", default="16GB", help="the GPU budget (default 16GB)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="write the results here")
     args = parser.parse_args()
     started = time.perf_counter()
     comparisons = run(args.budget, args.quick)
-    folder = RESULTS / "policy_quality"
+    results = args.out
+    folder = results / "policy_quality"
     for comparison in comparisons:
         write_results(comparison, folder)
     figures = ratios(comparisons)
@@ -137,15 +138,15 @@ def main() -> None:
           f"## starvation_limit\n\nThe default strategy's total wait at each "
           f"`pool.starvation_limit` (the pool's default is 10 s), over its wait at 10 s:\n\n"
           f"{sweep_table(sweep)}\n## Per workload\n\n{body}")  # fmt: skip
-    write_text(RESULTS / "policy_quality.md", md)
+    write_text(results / "policy_quality.md", md)
     data = {
         "command": command, "machine": machine, "python": platform.python_version(),
         "budget": args.budget, "default_strategy": DEFAULT_STRATEGY, "ratios": figures,
         "optimum_label": OPTIMUM_LABEL, "starvation_sweep": sweep,
         "workloads": [c.as_dict() for c in comparisons],
     }  # fmt: skip
-    write_text(RESULTS / "policy_quality.json", json.dumps(data, indent=2) + "\n")
-    plot_quality(comparisons, RESULTS / "policy_quality.png")
+    write_text(results / "policy_quality.json", json.dumps(data, indent=2) + "\n")
+    plot_quality(comparisons, results / "policy_quality.png")
     print()
     print(summary(comparisons))
     print(sweep_table(sweep))

@@ -18,6 +18,7 @@ through modelpool:
    side. Also modelpool's own CPU time per request (user + system, from ``/proc``).
 
 Targets, printed as ratios: < 1 ms median added latency; ≥ 90% of direct throughput.
+The json's ``"ratios"`` (for ``bench/run_all.py``) hold those figures per mode.
 
 The load generator is this process, on raw asyncio streams with a minimal HTTP/1.1
 reader (httpx's own per-request work would take CPU from the proxy: the machine is
@@ -56,6 +57,7 @@ import psutil
 import yaml
 
 from machine import cpu_name
+from run_all import ratio
 
 BENCH = Path(__file__).parent
 PACED_DELAY = 0.05
@@ -412,6 +414,21 @@ async def measure_paced(
     return result
 
 
+def headline(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The figures ``bench/run_all.py`` tabulates: added median latency and the share of
+    direct throughput kept, against an instant and a paced upstream, per mode."""
+    ratios = []
+    for mode in MODES:
+        added = result[mode]["added_p50_ms"]
+        ratios.append(ratio(f"added p50 latency, {mode}", added, "ms", "lower", ADDED_TARGET_MS))
+    for upstream, results in (("instant", result), ("paced", result["paced"])):
+        for mode in MODES:
+            share = round(results[mode]["ratio"] * 100, 1)
+            name = f"throughput of direct, {mode}, {upstream} upstream"
+            ratios.append(ratio(name, share, "%", "higher", RATIO_TARGET * 100))
+    return ratios
+
+
 def report(
     result: dict[str, Any], plan: Plan, context: dict[str, Any], pin: bool, quick: bool
 ) -> str:
@@ -546,6 +563,7 @@ def main() -> None:
             "plan": plan.__dict__,
             "targets": {"added_p50_ms": ADDED_TARGET_MS, "throughput_ratio": RATIO_TARGET},
             "results": result,
+            "ratios": headline(result),
         }
         (out / "proxy_overhead.json").write_text(json.dumps(data, indent=2) + "\n")
 
