@@ -14,8 +14,8 @@ class DemandTracker:
 
     Requests are counted per distinct tag set as they enter and leave the window, so
     ``shares`` (asked at every scheduling decision) costs the number of distinct tag
-    sets, a handful, rather than the window (the simulator found the difference: 70% of
-    a replay's time went to recounting the window).
+    sets, a handful, rather than the window: recounting it was the largest single cost
+    of a simulator replay.
     """
 
     def __init__(self, window: int = DEMAND_WINDOW) -> None:
