@@ -18,8 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import random
 import statistics
 import sys
@@ -29,7 +27,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from machine import cpu_name
+from machine import describe_machine
 from modelpool import FakeBackend, ModelPool, ModelSpec
 from modelpool.core.planner import plan_load
 from modelpool.core.ports import Candidate, EvictionContext, EvictionPolicy, Handle
@@ -163,12 +161,6 @@ def decision_costs(quick: bool) -> list[dict[str, Any]]:
                 "plan_us": round(statistics.median(samples[name, "plan_us"]), 1),
             })  # fmt: skip
     return rows
-
-
-def describe_machine() -> str:
-    cpu = cpu_name()
-    python = f"{platform.python_implementation()} {platform.python_version()}"
-    return f"{cpu}, {os.cpu_count()} cores, {python}"
 
 
 def main() -> None:

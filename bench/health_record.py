@@ -20,7 +20,7 @@ import random
 import time
 from pathlib import Path
 
-from machine import cpu_name
+from machine import describe_machine
 from modelpool.monitor.health import HealthMonitor, Thresholds
 from run_all import ratio
 
@@ -70,7 +70,10 @@ def main() -> None:
             }
         )
     lines = [
-        f"# HealthMonitor.record ({cpu_name()})",
+        "# HealthMonitor.record",
+        "",
+        "Command: `.venv/bin/python bench/health_record.py`  ",
+        f"Machine: {describe_machine()}; one run.",
         "",
         "| requests in window | record (µs) | sorting each time (µs) | speed-up |",
         "|---:|---:|---:|---:|",

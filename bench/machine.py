@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import platform
 from pathlib import Path
 
@@ -14,3 +15,9 @@ def cpu_name() -> str:
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()
+
+
+def describe_machine() -> str:
+    """CPU, core count and Python, the line each result file starts from."""
+    python = f"{platform.python_implementation()} {platform.python_version()}"
+    return f"{cpu_name()}, {os.cpu_count()} cores, {python}"

@@ -38,7 +38,6 @@ import importlib.metadata
 import importlib.util
 import json
 import os
-import platform
 import re
 import signal
 import socket
@@ -56,7 +55,7 @@ import httpx
 import psutil
 import yaml
 
-from machine import cpu_name
+from machine import describe_machine
 from run_all import ratio
 
 BENCH = Path(__file__).parent
@@ -370,11 +369,6 @@ def describe_stack() -> str:
     loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
     parser = "httptools" if importlib.util.find_spec("httptools") else "h11"
     return f"{', '.join(versions)}; uvicorn loop {loop}, HTTP parser {parser}"
-
-
-def describe_machine() -> str:
-    python = f"{platform.python_implementation()} {platform.python_version()}"
-    return f"{cpu_name()}, {os.cpu_count()} cores, {python}"
 
 
 async def measure(
