@@ -38,10 +38,10 @@ from typing import Any
 import yaml
 from openai import AsyncOpenAI
 
-from e2e_server import pool_figures, running_server
 from machine import cpu_name
 from modelpool.bootstrap import DEFAULT_BUDGET, default_models
 from modelpool.config.schema import PoolSettings
+from server import pool_figures, running_server
 
 RESULTS = Path(__file__).parent / "results"
 MIX = {"smollm2": 0.50, "smollm2-creative": 0.25, "minilm": 0.25}

@@ -39,8 +39,6 @@ import importlib.util
 import json
 import os
 import re
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -57,6 +55,7 @@ import yaml
 
 from machine import describe_machine
 from run_all import ratio
+from server import free_port, stop, wait_ready
 
 BENCH = Path(__file__).parent
 PACED_DELAY = 0.05
@@ -68,8 +67,6 @@ HOST = "127.0.0.1"
 ADDED_TARGET_MS = 1.0
 RATIO_TARGET = 0.90
 CHUNKS = 16
-START_TIMEOUT = 60.0
-STOP_TIMEOUT = 30.0
 MESSAGES = [
     {"role": "system", "content": "You are a helpful assistant. Answer briefly."},
     {"role": "user", "content": "Say hello and tell me one fact about the Moon."},
@@ -155,12 +152,6 @@ class Connection:
         self.writer.close()
         with contextlib.suppress(OSError):
             await self.writer.wait_closed()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return int(probe.getsockname()[1])
 
 
 def percentile(samples: list[float], q: float) -> float:
@@ -311,35 +302,6 @@ def running_modelpool(
     finally:
         stop(process)
         log.close()
-
-
-def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"modelpool serve exited:\n{log.read_text(errors='replace')}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{url}/readyz", timeout=1.0).status_code == 200:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"modelpool serve not ready in {START_TIMEOUT:.0f} s")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    try:
-        children = psutil.Process(process.pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        children = []
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    for child in children:  # none should be left: the pool stops its servers
-        with contextlib.suppress(psutil.NoSuchProcess):
-            child.kill()
 
 
 def load_echo(url: str) -> tuple[Target, list[psutil.Process]]:

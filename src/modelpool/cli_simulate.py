@@ -32,6 +32,18 @@ T = TypeVar("T")
 
 WIDE = 140
 
+# The options ``simulate`` and ``bench`` share.
+ModelsOption = Annotated[
+    str, typer.Option("--models", "-m", help="A built-in model set (demo) or a YAML/JSON file.")
+]
+BudgetOption = Annotated[
+    list[str] | None,
+    typer.Option(help="SIZE for the set's device, or DEVICE=SIZE; repeat for more devices."),
+]
+WarmBudgetOption = Annotated[
+    str | None, typer.Option(help="Host RAM for the warm tier (0: off); default: the set's.")
+]
+
 
 def _option(name: str, parse: Callable[[str], T], value: str | None) -> T | None:
     """``parse(value)``, with the option's name in the error; None stays None."""
@@ -54,16 +66,9 @@ def simulate(
             "with time and model columns.",
         ),
     ] = "zipf",
-    models: Annotated[
-        str, typer.Option("--models", "-m", help="A built-in model set (demo) or a YAML/JSON file.")
-    ] = "demo",
-    budget: Annotated[
-        list[str] | None,
-        typer.Option(help="SIZE for the set's device, or DEVICE=SIZE; repeat for more devices."),
-    ] = None,
-    warm_budget: Annotated[
-        str | None, typer.Option(help="Host RAM for the warm tier (0: off); default: the set's.")
-    ] = None,
+    models: ModelsOption = "demo",
+    budget: BudgetOption = None,
+    warm_budget: WarmBudgetOption = None,
     strategy: Annotated[
         list[str] | None,
         typer.Option("--strategy", "-s", help="Strategies to compare (repeat); default: all."),
@@ -166,16 +171,9 @@ def simulate(
 
 @app.command()
 def bench(
-    models: Annotated[
-        str, typer.Option("--models", "-m", help="A built-in model set (demo) or a YAML/JSON file.")
-    ] = "demo",
-    budget: Annotated[
-        list[str] | None,
-        typer.Option(help="SIZE for the set's device, or DEVICE=SIZE; repeat for more devices."),
-    ] = None,
-    warm_budget: Annotated[
-        str | None, typer.Option(help="Host RAM for the warm tier (0: off); default: the set's.")
-    ] = None,
+    models: ModelsOption = "demo",
+    budget: BudgetOption = None,
+    warm_budget: WarmBudgetOption = None,
     workload: Annotated[
         list[str] | None,
         typer.Option("--workload", "-w", help="Workloads to replay (repeat); default: all."),

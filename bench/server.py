@@ -1,10 +1,11 @@
-"""``modelpool serve`` as a user runs it, for the end-to-end benchmarks.
+"""``modelpool serve`` as a user runs it, for the benchmarks that need the server.
 
 ``running_server(config, folder)`` starts ``.venv/bin/modelpool serve --config CONFIG``
 on a free loopback port (in a session of its own, so that a Ctrl-C reaches the benchmark
 only), waits until ``/readyz`` answers, yields its URL and always stops it: SIGTERM and a
 wait, then SIGKILL for it and anything it started that is still there.
 ``pool_figures(url)`` reads its strategy, loads and evictions while it runs.
+``free_port``, ``wait_ready`` and ``stop`` serve a benchmark that starts it its own way.
 """
 
 from __future__ import annotations
