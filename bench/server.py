@@ -49,9 +49,7 @@ def running_server(config: Path, folder: Path) -> Iterator[str]:
         wait_ready(url, process, log_path)
         yield url
     finally:
-        left = stop(process)
-        if left:
-            print(f"warning: killed {left} process(es) the server left behind", file=sys.stderr)
+        stop(process)
 
 
 def free_port() -> int:
@@ -73,9 +71,9 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
     raise RuntimeError(f"modelpool serve not ready in {START_TIMEOUT:.0f} s")
 
 
-def stop(process: subprocess.Popen[bytes]) -> int:
-    """SIGTERM and wait (killed if it will not stop); how many of the processes it had
-    started were still alive after it and had to be killed (none should be)."""
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM and wait (killed if it will not stop), then kill what it had started and
+    left alive, with a warning: none should be left, as the pool stops its servers."""
     try:
         children = psutil.Process(process.pid).children(recursive=True)
     except psutil.NoSuchProcess:
@@ -93,7 +91,8 @@ def stop(process: subprocess.Popen[bytes]) -> int:
             if child.is_running() and child.status() != psutil.STATUS_ZOMBIE:
                 child.kill()
                 left += 1
-    return left
+    if left:
+        print(f"warning: killed {left} process(es) the server left behind", file=sys.stderr)
 
 
 def pool_figures(url: str) -> dict[str, Any]:
