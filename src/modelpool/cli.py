@@ -116,8 +116,10 @@ def _report_issues(file: Path, issues: list[ConfigIssue], as_json: bool) -> None
             for i in issues
         ]
         _print_json({"ok": False, "issues": shown})
-    elif len(issues) == 1 and not issues[0].path:  # the file itself: missing, unreadable
-        _warn(f"error: {issues[0].source}: {issues[0].message}")
+    elif len(issues) == 1 and not issues[0].path:  # the file itself: missing, not YAML
+        issue = issues[0]
+        where = issue.source if issue.line is None else f"{issue.source}:{issue.line}"
+        _warn(f"error: {where}: {issue.message}")
     else:
         count = len(issues)
         _warn(f"{file}: invalid configuration ({count} problem{'s' * (count != 1)}):")
