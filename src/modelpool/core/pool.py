@@ -16,13 +16,13 @@ from collections import deque
 from collections.abc import AsyncIterator, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Unpack
 
 from modelpool.config import Config, ModelSpec, record_specs
 from modelpool.core.effects import AsyncEffects
 from modelpool.core.estimates import EstimateStore
 from modelpool.core.events import EventKind, PoolEvent
-from modelpool.core.lease import Lease, Waiter
+from modelpool.core.lease import Lease, LeaseOptions, Waiter
 from modelpool.core.ports import (
     Backend,
     Clock,
@@ -302,27 +302,11 @@ class ModelPool(SyncFacade):
 
     # --- using models -------------------------------------------------------------
 
-    def use(
-        self,
-        model: str,
-        *,
-        task_id: str | None = None,
-        priority: int | None = None,
-        timeout: float | None = None,
-        key: str | None = None,
-    ) -> _Use:
+    def use(self, model: str, **options: Unpack[LeaseOptions]) -> _Use:
         """``async with pool.use("id") as lease:`` loads if needed and pins while inside."""
-        return _Use(self, model, task_id, priority, timeout, key)
+        return _Use(self, model, options)
 
-    async def acquire(
-        self,
-        model: str,
-        *,
-        task_id: str | None = None,
-        priority: int | None = None,
-        timeout: float | None = None,
-        key: str | None = None,
-    ) -> Lease:
+    async def acquire(self, model: str, **options: Unpack[LeaseOptions]) -> Lease:
         """A lease on ``model``, loading it (and evicting others) if needed.
 
         A model with versions is routed by the installed ``Traffic`` (sticky by ``key``
@@ -330,11 +314,12 @@ class ModelPool(SyncFacade):
         """
         loop = self._require_loop()
         future: asyncio.Future[Lease | None] = loop.create_future()
-        name = self.route(model, key)
+        name = self.route(model, options.get("key"))
+        task_id, priority = options.get("task_id"), options.get("priority")
         result = self._scheduler.request(name, task_id, priority, token=future)
         if isinstance(result, Lease):
             return result
-        lease = await self._wait(result, future, timeout)
+        lease = await self._wait(result, future, options.get("timeout"))
         assert lease is not None
         return lease
 
@@ -548,29 +533,14 @@ _END: Any = object()
 class _Use:
     """The async context manager ``pool.use()`` returns (a class: cheaper than a generator)."""
 
-    __slots__ = ("_key", "_lease", "_model", "_pool", "_priority", "_task_id", "_timeout")
+    __slots__ = ("_lease", "_model", "_options", "_pool")
 
-    def __init__(
-        self,
-        pool: ModelPool,
-        model: str,
-        task_id: str | None,
-        priority: int | None,
-        timeout: float | None,
-        key: str | None,
-    ) -> None:
-        self._pool, self._model, self._task_id = pool, model, task_id
-        self._priority, self._timeout, self._key = priority, timeout, key
+    def __init__(self, pool: ModelPool, model: str, options: LeaseOptions) -> None:
+        self._pool, self._model, self._options = pool, model, options
         self._lease: Lease | None = None
 
     async def __aenter__(self) -> Lease:
-        self._lease = await self._pool.acquire(
-            self._model,
-            task_id=self._task_id,
-            priority=self._priority,
-            timeout=self._timeout,
-            key=self._key,
-        )
+        self._lease = await self._pool.acquire(self._model, **self._options)
         return self._lease
 
     async def __aexit__(
