@@ -44,13 +44,15 @@ documents: st.SearchStrategy[Any] = st.recursive(
 
 
 def loads_or_refuses_cleanly(text: str) -> None:
+    issues = []
     try:
         Config.from_yaml(text, "fuzz.yaml")
     except ConfigError as error:
-        assert error.issues, "a ConfigError must list at least one issue"
-        for issue in error.issues:
-            assert issue.source == "fuzz.yaml"
-            assert issue.message.strip()
+        issues = error.issues
+        assert issues, "a ConfigError must list at least one issue"
+    for issue in issues:
+        assert issue.source == "fuzz.yaml"
+        assert issue.message.strip()
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
