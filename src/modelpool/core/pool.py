@@ -26,7 +26,10 @@ from modelpool.core.lease import Lease, LeaseOptions, Waiter
 from modelpool.core.ports import (
     Backend,
     Clock,
+    Estimating,
     EvictionPolicy,
+    KeepsLogs,
+    KeepsState,
     MemoryProbe,
     Traffic,
     WarmCapable,
@@ -182,8 +185,8 @@ class ModelPool(SyncFacade):
             return measured
         if spec.memory is not None:
             return spec.memory
-        estimate = getattr(self._backends[spec.backend], "estimate", None)
-        size = estimate(spec) if estimate is not None else None
+        backend = self._backends[spec.backend]
+        size = backend.estimate(spec) if isinstance(backend, Estimating) else None
         if size is None:
             raise ConfigError(
                 [
@@ -227,9 +230,8 @@ class ModelPool(SyncFacade):
         self._loop = asyncio.get_running_loop()
         if self._state_dir is not None:
             for backend in self._backends.values():
-                opener = getattr(backend, "open", None)
-                if opener is not None:  # e.g. the process backend reaps orphans here
-                    await opener(self._state_dir)
+                if isinstance(backend, KeepsState):  # the process backend reaps orphans here
+                    await backend.open(self._state_dir)
         self._read_memory()  # before anything loads: what others use is the baseline
         self._schedule_tick()
         pinned = [r.model_id for r in self._scheduler.records() if r.pinned]
@@ -474,11 +476,11 @@ class ModelPool(SyncFacade):
     def log_tail(self, model: str, lines: int = 50) -> list[str]:
         """What a resident model's server last printed, for backends that keep a log."""
         record = self._scheduler.resolve(model)
-        tail = getattr(self._backends[record.spec.backend], "log_tail", None)
-        if record.handle is None or tail is None:
+        backend = self._backends[record.spec.backend]
+        if record.handle is None or not isinstance(backend, KeepsLogs):
             return []
         try:
-            return list(tail(record.handle, lines))
+            return list(backend.log_tail(record.handle, lines))
         except (TypeError, LookupError):  # a handle this backend did not make (a warm copy)
             return []
 
