@@ -98,7 +98,7 @@ def simulate(
     as_json: JsonOption = False,
 ) -> None:
     """Replay a workload against every strategy, exclusive, and the offline bound."""
-    from modelpool.core.scheduler import SchedulerSettings
+    from modelpool.config import PoolSettings
     from modelpool.sim.compare import compare
     from modelpool.sim.files import write_results
     from modelpool.sim.models import ModelSet, parse_budgets
@@ -111,7 +111,7 @@ def simulate(
         warm = _option("--warm-budget", parse_size, warm_budget)
         slo_seconds = _option("--slo", parse_duration, slo) or 0.0
         limit = _option("--starvation-limit", parse_duration, starvation_limit)
-        settings = SchedulerSettings(starvation_limit=limit) if limit is not None else None
+        settings = PoolSettings(starvation_limit=limit) if limit is not None else None
         length = _option("--duration", parse_duration, duration)
         names = list(strategy) if strategy else None
         for name in names or ():

@@ -229,6 +229,17 @@ class PoolSettings(BaseModel):
     reap_interval: Annotated[Seconds, Field(gt=0)] = 1.0
     """How often idle models are checked against their ``ttl`` and the probe is read."""
 
+    def changed(self, **changes: Any) -> PoolSettings:
+        """These settings with ``changes`` (those not None) applied and checked as the
+        config checks them; a name that is not a setting is a TypeError."""
+        unknown = sorted(set(changes) - set(type(self).model_fields))
+        if unknown:
+            raise TypeError(f"unknown pool settings: {', '.join(unknown)}")
+        given = {name: value for name, value in changes.items() if value is not None}
+        if not given:
+            return self
+        return type(self).model_validate(self.model_dump() | given)
+
     @field_validator("strategy")
     @classmethod
     def _known_strategy(cls, name: str) -> str:

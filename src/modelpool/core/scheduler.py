@@ -27,10 +27,9 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from modelpool.config import ModelSpec
+from modelpool.config import ModelSpec, PoolSettings
 from modelpool.core.bookings import Bookings
 from modelpool.core.demand import DemandTracker
 from modelpool.core.events import EventKind, PoolEvent
@@ -67,21 +66,6 @@ from modelpool.errors import (
 from modelpool.types import Bytes, DeviceId, ModelId
 
 
-@dataclass(frozen=True, slots=True)
-class SchedulerSettings:
-    max_queue: int = 1024
-    starvation_limit: float = 10.0
-    restart_backoff: float = 1.0
-    """Seconds before a failed model is tried again; doubles with each failure in a row."""
-    max_restart_backoff: float = 60.0
-    max_failures: int = 5
-    """Failures in a row after which only an explicit load tries again (circuit breaker)."""
-    headroom: Bytes = 0
-    """Bytes kept free on a probed device beyond what other processes use."""
-    drift_threshold: Bytes = 1024**3
-    """Change in memory used outside the ledger that is reported as ``MEMORY_DRIFT``."""
-
-
 class Scheduler:
     """Decides what is loaded where, who waits, and what is evicted."""
 
@@ -89,18 +73,19 @@ class Scheduler:
         self,
         specs: Iterable[ModelSpec],
         estimates: Mapping[ModelId, Bytes],
-        budgets: Mapping[DeviceId, Bytes],
         policy: EvictionPolicy,
         effects: Effects,
         clock: Clock,
-        settings: SchedulerSettings | None = None,
-        warm_budget: Bytes = 0,
+        settings: PoolSettings,
         offloadable: Iterable[ModelId] = (),
     ) -> None:
+        """``settings`` are the config's ``pool`` section: the budgets and the warm budget
+        the books start from, and the queue, retry and starvation knobs."""
+        self.settings = settings
+        budgets = settings.budgets
         self.ledger = MemoryLedger(budgets)
-        self.warm = WarmTier(warm_budget, offloadable)
+        self.warm = WarmTier(settings.warm_budget, offloadable)
         self.policy = policy
-        self.settings = settings or SchedulerSettings()
         self._effects = effects
         self._clock = clock
         self._records: dict[ModelId, ModelRecord] = {}
