@@ -226,6 +226,10 @@ class PoolSettings(BaseModel):
     max_restart_backoff: Annotated[Seconds, Field(ge=0)] = 60.0
     max_failures: int = Field(default=5, ge=1)
     """Failures in a row after which only an explicit load tries again."""
+    max_models: int | None = Field(default=None, ge=1)
+    """At most this many models loaded at once in the pool (None: memory decides alone)."""
+    device_max_models: dict[BudgetDevice, Annotated[int, Field(ge=1)]] = Field(default_factory=dict)
+    """At most this many models loaded at once on a device (``cuda:0: 2``)."""
     reap_interval: Annotated[Seconds, Field(gt=0)] = 1.0
     """How often idle models are checked against their ``ttl`` and the probe is read."""
 

@@ -49,6 +49,7 @@ from modelpool.core.ports import (
 from modelpool.core.queue import WaitQueue
 from modelpool.core.record import ModelRecord
 from modelpool.core.retry import RetryPolicy
+from modelpool.core.slots import Cap, counts_toward, within_caps
 from modelpool.core.specialization import best_model_for_task
 from modelpool.core.states import RESIDENT, ModelState
 from modelpool.core.warm import WarmTier
@@ -717,6 +718,9 @@ class Scheduler:
                     now,
                     demand,
                 )
+                caps = self._caps(device)
+                if caps and isinstance(plan, Go):
+                    plan = within_caps(record, plan, caps, self.policy, now, demand)
             if isinstance(plan, Go):
                 return plan
             # Report the first wait if any device may free up, else the first refusal.
@@ -724,6 +728,18 @@ class Scheduler:
                 outcome = plan
         assert outcome is not None, "request() refuses models that fit no device"
         return outcome
+
+    def _caps(self, device: DeviceId) -> list[Cap]:
+        """The count limits a load on ``device`` must stay within (usually none)."""
+        caps: list[Cap] = []
+        limit = self.settings.device_max_models.get(device)
+        if limit is not None:
+            loaded = [r for r in self.residents(device).values() if counts_toward(r)]
+            caps.append(Cap(device, limit, loaded))
+        if self.settings.max_models is not None:
+            loaded = [r for r in self._records.values() if counts_toward(r)]
+            caps.append(Cap("the pool", self.settings.max_models, loaded))
+        return caps
 
     def _set_draining(self, drain: set[ModelId]) -> bool:
         """Drain exactly ``drain``; True if a model stopped draining while requests wait."""
