@@ -230,6 +230,11 @@ class PoolSettings(BaseModel):
     """At most this many models loaded at once in the pool (None: memory decides alone)."""
     device_max_models: dict[BudgetDevice, Annotated[int, Field(ge=1)]] = Field(default_factory=dict)
     """At most this many models loaded at once on a device (``cuda:0: 2``)."""
+    high_watermark: float | None = Field(default=None, gt=0, le=1)
+    """Share of a device's budget above which idle models are unloaded ahead of need
+    (seed 000's ``auto_switch_threshold``, e.g. 0.8); None: only when room is needed."""
+    low_watermark: float | None = Field(default=None, ge=0, lt=1)
+    """Where unloading ahead of need stops (default: ``high_watermark`` - 0.1)."""
     reap_interval: Annotated[Seconds, Field(gt=0)] = 1.0
     """How often idle models are checked against their ``ttl`` and the probe is read."""
 
@@ -243,6 +248,24 @@ class PoolSettings(BaseModel):
         if not given:
             return self
         return type(self).model_validate(self.model_dump() | given)
+
+    @property
+    def low_watermark_in_force(self) -> float:
+        """The low watermark in force: given, or 0.1 below the high one."""
+        if self.low_watermark is not None:
+            return self.low_watermark
+        return max(0.0, (self.high_watermark or 0.0) - 0.1)
+
+    @model_validator(mode="after")
+    def _watermarks_in_order(self, info: ValidationInfo) -> Self:
+        high, low = self.high_watermark, self.low_watermark
+        if low is not None and high is None:
+            message = "low_watermark needs a high_watermark above it"
+            return _report(self, [((), message)], info, ("pool", "low_watermark"))
+        if low is not None and high is not None and low >= high:
+            message = f"must be below high_watermark ({high:g}), got {low:g}"
+            return _report(self, [((), message)], info, ("pool", "low_watermark"))
+        return self
 
     @field_validator("strategy")
     @classmethod

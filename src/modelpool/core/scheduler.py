@@ -53,6 +53,7 @@ from modelpool.core.slots import Cap, counts_toward, within_caps
 from modelpool.core.specialization import best_model_for_task
 from modelpool.core.states import RESIDENT, ModelState
 from modelpool.core.warm import WarmTier
+from modelpool.core.watermarks import above_high_watermark
 from modelpool.errors import (
     DoesNotFit,
     Holder,
@@ -503,8 +504,22 @@ class Scheduler:
                 and now - record.stats.last_used >= ttl
             ):
                 self._moves.unload(record, f"idle for {ttl:g}s (ttl)")
+        if self.settings.high_watermark is not None:
+            self._unload_ahead_of_need(now)
         if self._queue.count:
             self._dispatch()
+
+    def _unload_ahead_of_need(self, now: float) -> None:
+        high, low = self.settings.high_watermark, self.settings.low_watermark_in_force
+        assert high is not None
+        demand = self.demand()
+        for account in self.ledger:
+            residents = self.residents(account.device)
+            for record in above_high_watermark(
+                account, residents, self.policy, now, demand, high, low
+            ):
+                reason = f"above the high watermark on {account.device} ({high:.0%})"
+                self._evict(record, reason)
 
     def on_memory_reading(self, reading: MemoryReading) -> None:
         """Periodic: the probe's view of a device. Others' use shrinks the usable

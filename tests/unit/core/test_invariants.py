@@ -33,8 +33,8 @@ MODELS = {
 
 class PoolMachine(RuleBasedStateMachine):
     policy = "hybrid"
-    caps: ClassVar[dict[str, object]] = {}
-    """Count caps (``max_models``...), set by a variant below."""
+    limits: ClassVar[dict[str, object]] = {}
+    """max_models and watermarks, set by a variant below."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -46,7 +46,7 @@ class PoolMachine(RuleBasedStateMachine):
             max_queue=20,
             warm_budget=7 * GB,
             offloadable=("a", "c", "x", "big"),  # big never fits the warm tier
-            **self.caps,
+            **self.limits,
         )
         self.leases: list[Lease] = []
         self.waiters: list[Waiter] = []
@@ -227,8 +227,8 @@ SETTINGS = settings(
     stateful_step_count=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 TestPoolInvariants = PoolMachine.TestCase
-CAPS = {"max_models": 3, "device_max_models": {"gpu:0": 1}}
-TestPoolInvariantsCapped = type("CappedPoolMachine", (PoolMachine,), {"caps": CAPS}).TestCase
+LIMITS = {"max_models": 3, "device_max_models": {"gpu:0": 1}, "high_watermark": 0.7}
+TestPoolInvariantsCapped = type("CappedPoolMachine", (PoolMachine,), {"limits": LIMITS}).TestCase
 TestPoolInvariantsCapped.settings = settings(SETTINGS, max_examples=200)
 TestPoolInvariants.settings = settings(SETTINGS, max_examples=200)
 for _name in POLICIES.names():
