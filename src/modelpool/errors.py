@@ -8,6 +8,7 @@
     │   ├── DoesNotFit         bigger than the device's whole budget: never loadable
     │   ├── InsufficientMemory nothing evictable frees enough; names the holders
     │   └── ModelLimitReached  max_models are loaded and none can leave; names them
+    ├── PreloadSkipped         a preload would have evicted what it may not, or found no room
     ├── QueueFull              too many requests already waiting
     ├── WaitTimeout            waited longer than allowed for a model
     ├── LoadFailed             the backend could not load the model (model is FAILED)
@@ -139,6 +140,14 @@ class ModelLimitReached(CapacityError):
             f"cannot load {model_id!r}: {where} allows {limit} model{'s' * (limit != 1)} at "
             f"once (max_models) and none can leave: {held}"
         )
+
+
+class PreloadSkipped(ModelPoolError):
+    """A preload did not start: it may only use room nobody needs."""
+
+    def __init__(self, model_id: ModelId, reason: str) -> None:
+        self.model_id, self.reason = model_id, reason
+        super().__init__(f"preload of {model_id!r} skipped: {reason}")
 
 
 class QueueFull(ModelPoolError):

@@ -123,6 +123,9 @@ class ModelSpec(BaseModel):
     the base's metadata. ``modelpool.config.versions.record_specs`` makes their specs."""
     thresholds: ThresholdSettings | None = None
     """This model's health thresholds: the keys given replace ``health.thresholds``'."""
+    preload: bool | Annotated[int, Field(ge=0, le=100)] = False
+    """Load at start, behind requests and only into room nobody needs: ``true`` (in the
+    order of ``priority``) or a priority of its own (lower first)."""
 
     @property
     def names(self) -> tuple[str, ...]:

@@ -13,7 +13,7 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Unpack
@@ -43,6 +43,7 @@ from modelpool.errors import (
     ConfigIssue,
     ModelPoolError,
     PoolClosed,
+    PreloadSkipped,
 )
 from modelpool.plugins import BACKENDS, POLICIES, PROBES
 from modelpool.types import Bytes, DeviceId, ModelId, ModelSwitchingStrategy
@@ -212,6 +213,28 @@ class ModelPool(SyncFacade):
         for model_id, result in zip(pinned, results, strict=True):
             if isinstance(result, BaseException):
                 log.warning("pinned model %s did not load at start: %s", model_id, result)
+        # Preloads run behind requests: the pool serves while they load. Handed over
+        # most important first, so that the first to start is the first in order.
+        preloads = [
+            (r.spec.priority if r.spec.preload is True else int(r.spec.preload), r.model_id)
+            for r in self._scheduler.records()
+            if r.spec.preload is not False and not r.pinned
+        ]
+        for priority, model_id in sorted(preloads):
+            self._background(self._preload_at_start(model_id, priority))
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = self._require_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _preload_at_start(self, model: str, priority: int | None) -> None:
+        try:
+            await self.preload(model, priority)
+        except (PoolClosed, asyncio.CancelledError):
+            pass
+        except ModelPoolError as error:
+            log.warning("preload of %s failed: %s", model, error)
 
     async def stop(self, drain_timeout: float | None = None) -> None:
         """Fail waiting requests, let leases drain (bounded), unload everything."""
@@ -346,6 +369,23 @@ class ModelPool(SyncFacade):
         future: asyncio.Future[Lease | None] = loop.create_future()
         waiter = self._scheduler.load(model, token=future)
         await self._wait(waiter, future, timeout)
+
+    async def preload(self, model: str, priority: int | None = None) -> bool:
+        """Load ``model`` ahead of need, behind every waiting request and only into room
+        nobody needs (it evicts only preloads of a larger ``priority`` number). True once
+        it is resident; False if it was skipped (the ``preload_skipped`` event says why).
+        ``priority``: lower first, as a model's own (the default)."""
+        loop = self._require_loop()
+        future: asyncio.Future[Lease | None] = loop.create_future()
+        waiter = self._scheduler.preload(model, priority, token=future)
+        try:
+            await future  # no timeout: a preload waits for a quiet moment, however long
+        except PreloadSkipped:
+            return False
+        except asyncio.CancelledError:
+            self._scheduler.cancel(waiter)
+            raise
+        return True
 
     async def unload(self, model: str) -> None:
         """Unload ``model`` once its leases are back; no new leases meanwhile."""

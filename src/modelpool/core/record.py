@@ -51,6 +51,8 @@ class ModelRecord:
     """Failed loads (or deaths) in a row; reset by a successful load."""
     retry_at: float = 0.0
     """Clock time before which a FAILED model is not loaded again (backoff)."""
+    preloaded: int | None = None
+    """The priority it was preloaded with, until a request uses it (None: not a preload)."""
     blocked_by: list[Holder] = field(default_factory=list)
     """Why its waiters wait, when they wait for memory (named in timeout errors)."""
     stats: ModelStats = field(default_factory=ModelStats)

@@ -46,6 +46,7 @@ from modelpool.core.ports import (
     Handle,
     MemoryReading,
 )
+from modelpool.core.preloads import PendingPreloads, preload_refusal
 from modelpool.core.queue import WaitQueue
 from modelpool.core.record import ModelRecord
 from modelpool.core.retry import RetryPolicy
@@ -62,6 +63,7 @@ from modelpool.errors import (
     ModelBusy,
     ModelPoolError,
     PoolClosed,
+    PreloadSkipped,
     UnknownModel,
     WaitTimeout,
 )
@@ -101,6 +103,7 @@ class Scheduler:
         )
         self._ids = itertools.count(1)
         self._queue = WaitQueue(self.settings.max_queue)
+        self._preloads = PendingPreloads()
         self._retry = RetryPolicy(
             self.settings.restart_backoff,
             self.settings.max_restart_backoff,
@@ -150,6 +153,8 @@ class Scheduler:
         record = self.resolve(name)
         if record.state not in (ModelState.UNLOADED, ModelState.FAILED) or record.waiters:
             raise ModelBusy(record.model_id, str(record.state), len(record.waiters))
+        for waiter in self._preloads.take(record.model_id):
+            self._effects.reject(waiter, PreloadSkipped(record.model_id, "the model was removed"))
         del self._records[record.model_id]
         for alias, model_id in list(self._names.items()):
             if model_id == record.model_id:
@@ -269,6 +274,26 @@ class Scheduler:
         assert isinstance(result, Waiter)
         return result
 
+    def preload(self, name: str, priority: int | None = None, token: Any = None) -> Waiter:
+        """Load ``name`` when nothing else waits, only into room nobody needs (see
+        ``core/preloads.py``). The waiter is answered with None once it is resident, or
+        rejected with the reason it was skipped."""
+        record = self.resolve(name)
+        rank = record.spec.priority if priority is None else priority
+        waiter = Waiter(
+            next(self._ids), record.model_id, None, rank, self._clock(), token, wants_lease=False
+        )
+        if record.state is ModelState.READY:
+            self._effects.grant(waiter, None)
+            return waiter
+        if record.state is ModelState.LOADING:
+            self._queue.push(record, waiter)  # answered with the loads waiting for it
+            return waiter
+        self._check_ever_fits(record)
+        self._preloads.push(waiter)
+        self._dispatch()
+        return waiter
+
     def unload(self, name: str, token: Any = None, reason: str = "requested") -> Waiter:
         """Unload a model once its leases are back; the waiter is answered when it is gone."""
         record = self.resolve(name)
@@ -317,6 +342,8 @@ class Scheduler:
         self._stopping = True
         waiter = Waiter(next(self._ids), "", None, 0, self._clock(), token, wants_lease=False)
         self._stop_waiters.append(waiter)
+        for pending in self._preloads.drain():
+            self._effects.reject(pending, PoolClosed("the pool stopped before this preload"))
         for record in self._records.values():
             self._reject_all(record, PoolClosed("the pool stopped before serving this request"))
             if record.state is ModelState.LOADING and not record.load_started:
@@ -434,6 +461,7 @@ class Scheduler:
         self._bookings.release(record, ModelState.UNLOADED if error is None else ModelState.FAILED)
         record.draining = False
         record.unload_requested = None
+        record.preloaded = None
         record.stats.unload_count += 1
         if error is None:
             self._emit(EventKind.UNLOADED, record, device=device)
@@ -571,6 +599,7 @@ class Scheduler:
             hit,
         )
         record.leases[lease.lease_id] = lease
+        record.preloaded = None  # a request used it: it is traffic's now, not speculation
         record.stats.current_tasks = len(record.leases)
         record.stats.last_used = now
         return lease
@@ -588,6 +617,8 @@ class Scheduler:
             self._emit(EventKind.CIRCUIT_OPEN, record, failures=record.failures)
 
     def _remove_waiter(self, waiter: Waiter) -> bool:
+        if self._preloads.remove(waiter):
+            return True
         record = self._records.get(waiter.model_id)
         return record is not None and self._queue.remove(record, waiter)
 
@@ -706,6 +737,44 @@ class Scheduler:
                 self._reject_all(record, outcome.error)
         if self._set_draining(drain):
             self._dispatch_again = True  # a model serves again: grant its queue
+        if self._preloads and not self._queue.count:
+            self._start_preloads(now)
+
+    def _start_preloads(self, now: float) -> None:
+        """Start the waiting preloads that fit, most important first: only while no
+        request waits, and only into room nobody needs."""
+        demand = self.demand()
+        deferred: list[Waiter] = []
+        while self._preloads and not self._queue.count:
+            waiter = self._preloads.pop()
+            record = self._records.get(waiter.model_id)
+            if record is None:
+                continue  # forgotten meanwhile (its waiter was answered then)
+            if record.state in (ModelState.LOADING, ModelState.READY):
+                self._effects.grant(waiter, None)
+                continue
+            if record.state is ModelState.UNLOADING or record.warm_dropping:
+                deferred.append(waiter)  # try again once it has settled
+                continue
+            plan = self._plan(record, now, demand, {})
+            reason: str | None
+            if isinstance(plan, Go):
+                ranks = {v.model_id: v.preloaded for v in plan.victims}
+                reason = preload_refusal(plan, waiter.priority, ranks)
+            elif isinstance(plan, Wait):
+                reason = "no room now: " + ", ".join(str(h) for h in plan.holders)
+            else:
+                reason = str(plan.error)
+            if reason is not None:
+                self._emit(EventKind.PRELOAD_SKIPPED, record, reason=reason)
+                self._effects.reject(waiter, PreloadSkipped(record.model_id, reason))
+                continue
+            assert isinstance(plan, Go)
+            record.preloaded = waiter.priority
+            self._queue.push(record, waiter)  # answered when READY, as an explicit load
+            self._begin_load(record, plan)
+        for waiter in deferred:
+            self._preloads.push(waiter)
 
     def _plan(
         self,
