@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -24,6 +24,7 @@ from modelpool.errors import ModelPoolError
 from modelpool.http import local_models
 from modelpool.http.errors import SERVER_ERROR, ApiError, error_response, from_pool_error
 from modelpool.http.proxy import RelayResponse, forward, wait_for_disconnect
+from modelpool.http.request_json import json_object
 from modelpool.http.state import ServerState
 
 T = TypeVar("T")
@@ -125,7 +126,7 @@ async def _handle(state: ServerState, request: Request, path: str) -> Response |
     except ApiError as error:
         exchange.finish(error.status)  # an upstream failure was already counted as one
         return error.response()
-    except ClientGone:
+    except (ClientGone, ClientDisconnect):  # nobody reads an answer: a quiet 499
         exchange.finish(499)
         return Response(status_code=499)
     except asyncio.CancelledError:  # the server is stopping: not the model's fault
@@ -143,7 +144,7 @@ async def _answer(
     state: ServerState, request: Request, path: str, exchange: _Exchange
 ) -> Response | RelayResponse:
     body = await request.body()
-    payload = _json_object(body)
+    payload = json_object(body)
     name = payload.get("model")
     if not isinstance(name, str) or not name:
         raise ApiError(400, "'model' is required and must be a string", param="model")
@@ -175,16 +176,6 @@ async def _answer(
     if path != "embeddings":
         raise ApiError(400, f"The model {model_id!r} does not serve /v1/{path}", param="model")
     return JSONResponse(await local_models.embeddings(lease, payload))
-
-
-def _json_object(body: bytes) -> dict[str, Any]:
-    try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise ApiError(400, "The request body is not valid JSON") from None
-    if not isinstance(payload, dict):
-        raise ApiError(400, "The request body must be a JSON object")
-    return payload
 
 
 async def _unless_client_leaves(receive: Receive, work: Awaitable[T]) -> T:
