@@ -25,12 +25,12 @@ from modelpool.http import local_models
 from modelpool.http.errors import SERVER_ERROR, ApiError, error_response, from_pool_error
 from modelpool.http.proxy import RelayResponse, forward, wait_for_disconnect
 from modelpool.http.request_json import json_object
+from modelpool.http.served import ENDPOINTS, serves
 from modelpool.http.state import ServerState
 
 T = TypeVar("T")
 log = logging.getLogger("modelpool.http")
 
-ENDPOINTS = ("chat/completions", "completions", "embeddings")
 WATCH_AFTER = 0.05
 """Seconds a request waits before its client's connection is watched for a disconnect."""
 STICKY_HEADER = "x-sticky-key"
@@ -158,6 +158,8 @@ async def _answer(
         raise from_pool_error(error) from None
     exchange.model = model_id
     spec = pool.spec(model_id)
+    if not serves(spec.backend, path):  # before any scheduling: nothing loads for a 400
+        raise _not_served(model_id, path)
     if spec.defaults or name != model_id:
         payload = {**spec.defaults, **payload, "model": model_id}
         body = json.dumps(payload).encode()
@@ -173,9 +175,13 @@ async def _answer(
         return await _unless_client_leaves(
             request.receive, forward(state.http, lease, path, body, exchange.finish)
         )
-    if path != "embeddings":
-        raise ApiError(400, f"The model {model_id!r} does not serve /v1/{path}", param="model")
+    if path != "embeddings":  # a plugin's in-process model: known only once loaded
+        raise _not_served(model_id, path)
     return JSONResponse(await local_models.embeddings(lease, payload))
+
+
+def _not_served(model_id: str, path: str) -> ApiError:
+    return ApiError(400, f"The model {model_id!r} does not serve /v1/{path}", param="model")
 
 
 async def _unless_client_leaves(receive: Receive, work: Awaitable[T]) -> T:
