@@ -173,7 +173,8 @@ async def _answer(
     exchange.lease = lease
     if lease.endpoint is not None:
         return await _unless_client_leaves(
-            request.receive, forward(state.http, lease, path, body, exchange.finish)
+            request.receive,
+            forward(state.http, lease, path, body, exchange.finish, state.upstream_errors),
         )
     if path != "embeddings":  # a plugin's in-process model: known only once loaded
         raise _not_served(model_id, path)

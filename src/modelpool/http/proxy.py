@@ -5,6 +5,8 @@ The body goes upstream as the client sent it (re-encoded only when the model's
 passed through chunk by chunk as it arrives, never collected. The lease is returned
 when the last byte has gone out, or when the client leaves: then the upstream
 connection is closed too, which is how llama.cpp and vLLM learn to stop generating.
+
+An error answer is passed on only in OpenAI's shape and cleaned (``upstream_errors``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from starlette.types import Receive, Scope, Send
 
 from modelpool.core.lease import Lease
 from modelpool.http.errors import SERVER_ERROR, ApiError
+from modelpool.http.upstream_errors import UpstreamErrorLog, client_error
 
 Done = Callable[[int, bool], None]
 """Called once when the exchange is over: the status sent and whether the model was fine."""
@@ -54,12 +57,12 @@ class Upstream:
 
 
 async def forward(
-    client: Upstream, lease: Lease, path: str, body: bytes, done: Done
+    client: Upstream, lease: Lease, path: str, body: bytes, done: Done, errors: UpstreamErrorLog
 ) -> Response | RelayResponse:
     """Send ``body`` to ``path`` (``chat/completions``...) on the lease's server.
 
     Owns the lease from here: ``done`` is called exactly once, after which the caller
-    returns the lease.
+    returns the lease. Error answers are recorded in ``errors``.
     """
     assert lease.endpoint is not None
     try:
@@ -80,7 +83,12 @@ async def forward(
             raise _unreachable(lease) from None
         finally:
             upstream.release()
-        done(upstream.status, upstream.status < 500)
+        if upstream.status >= 400:
+            errors.record(lease.model_id, upstream.status, content)
+            refusal = client_error(lease.model_id, upstream.status, content)
+            done(refusal.status, upstream.status < 500)  # counted as the client saw it
+            return refusal.response()
+        done(upstream.status, True)
         return Response(content, upstream.status, headers=headers)
     return RelayResponse(_Relay(upstream, done))
 
