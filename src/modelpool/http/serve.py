@@ -20,6 +20,7 @@ from modelpool.config import Config
 from modelpool.core.pool import ModelPool
 from modelpool.errors import ModelPoolError
 from modelpool.http.app import create_app, server_state
+from modelpool.http.protocol import ConnectionLimits, limited_protocol
 from modelpool.http.proxy import StreamBroken
 from modelpool.http.state import ServerState
 from modelpool.rollout import RolloutManager
@@ -90,11 +91,18 @@ def serve(
     app = create_app(pool, settings, loopback=is_loopback(host), rollouts=rollouts)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("uvicorn.error").addFilter(_broken_stream_without_trace)
+    limits = ConnectionLimits(
+        header_timeout=settings.header_timeout,
+        body_timeout=settings.body_timeout,
+        max_connections=settings.max_connections,
+    )
     server = _DrainingServer(
         uvicorn.Config(
             app,
             host=host,
             port=port,
+            http=limited_protocol(limits),
+            timeout_keep_alive=settings.keep_alive_timeout,  # type: ignore[arg-type]
             timeout_graceful_shutdown=int(settings.drain_timeout) or None,
             access_log=settings.access_log,
             log_level="info",
