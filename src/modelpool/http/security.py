@@ -108,6 +108,16 @@ class Guard:
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body:
             return _too_large(self.max_body)
+        encoding = headers.get(b"content-encoding", b"identity").strip().lower()
+        if encoding != b"identity":
+            # Inflating a compressed body could turn kilobytes into gigabytes past
+            # max_body (a zip bomb); no OpenAI client compresses what it sends.
+            shown = bounded(encoding.decode("latin-1"), 100)
+            return ApiError(
+                415,
+                f"Compressed request bodies are not accepted (got {shown})",
+                code="unsupported_media_type",
+            )
         if method not in CHANGING_METHODS:
             return None
         kind = headers.get(b"content-type")

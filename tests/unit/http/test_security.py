@@ -222,3 +222,14 @@ async def test_api_keys_are_case_sensitive() -> None:
     assert exact.status_code == 200
     assert lower.status_code == 401
     assert upper.status_code == 401
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br", "GZIP"])
+async def test_compressed_bodies_are_refused_not_inflated(encoding: str) -> None:
+    app, http = guarded()
+    headers = {"content-type": "application/json", "content-encoding": encoding}
+    async with http:
+        response = await http.post("/v1/chat/completions", headers=headers, content=b"\x1f\x8b")
+    assert response.status_code == 415
+    assert encoding.lower() in response.json()["error"]["message"]
+    assert app.paths == []
