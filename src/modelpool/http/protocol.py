@@ -76,6 +76,10 @@ class _LimitedHttpProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._disarm()
         super().on_headers_complete()
+        if self.pipeline:
+            # Queued behind an answer still being sent: uvicorn stops reading until that
+            # answer is done, so the body cannot arrive; timing it would cut the answer.
+            return
         # on_message_complete follows at once when there is no body.
         self._arm(self.limits.body_timeout, "its request body")
 
