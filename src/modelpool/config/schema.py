@@ -193,8 +193,22 @@ class ServerSettings(BaseModel):
     """When set, only these open ``/admin`` and ``/metrics`` (also ``MODELPOOL_ADMIN_KEYS``)."""
     allowed_hosts: list[str] = Field(default_factory=list)
     """Host names accepted in the ``Host`` header besides the loopback ones."""
+    allowed_origins: list[str] = Field(default_factory=list)
+    """Web origins (``https://app.example``) whose pages may call the server, besides its
+    own; a browser request from any other ``Origin`` gets 403."""
     max_body: Size = 16 * 1024**2
     """Largest request body accepted; larger ones get 413."""
+    header_timeout: Annotated[Seconds, Field(gt=0)] = 10.0
+    """How long a connection may take to send a request's headers (slowloris) before it
+    is closed; the clock starts when it opens, or at the first byte of its next request."""
+    body_timeout: Annotated[Seconds, Field(gt=0)] = 60.0
+    """How long a request's body may take to arrive after its headers before the
+    connection is closed. Answers are never timed: a long stream keeps going."""
+    keep_alive_timeout: Annotated[Seconds, Field(gt=0)] = 5.0
+    """How long a connection may stay idle between requests before it is closed."""
+    max_connections: int = Field(default=512, ge=1)
+    """Connections open at once; more are answered 503 and closed. Keep it well under the
+    process's file-descriptor limit (``ulimit -n``, often 1,024)."""
     drain_timeout: Annotated[Seconds, Field(ge=0)] = 30.0
     """On shutdown, how long in-flight requests may run before everything stops."""
     access_log: bool = True

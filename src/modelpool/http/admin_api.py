@@ -17,12 +17,13 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from modelpool.core.events import PoolEvent
 from modelpool.errors import ModelPoolError, PluginNotFound
-from modelpool.http.errors import ApiError, from_pool_error
+from modelpool.http.errors import ApiError, bounded, from_pool_error
 from modelpool.http.state import ServerState
 
 KEEP_ALIVE_SECONDS = 15.0
 """A comment line this often keeps proxies from closing a quiet event stream."""
 LOG_LINES = 50
+ADMIN_ECHO_LIMIT = 4000
 
 
 def router(state: ServerState) -> APIRouter:
@@ -54,7 +55,12 @@ def router(state: ServerState) -> APIRouter:
 
     @api.get("/models/{model}")
     async def model(model: str) -> dict[str, Any]:
-        return {**view(model), "log_tail": pool.log_tail(model, LOG_LINES)}
+        found = view(model)
+        return {
+            **found,
+            "log_tail": pool.log_tail(model, LOG_LINES),
+            "upstream_errors": state.upstream_errors.recent(found["id"]),
+        }
 
     @api.post("/models/{model}/load", response_model=None)
     async def load(model: str, wait: bool = True) -> dict[str, Any] | JSONResponse:
@@ -164,5 +170,6 @@ async def _close(events: AsyncIterator[PoolEvent]) -> None:
 
 def _admin_error(error: ModelPoolError) -> ApiError:
     answer = from_pool_error(error)
-    answer.message = str(error)  # operators get the whole story
+    # Operators get the whole story, but not a megabyte of a client's text echoed back.
+    answer.message = bounded(str(error), ADMIN_ECHO_LIMIT)
     return answer

@@ -107,6 +107,7 @@ def create_app(
         admin_keys=settings.admin_keys,
         allowed_hosts=settings.allowed_hosts if loopback else None,
         max_body=settings.max_body,
+        allowed_origins=settings.allowed_origins,
     )
 
 

@@ -20,6 +20,8 @@ from modelpool.config import Config
 from modelpool.core.pool import ModelPool
 from modelpool.errors import ModelPoolError
 from modelpool.http.app import create_app, server_state
+from modelpool.http.protocol import ConnectionLimits, limited_protocol
+from modelpool.http.proxy import StreamBroken
 from modelpool.http.state import ServerState
 from modelpool.rollout import RolloutManager
 
@@ -65,6 +67,17 @@ class _DrainingServer(uvicorn.Server):
             await self.lifespan.shutdown()
 
 
+def _broken_stream_without_trace(record: logging.LogRecord) -> bool:
+    """uvicorn logs an application's exception with its trace, as a crash. A stream that a
+    model's server broke off is raised on purpose (the way to abort a response), and was
+    logged where it happened: one line is enough."""
+    error = record.exc_info[1] if record.exc_info else None
+    if isinstance(error, StreamBroken):
+        record.msg, record.args, record.exc_info = "aborted a response: %s", (error,), None
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+    return True
+
+
 def serve(
     config: Config, *, host: str | None = None, port: int | None = None, insecure: bool = False
 ) -> None:
@@ -77,11 +90,19 @@ def serve(
     rollouts = RolloutManager.from_config(pool, config)
     app = create_app(pool, settings, loopback=is_loopback(host), rollouts=rollouts)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("uvicorn.error").addFilter(_broken_stream_without_trace)
+    limits = ConnectionLimits(
+        header_timeout=settings.header_timeout,
+        body_timeout=settings.body_timeout,
+        max_connections=settings.max_connections,
+    )
     server = _DrainingServer(
         uvicorn.Config(
             app,
             host=host,
             port=port,
+            http=limited_protocol(limits),
+            timeout_keep_alive=settings.keep_alive_timeout,  # type: ignore[arg-type]
             timeout_graceful_shutdown=int(settings.drain_timeout) or None,
             access_log=settings.access_log,
             log_level="info",
