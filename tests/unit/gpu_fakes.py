@@ -251,3 +251,37 @@ class FakeCuda:
 def fake_torch(cuda: FakeCuda) -> Any:
     """An object standing for the ``torch`` module, with ``cuda`` as its CUDA part."""
     return SimpleNamespace(cuda=cuda)
+
+
+class FakeCudart:
+    """``torch.cuda.cudart()``: the CUDA runtime calls the warm tier makes.
+
+    CUDA Runtime API, cudaHostRegister: "Page-locks the memory range specified by ptr
+    and size and maps it for the device(s)"; it returns cudaSuccess or an error such as
+    cudaErrorMemoryAllocation (2) or cudaErrorNotSupported (801), and like every runtime
+    error it is also the thread's last error until cudaGetLastError "resets it to
+    cudaSuccess" (else the next kernel launch's error check reports it). torch 2.13 binds
+    no cudaGetLastError; this fake offers it where the runtime library would.
+    """
+
+    def __init__(self, fail_with: int = 0) -> None:
+        self.fail_with = fail_with
+        self.last_error = 0
+        self.registered: dict[int, int] = {}
+        self.registrations = 0
+
+    def cudaHostRegister(self, pointer: int, nbytes: int, flags: int) -> int:
+        if self.fail_with:
+            self.last_error = self.fail_with
+            return self.fail_with
+        self.registrations += 1
+        self.registered[pointer] = nbytes
+        return 0
+
+    def cudaHostUnregister(self, pointer: int) -> int:
+        self.registered.pop(pointer, None)
+        return 0
+
+    def cudaGetLastError(self) -> int:
+        error, self.last_error = self.last_error, 0
+        return error
