@@ -74,7 +74,9 @@ def test_cuda_in_this_process_is_followed_by_uuid_not_by_index() -> None:
     nvml = FakeNvml([a100, h100])
     # CUDA's default order here is fastest first: its device 0 is the H100, NVML's 0 the A100.
     cuda = FakeCuda([h100, a100], POOL, initialized=True)
-    reading = probe(nvml, cuda=cuda).read("cuda:0")
+    readings = probe(nvml, cuda=cuda)
+    assert readings.uuid("cuda:0") == h100.uuid
+    reading = readings.read("cuda:0")
     assert reading is not None
     assert reading.total == h100.total - h100.reserved
     assert reading.used == 30 * GB

@@ -382,7 +382,7 @@ def _offload(handle: Handle) -> Handle:
         pin = torch.cuda.is_available()
     state.placement = _move(state, module, "cpu", pin)  # from the kept page-locked buffers
     weights.free_cached(handle.device)
-    footprint = state.placement.nbytes
+    footprint = state.placement.host_bytes  # a kept buffer may be a little larger
     return Handle(handle.model_id, HOST, obj=module, footprint=footprint, native=state)
 
 

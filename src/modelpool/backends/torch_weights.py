@@ -340,6 +340,12 @@ class Placement:
         return sum(-(-region.nbytes // ALIGN) * ALIGN for region in self.regions)
 
     @property
+    def host_bytes(self) -> int:
+        """Host RAM this placement holds: its buffer's size (a reused page-locked buffer
+        may be up to 25% larger than the weights), or ``nbytes``."""
+        return self.host.nbytes if self.host is not None else self.nbytes
+
+    @property
     def pinned(self) -> bool:
         return self.host is not None and self.host.pinned
 

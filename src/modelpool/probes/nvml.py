@@ -143,6 +143,14 @@ class NvmlProbe:
             return False
         return int(current) == int(getattr(nvml, "NVML_DEVICE_MIG_ENABLE", 1))
 
+    def uuid(self, device: DeviceId) -> str | None:
+        """NVML's UUID of the GPU (or MIG instance) ``device`` is, None if not placed."""
+        try:
+            handle = self._handle(device)
+            return None if handle is None else str(self._nvml.nvmlDeviceGetUUID(handle))
+        except self._errors:
+            return None
+
     # --- readings -------------------------------------------------------------------
 
     def read(self, device: DeviceId) -> MemoryReading | None:
