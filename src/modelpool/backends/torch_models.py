@@ -234,7 +234,7 @@ def _load(model_id: ModelId, state: TorchModel, device: DeviceId) -> Handle:
     from modelpool.backends import torch_weights as weights
 
     model = _LOADERS[state.kind](state, device)
-    if state.options.dtype is not None and torch_device(device).type == "cuda":
+    if state.options.dtype is not None and _torch_device(device).type == "cuda":
         # A conversion on the GPU frees the tensors as read into the allocator's cache,
         # which NVML counts as used until it is handed back.
         weights.free_cached(device)
@@ -244,7 +244,7 @@ def _load(model_id: ModelId, state: TorchModel, device: DeviceId) -> Handle:
     return Handle(model_id, device, obj=model, footprint=footprint, native=state)
 
 
-def torch_device(device: DeviceId) -> Any:
+def _torch_device(device: DeviceId) -> Any:
     import torch
 
     return torch.device(device)
