@@ -8,7 +8,6 @@ import sys
 
 import psutil
 import pytest
-from gpu_fakes import CONTEXT_BYTES, GB, FakeCuda, FakeGpu, FakeNvml, fake_torch
 
 from modelpool.plugins import PROBES
 from modelpool.probes.auto import AutoProbe
@@ -55,6 +54,8 @@ def test_system_probe_counts_a_process_tree() -> None:
 
 
 def test_nvml_probe_reads_each_gpu_and_its_processes() -> None:
+    from gpu_fakes import GB, FakeGpu, FakeNvml
+
     gpu = FakeGpu("GPU-0", total=80 * GB, reserved=0, processes={11: 5 * GB, 12: None},
                   other_used=7 * GB)  # fmt: skip
     library = FakeNvml([gpu])
@@ -76,6 +77,8 @@ def test_cuda_index() -> None:
 
 
 def test_torch_probe_reads_mem_get_info_of_a_device_in_use() -> None:
+    from gpu_fakes import CONTEXT_BYTES, GB, FakeCuda, FakeGpu, fake_torch
+
     gpu = FakeGpu("GPU-0", total=80 * GB, reserved=0, other_used=46 * GB)
     cuda = FakeCuda([gpu], pid=1)
     cuda.allocate(0, 7 * GB - CONTEXT_BYTES)
