@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,13 @@ def encode(handle: Handle) -> Any:
 
 def allocated() -> int:
     return int(torch.cuda.memory_allocated(DEVICE))
+
+
+@pytest.fixture(autouse=True)
+def no_kept_page_locked_buffers() -> None:
+    """Each test starts without kept buffers: a reused one may be up to 25% larger, and a
+    warm copy books its buffer's size."""
+    PINNED.clear()
 
 
 @pytest.fixture(autouse=True)
@@ -143,16 +151,25 @@ async def test_parallel_loads_each_measure_their_own_footprint() -> None:
     await backend.unload(second)
 
 
-async def test_a_converting_load_leaves_no_cached_blocks() -> None:
-    """Point 5: float32 weights read to the GPU, converted to float16: the float32 copy
-    goes back to the driver, not into the allocator's cache that NVML counts as used."""
+async def test_a_converting_load_leaves_no_cached_blocks(tmp_path: Path) -> None:
+    """Point 5: float32 weights read onto the GPU, converted there to float16: the
+    float32 copy goes back to the driver, not into the allocator's cache (which NVML
+    counts as used)."""
+    size = 4096  # 64 MiB of float32
+    path = tmp_path / "linear.safetensors"
+    save_model(torch.nn.Linear(size, size, bias=False), str(path))
+    spec = ModelSpec(
+        id="linear", backend="torch", path=str(path), factory="torch.nn:Linear",
+        factory_kwargs={"in_features": size, "out_features": size, "bias": False},
+        device=DEVICE, dtype="float16",
+    )  # fmt: skip
     torch.cuda.empty_cache()
     cached_before = torch.cuda.memory_reserved(DEVICE) - allocated()
     backend = TorchBackend()
-    handle = await backend.load(minilm(dtype="float16"), DEVICE)
+    handle = await backend.load(spec, DEVICE)
     cached = torch.cuda.memory_reserved(DEVICE) - allocated()
-    assert cached - cached_before < 16 * MB
-    assert handle.footprint == pytest.approx(MINILM_BYTES / 2, rel=0.02)
+    assert cached - cached_before < 8 * MB
+    assert handle.footprint == size * size * 2
     await backend.unload(handle)
 
 
@@ -160,6 +177,8 @@ async def test_the_pool_process_own_overhead_is_not_others_use() -> None:
     """Point 5: NVML's reading leaves out this process's context and cached blocks."""
     pytest.importorskip("pynvml")
     probe = NvmlProbe()
+    if os.getpid() not in probe.process_usage(DEVICE):
+        pytest.skip("NVML does not list this pid (a container's pid namespace): unknown")
     before = probe.read(DEVICE)
     block = torch.empty(GIB, dtype=torch.uint8, device=DEVICE)
     scratch = torch.empty(GIB, dtype=torch.uint8, device=DEVICE)
