@@ -15,8 +15,10 @@ What they model:
   nvmlDeviceGetMemoryInfo_v2: "In MIG mode, if device handle is provided, the API
   returns aggregate information, only if the caller has appropriate privileges.
   Per-instance information can be queried by using specific MIG device handles."
-  nvmlDeviceGetComputeRunningProcesses on a MIG parent without privileges: "returns
-  NVML_ERROR_NO_PERMISSION" (NVML reference, MIG notes on process queries).
+  nvmlDeviceGetComputeRunningProcesses_v3 carries the same note; without those
+  privileges the fake raises NVMLError_NoPermission (NVML_ERROR_NO_PERMISSION,
+  "Insufficient Permissions" in pynvml's table). Its ``device`` may be "The device
+  handle or MIG device handle".
 * memory v2: ``used`` includes ``reserved`` (NVML reference R525, nvmlMemory_v2_t:
   "The nvmlMemory_v2_t::used amount also includes the nvmlMemory_v2_t::reserved
   amount"); v1's ``used`` is "Sum of Reserved and Allocated device memory".
