@@ -35,8 +35,8 @@ What they model:
   active context is called"): the fake adds a context's bytes to this process's NVML use.
   ``get_device_properties(i).uuid`` is a ``torch._C._CUuuid`` whose ``__str__`` is
   ``uuid_to_string(uuid.bytes)`` (torch/csrc/cuda/Module.cpp): 8-4-4-4-12 hex, without
-  NVML's ``GPU-``/``MIG-`` prefix (the fake gives that string). ``empty_cache`` "Release[s] all unoccupied cached
-  memory currently held by the caching allocator so that those can be used in other
+  NVML's ``GPU-``/``MIG-`` prefix (the fake gives that string). ``empty_cache``
+  "Release[s] all unoccupied cached memory currently held by the caching allocator so that those can be used in other
   GPU application and visible in nvidia-smi" (torch/cuda/memory.py).
 """
 

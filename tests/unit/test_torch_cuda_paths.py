@@ -247,3 +247,14 @@ def test_backend_start_sets_pci_order_unless_chosen(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("CUDA_DEVICE_ORDER", "FASTEST_FIRST")
     TorchBackend()
     assert os.environ["CUDA_DEVICE_ORDER"] == "FASTEST_FIRST"
+
+
+def test_page_locking_without_a_cuda_runtime_falls_back_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def no_runtime() -> object:
+        raise AssertionError("Torch not compiled with CUDA enabled")  # as torch.cuda says
+
+    monkeypatch.setattr(torch_weights, "_cudart", no_runtime)
+    placement = relocate(tied(), "cpu", pin=True)
+    assert not placement.pinned

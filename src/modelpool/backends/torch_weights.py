@@ -127,7 +127,11 @@ class HostBuffer:
             # that follows only locks pages that are already there.
             self.tensor.zero_()
             pointer = self.tensor.data_ptr()
-            error = int(_cudart().cudaHostRegister(pointer, nbytes, _PORTABLE))
+            try:
+                error = int(_cudart().cudaHostRegister(pointer, nbytes, _PORTABLE))
+            except (RuntimeError, AssertionError) as failure:  # no CUDA runtime at all
+                log.warning("cannot page-lock host memory (%s): pageable it is", failure)
+                return
             if error != 0:
                 # "cudaGetLastError: Returns the last error that has been produced by any
                 # of the runtime calls in the same instance of the CUDA Runtime library in
