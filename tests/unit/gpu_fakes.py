@@ -29,15 +29,16 @@ What they model:
   ``NVML_VALUE_NOT_AVAILABLE``. In a container the pids are the host's.
 * a lost GPU: every call on it raises ``NVMLError_GpuIsLost``.
 * torch.cuda: ``is_initialized`` says whether CUDA started in this process;
-  ``mem_get_info`` is ``torch.cuda.cudart().cudaMemGetInfo(device)``, and a CUDA
-  runtime call makes the primary context on its device (CUDA Runtime API, "Initialization":
-  the runtime "creates a CUDA context ... when a runtime function which requires an
-  active context is called"): the fake adds a context's bytes to this process's NVML use.
+  ``mem_get_info`` is ``torch.cuda.cudart().cudaMemGetInfo(device)``, and the primary
+  context of a device "is initialized at the first runtime function which requires an
+  active context on this device" (CUDA C++ Programming Guide, "Initialization"): the
+  fake adds a context's bytes to this process's NVML use.
   ``get_device_properties(i).uuid`` is a ``torch._C._CUuuid`` whose ``__str__`` is
   ``uuid_to_string(uuid.bytes)`` (torch/csrc/cuda/Module.cpp): 8-4-4-4-12 hex, without
   NVML's ``GPU-``/``MIG-`` prefix (the fake gives that string). ``empty_cache``
-  "Release[s] all unoccupied cached memory currently held by the caching allocator so that those can be used in other
-  GPU application and visible in nvidia-smi" (torch/cuda/memory.py).
+  "Release[s] all unoccupied cached memory currently held by the caching allocator so
+  that those can be used in other GPU application and visible in nvidia-smi", and only
+  ``if is_initialized()`` (torch/cuda/memory.py).
 """
 
 from __future__ import annotations
