@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from machine import cpu_name
-from modelpool.core.scheduler import SchedulerSettings
+from modelpool.config import PoolSettings
 from modelpool.plugins import POLICIES
 from modelpool.sim.bound import BOUND_LABEL
 from modelpool.sim.compare import DEFAULT_STRATEGY, EXCLUSIVE_LABEL, Comparison
@@ -69,7 +69,7 @@ def starvation_sweep(comparisons: list[Comparison]) -> dict[str, dict[str, float
         sweep[c.workload.name] = {
             f"{limit:g}": Simulation(
                 c.workload, c.models, POLICIES.get(DEFAULT_STRATEGY)(), budgets=c.budgets,
-                warm_budget=c.warm_budget, settings=SchedulerSettings(starvation_limit=limit),
+                warm_budget=c.warm_budget, settings=PoolSettings(starvation_limit=limit),
             ).run().total_wait
             for limit in STARVATION_LIMITS
         }  # fmt: skip

@@ -25,10 +25,11 @@ It talks HTTP only (httpx, the ``server`` extra): it never imports the server's 
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from itertools import chain, islice
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 from urllib.parse import quote
 
 import httpx
@@ -103,7 +104,23 @@ class ApiError(ClientError):
         return found
 
 
-class ServerClient:
+class _Closing(ABC):
+    """What holds a connection open: ``close()`` it, or use it in ``with``."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Let go of the connection."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class ServerClient(_Closing):
     """The admin API of the server at ``url``; ``api_key`` is sent as a bearer token.
 
     ``timeout`` bounds every quick call (status, models, one model); ``load`` and
@@ -261,15 +278,8 @@ class ServerClient:
     # --- plumbing -----------------------------------------------------------------------
 
     def close(self) -> None:
+        """Close the connections; the client cannot be used after."""
         self._http.close()
-
-    def __enter__(self) -> ServerClient:
-        return self
-
-    def __exit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     def _json(
         self,
@@ -318,7 +328,7 @@ class ServerClient:
         return ClientError(f"{self.url}: {_reason(error)}")
 
 
-class EventStream:
+class EventStream(_Closing):
     """An open event stream: iterate it for events (dicts); ``close()`` ends it."""
 
     def __init__(
@@ -347,15 +357,8 @@ class EventStream:
             raise self._transport_error(error) from None
 
     def close(self) -> None:
+        """End the stream: the server drops this subscriber."""
         self._response.close()
-
-    def __enter__(self) -> EventStream:
-        return self
-
-    def __exit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
 
 def _checked_url(url: str) -> str:

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from modelpool import Config, ConfigError, EventKind, LoadFailed, ModelPool, ModelSpec, ModelState
 from modelpool.backends.logring import LogRing
@@ -222,16 +223,14 @@ async def test_unload_stops_the_grandchildren_of_a_server_too() -> None:
         ({"env": {"WEIGHTS": "${MODEL_PATH}"}}, r"env.WEIGHTS uses \$\{MODEL_PATH\}"),
     ],
 )
-async def test_a_bad_placeholder_fails_the_load_naming_it_and_the_model(
+def test_a_bad_placeholder_is_refused_with_the_spec_naming_it(
     extra: dict[str, object], named: str
 ) -> None:
+    # Refused when the config is read (with its line), not when the model is first asked for.
     tail = extra.pop("command_tail", None)
-    spec = server("odd", *([str(tail)] if tail else []), **extra)
-    pool, _ = make_pool(spec)
-    async with pool:
-        with pytest.raises(LoadFailed, match=rf"'odd'.*{named}"):
-            await pool.load("odd")
-        assert servers_named("odd") == []
+    with pytest.raises(ValidationError, match=named):
+        server("odd", *([str(tail)] if tail else []), **extra)
+    assert servers_named("odd") == []
 
 
 async def test_a_cancelled_load_leaves_no_process_behind() -> None:

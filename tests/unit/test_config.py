@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 import modelpool.config.schema as config_module
 from modelpool.config import Config, ModelSpec, PoolSettings, default_state_dir
+from modelpool.config.fields import ModelFile
 from modelpool.errors import ConfigError, ConfigIssue
 from modelpool.plugins import Registry
 from modelpool.types import ModelSwitchingStrategy
@@ -19,7 +20,7 @@ from modelpool.types import ModelSwitchingStrategy
 class _Options(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    model_path: str
+    model_path: ModelFile
     n_ctx: int = 2048
 
 
@@ -298,13 +299,60 @@ def test_model_device_needs_a_budget_when_budgets_are_given() -> None:
         pool: {budgets: {cpu: 8GB}}
         models:
           a: {backend: plain, device: cuda:0}
-          b: {backend: plain, device: cpu, memory: 64GB}
+          b: {backend: plain, device: cpu, memory: 6GB}
           c: {backend: plain}
         """)
-    # Only 'a' is wrong: more memory than the budget is the pool's DoesNotFit, at run time.
     assert [issue.path for issue in issues] == ["models.a.device"]
     assert "no budget for device 'cuda:0'" in issues[0].message
     assert issues[0].line == 3
+
+
+def test_a_model_larger_than_its_whole_budget_could_never_load() -> None:
+    issues = issues_of("""\
+        pool: {budgets: {cpu: 8GiB, cuda:0: 16GiB}}
+        models:
+          exact: {backend: plain, device: cpu, memory: 8GiB}
+          over: {backend: plain, device: cpu, memory: 8.5GiB}
+          anywhere: {backend: plain, memory: 16GiB}
+          nowhere: {backend: plain, memory: 17GiB}
+          versioned:
+            backend: plain
+            device: cpu
+            memory: 1GiB
+            versions:
+              v2: {memory: 9GiB}
+              v3: {device: cuda:0, memory: 9GiB}
+        """)
+    # Exactly the budget fits: the ledger refuses only what is larger.
+    assert [issue.path for issue in issues] == [
+        "models.over.memory",
+        "models.nowhere.memory",
+        "models.versioned.versions.v2.memory",
+    ]
+    over, nowhere, version = issues
+    assert over.line == 4
+    assert over.message == (
+        "8.5 GiB is more than the whole cpu budget (8.0 GiB): the model could never load; "
+        "lower memory or raise the budget"
+    )
+    assert "more than the largest budget (cuda:0: 16.0 GiB)" in nowhere.message
+    assert version.line == 12
+
+
+def test_a_model_file_must_exist_when_a_config_file_is_loaded(tmp_path: Path) -> None:
+    text = f"models:\n  a:\n    backend: test-backend\n    model_path: {tmp_path / 'no.gguf'}\n"
+    # From a string the file is not looked for (specs built in code, tests)...
+    assert Config.from_yaml(text).models["a"].options["model_path"].endswith("no.gguf")
+    # ...but a config file that names a missing one could never load it.
+    path = tmp_path / "pool.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        Config.load(path, environ={})
+    [issue] = caught.value.issues
+    assert (issue.path, issue.line) == ("models.a.model_path", 4)
+    assert issue.message == f"no file at {str(tmp_path / 'no.gguf')!r}: the model could never load"
+    (tmp_path / "no.gguf").write_bytes(b"GGUF")
+    assert Config.load(path, environ={}).models["a"].id == "a"
 
 
 def test_a_budget_needs_a_concrete_device() -> None:

@@ -29,9 +29,16 @@ import signal
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Self
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from modelpool.backends import procgroup
 from modelpool.backends.http_probe import get_status
@@ -58,6 +65,8 @@ DRAIN_TIMEOUT = 2.0
 """How long the output may take to reach its end once the process has exited."""
 
 _PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
+PLACEHOLDERS = ("PORT", "HOST", "MODEL_ID", "MODEL_PATH")
+"""What ``${NAME}`` in a command or env value may name."""
 
 
 def _number_as_text(value: object) -> object:
@@ -94,6 +103,21 @@ class ProcessOptions(BaseModel):
         if not command[0].strip():
             raise ValueError("the first item of command must name the program to run")
         return command
+
+    @model_validator(mode="after")
+    def _placeholders_known(self) -> Self:
+        # Found here, the config's check names the key and line; found at load time, the
+        # model would only fail when first asked for.
+        given = [(f"command[{i}]", item) for i, item in enumerate(self.command)]
+        given += [(f"env.{key}", value) for key, value in self.env.items()]
+        for where, text in given:
+            for name in _PLACEHOLDER.findall(text):
+                if name not in PLACEHOLDERS:
+                    known = ", ".join(f"${{{key}}}" for key in PLACEHOLDERS)
+                    raise ValueError(f"unknown placeholder ${{{name}}} in {where}; known: {known}")
+                if name == "MODEL_PATH" and self.model_path is None:
+                    raise ValueError(f"{where} uses ${{MODEL_PATH}} but model_path is not set")
+        return self
 
 
 @dataclass(slots=True, eq=False)

@@ -50,6 +50,7 @@ from pydantic import (
 
 from modelpool.config.env import Override, apply_env_overrides, override_for
 from modelpool.config.fields import (
+    CHECK_FILES,
     BudgetDevice,
     Device,
     Id,
@@ -74,11 +75,13 @@ from modelpool.config.versions import (
     VersionSpec,
     merged_thresholds,
     threshold_problems,
+    version_spec,
     versions_problems,
 )
 from modelpool.errors import ConfigError, ConfigIssue, PluginNotFound
 from modelpool.plugins import BACKENDS, POLICIES, Registry
 from modelpool.types import ModelId
+from modelpool.units import format_size
 
 DEFAULT_STATE_DIR = Path("~/.local/state/modelpool")
 
@@ -157,9 +160,10 @@ class ModelSpec(BaseModel):
         data = {**kept, "options": {**options, **extra}}
         # Options are checked before the fields so that their problems are reported even
         # when another field of the same model is wrong too.
-        problems = _option_problems(data.get("backend"), data["options"])
+        check_files = _checks_files(info)
+        problems = _option_problems(data.get("backend"), data["options"], check_files=check_files)
         # Versions too: each is checked as a model of its own, at versions.<name>.<key>.
-        problems.extend(versions_problems(data))
+        problems.extend(versions_problems(data, check_files=check_files))
         return _report(data, problems, info, ("models", str(data.get("id"))))
 
     @field_validator("backend")
@@ -222,8 +226,46 @@ class PoolSettings(BaseModel):
     max_restart_backoff: Annotated[Seconds, Field(ge=0)] = 60.0
     max_failures: int = Field(default=5, ge=1)
     """Failures in a row after which only an explicit load tries again."""
+    max_models: int | None = Field(default=None, ge=1)
+    """At most this many models loaded at once in the pool (None: memory decides alone)."""
+    device_max_models: dict[BudgetDevice, Annotated[int, Field(ge=1)]] = Field(default_factory=dict)
+    """At most this many models loaded at once on a device (``cuda:0: 2``)."""
+    high_watermark: float | None = Field(default=None, gt=0, le=1)
+    """Share of a device's budget above which idle models are unloaded ahead of need
+    (seed 000's ``auto_switch_threshold``, e.g. 0.8); None: only when room is needed."""
+    low_watermark: float | None = Field(default=None, ge=0, lt=1)
+    """Where unloading ahead of need stops (default: ``high_watermark`` - 0.1)."""
     reap_interval: Annotated[Seconds, Field(gt=0)] = 1.0
     """How often idle models are checked against their ``ttl`` and the probe is read."""
+
+    def changed(self, **changes: Any) -> PoolSettings:
+        """These settings with ``changes`` (those not None) applied and checked as the
+        config checks them; a name that is not a setting is a TypeError."""
+        unknown = sorted(set(changes) - set(type(self).model_fields))
+        if unknown:
+            raise TypeError(f"unknown pool settings: {', '.join(unknown)}")
+        given = {name: value for name, value in changes.items() if value is not None}
+        if not given:
+            return self
+        return type(self).model_validate(self.model_dump() | given)
+
+    @property
+    def low_watermark_in_force(self) -> float:
+        """The low watermark in force: given, or 0.1 below the high one."""
+        if self.low_watermark is not None:
+            return self.low_watermark
+        return max(0.0, (self.high_watermark or 0.0) - 0.1)
+
+    @model_validator(mode="after")
+    def _watermarks_in_order(self, info: ValidationInfo) -> Self:
+        high, low = self.high_watermark, self.low_watermark
+        if low is not None and high is None:
+            message = "low_watermark needs a high_watermark above it"
+            return _report(self, [((), message)], info, ("pool", "low_watermark"))
+        if low is not None and high is not None and low >= high:
+            message = f"must be below high_watermark ({high:g}), got {low:g}"
+            return _report(self, [((), message)], info, ("pool", "low_watermark"))
+        return self
 
     @field_validator("strategy")
     @classmethod
@@ -285,13 +327,20 @@ class Config(BaseModel):
         except (OSError, UnicodeDecodeError) as error:
             reason = getattr(error, "strerror", None) or str(error)
             raise ConfigError([ConfigIssue(source, "", f"cannot read: {reason}")]) from None
-        return cls.from_yaml(text, source, os.environ if environ is None else environ)
+        environ = os.environ if environ is None else environ
+        return cls.from_yaml(text, source, environ, check_files=True)
 
     @classmethod
     def from_yaml(
-        cls, text: str, source: str = "<string>", environ: Mapping[str, str] | None = None
+        cls,
+        text: str,
+        source: str = "<string>",
+        environ: Mapping[str, str] | None = None,
+        *,
+        check_files: bool = False,
     ) -> Config:
-        """Parse YAML text; an empty document is the default config. No env by default."""
+        """Parse YAML text; an empty document is the default config. No env by default.
+        ``check_files`` (on for ``load``): the model files it names must exist."""
         try:
             loader = yaml.SafeLoader(text)  # raises already for unprintable characters
             try:
@@ -301,7 +350,8 @@ class Config(BaseModel):
                 loader.dispose()
         except yaml.YAMLError as error:
             raise ConfigError([yaml_syntax_issue(error, source)]) from None
-        return _build(cls, data, source, environ or {}, root, duplicate_keys(root, source))
+        issues = duplicate_keys(root, source)
+        return _build(cls, data, source, environ or {}, root, issues, check_files=check_files)
 
     @classmethod
     def from_mapping(
@@ -345,13 +395,21 @@ def _registered(registry: Registry, name: str) -> str:
     return name
 
 
+def _checks_files(info: ValidationInfo) -> bool:
+    return isinstance(info.context, dict) and bool(info.context.get(CHECK_FILES))
+
+
 def _option_problems(
-    backend: object, options: Mapping[str, Any], keys: Sequence[str] | None = None
+    backend: object,
+    options: Mapping[str, Any],
+    keys: Sequence[str] | None = None,
+    *,
+    check_files: bool = False,
 ) -> list[tuple[Loc, str]]:
     """Check a model's options against its backend's ``options_model``, if it has one.
 
     ``keys`` are the other keys accepted beside the options, for did-you-mean hints
-    (``ModelSpec``'s fields unless given).
+    (``ModelSpec``'s fields unless given); ``check_files``: the files they name must exist.
     """
     if not isinstance(backend, str) or backend not in BACKENDS.names():
         return []  # the backend field reports this
@@ -366,7 +424,7 @@ def _option_problems(
     if not (isinstance(options_model, type) and issubclass(options_model, BaseModel)):
         return []
     try:
-        options_model.model_validate(options)
+        options_model.model_validate(options, context={CHECK_FILES: check_files})
     except ValidationError as error:
         accepted = [*(ModelSpec.model_fields if keys is None else keys)]
         accepted.extend(options_model.model_fields)
@@ -411,12 +469,49 @@ def _cross_field_problems(config: Config) -> list[tuple[Loc, str]]:
                         f"{', '.join(sorted(budgets))}); add one or use device: auto"
                     )
                     problems.append((loc, message))
+            problems.extend(_larger_than_budget_problems(key, spec, budgets))
     defaults = config.health.thresholds
     for key, spec in config.models.items():
         if spec.thresholds is not None:
             values = merged_thresholds(defaults, spec.thresholds)
             found = threshold_problems(values, spec.thresholds.model_fields_set, "from health")
             problems.extend((("models", key, "thresholds", *loc), msg) for loc, msg in found)
+    return problems
+
+
+def _larger_than_budget_problems(
+    key: str, spec: ModelSpec, budgets: Mapping[str, int]
+) -> list[tuple[Loc, str]]:
+    """A model (or version) whose ``memory`` is more than its device's whole budget, or
+    than every budget for ``device: auto``: no eviction could ever make room for it."""
+    records: list[tuple[Loc, ModelSpec]] = [(("models", key), spec)]
+    for name in spec.versions:
+        if name == spec.version:
+            continue
+        try:
+            version = version_spec(spec, name, spec.versions[name])
+        except ConfigError:
+            continue  # the version's own problems are reported at its keys
+        if (version.memory, version.device) != (spec.memory, spec.device):
+            records.append((("models", key, "versions", name), version))
+    problems: list[tuple[Loc, str]] = []
+    for at, record in records:
+        if record.memory is None:
+            continue
+        if record.device == "auto":
+            device = max(budgets, key=lambda name: budgets[name])
+            where = f"the largest budget ({device}: {format_size(budgets[device])})"
+        elif record.device in budgets:
+            device = record.device
+            where = f"the whole {device} budget ({format_size(budgets[device])})"
+        else:
+            continue  # no budget for the device: reported above
+        if record.memory > budgets[device]:
+            message = (
+                f"{format_size(record.memory)} is more than {where}: the model could never "
+                "load; lower memory or raise the budget"
+            )
+            problems.append(((*at, "memory"), message))
     return problems
 
 
@@ -457,6 +552,8 @@ def _build(
     environ: Mapping[str, str],
     root: yaml.Node | None,
     issues: list[ConfigIssue],
+    *,
+    check_files: bool = False,
 ) -> Config:
     if not isinstance(data, Mapping):
         message = f"expected a mapping with server, pool and models at the top, got {shown(data)}"
@@ -473,7 +570,7 @@ def _build(
     problems: list[tuple[Loc, str]] = []
     config = None
     try:
-        config = cls.model_validate(raw, context={_SINK: sink})
+        config = cls.model_validate(raw, context={_SINK: sink, CHECK_FILES: check_files})
     except ValidationError as error:
         problems = [describe(detail, _known_keys) for detail in error.errors(include_url=False)]
     # Problems from the sink (backend options, cross-field checks) are found even when

@@ -216,7 +216,7 @@ def record_specs(spec: ModelSpec) -> list[ModelSpec]:
     ]
 
 
-def versions_problems(data: Mapping[str, Any]) -> Problems:
+def versions_problems(data: Mapping[str, Any], *, check_files: bool = False) -> Problems:
     """The problems of a raw model spec's versions, at ``versions.<name>.<key>``.
 
     ``data`` is the spec as written, options gathered under ``options``. A problem the
@@ -243,8 +243,8 @@ def versions_problems(data: Mapping[str, Any]) -> Problems:
             found = _base_entry_problems(str(name), overrides)
         else:
             if inherited is None:
-                inherited = set(_checked(data, {}, set())[1])
-            found = _checked(data, overrides, inherited)[1]
+                inherited = set(_checked(data, {}, set(), check_files)[1])
+            found = _checked(data, overrides, inherited, check_files)[1]
         problems.extend((("versions", name, *loc), message) for loc, message in found)
     return problems
 
@@ -262,7 +262,10 @@ def _fields_of(base: ModelSpec) -> dict[str, Any]:
 
 
 def _checked(
-    base: Mapping[str, Any], overrides: Mapping[Any, Any], inherited: Collection[tuple[Loc, str]]
+    base: Mapping[str, Any],
+    overrides: Mapping[Any, Any],
+    inherited: Collection[tuple[Loc, str]],
+    check_files: bool = False,
 ) -> tuple[ModelSpec | None, Problems]:
     """The spec of ``base`` changed by ``overrides`` and the problems that are the
     version's (those in ``inherited`` are the base's): the spec only when there are none.
@@ -270,7 +273,8 @@ def _checked(
     from modelpool.config.schema import _SINK, ModelSpec, _option_problems
 
     data, problems = _merged(base, overrides)
-    found = _option_problems(data.get("backend"), data["options"], [*OVERRIDABLE, *METADATA])
+    keys = [*OVERRIDABLE, *METADATA]
+    found = _option_problems(data.get("backend"), data["options"], keys, check_files=check_files)
     spec = None
     try:
         # The sink takes the options' problems again: they were found just above, with

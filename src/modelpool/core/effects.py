@@ -17,7 +17,7 @@ from modelpool.core.estimates import plausible_footprint
 from modelpool.core.events import EventKind, PoolEvent
 from modelpool.core.lease import Lease, Waiter
 from modelpool.core.memory_watch import confirm_release, measure_processes
-from modelpool.core.ports import HOST, Backend, Handle, MemoryProbe, WarmCapable
+from modelpool.core.ports import HOST, Backend, Handle, MemoryProbe, WarmCapable, WatchesExit
 from modelpool.errors import ModelPoolError
 from modelpool.types import DeviceId, ModelId
 
@@ -136,9 +136,9 @@ class AsyncEffects:
                 )  # fmt: skip
         if handle.footprint is not None and pool._estimates is not None:
             pool._estimates.record(spec, handle.footprint)
-        wait_closed = getattr(pool._backends[spec.backend], "wait_closed", None)
-        if wait_closed is not None:  # watch first: on_load_done may unload it at once
-            self._watchers[spec.id] = self._spawn(self._watch(handle, wait_closed))
+        backend = pool._backends[spec.backend]
+        if isinstance(backend, WatchesExit):  # watch first: on_load_done may unload it at once
+            self._watchers[spec.id] = self._spawn(self._watch(handle, backend.wait_closed))
 
     async def _watch(self, handle: Handle, wait_closed: Callable[[Handle], Awaitable[str]]) -> None:
         try:

@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from modelpool.core.ledger import DeviceAccount
-from modelpool.core.ports import MemoryProbe, MemoryReading
+from modelpool.core.ports import MeasuresProcesses, MemoryProbe, MemoryReading
 from modelpool.types import Bytes, DeviceId
 
 RELEASE_POLL_SECONDS = 0.05
@@ -36,11 +36,9 @@ change the plan (or flood the event stream) every tick."""
 
 def measure_processes(probe: MemoryProbe, device: DeviceId, pids: Sequence[int]) -> Bytes | None:
     """Bytes held on ``device`` by ``pids`` and their children, if the probe can tell."""
-    measure = getattr(probe, "process_bytes", None)
-    if measure is None:
+    if not isinstance(probe, MeasuresProcesses):
         return None
-    result: Bytes | None = measure(device, pids)
-    return result
+    return probe.process_bytes(device, pids)
 
 
 async def confirm_release(

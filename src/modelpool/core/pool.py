@@ -16,23 +16,26 @@ from collections import deque
 from collections.abc import AsyncIterator, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Unpack
 
-from modelpool.config import Config, ModelSpec, record_specs
+from modelpool.config import Config, ModelSpec, PoolSettings, record_specs
 from modelpool.core.effects import AsyncEffects
 from modelpool.core.estimates import EstimateStore
 from modelpool.core.events import EventKind, PoolEvent
-from modelpool.core.lease import Lease, Waiter
+from modelpool.core.lease import Lease, LeaseOptions, Waiter
 from modelpool.core.ports import (
     Backend,
     Clock,
+    Estimating,
     EvictionPolicy,
+    KeepsLogs,
+    KeepsState,
     MemoryProbe,
     Traffic,
     WarmCapable,
 )
 from modelpool.core.queries import can_fit, fit_problems, require_free, resource_status
-from modelpool.core.scheduler import Scheduler, SchedulerSettings
+from modelpool.core.scheduler import Scheduler
 from modelpool.core.states import ModelState
 from modelpool.core.sync import LoopThread, SyncFacade
 from modelpool.errors import (
@@ -84,27 +87,26 @@ class ModelPool(SyncFacade):
         self,
         models: Iterable[ModelSpec] = (),
         *,
-        budgets: Mapping[DeviceId, Bytes | str],
-        warm_budget: Bytes | str = 0,
-        strategy: str | ModelSwitchingStrategy | EvictionPolicy = "hybrid",
-        strategy_options: Mapping[str, Any] | None = None,
+        settings: PoolSettings | None = None,
+        budgets: Mapping[DeviceId, Bytes | str] | None = None,
+        strategy: str | ModelSwitchingStrategy | EvictionPolicy | None = None,
         backends: Mapping[str, Backend] | None = None,
         probe: MemoryProbe | None = None,
         estimates: EstimateStore | None = None,
         state_dir: str | os.PathLike[str] | None = None,
         clock: Clock = time.monotonic,
-        max_queue: int = 1024,
-        wait_timeout: float = 300.0,
-        starvation_limit: float = 10.0,
-        restart_backoff: float = 1.0,
-        max_restart_backoff: float = 60.0,
-        max_failures: int = 5,
-        reap_interval: float = 1.0,
         drain_timeout: float = 30.0,
-        headroom: Bytes | str = 0,
-        drift_threshold: Bytes | str = "1GiB",
-        release_timeout: float = 10.0,
+        **options: Any,
     ) -> None:
+        """``settings`` is the config's ``pool`` section (its defaults when None);
+        ``budgets``, ``strategy`` (a name or a policy object) and any other of its fields
+        given here (``warm_budget="8GB"``, ``max_queue=16``) replace its values, checked
+        as the config checks them. ``state_dir=None``: nothing is kept on disk."""
+        policy = strategy if isinstance(strategy, EvictionPolicy) else None
+        named = None if policy is not None else strategy
+        base = settings if settings is not None else PoolSettings()
+        settings = base.changed(budgets=budgets, strategy=named, **options)
+        self.settings = settings
         # One record per version: a spec's other versions become models ``id@version``.
         specs = [record for spec in models for record in record_specs(spec)]
         self._backends: dict[str, Backend] = dict(backends or {})
@@ -115,28 +117,16 @@ class ModelPool(SyncFacade):
         self._probe = probe
         self._estimates = estimates
         self._state_dir = Path(state_dir).expanduser() if state_dir is not None else None
-        self._wait_timeout = wait_timeout
-        self._reap_interval = reap_interval
         self._drain_timeout = drain_timeout
-        self._release_timeout = release_timeout
+        self._release_timeout = settings.release_timeout
         self._effects = AsyncEffects(self)
         self._scheduler = Scheduler(
             specs,
             {spec.id: self._estimate(spec) for spec in specs},
-            {device: parse_size(size) for device, size in budgets.items()},
-            make_policy(strategy, strategy_options),
+            policy or make_policy(settings.strategy, settings.strategy_options),
             self._effects,
             clock,
-            SchedulerSettings(
-                max_queue=max_queue,
-                starvation_limit=starvation_limit,
-                restart_backoff=restart_backoff,
-                max_restart_backoff=max_restart_backoff,
-                max_failures=max_failures,
-                headroom=parse_size(headroom),
-                drift_threshold=parse_size(drift_threshold),
-            ),
-            warm_budget=parse_size(warm_budget),
+            settings,
             offloadable=[s.id for s in specs if isinstance(self._backends[s.backend], WarmCapable)],
         )
         self._check_devices(specs)
@@ -154,27 +144,13 @@ class ModelPool(SyncFacade):
         """Build a pool from a validated ``Config`` (``overrides`` win, e.g. ``clock=``,
         ``probe=``)."""
         pool = config.pool
-        kwargs: dict[str, Any] = {
-            "budgets": pool.budgets,
-            "warm_budget": pool.warm_budget,
-            "headroom": pool.headroom,
-            "drift_threshold": pool.drift_threshold,
-            "release_timeout": pool.release_timeout,
-            "strategy": pool.strategy,
-            "strategy_options": pool.strategy_options,
-            "max_queue": pool.max_queue,
-            "wait_timeout": pool.wait_timeout,
-            "starvation_limit": pool.starvation_limit,
-            "restart_backoff": pool.restart_backoff,
-            "max_restart_backoff": pool.max_restart_backoff,
-            "max_failures": pool.max_failures,
-            "reap_interval": pool.reap_interval,
+        wiring: dict[str, Any] = {
+            "settings": pool,
             "probe": make_probe(pool.probe, pool.budgets),
             "estimates": EstimateStore(Path(pool.state_dir) / "estimates.json"),
             "state_dir": pool.state_dir,
         }
-        kwargs.update(overrides)
-        return cls(config.models.values(), **kwargs)
+        return cls(config.models.values(), **(wiring | overrides))
 
     def _estimate(self, spec: ModelSpec) -> Bytes:
         measured = self._estimates.get(spec) if self._estimates is not None else None
@@ -182,8 +158,8 @@ class ModelPool(SyncFacade):
             return measured
         if spec.memory is not None:
             return spec.memory
-        estimate = getattr(self._backends[spec.backend], "estimate", None)
-        size = estimate(spec) if estimate is not None else None
+        backend = self._backends[spec.backend]
+        size = backend.estimate(spec) if isinstance(backend, Estimating) else None
         if size is None:
             raise ConfigError(
                 [
@@ -227,9 +203,8 @@ class ModelPool(SyncFacade):
         self._loop = asyncio.get_running_loop()
         if self._state_dir is not None:
             for backend in self._backends.values():
-                opener = getattr(backend, "open", None)
-                if opener is not None:  # e.g. the process backend reaps orphans here
-                    await opener(self._state_dir)
+                if isinstance(backend, KeepsState):  # the process backend reaps orphans here
+                    await backend.open(self._state_dir)
         self._read_memory()  # before anything loads: what others use is the baseline
         self._schedule_tick()
         pinned = [r.model_id for r in self._scheduler.records() if r.pinned]
@@ -271,7 +246,7 @@ class ModelPool(SyncFacade):
 
     def _schedule_tick(self) -> None:
         assert self._loop is not None
-        self._tick_handle = self._loop.call_later(self._reap_interval, self._tick)
+        self._tick_handle = self._loop.call_later(self.settings.reap_interval, self._tick)
 
     def _tick(self) -> None:
         self._scheduler.on_tick()
@@ -302,27 +277,11 @@ class ModelPool(SyncFacade):
 
     # --- using models -------------------------------------------------------------
 
-    def use(
-        self,
-        model: str,
-        *,
-        task_id: str | None = None,
-        priority: int | None = None,
-        timeout: float | None = None,
-        key: str | None = None,
-    ) -> _Use:
+    def use(self, model: str, **options: Unpack[LeaseOptions]) -> _Use:
         """``async with pool.use("id") as lease:`` loads if needed and pins while inside."""
-        return _Use(self, model, task_id, priority, timeout, key)
+        return _Use(self, model, options)
 
-    async def acquire(
-        self,
-        model: str,
-        *,
-        task_id: str | None = None,
-        priority: int | None = None,
-        timeout: float | None = None,
-        key: str | None = None,
-    ) -> Lease:
+    async def acquire(self, model: str, **options: Unpack[LeaseOptions]) -> Lease:
         """A lease on ``model``, loading it (and evicting others) if needed.
 
         A model with versions is routed by the installed ``Traffic`` (sticky by ``key``
@@ -330,11 +289,12 @@ class ModelPool(SyncFacade):
         """
         loop = self._require_loop()
         future: asyncio.Future[Lease | None] = loop.create_future()
-        name = self.route(model, key)
+        name = self.route(model, options.get("key"))
+        task_id, priority = options.get("task_id"), options.get("priority")
         result = self._scheduler.request(name, task_id, priority, token=future)
         if isinstance(result, Lease):
             return result
-        lease = await self._wait(result, future, timeout)
+        lease = await self._wait(result, future, options.get("timeout"))
         assert lease is not None
         return lease
 
@@ -362,7 +322,9 @@ class ModelPool(SyncFacade):
     ) -> Lease | None:
         loop = self._require_loop()
         timer = loop.call_later(
-            self._wait_timeout if timeout is None else timeout, self._scheduler.expire, waiter
+            self.settings.wait_timeout if timeout is None else timeout,
+            self._scheduler.expire,
+            waiter,
         )
         try:
             return await future
@@ -489,11 +451,11 @@ class ModelPool(SyncFacade):
     def log_tail(self, model: str, lines: int = 50) -> list[str]:
         """What a resident model's server last printed, for backends that keep a log."""
         record = self._scheduler.resolve(model)
-        tail = getattr(self._backends[record.spec.backend], "log_tail", None)
-        if record.handle is None or tail is None:
+        backend = self._backends[record.spec.backend]
+        if record.handle is None or not isinstance(backend, KeepsLogs):
             return []
         try:
-            return list(tail(record.handle, lines))
+            return list(backend.log_tail(record.handle, lines))
         except (TypeError, LookupError):  # a handle this backend did not make (a warm copy)
             return []
 
@@ -548,29 +510,14 @@ _END: Any = object()
 class _Use:
     """The async context manager ``pool.use()`` returns (a class: cheaper than a generator)."""
 
-    __slots__ = ("_key", "_lease", "_model", "_pool", "_priority", "_task_id", "_timeout")
+    __slots__ = ("_lease", "_model", "_options", "_pool")
 
-    def __init__(
-        self,
-        pool: ModelPool,
-        model: str,
-        task_id: str | None,
-        priority: int | None,
-        timeout: float | None,
-        key: str | None,
-    ) -> None:
-        self._pool, self._model, self._task_id = pool, model, task_id
-        self._priority, self._timeout, self._key = priority, timeout, key
+    def __init__(self, pool: ModelPool, model: str, options: LeaseOptions) -> None:
+        self._pool, self._model, self._options = pool, model, options
         self._lease: Lease | None = None
 
     async def __aenter__(self) -> Lease:
-        self._lease = await self._pool.acquire(
-            self._model,
-            task_id=self._task_id,
-            priority=self._priority,
-            timeout=self._timeout,
-            key=self._key,
-        )
+        self._lease = await self._pool.acquire(self._model, **self._options)
         return self._lease
 
     async def __aexit__(

@@ -27,10 +27,9 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from modelpool.config import ModelSpec
+from modelpool.config import ModelSpec, PoolSettings
 from modelpool.core.bookings import Bookings
 from modelpool.core.demand import DemandTracker
 from modelpool.core.events import EventKind, PoolEvent
@@ -50,9 +49,11 @@ from modelpool.core.ports import (
 from modelpool.core.queue import WaitQueue
 from modelpool.core.record import ModelRecord
 from modelpool.core.retry import RetryPolicy
+from modelpool.core.slots import Cap, counts_toward, within_caps
 from modelpool.core.specialization import best_model_for_task
 from modelpool.core.states import RESIDENT, ModelState
 from modelpool.core.warm import WarmTier
+from modelpool.core.watermarks import above_high_watermark
 from modelpool.errors import (
     DoesNotFit,
     Holder,
@@ -67,21 +68,6 @@ from modelpool.errors import (
 from modelpool.types import Bytes, DeviceId, ModelId
 
 
-@dataclass(frozen=True, slots=True)
-class SchedulerSettings:
-    max_queue: int = 1024
-    starvation_limit: float = 10.0
-    restart_backoff: float = 1.0
-    """Seconds before a failed model is tried again; doubles with each failure in a row."""
-    max_restart_backoff: float = 60.0
-    max_failures: int = 5
-    """Failures in a row after which only an explicit load tries again (circuit breaker)."""
-    headroom: Bytes = 0
-    """Bytes kept free on a probed device beyond what other processes use."""
-    drift_threshold: Bytes = 1024**3
-    """Change in memory used outside the ledger that is reported as ``MEMORY_DRIFT``."""
-
-
 class Scheduler:
     """Decides what is loaded where, who waits, and what is evicted."""
 
@@ -89,18 +75,19 @@ class Scheduler:
         self,
         specs: Iterable[ModelSpec],
         estimates: Mapping[ModelId, Bytes],
-        budgets: Mapping[DeviceId, Bytes],
         policy: EvictionPolicy,
         effects: Effects,
         clock: Clock,
-        settings: SchedulerSettings | None = None,
-        warm_budget: Bytes = 0,
+        settings: PoolSettings,
         offloadable: Iterable[ModelId] = (),
     ) -> None:
+        """``settings`` are the config's ``pool`` section: the budgets and the warm budget
+        the books start from, and the queue, retry and starvation knobs."""
+        self.settings = settings
+        budgets = settings.budgets
         self.ledger = MemoryLedger(budgets)
-        self.warm = WarmTier(warm_budget, offloadable)
+        self.warm = WarmTier(settings.warm_budget, offloadable)
         self.policy = policy
-        self.settings = settings or SchedulerSettings()
         self._effects = effects
         self._clock = clock
         self._records: dict[ModelId, ModelRecord] = {}
@@ -517,8 +504,22 @@ class Scheduler:
                 and now - record.stats.last_used >= ttl
             ):
                 self._moves.unload(record, f"idle for {ttl:g}s (ttl)")
+        if self.settings.high_watermark is not None:
+            self._unload_ahead_of_need(now)
         if self._queue.count:
             self._dispatch()
+
+    def _unload_ahead_of_need(self, now: float) -> None:
+        high, low = self.settings.high_watermark, self.settings.low_watermark_in_force
+        assert high is not None
+        demand = self.demand()
+        for account in self.ledger:
+            residents = self.residents(account.device)
+            for record in above_high_watermark(
+                account, residents, self.policy, now, demand, high, low
+            ):
+                reason = f"above the high watermark on {account.device} ({high:.0%})"
+                self._evict(record, reason)
 
     def on_memory_reading(self, reading: MemoryReading) -> None:
         """Periodic: the probe's view of a device. Others' use shrinks the usable
@@ -732,6 +733,9 @@ class Scheduler:
                     now,
                     demand,
                 )
+                caps = self._caps(device)
+                if caps and isinstance(plan, Go):
+                    plan = within_caps(record, plan, caps, self.policy, now, demand)
             if isinstance(plan, Go):
                 return plan
             # Report the first wait if any device may free up, else the first refusal.
@@ -739,6 +743,18 @@ class Scheduler:
                 outcome = plan
         assert outcome is not None, "request() refuses models that fit no device"
         return outcome
+
+    def _caps(self, device: DeviceId) -> list[Cap]:
+        """The count limits a load on ``device`` must stay within (usually none)."""
+        caps: list[Cap] = []
+        limit = self.settings.device_max_models.get(device)
+        if limit is not None:
+            loaded = [r for r in self.residents(device).values() if counts_toward(r)]
+            caps.append(Cap(device, limit, loaded))
+        if self.settings.max_models is not None:
+            loaded = [r for r in self._records.values() if counts_toward(r)]
+            caps.append(Cap("the pool", self.settings.max_models, loaded))
+        return caps
 
     def _set_draining(self, drain: set[ModelId]) -> bool:
         """Drain exactly ``drain``; True if a model stopped draining while requests wait."""

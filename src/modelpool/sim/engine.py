@@ -21,11 +21,11 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from modelpool.config import ModelSpec
+from modelpool.config import ModelSpec, PoolSettings
 from modelpool.core.events import PoolEvent
 from modelpool.core.lease import Lease, Waiter
 from modelpool.core.ports import HOST, EvictionPolicy, Handle
-from modelpool.core.scheduler import Scheduler, SchedulerSettings
+from modelpool.core.scheduler import Scheduler
 from modelpool.core.stats import percentile
 from modelpool.core.testing import ManualClock
 from modelpool.errors import ModelPoolError
@@ -60,7 +60,7 @@ class Simulation:
         exclusive: bool = False,
         slo: float = 5.0,
         label: str | None = None,
-        settings: SchedulerSettings | None = None,
+        settings: PoolSettings | None = None,
     ) -> None:
         unknown = sorted(set(workload.models()) - set(models.ids))
         if unknown:
@@ -84,12 +84,13 @@ class Simulation:
         self.scheduler = Scheduler(
             specs,
             {m.id: m.bytes for m in models.models},
-            dict(budgets if budgets is not None else models.budgets),
             policy,
             self,
             self.clock,
-            settings,
-            warm_budget=models.warm_budget if warm_budget is None else warm_budget,
+            (settings or PoolSettings()).changed(
+                budgets=dict(budgets if budgets is not None else models.budgets),
+                warm_budget=models.warm_budget if warm_budget is None else warm_budget,
+            ),
             offloadable=[m.id for m in models.models if m.offloadable],
         )
         self._events: list[tuple[float, int, Callable[..., None], tuple[Any, ...]]] = []

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from modelpool.config import ModelSpec
+from modelpool.config import ModelSpec, PoolSettings
 from modelpool.core.lease import Lease, Waiter
 from modelpool.core.ports import Handle
-from modelpool.core.scheduler import Scheduler, SchedulerSettings
+from modelpool.core.scheduler import Scheduler
 from modelpool.core.states import ModelState
 from modelpool.core.testing import ManualClock, RecordingEffects
 from modelpool.plugins import POLICIES
@@ -34,12 +34,10 @@ class Harness:
         self.s = Scheduler(
             specs,
             {spec.id: spec.memory or GB for spec in specs},
-            budgets or {"cpu": 8 * GB},
             POLICIES.get(policy)(),
             self.fx,
             self.clock,
-            SchedulerSettings(**settings),
-            warm_budget=warm_budget,
+            PoolSettings(budgets=budgets or {"cpu": 8 * GB}, warm_budget=warm_budget, **settings),
             offloadable=offloadable,
         )
 

@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from modelpool.cli import EXIT_INVALID, JsonOption, _fail, _print_json, _warn, app, out
+from modelpool.cli.shared import EXIT_INVALID, JsonOption, app, fail, out, print_json, warn
 from modelpool.durations import parse_duration
 from modelpool.errors import PluginNotFound
 from modelpool.plugins import POLICIES
@@ -98,7 +98,7 @@ def simulate(
     as_json: JsonOption = False,
 ) -> None:
     """Replay a workload against every strategy, exclusive, and the offline bound."""
-    from modelpool.core.scheduler import SchedulerSettings
+    from modelpool.config import PoolSettings
     from modelpool.sim.compare import compare
     from modelpool.sim.files import write_results
     from modelpool.sim.models import ModelSet, parse_budgets
@@ -111,7 +111,7 @@ def simulate(
         warm = _option("--warm-budget", parse_size, warm_budget)
         slo_seconds = _option("--slo", parse_duration, slo) or 0.0
         limit = _option("--starvation-limit", parse_duration, starvation_limit)
-        settings = SchedulerSettings(starvation_limit=limit) if limit is not None else None
+        settings = PoolSettings(starvation_limit=limit) if limit is not None else None
         length = _option("--duration", parse_duration, duration)
         names = list(strategy) if strategy else None
         for name in names or ():
@@ -125,7 +125,7 @@ def simulate(
             trace=trace,
         )
     except (ValueError, OSError, PluginNotFound) as error:
-        raise _fail(str(error), EXIT_INVALID) from None
+        raise fail(str(error), EXIT_INVALID) from None
 
     live = not as_json and sys.stderr.isatty()
     watching = Console(stderr=True).status("replaying") if live else contextlib.nullcontext()
@@ -150,11 +150,11 @@ def simulate(
         written = write_results(comparison, out_dir, plot=plot)
     except RuntimeError as error:  # no matplotlib: keep the table, say how to get plots
         written = write_results(comparison, out_dir, plot=False)
-        _warn(f"note: {error}")
+        warn(f"note: {error}")
     except OSError as error:
-        raise _fail(f"cannot write results under {out_dir}: {error}", EXIT_INVALID) from None
+        raise fail(f"cannot write results under {out_dir}: {error}", EXIT_INVALID) from None
     if as_json:
-        _print_json(comparison.as_dict() | {"files": [str(p) for p in written]})
+        print_json(comparison.as_dict() | {"files": [str(p) for p in written]})
         return
     table = Table(box=box.SIMPLE_HEAD, title=f"modelpool simulate: {chosen.name}")
     for n, header in enumerate(HEADERS):
@@ -214,9 +214,9 @@ def bench(
                 progress=(lambda step: status.update(f"replaying {step}")) if status else None,
             )
     except (ValueError, OSError) as error:
-        raise _fail(str(error), EXIT_INVALID) from None
+        raise fail(str(error), EXIT_INVALID) from None
     if as_json:
-        _print_json({"notes": notes, "workloads": [c.as_dict() for c in comparisons]})
+        print_json({"notes": notes, "workloads": [c.as_dict() for c in comparisons]})
         return
     table = Table(
         box=box.SIMPLE_HEAD, title=f"modelpool bench: {model_set.name}, wait ÷ the bound's"
