@@ -187,7 +187,7 @@ class ProcessBackend:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,
-                env={**os.environ, **env},
+                env={**os.environ, "CUDA_DEVICE_ORDER": "PCI_BUS_ID", **env},
                 cwd=_expand(options.cwd),
             )
         except OSError as error:  # no such program, not executable, no such cwd

@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from modelpool.config import ModelSpec
+from modelpool.core.estimates import plausible_footprint
 from modelpool.core.events import EventKind, PoolEvent
 from modelpool.core.lease import Lease, Waiter
 from modelpool.core.memory_watch import confirm_release, measure_processes
-from modelpool.core.ports import HOST, Backend, Handle, WarmCapable, WatchesExit
+from modelpool.core.ports import HOST, Backend, Handle, MemoryProbe, WarmCapable, WatchesExit
 from modelpool.errors import ModelPoolError
 from modelpool.types import DeviceId, ModelId
 
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("modelpool")
 
 MAX_ERROR_LINES = 40
+_T = TypeVar("_T")
 
 
 class AsyncEffects:
@@ -116,9 +118,22 @@ class AsyncEffects:
     def _loaded(self, spec: ModelSpec, handle: Handle) -> None:
         """What every fresh handle goes through: measured, remembered, watched."""
         pool = self._pool
-        if handle.footprint is None and handle.pids and pool._probe is not None:
+        probe = pool._probe
+        if handle.footprint is None and handle.pids and probe is not None:
             # A server process says nothing of its memory: the probe measures its tree.
-            handle.footprint = measure_processes(pool._probe, handle.device, handle.pids)
+            # Unknown (None, or a failed probe) or implausible (0, more than the device
+            # holds) keeps the estimate booked, and nothing is remembered.
+            measured = _evidence(
+                probe, lambda: measure_processes(probe, handle.device, handle.pids)
+            )
+            reading = _evidence(probe, lambda: probe.read(handle.device)) if measured else None
+            if plausible_footprint(measured, reading.total if reading is not None else None):
+                handle.footprint = measured
+            elif measured is not None:
+                log.warning(
+                    "%s: measured %s bytes on %s, not plausible: the estimate stands",
+                    spec.id, f"{measured:,}", handle.device,
+                )  # fmt: skip
         if handle.footprint is not None and pool._estimates is not None:
             pool._estimates.record(spec, handle.footprint)
         backend = pool._backends[spec.backend]
@@ -141,16 +156,20 @@ class AsyncEffects:
             booked = pool._scheduler.ledger.account(handle.device).committed.get(handle.model_id, 0)
         # Only a device whose reading can confirm a release is read (and waited on).
         probe = pool._probe if booked and pool._confirms_release(handle.device) else None
-        before = probe.read(handle.device) if probe is not None else None
+        before = _evidence(probe, lambda: probe.read(handle.device)) if probe is not None else None
         try:
             await self._backend(handle.model_id).unload(handle)
         except Exception as error:
             pool._scheduler.on_unload_done(handle.model_id, describe(error))
             return
         if probe is not None and before is not None:
-            waited = await confirm_release(
-                probe, handle.device, before.used, booked, pool._release_timeout
-            )
+            try:
+                waited: float | None = await confirm_release(
+                    probe, handle.device, before.used, booked, pool._release_timeout
+                )
+            except Exception as error:  # no evidence: the unload stands on the backend's word
+                log.warning("memory probe %s failed: %s", probe.name, describe(error))
+                waited = 0.0
             if waited is None:
                 self.emit(
                     PoolEvent(
@@ -198,6 +217,17 @@ class AsyncEffects:
             return
         self._loaded(spec, handle)
         pool._scheduler.on_load_done(warm.model_id, handle, None, pool._clock() - started)
+
+
+def _evidence(probe: MemoryProbe, read: Callable[[], _T]) -> _T | None:
+    """What ``read`` gets from the probe, or None (unknown) if the probe fails: evidence
+    is optional, and a load or unload must finish without it (NVML raises for a lost
+    GPU, a refused permission, a driver older than the library)."""
+    try:
+        return read()
+    except Exception as error:
+        log.warning("memory probe %s failed: %s", probe.name, describe(error))
+        return None
 
 
 def _report_crash(task: asyncio.Task[None]) -> None:
