@@ -173,6 +173,15 @@ class ServerClient(_Closing):
         waiting = self._waiting(timeout) if wait else None
         return self._json("POST", path, params=params, timeout=waiting)
 
+    def preload(
+        self, model_id: str, priority: int | None = None, timeout: float | None = None
+    ) -> dict[str, Any]:
+        """Preload: ``{"preloaded": bool, "reason": str | None, "model": view}`` once it
+        is resident or was skipped (it only uses room nobody needs)."""
+        path = f"/admin/models/{_segment(model_id)}/preload"
+        params = {} if priority is None else {"priority": str(priority)}
+        return self._json("POST", path, params=params, timeout=self._waiting(timeout))
+
     def unload(self, model_id: str, timeout: float | None = None) -> dict[str, Any]:
         """Unload once the model's leases are back; the view after."""
         path = f"/admin/models/{_segment(model_id)}/unload"

@@ -115,6 +115,36 @@ def load(
 
 
 @app.command(epilog=EXIT_CODES)
+def preload(
+    model: ModelArgument,
+    priority: Annotated[
+        int | None,
+        typer.Option(min=0, max=100, help="Preload priority, lower first (default: the model's)."),
+    ] = None,
+    url: UrlOption = DEFAULT_URL,
+    api_key: KeyOption = None,
+    as_json: JsonOption = False,
+    timeout: TimeoutOption = None,
+) -> None:
+    """Load a model ahead of need, only into room nobody needs (it never evicts what
+    requests brought in, nor a more important preload); say why if it was skipped."""
+    with remote(url, api_key, as_json) as server:
+        model_id = server.model(model)["id"]  # an unknown model fails here
+        started = time.monotonic()
+        result = server.preload(model_id, priority, timeout=timeout)
+    seconds = time.monotonic() - started
+    view = result["model"]
+    if as_json:
+        print_json({"ok": True, **result, "seconds": round(seconds, 3)})
+    elif result["preloaded"]:
+        out.print(
+            Text(f"{model_id} preloaded in {seconds:.2f}s: {view['status']}{views.where(view)}")
+        )
+    else:
+        out.print(Text(f"{model_id} not preloaded: {result['reason'] or 'no reason given'}"))
+
+
+@app.command(epilog=EXIT_CODES)
 def unload(
     model: ModelArgument,
     url: UrlOption = DEFAULT_URL,

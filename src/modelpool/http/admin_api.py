@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Query
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from modelpool.core.events import PoolEvent
+from modelpool.core.events import EventKind, PoolEvent
 from modelpool.errors import ModelPoolError, PluginNotFound
 from modelpool.http.errors import ApiError, bounded, from_pool_error
 from modelpool.http.state import ServerState
@@ -77,6 +77,28 @@ def router(state: ServerState) -> APIRouter:
             raise _admin_error(error) from None
         return view(model)
 
+    @api.post("/models/{model}/preload", response_model=None)
+    async def preload(
+        model: str,
+        priority: Annotated[int | None, Query(ge=0, le=100)] = None,
+        wait: bool = True,
+    ) -> dict[str, Any] | JSONResponse:
+        """Load ahead of need, behind every request and only into room nobody needs;
+        ``preloaded: false`` with the ``reason`` when it was skipped."""
+        model_id = view(model)["id"]
+        if not wait:
+            task = asyncio.create_task(_preload_quietly(state, model_id, priority))
+            background.add(task)
+            task.add_done_callback(background.discard)
+            await asyncio.sleep(0)
+            return JSONResponse({"preloaded": None, "model": view(model)}, status_code=202)
+        try:
+            loaded = await pool.preload(model_id, priority)
+        except ModelPoolError as error:
+            raise _admin_error(error) from None
+        reason = None if loaded else _skip_reason(state, model_id)
+        return {"preloaded": loaded, "reason": reason, "model": view(model)}
+
     @api.post("/models/{model}/unload")
     async def unload(model: str) -> dict[str, Any]:
         found = view(model)
@@ -128,6 +150,20 @@ async def _load_quietly(state: ServerState, model_id: str) -> None:
     """A load nobody waits for: its outcome is in the events and the model's view."""
     with contextlib.suppress(ModelPoolError):
         await state.pool.load(model_id)
+
+
+async def _preload_quietly(state: ServerState, model_id: str, priority: int | None) -> None:
+    """A preload nobody waits for: its outcome is in the events and the model's view."""
+    with contextlib.suppress(ModelPoolError):
+        await state.pool.preload(model_id, priority)
+
+
+def _skip_reason(state: ServerState, model_id: str) -> str | None:
+    """Why the last preload of ``model_id`` was skipped, from the pool's events."""
+    for event in reversed(state.pool.recent_events()):
+        if event.kind is EventKind.PRELOAD_SKIPPED and event.model_id == model_id:
+            return str(event.detail.get("reason"))
+    return None
 
 
 async def _event_stream(state: ServerState) -> AsyncIterator[bytes]:
