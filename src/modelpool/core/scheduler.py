@@ -487,7 +487,7 @@ class Scheduler:
             self._emit(EventKind.OFFLOAD_FAILED, record, device=record.device, error=error)
             self._moves.start_ready_offloads()
             assert record.handle is not None
-            self._effects.start_unload(record.handle)
+            self._effects.start_unload(record.handle, self._moves.booked(record))
             return
         device = record.device
         assert device is not None

@@ -209,7 +209,7 @@ class Simulation:
         warm = Handle(model.id, HOST, footprint=model.bytes)
         self._at(seconds, self.scheduler.on_offload_done, model.id, warm, None, seconds)
 
-    def start_unload(self, handle: Handle) -> None:
+    def start_unload(self, handle: Handle, booked: Bytes = 0) -> None:
         if handle.device == HOST:
             self._at(DROP_SECONDS, self.scheduler.on_unload_done, handle.model_id)
             return
