@@ -16,7 +16,7 @@ from modelpool.config import ModelSpec
 from modelpool.core.estimates import EstimateStore, plausible_footprint
 from modelpool.core.events import EventKind, PoolEvent
 from modelpool.core.lease import Lease, Waiter
-from modelpool.core.memory_watch import confirm_release, measure_processes
+from modelpool.core.memory_watch import Sleep, confirm_release, measure_processes
 from modelpool.core.ports import (
     HOST,
     Backend,
@@ -61,6 +61,7 @@ class AsyncEffects:
         estimates: EstimateStore | None = None,
         confirms_release: Callable[[DeviceId], bool] = lambda device: False,
         release_timeout: float = 10.0,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self._backends = backends
         self._spec_of = spec_of
@@ -72,6 +73,7 @@ class AsyncEffects:
         self._estimates = estimates
         self._confirms_release = confirms_release
         self._release_timeout = release_timeout
+        self._sleep = sleep
         self._reports: Reports | None = None
         self._watchers: dict[ModelId, asyncio.Task[None]] = {}
         self._loads: dict[ModelId, asyncio.Task[None]] = {}
@@ -203,8 +205,9 @@ class AsyncEffects:
         if probe is not None and before is not None:
             try:
                 waited: float | None = await confirm_release(
-                    probe, handle.device, before.used, booked, self._release_timeout
-                )
+                    probe, handle.device, before.used, booked, self._release_timeout,
+                    clock=self._clock, sleep=self._sleep,
+                )  # fmt: skip
             except Exception as error:  # no evidence: the unload stands on the backend's word
                 log.warning("memory probe %s failed: %s", probe.name, describe(error))
                 waited = 0.0
