@@ -608,7 +608,7 @@ class Scheduler:
         devices = self.devices_for(record)
         if not devices:
             raise DoesNotFit(record.model_id, "any device", record.estimate, 0)
-        fits = [d for d in devices if record.estimate <= self.ledger.account(d).budget]
+        fits = [d for d in devices if self.ledger.account(d).fits_ever(record.estimate)]
         if not fits:
             self.ledger.check_fits(record.model_id, devices[0], record.estimate)
 
@@ -786,7 +786,7 @@ class Scheduler:
         outcome: Go | Wait | Impossible | None = None
         for device in self.devices_for(record):
             account = self.ledger.account(device)
-            if record.estimate > account.budget:
+            if not account.fits_ever(record.estimate):
                 continue
             if device in held_for:
                 starving = held_for[device]
