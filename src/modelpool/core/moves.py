@@ -66,8 +66,8 @@ class Moves:
         for victim in drops:
             self.drop(victim, f"warm tier full: room for {record.model_id}")
         self._warm.reserve(record, size)
-        record.offloading = True
         self._bookings.leave(record)
+        record.offloading = True
         self._emit(
             EventKind.OFFLOAD_STARTED, record, device=record.device, bytes=size, reason=reason
         )

@@ -378,11 +378,11 @@ class Scheduler:
             record.warm = None
             self._moves.start_ready_offloads()
         if handle is None:
+            record.unload_requested = None
             self._bookings.abandon(record, ModelState.FAILED)
             record.last_error = error or "unknown error"
             record.stats.load_failures += 1
             self._count_failure(record, now)
-            record.unload_requested = None
             self._emit(EventKind.LOAD_FAILED, record, error=record.last_error, seconds=seconds)
             self._reject_all(record, LoadFailed(model_id, record.last_error))
             self._answer_unload_waiters(record)
@@ -431,9 +431,9 @@ class Scheduler:
             return
         device = record.device
         assert device is not None
-        self._bookings.release(record, ModelState.FAILED)
         record.draining = False
         record.unload_requested = None
+        self._bookings.release(record, ModelState.FAILED)
         for lease in record.leases.values():
             lease.released = True
         record.leases.clear()
@@ -455,10 +455,10 @@ class Scheduler:
         # The backend's unload returned; even when it reported an error we release the
         # bytes, since keeping them booked would block the device for good. Backends that
         # can verify (process exit, probe) do so before reporting.
-        self._bookings.release(record, ModelState.UNLOADED if error is None else ModelState.FAILED)
         record.draining = False
         record.unload_requested = None
         record.preloaded = None
+        self._bookings.release(record, ModelState.UNLOADED if error is None else ModelState.FAILED)
         record.stats.unload_count += 1
         if error is None:
             self._emit(EventKind.UNLOADED, record, device=device)
@@ -487,10 +487,10 @@ class Scheduler:
         device = record.device
         assert device is not None
         size = warm.footprint if warm.footprint is not None else self.warm.size_of(record)
+        record.draining = False
         self._bookings.release(record, ModelState.WARM)
         self.warm.commit(record, size or record.estimate)
         record.warm = warm
-        record.draining = False
         record.stats.offload_count += 1
         self._emit(EventKind.OFFLOADED, record, device=device, bytes=size, seconds=seconds)
         reason, record.unload_requested = record.unload_requested, None
