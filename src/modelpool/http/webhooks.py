@@ -13,7 +13,7 @@ tries the sender waits ``backoff``, then twice that, and so on up to ``max_backo
 
 - ``sent``: the receiver answered 2xx;
 - ``failed``: given up, after the last try, or at once for an answer that trying
-  again cannot change (a 4xx other than 408, 425 and 429);
+  again cannot change (a 3xx, which is not followed, or a 4xx but 408, 425 and 429);
 - ``dropped``: pushed out of a full queue by a newer alert (the oldest goes), or
   still waiting when the server stopped.
 
@@ -111,12 +111,14 @@ class FakeTransport:
     repeats). While ``hang`` is set, a POST waits until it is cleared (or cut off)."""
 
     answers: list[int | Exception] = field(default_factory=lambda: [200])
-    posts: list[tuple[str, dict[str, object], dict[str, str]]] = field(default_factory=list)
     hang: bool = False
-    in_flight: int = 0
-    most_in_flight: int = 0
-    closed: bool = False
-    _released: asyncio.Event = field(default_factory=asyncio.Event)
+    posts: list[tuple[str, dict[str, object], dict[str, str]]] = field(
+        default_factory=list, init=False
+    )
+    in_flight: int = field(default=0, init=False)
+    most_in_flight: int = field(default=0, init=False)
+    closed: bool = field(default=False, init=False)
+    _released: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> int:
         self.posts.append((url, json.loads(body), dict(headers)))
