@@ -548,7 +548,7 @@ def _report(value: _T, problems: list[tuple[Loc, str]], info: ValidationInfo, at
     if isinstance(sink, list):
         sink.extend(((*at, *loc), message) for loc, message in problems)
         return value
-    raise ValueError("; ".join(f"{dotted(loc)}: {message}" for loc, message in problems))
+    raise ValueError("; ".join(f"{dotted((*at, *loc))}: {message}" for loc, message in problems))
 
 
 def _known_keys(loc: Loc) -> list[str]:
