@@ -317,8 +317,8 @@ def test_a_receiver_that_never_answers_does_not_slow_requests() -> None:
         hook |= {"backoff": "0.2s", "levels": ["critical"]}
         with running_server(latency_config(hook)) as server:
             with_hung_webhook = latencies(server, hung)
-            # The requests after the alert ran while the sender was stuck on its first try.
-            assert hung.open == 1
+            # Not given up yet: every request after the alert ran while the sender was
+            # stuck on the receiver (giving up takes attempts × timeout).
             assert deliveries(server) == {"sent": 0, "failed": 0, "dropped": 0}
 
             wait_until("the sender gives up", lambda: deliveries(server)["failed"] == 1)
