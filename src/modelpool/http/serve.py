@@ -88,7 +88,9 @@ def serve(
     check_bind(host, settings.api_keys, insecure)
     pool = ModelPool.from_config(config)  # config problems surface here, before binding
     rollouts = RolloutManager.from_config(pool, config)
-    app = create_app(pool, settings, loopback=is_loopback(host), rollouts=rollouts)
+    app = create_app(
+        pool, settings, loopback=is_loopback(host), rollouts=rollouts, alerts=config.alerts
+    )
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("uvicorn.error").addFilter(_broken_stream_without_trace)
     limits = ConnectionLimits(
