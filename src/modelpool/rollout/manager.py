@@ -400,7 +400,7 @@ class RolloutManager:
                 self._end(op, Status.FAILED, f"{loading} could not be made ready: {error}")
             return
         if op.status is Status.PENDING:
-            op.status = Status.RUNNING
+            op.move_to(Status.RUNNING)
             self._step(op, 0)
 
     def _evaluate(self, op: Operation, now: float) -> None:
@@ -449,7 +449,8 @@ class RolloutManager:
         self._spawn(self._unload(self.registry.versions[op.model][op.target].record))
 
     def _end(self, op: Operation, status: Status, reason: str) -> None:
-        op.status, op.reason, op.next_step_at = status, reason, None
+        op.move_to(status)
+        op.reason, op.next_step_at = reason, None
         self._active.pop(op.model, None)
         for version in (op.source, op.target):
             info = self.registry.versions[op.model].get(version)
@@ -573,7 +574,8 @@ class RolloutManager:
             versions = self.registry.versions.get(op.model, {})
             if not op.ended and op.source in versions:
                 # Interrupted by a stop or a crash: end it safely, on the source.
-                op.status, op.share = Status.ABORTED, 0.0
+                op.move_to(Status.ABORTED)
+                op.share = 0.0
                 op.reason = f"interrupted by a restart; traffic is back on {op.source}"
                 op.note(self._wall(), op.reason)
                 self.registry.set_weights(op.model, split(op.target, op.source, 0.0))
