@@ -35,20 +35,36 @@ from modelpool.config.versions import version_spec
 from modelpool.core.events import EventKind
 from modelpool.core.pool import ModelPool
 from modelpool.core.statefile import StateFile
-from modelpool.core.states import ModelState
 from modelpool.errors import (
     ModelPoolError,
     StateError,
     SwitchRefused,
     UnknownModel,
     UnknownOperation,
-    UnknownVersion,
 )
-from modelpool.monitor.health import Alert, HealthMonitor, Level, Thresholds
+from modelpool.monitor.health import Alert, HealthMonitor, Thresholds
+from modelpool.rollout.decisions import (
+    Hold,
+    Move,
+    Promote,
+    Revert,
+    RollBack,
+    Stay,
+    StepUp,
+    interrupted,
+    next_move,
+    rolls_back_on,
+    step_to,
+    switch_problems,
+    to_forget,
+    to_roll_back,
+    unregister_problems,
+    why_critical,
+)
 from modelpool.rollout.operation import Operation, Status, wall_time
 from modelpool.rollout.registry import VersionInfo, VersionRegistry
 from modelpool.rollout.routing import Weights, split
-from modelpool.rollout.strategies import PlanError, Strategy, make_plan, parse_strategy
+from modelpool.rollout.strategies import Strategy, make_plan, parse_strategy
 
 log = logging.getLogger("modelpool.rollout")
 
@@ -157,7 +173,7 @@ class RolloutManager:
         now = self._clock()
         for op in list(self._active.values()):
             if op.status is Status.RUNNING:
-                self._evaluate(op, now)
+                self._carry_out(op, next_move(op, self.health.level(op.model, op.target), now))
 
     # --- Traffic (the pool calls these) ---------------------------------------------
 
@@ -229,14 +245,8 @@ class RolloutManager:
         unloaded first, after its in-flight requests."""
         base = self._base(model)
         info = self.registry.info(base, version)
-        problems = []
-        if info.origin != "runtime":
-            problems.append(f"{version!r} is declared in the config file; remove it there")
-        if dict(self.weights(base)).get(version):
-            problems.append(f"{version!r} carries traffic; switch away from it first")
-        active = self._active.get(base)
-        if active is not None and version in (active.source, active.target):
-            problems.append(f"{version!r} is part of rollout {active.id}; abort it first")
+        share = dict(self.weights(base)).get(version, 0.0)
+        problems = unregister_problems(version, info.origin, share, self._active.get(base))
         if problems:
             raise SwitchRefused(base, problems)
         await self._pool.unload(info.record)
@@ -258,26 +268,16 @@ class RolloutManager:
             base = self._base(model_id)
         except UnknownModel as error:
             return {"valid": False, "errors": [str(error)]}
-        errors: list[str] = []
-        try:
-            make_plan(strategy, strategy_config)
-        except PlanError as error:
-            errors.extend(error.problems)
-        active = self._active.get(base)
-        if active is not None:
-            errors.append(f"rollout {active.id} of {base!r} is {active.status}; wait or abort it")
-        source = self.serving_version(base)
-        target = self.registry.versions[base].get(target_version)
-        if target is None:
-            known = list(self.registry.versions[base])
-            errors.append(str(UnknownVersion(base, target_version, known)))
-        elif target_version == source:
-            errors.append(f"{target_version!r} already serves all of {base!r}'s traffic")
-        else:
-            if self._pool.state(target.record) is ModelState.FAILED:
-                errors.append(f"{target.record} failed to load; load it explicitly to try again")
-            source_record = self.registry.versions[base][source].record
-            errors.extend(self._pool.fit_problems(source_record, target.record))
+        errors = switch_problems(
+            base,
+            target_version,
+            strategy,
+            strategy_config,
+            records={v: info.record for v, info in self.registry.versions[base].items()},
+            serving=self.serving_version(base),
+            active=self._active.get(base),
+            pool=self._pool,
+        )
         return {"valid": not errors, "errors": errors}
 
     def serving_version(self, model: str) -> str:
@@ -365,20 +365,15 @@ class RolloutManager:
         if active is not None:
             self._back_to_source(active, Status.ROLLED_BACK, "rolled back by an operator")
             return active.to_dict()
-        serving = self.serving_version(base)
-        done = [
-            op
-            for op in self._operations.values()
-            if op.model == base and op.status is Status.COMPLETED and op.target == serving
-        ]
-        if not done:
+        done = to_roll_back(self._operations.values(), base, self.serving_version(base))
+        if done is None:
             raise SwitchRefused(base, [f"nothing to roll back: no rollout of {base!r} completed"])
-        result = await self.switch_model(base, done[-1].source, Strategy.IMMEDIATE)
+        result = await self.switch_model(base, done.source, Strategy.IMMEDIATE)
         if not result.success:
             raise SwitchRefused(base, result.errors)
         assert result.operation_id is not None
         op = self._operations[result.operation_id]
-        op.note(self._wall(), f"rollback of {done[-1].id}")
+        op.note(self._wall(), f"rollback of {done.id}")
         return op.to_dict()
 
     # --- an operation's life ----------------------------------------------------------
@@ -401,38 +396,31 @@ class RolloutManager:
             return
         if op.status is Status.PENDING:
             op.move_to(Status.RUNNING)
-            self._step(op, 0)
+            self._carry_out(op, step_to(op.plan, 0, self._clock()))
 
-    def _evaluate(self, op: Operation, now: float) -> None:
-        level = self.health.level(op.model, op.target)
-        if op.plan.guarded and level is Level.CRITICAL:
-            self._back_to_source(op, Status.ROLLED_BACK, self._why_critical(op))
-            return
-        if op.next_step_at is None or now < op.next_step_at:
-            return
-        if op.plan.hold_on_warning and level is Level.WARNING:
-            op.next_step_at = now + op.plan.period
-            self._changed_op(op, f"held at {op.share:.0%}: {op.target} is at warning")
-            return
-        self._step(op, op.step + 1)
-
-    def _step(self, op: Operation, step: int) -> None:
-        if step >= len(op.plan.shares):
-            if op.plan.then == "revert":
+    def _carry_out(self, op: Operation, move: Move) -> None:
+        """Do what a decision says: the only place an operation's traffic moves."""
+        match move:
+            case Stay():
+                pass
+            case Hold(until=until):
+                op.next_step_at = until
+                self._changed_op(op, f"held at {op.share:.0%}: {op.target} is at warning")
+            case StepUp(step=step, share=share, next_at=next_at):
+                op.step, op.share, op.next_step_at = step, share, next_at
+                self._set_weights(op.model, split(op.target, op.source, share))
+                self._changed_op(op, f"{op.target} takes {op.share:.0%} of traffic")
+            case Promote(step=step):
+                if step is not None:
+                    op.step = step
+                self._finish(op)
+            case Revert():
                 self._set_weights(op.model, split(op.target, op.source, 0.0))
                 op.share = 0.0
                 self._end(op, Status.COMPLETED, "test over; traffic back on the source")
                 self._spawn(self._unload(self.registry.versions[op.model][op.target].record))
-            else:
-                self._finish(op)
-            return
-        op.step, op.share = step, op.plan.shares[step]
-        self._set_weights(op.model, split(op.target, op.source, op.share))
-        if op.plan.period <= 0 and not op.plan.guarded:
-            self._finish(op)  # immediate: one step, nothing to watch
-            return
-        op.next_step_at = self._clock() + op.plan.period
-        self._changed_op(op, f"{op.target} takes {op.share:.0%} of traffic")
+            case RollBack():
+                self._back_to_source(op, Status.ROLLED_BACK, self._why_critical(op))
 
     def _finish(self, op: Operation) -> None:
         op.share = 1.0
@@ -459,15 +447,8 @@ class RolloutManager:
         self._changed_op(op, reason)
 
     def _why_critical(self, op: Operation) -> str:
-        stats = self.health.stats(op.model, op.target)
-        for alert in self.health.active_alerts():
-            if (alert.model_id, alert.version) == (op.model, op.target):
-                return (
-                    f"{op.target} is critical: {alert.metric} {alert.value:.3g} >= "
-                    f"{alert.threshold:.3g} over {stats.requests} requests in the last "
-                    f"{self.health.window:.0f}s"
-                )
-        return f"{op.target} is critical over {stats.requests} requests"
+        requests = self.health.stats(op.model, op.target).requests
+        return why_critical(op, self.health.active_alerts(), requests, self.health.window)
 
     def _on_alert(self, alert: Alert) -> None:
         self._pool.publish(
@@ -481,14 +462,7 @@ class RolloutManager:
             resolved=alert.resolved,
         )
         op = self._active.get(alert.model_id)
-        if (
-            op is not None
-            and op.status is Status.RUNNING
-            and op.plan.guarded
-            and alert.version == op.target
-            and alert.level is Level.CRITICAL
-            and not alert.resolved
-        ):
+        if op is not None and rolls_back_on(op, alert):
             self._back_to_source(op, Status.ROLLED_BACK, self._why_critical(op))
 
     async def _unload(self, record: str) -> None:
@@ -532,8 +506,7 @@ class RolloutManager:
             self._changed = asyncio.Event()
 
     def _trim_history(self) -> None:
-        ended = [op for op in self._operations.values() if op.ended]
-        for op in ended[: max(0, len(self._operations) - self._max_operations)]:
+        for op in to_forget(self._operations.values(), self._max_operations):
             del self._operations[op.id]
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
@@ -571,8 +544,7 @@ class RolloutManager:
                 log.warning("%s: an unreadable operation was dropped: %s", STATE_FILE, error)
                 continue
             self._operations[op.id] = op
-            versions = self.registry.versions.get(op.model, {})
-            if not op.ended and op.source in versions:
+            if interrupted(op, self.registry.versions.get(op.model, {})):
                 # Interrupted by a stop or a crash: end it safely, on the source.
                 op.move_to(Status.ABORTED)
                 op.share = 0.0
