@@ -34,7 +34,6 @@ from modelpool.config import Config, merged_thresholds
 from modelpool.config.versions import version_spec
 from modelpool.core.events import EventKind
 from modelpool.core.pool import ModelPool
-from modelpool.core.statefile import StateFile
 from modelpool.errors import (
     ModelPoolError,
     StateError,
@@ -63,13 +62,11 @@ from modelpool.rollout.decisions import (
 )
 from modelpool.rollout.operation import Operation, Status, wall_time
 from modelpool.rollout.registry import VersionInfo, VersionRegistry
+from modelpool.rollout.rollouts_file import STATE_FILE, RolloutsFile
 from modelpool.rollout.routing import Weights, split
 from modelpool.rollout.strategies import Strategy, make_plan, parse_strategy
 
 log = logging.getLogger("modelpool.rollout")
-
-STATE_FILE = "rollouts.json"
-STATE_KIND, STATE_VERSION = "rollouts", 1
 
 
 @dataclass(frozen=True)
@@ -103,11 +100,7 @@ class RolloutManager:
         self._rng = rng if rng is not None else random.Random()
         self._interval = interval
         self._max_operations = max_operations
-        self._file = (
-            StateFile(Path(state_dir) / STATE_FILE, STATE_KIND, STATE_VERSION, check=_check)
-            if state_dir is not None
-            else None
-        )
+        self._file = RolloutsFile(state_dir) if state_dir is not None else None
         self.save_error: str | None = None
         self.registry = VersionRegistry(pool, self._rng)
         self._operations: dict[str, Operation] = {}  # oldest first
@@ -519,9 +512,8 @@ class RolloutManager:
     def _save(self) -> None:
         if self._file is None:
             return
-        operations = [op.to_dict() for op in self._operations.values()]
         try:
-            self._file.save({"models": self.registry.saved(), "operations": operations})
+            self._file.save(self.registry.saved(), self._operations.values())
             self.save_error = None
         except StateError as error:
             if self.save_error is None:
@@ -531,18 +523,13 @@ class RolloutManager:
     def _restore(self) -> None:
         if self._file is None:
             return
-        data = self._file.load()
+        saved = self._file.load()
         for warning in self._file.warnings:
             log.warning("%s", warning)
-        if data is None:
+        if saved is None:
             return
-        self.registry.restore(data["models"], STATE_FILE)
-        for saved_op in data["operations"]:
-            try:
-                op = Operation.from_dict(saved_op)
-            except (KeyError, ValueError, TypeError) as error:
-                log.warning("%s: an unreadable operation was dropped: %s", STATE_FILE, error)
-                continue
+        self.registry.restore(saved.models, STATE_FILE)
+        for op in saved.operations:
             self._operations[op.id] = op
             if interrupted(op, self.registry.versions.get(op.model, {})):
                 # Interrupted by a stop or a crash: end it safely, on the source.
@@ -552,10 +539,3 @@ class RolloutManager:
                 op.note(self._wall(), op.reason)
                 self.registry.set_weights(op.model, split(op.target, op.source, 0.0))
         self._save()
-
-
-def _check(data: Any) -> None:
-    if not isinstance(data, dict) or not isinstance(data.get("models"), dict):
-        raise ValueError("expected an object with 'models' and 'operations'")
-    if not isinstance(data.get("operations"), list):
-        raise ValueError("expected a list of operations")
