@@ -320,3 +320,19 @@ def _session(pid: int) -> int | None:
         return os.getsid(pid)
     except ProcessLookupError:
         return None
+
+
+async def test_a_temporary_or_unreadable_record_left_by_a_crash_is_cleared(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "processes"
+    folder.mkdir()
+    (folder / ".record-k2j3x").write_text('{"model_id": "llm", "pid"')  # killed mid-write
+    (folder / "llm.4242.json").write_text("")  # written by hand, or by another program
+    pool = ModelPool([spec()], budgets={"cpu": 2 * GB}, state_dir=tmp_path)
+    async with pool:
+        assert list(folder.iterdir()) == []
+        async with pool.use("llm"):
+            [record] = PidFiles(tmp_path).records()
+            assert [path.name for path in folder.iterdir()] == [f"llm.{record.pid}.json"]
+    assert list(folder.iterdir()) == []
