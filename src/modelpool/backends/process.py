@@ -295,12 +295,13 @@ async def _stop(server: ServerProcess) -> None:
     are gone, reap."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + server.stop_grace
-    if procgroup.send(server.pgid, signal.SIGTERM):
+    # Off the loop: finding the session's members outside the group reads /proc.
+    if await asyncio.to_thread(procgroup.send, server.pgid, signal.SIGTERM):
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(procgroup.exit_code(server.process), server.stop_grace)
         # The workers get what is left of the grace period to follow the main process.
         await procgroup.wait_gone(server.pgid, max(0.0, deadline - loop.time()))
-        procgroup.send(server.pgid, signal.SIGKILL)
+        await asyncio.to_thread(procgroup.send, server.pgid, signal.SIGKILL)
     if not await procgroup.wait_gone(server.pgid, KILL_TIMEOUT):
         pids = await asyncio.to_thread(procgroup.live_members, server.pgid)
         raise RuntimeError(
