@@ -10,9 +10,12 @@ About a minute on two cores; ``bench/soak.py`` runs the same mix for an hour.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+from collections.abc import Iterator
 
 import httpx
+import psutil
 import pytest
 from mix import Mix, config, model_servers, settled_books, tagged
 from server_process import running_server
@@ -27,6 +30,17 @@ RUN_LIMIT = 150.0
 """The clients stop starting requests after 40 s; one in flight ends within 60 s."""
 
 
+@pytest.fixture
+def nothing_left_behind() -> Iterator[None]:
+    """After the test, kill any process of this run still alive, so that a failure
+    leaves nothing running (the test itself asserts there is none)."""
+    yield
+    for process in tagged(TAG):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
+
+
+@pytest.mark.usefixtures("nothing_left_behind")
 async def test_clients_loads_unloads_and_crashes_leave_the_books_equal_to_the_processes() -> None:
     with running_server(config(TAG)) as server:
         serve = server.process.pid
@@ -39,7 +53,8 @@ async def test_clients_loads_unloads_and_crashes_leave_the_books_equal_to_the_pr
         assert mix.tally["load 200"] >= 10, mix.tally
         assert mix.tally["unload 200"] >= 10, mix.tally
         assert mix.tally["crash"] >= 5, mix.tally
-        assert await settled_books(server.url, serve, TAG) == [], server.log()[-3000:]
+        problems = await settled_books(server.url, serve, TAG)
+        assert problems == [], "\n".join([*problems, "server log:", server.log()[-2000:]])
 
         ready = sorted(model_servers(serve, TAG))
         assert 1 <= len(ready) <= 4
