@@ -19,13 +19,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
 
 from modelpool import Config, ConfigError, EventKind, LoadFailed, ModelPool, ModelSpec, ModelState
 from modelpool.backends.logring import LogRing
 from modelpool.backends.process import ProcessBackend, ProcessOptions, ServerProcess
 from modelpool.core.events import PoolEvent
 from modelpool.core.lease import Lease
+from modelpool.plugins import PLUGINS
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "killpg"), reason="needs POSIX process groups")
 
@@ -255,13 +255,20 @@ async def test_unload_stops_a_worker_that_left_the_process_group_but_not_the_ses
         ({"env": {"WEIGHTS": "${MODEL_PATH}"}}, r"env.WEIGHTS uses \$\{MODEL_PATH\}"),
     ],
 )
-def test_a_bad_placeholder_is_refused_with_the_spec_naming_it(
+async def test_a_bad_placeholder_is_refused_with_the_config_naming_it(
     extra: dict[str, object], named: str
 ) -> None:
-    # Refused when the config is read (with its line), not when the model is first asked for.
+    # Refused when the config is read (with its key), not when the model is first asked for.
     tail = extra.pop("command_tail", None)
-    with pytest.raises(ValidationError, match=named):
-        server("odd", *([str(tail)] if tail else []), **extra)
+    spec = server("odd", *([str(tail)] if tail else []), **extra)
+    data = {"models": {"odd": spec.model_dump(exclude={"id"})}}
+    with pytest.raises(ConfigError, match=rf"models\.odd: {named}"):
+        Config.from_mapping(data, plugins=PLUGINS)
+    # A spec built in code is checked when it loads: the load fails, naming it too.
+    pool, _ = make_pool(spec)
+    async with pool:
+        with pytest.raises(LoadFailed, match=named):
+            await pool.load("odd")
     assert servers_named("odd") == []
 
 

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from modelpool.config import Config
 from modelpool.errors import ConfigError
+from modelpool.plugins import PLUGINS
 
 KEYS = [
     "server", "pool", "models", "health", "host", "port", "api_keys", "budgets", "strategy",
@@ -46,7 +47,7 @@ documents: st.SearchStrategy[Any] = st.recursive(
 def loads_or_refuses_cleanly(text: str) -> None:
     issues = []
     try:
-        Config.from_yaml(text, "fuzz.yaml")
+        Config.from_yaml(text, "fuzz.yaml", plugins=PLUGINS)  # options checked too
     except ConfigError as error:
         issues = error.issues
         assert issues, "a ConfigError must list at least one issue"

@@ -81,11 +81,14 @@ from modelpool.config.versions import (
     versions_problems,
 )
 from modelpool.errors import ConfigError, ConfigIssue, PluginNotFound
-from modelpool.plugins import BACKENDS, POLICIES, Registry
+from modelpool.plugins import BACKENDS, PLUGINS, POLICIES, Plugins, Registry
 from modelpool.types import ModelId
 from modelpool.units import format_size
 
 DEFAULT_STATE_DIR = Path("~/.local/state/modelpool")
+
+PLUGINS_KEY = "modelpool.config.plugins"
+"""Validation context key: the ``Plugins`` to check backend and strategy options with."""
 
 # Validation context key: when present, problems found after field validation (backend
 # options, cross-field checks) are appended to this list with their paths instead of
@@ -165,16 +168,19 @@ class ModelSpec(BaseModel):
         data = {**kept, "options": {**options, **extra}}
         # Options are checked before the fields so that their problems are reported even
         # when another field of the same model is wrong too.
-        check_files = _checks_files(info)
-        problems = _option_problems(data.get("backend"), data["options"], check_files=check_files)
+        check_files, plugins = _checks_files(info), plugins_of(info)
+        problems = _option_problems(
+            data.get("backend"), data["options"], check_files=check_files, plugins=plugins
+        )
         # Versions too: each is checked as a model of its own, at versions.<name>.<key>.
-        problems.extend(versions_problems(data, check_files=check_files))
+        problems.extend(versions_problems(data, check_files=check_files, plugins=plugins))
         return _report(data, problems, info, ("models", str(data.get("id"))))
 
     @field_validator("backend")
     @classmethod
-    def _known_backend(cls, name: str) -> str:
-        return _registered(BACKENDS, name)
+    def _known_backend(cls, name: str, info: ValidationInfo) -> str:
+        plugins = plugins_of(info)
+        return _registered(plugins.backends if plugins else BACKENDS, name)
 
     @field_serializer("thresholds")
     def _given_thresholds(self, thresholds: ThresholdSettings | None) -> dict[str, Any] | None:
@@ -288,14 +294,19 @@ class PoolSettings(BaseModel):
 
     @field_validator("strategy")
     @classmethod
-    def _known_strategy(cls, name: str) -> str:
-        return _registered(POLICIES, str(name))  # an enum member becomes its plain name
+    def _known_strategy(cls, name: str, info: ValidationInfo) -> str:
+        plugins = plugins_of(info)
+        # An enum member becomes its plain name.
+        return _registered(plugins.policies if plugins else POLICIES, str(name))
 
     @model_validator(mode="after")
     def _options_fit_the_strategy(self, info: ValidationInfo) -> Self:
+        plugins = plugins_of(info)
+        if plugins is None:
+            return self  # checked by whoever passes the registries (the wiring), or on use
         # Build the policy once: its constructor is what knows which options it takes.
         try:
-            POLICIES.get(self.strategy)(**self.strategy_options)
+            plugins.policies.get(self.strategy)(**self.strategy_options)
         except (TypeError, ValueError) as error:
             message = f"not valid for strategy {self.strategy!r}: {error}"
             return _report(self, [((), message)], info, ("pool", "strategy_options"))
@@ -338,8 +349,16 @@ class Config(BaseModel):
     """Where this config came from: a file path, ``<string>`` or ``<mapping>``."""
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
-        """Read a YAML file; ``environ=None`` applies overrides from ``os.environ``."""
+    def load(
+        cls,
+        path: str | os.PathLike[str],
+        environ: Mapping[str, str] | None = None,
+        *,
+        plugins: Plugins | None = PLUGINS,
+    ) -> Config:
+        """Read a YAML file; ``environ=None`` applies overrides from ``os.environ``. A
+        file is checked whole: the model files it names, and backend and strategy
+        options against ``plugins`` (the registered ones by default; None: names only)."""
         source = os.fspath(path)
         try:
             text = Path(path).read_text(encoding="utf-8")
@@ -349,7 +368,7 @@ class Config(BaseModel):
             reason = getattr(error, "strerror", None) or str(error)
             raise ConfigError([ConfigIssue(source, "", f"cannot read: {reason}")]) from None
         environ = os.environ if environ is None else environ
-        return cls.from_yaml(text, source, environ, check_files=True)
+        return cls.from_yaml(text, source, environ, check_files=True, plugins=plugins)
 
     @classmethod
     def from_yaml(
@@ -359,9 +378,12 @@ class Config(BaseModel):
         environ: Mapping[str, str] | None = None,
         *,
         check_files: bool = False,
+        plugins: Plugins | None = None,
     ) -> Config:
         """Parse YAML text; an empty document is the default config. No env by default.
-        ``check_files`` (on for ``load``): the model files it names must exist."""
+        ``check_files`` (on for ``load``): the model files it names must exist;
+        ``plugins``: the registries to check backend and strategy options with (None:
+        plug-in names are checked, nothing is imported)."""
         try:
             loader = yaml.SafeLoader(text)  # raises already for unprintable characters
             try:
@@ -372,7 +394,9 @@ class Config(BaseModel):
         except yaml.YAMLError as error:
             raise ConfigError([yaml_syntax_issue(error, source)]) from None
         issues = duplicate_keys(root, source)
-        return _build(cls, data, source, environ or {}, root, issues, check_files=check_files)
+        return _build(
+            cls, data, source, environ or {}, root, issues, check_files=check_files, plugins=plugins
+        )
 
     @classmethod
     def from_mapping(
@@ -380,9 +404,12 @@ class Config(BaseModel):
         data: Mapping[str, Any],
         source: str = "<mapping>",
         environ: Mapping[str, str] | None = None,
+        *,
+        plugins: Plugins | None = None,
     ) -> Config:
-        """Validate already-parsed data (``data`` is not modified). No env by default."""
-        return _build(cls, data, source, environ or {}, None, [])
+        """Validate already-parsed data (``data`` is not modified). No env by default;
+        ``plugins`` as for ``from_yaml``."""
+        return _build(cls, data, source, environ or {}, None, [], plugins=plugins)
 
     @model_validator(mode="before")
     @classmethod
@@ -405,7 +432,7 @@ class Config(BaseModel):
 
     @model_validator(mode="after")
     def _cross_check(self, info: ValidationInfo) -> Self:
-        return _report(self, _cross_field_problems(self), info)
+        return _report(self, _cross_field_problems(self, plugins_of(info)), info)
 
 
 def _registered(registry: Registry, name: str) -> str:
@@ -420,22 +447,33 @@ def _checks_files(info: ValidationInfo) -> bool:
     return isinstance(info.context, dict) and bool(info.context.get(CHECK_FILES))
 
 
+def plugins_of(info: ValidationInfo) -> Plugins | None:
+    """The registries this validation was handed (None: check names only)."""
+    found = info.context.get(PLUGINS_KEY) if isinstance(info.context, dict) else None
+    return found if isinstance(found, Plugins) else None
+
+
 def _option_problems(
     backend: object,
     options: Mapping[str, Any],
     keys: Sequence[str] | None = None,
     *,
     check_files: bool = False,
+    plugins: Plugins | None = None,
 ) -> list[tuple[Loc, str]]:
     """Check a model's options against its backend's ``options_model``, if it has one.
 
     ``keys`` are the other keys accepted beside the options, for did-you-mean hints
     (``ModelSpec``'s fields unless given); ``check_files``: the files they name must exist.
+    Without ``plugins`` nothing is checked: finding the options model imports the
+    backend, which only the caller may ask for.
     """
-    if not isinstance(backend, str) or backend not in BACKENDS.names():
+    if plugins is None:
+        return []
+    if not isinstance(backend, str) or backend not in plugins.backends.names():
         return []  # the backend field reports this
     try:
-        factory = BACKENDS.get(backend)
+        factory = plugins.backends.get(backend)
     except ImportError:
         # A backend whose optional dependencies are missing cannot check its options;
         # the config must stay loadable for the other models, so the pool reports it
@@ -460,7 +498,7 @@ def _option_problems(
     return []
 
 
-def _cross_field_problems(config: Config) -> list[tuple[Loc, str]]:
+def _cross_field_problems(config: Config, plugins: Plugins | None) -> list[tuple[Loc, str]]:
     problems: list[tuple[Loc, str]] = []
     # Ids first, so that an alias clashing with any id is reported at the alias.
     owner: dict[str, str] = {}
@@ -490,7 +528,7 @@ def _cross_field_problems(config: Config) -> list[tuple[Loc, str]]:
                         f"{', '.join(sorted(budgets))}); add one or use device: auto"
                     )
                     problems.append((loc, message))
-            problems.extend(_larger_than_budget_problems(key, spec, budgets))
+            problems.extend(_larger_than_budget_problems(key, spec, budgets, plugins))
     defaults = config.health.thresholds
     for key, spec in config.models.items():
         if spec.thresholds is not None:
@@ -501,7 +539,7 @@ def _cross_field_problems(config: Config) -> list[tuple[Loc, str]]:
 
 
 def _larger_than_budget_problems(
-    key: str, spec: ModelSpec, budgets: Mapping[str, int]
+    key: str, spec: ModelSpec, budgets: Mapping[str, int], plugins: Plugins | None
 ) -> list[tuple[Loc, str]]:
     """A model (or version) whose ``memory`` is more than its device's whole budget, or
     than every budget for ``device: auto``: no eviction could ever make room for it."""
@@ -510,7 +548,7 @@ def _larger_than_budget_problems(
         if name == spec.version:
             continue
         try:
-            version = version_spec(spec, name, spec.versions[name])
+            version = version_spec(spec, name, spec.versions[name], plugins=plugins)
         except ConfigError:
             continue  # the version's own problems are reported at its keys
         if (version.memory, version.device) != (spec.memory, spec.device):
@@ -578,6 +616,7 @@ def _build(
     issues: list[ConfigIssue],
     *,
     check_files: bool = False,
+    plugins: Plugins | None = None,
 ) -> Config:
     if not isinstance(data, Mapping):
         message = f"expected a mapping with server, pool and models at the top, got {shown(data)}"
@@ -594,7 +633,7 @@ def _build(
     problems: list[tuple[Loc, str]] = []
     config = None
     try:
-        context = {_SINK: sink, CHECK_FILES: check_files, ENVIRON: environ}
+        context = {_SINK: sink, CHECK_FILES: check_files, ENVIRON: environ, PLUGINS_KEY: plugins}
         config = cls.model_validate(raw, context=context)
     except ValidationError as error:
         problems = [describe(detail, _known_keys) for detail in error.errors(include_url=False)]

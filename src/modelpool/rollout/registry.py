@@ -17,6 +17,7 @@ from modelpool.config import ModelSpec
 from modelpool.config.versions import version_spec
 from modelpool.core.pool import ModelPool
 from modelpool.errors import ModelPoolError, SwitchRefused, UnknownVersion
+from modelpool.plugins import PLUGINS
 from modelpool.rollout.routing import Weights, choose
 
 log = logging.getLogger("modelpool.rollout")
@@ -150,7 +151,7 @@ class VersionRegistry:
         if version in self.versions[base]:
             raise SwitchRefused(base, [f"version {version!r} is already registered"])
         entry = {**settings, "author": author, "notes": notes}
-        spec = version_spec(self._pool.spec(base), version, entry)
+        spec = version_spec(self._pool.spec(base), version, entry, plugins=PLUGINS)
         info = VersionInfo(
             base, version, spec.id, "runtime", author, notes, created, dict(settings)
         )
@@ -207,7 +208,9 @@ class VersionRegistry:
             return
         settings = dict(saved.get("settings") or {})
         try:
-            spec = version_spec(self._pool.spec(base), name, settings, source=source)
+            spec = version_spec(
+                self._pool.spec(base), name, settings, source=source, plugins=PLUGINS
+            )
             info = VersionInfo(
                 base, name, spec.id, "runtime", saved.get("author"), saved.get("notes"),
                 saved.get("created"), settings,
