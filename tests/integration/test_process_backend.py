@@ -313,7 +313,8 @@ def test_process_options_are_checked_with_the_config() -> None:
         Config.from_yaml(
             "models:\n"
             "  m: {backend: process, memory: 1GB, command: [srv], helth: /ready}\n"
-            "  n: {backend: process, memory: 1GB, command: [], health: ready}\n"
+            "  n: {backend: process, memory: 1GB, command: [], health: ready}\n",
+            plugins=PLUGINS,
         )
     text = str(error.value)
     assert "models.m.helth" in text
