@@ -197,6 +197,16 @@ class ServerMetrics:
             registry=r,
         )
 
+        self._audit_failures = Counter(
+            "modelpool_audit_write_failures_total",
+            "Audit log entries that could not be written (the operations went on).",
+            registry=r,
+        )
+
+    def audit_write_failed(self) -> None:
+        """One entry of the audit log could not be written."""
+        self._audit_failures.inc()
+
     def observe_event(self, event: PoolEvent) -> None:
         """Count what ``event`` says happened (the app feeds every event of ``events()``)."""
         model, kind, detail = event.model_id, event.kind, event.detail
