@@ -20,7 +20,7 @@ import httpx
 import openai
 import pytest
 import trustme
-from server_process import Server, modelpool_cli, running_server
+from server_process import Server, modelpool_cli, running_server, stop
 
 from modelpool.client import ApiError, ClientError, ServerClient
 
@@ -35,6 +35,7 @@ class Running:
     server: Server
     ca: str
     """The CA's certificate (PEM) that signed the server's."""
+    config: dict[str, Any]
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +57,7 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
         "models": {"tiny": {**ONE, "versions": {"v2": {"author": "bo"}}}},
     }
     with running_server(config, api_key=KEY, ca_cert=str(ca)) as server:
-        yield Running(server, str(ca))
+        yield Running(server, str(ca), config)
 
 
 def client(running: Running, key: str | None = KEY) -> ServerClient:
@@ -194,3 +195,17 @@ def test_a_tls_connection_that_sends_no_request_is_closed_by_the_header_timeout(
     assert answer.startswith(b"HTTP/1.1 408 "), answer
     assert b"request_timeout" in answer
     assert 0.5 < waited < 8
+
+
+def test_an_idle_keep_alive_tls_connection_does_not_hold_up_shutdown(running: Running) -> None:
+    """A TLS close waits for the client's goodbye (up to 30 s in asyncio); an idle client
+    never reads to send it, so the server must not wait for one when it stops."""
+    with running_server(running.config, api_key=KEY, ca_cert=running.ca) as server:
+        verify = ssl.create_default_context(cafile=running.ca)
+        headers = {"authorization": f"Bearer {KEY}"}
+        with httpx.Client(verify=verify, headers=headers) as idle:
+            assert idle.get(f"{server.url}/admin/status").status_code == 200
+            started = time.monotonic()
+            stop(server)  # SIGINT
+            took = time.monotonic() - started
+    assert took < 10, f"stopping took {took:.1f}s\n{server.log()}"

@@ -88,17 +88,19 @@ class _AuditedRoute(APIRoute):
         audit = self.audit
 
         async def audited_handler(request: Request) -> Response:
-            body = b""
             try:
-                body = await request.body()  # FastAPI reads it again from the cache
                 response = await handler(request)
             except (Exception, asyncio.CancelledError) as error:
                 status, message = _failure(error)
-                audit.record(operation, caller(request), summary(request, body), status, message)
+                # Cancelled: the task must not wait again; the path still names the model.
+                left = isinstance(error, asyncio.CancelledError)
+                asked = summary(request, b"" if left else await _body(request))
+                audit.record(operation, caller(request), asked, status, message)
                 raise
             status = response.status_code
             problem = _message(response) if status >= 400 else None
-            audit.record(operation, caller(request), summary(request, body), status, problem)
+            asked = summary(request, await _body(request))
+            audit.record(operation, caller(request), asked, status, problem)
             return response
 
         return audited_handler
@@ -129,6 +131,15 @@ def summary(request: Request, body: bytes) -> dict[str, Any]:
         if field is not None:
             kept[field] = _bounded(_redacted(value))
     return kept
+
+
+async def _body(request: Request) -> bytes:
+    """The body FastAPI has read (Starlette keeps it), or whatever is left to read;
+    nothing when the client left meanwhile: the route's own answer says so."""
+    try:
+        return await request.body()
+    except Exception:  # ClientDisconnect, a stream already read: not the log's business
+        return b""
 
 
 def _redacted(value: Any) -> Any:
