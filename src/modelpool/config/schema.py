@@ -213,7 +213,9 @@ class TlsSettings(BaseModel):
                 # The password callback refuses an encrypted key instead of prompting.
                 context.load_cert_chain(self.cert_path, self.key_path, password=_no_password)
             except (ssl.SSLError, OSError, ValueError) as error:
-                reason = getattr(error, "reason", None) or str(error)
+                reason = str(error)
+                if isinstance(error, ssl.SSLError):
+                    reason = _TLS_REASONS.get(error.reason or "PEM_LIB", reason)
                 message = f"cannot use this certificate and key together: {reason}"
                 raise ValueError(message) from None
         return self
@@ -225,6 +227,13 @@ class TlsSettings(BaseModel):
     @property
     def key_path(self) -> str:
         return os.path.expanduser(self.key)
+
+
+_TLS_REASONS = {
+    "KEY_VALUES_MISMATCH": "the key is not this certificate's",
+    "PEM_LIB": "expected PEM files (-----BEGIN ...), the certificate first",
+}
+"""OpenSSL's terse reasons, in words (it gives none for a file that is not PEM)."""
 
 
 def _no_password() -> str:
