@@ -7,6 +7,7 @@ process may be left behind and the other models keep serving.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -214,6 +215,37 @@ async def test_unload_stops_the_grandchildren_of_a_server_too() -> None:
         await pool.unload("parent")
         assert gone(parent.pid)
         assert await wait_gone(grandchild)
+
+
+# Starts a worker in a process group of its own (still in the server's session), then
+# becomes the tiny server: argv[1] is tiny_server.py, the rest its arguments.
+WORKER_IN_OWN_GROUP = """
+import os, subprocess, sys
+sleeper = [sys.executable, "-c", "import time; time.sleep(600)", "own-group-worker", sys.argv[-1]]
+worker = subprocess.Popen(sleeper, stdout=subprocess.DEVNULL, process_group=0)
+print(f"worker {worker.pid}", flush=True)
+os.execv(sys.executable, [sys.executable, *sys.argv[1:]])
+"""
+
+
+async def test_unload_stops_a_worker_that_left_the_process_group_but_not_the_session() -> None:
+    command = [sys.executable, "-c", WORKER_IN_OWN_GROUP, TINY, "--port", "${PORT}", "--tag", TAG]
+    spec = ModelSpec(id="mover", backend="process", memory=GB, device="cpu",
+                     options={"command": command})  # fmt: skip
+    pool, backend = make_pool(spec)
+    async with pool:
+        async with pool.use("mover") as lease:
+            worker = await printed_pid(backend, lease, "worker")
+            mover = native(lease)
+        try:
+            assert os.getpgid(worker) != mover.pgid
+            assert os.getsid(worker) == mover.pgid
+            await pool.unload("mover")
+            assert gone(mover.pid)
+            assert await wait_gone(worker)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker, signal.SIGKILL)
 
 
 @pytest.mark.parametrize(

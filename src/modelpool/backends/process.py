@@ -14,8 +14,10 @@ through a shell. Options (flattened in a model's YAML entry)::
 replaced in command items and env values. The server gets a free port on 127.0.0.1
 unless ``port`` fixes one; its output goes to a ring of the last ``log_lines`` lines,
 whose tail every error quotes. It starts in a session of its own, so stopping it
-(SIGTERM to the whole process group, SIGKILL after ``stop_grace``) stops its workers
-too, and an unload returns only once no process of the group is left.
+(SIGTERM to its whole process group and session, SIGKILL after ``stop_grace``) stops
+its workers too, and an unload returns only once no process of either is left. With a
+``state_dir``, each server is recorded from its spawn until it is stopped, so that a
+pool started after a crash stops what the crashed one left (``pidfiles``).
 """
 
 from __future__ import annotations
@@ -163,7 +165,7 @@ class ProcessBackend:
 
     async def open(self, state_dir: Path) -> None:
         """Called by the pool at start: stop servers an earlier run left behind, and
-        record the ones this run starts (see ``pidfiles``)."""
+        record the ones this run starts, from their spawn on (see ``pidfiles``)."""
         self._pidfiles = PidFiles(state_dir)
         await self._pidfiles.reap()
 
@@ -207,11 +209,14 @@ class ProcessBackend:
             stop_grace=options.stop_grace,
         )
         try:
+            # Recorded before it is ready: a pool that dies while the server loads its
+            # weights leaves a record the next pool reaps (see ``pidfiles``).
+            self._record(server)
             await _until_ready(server, options.health, options.ready_timeout)
         except BaseException as error:
             # Never leave a process behind, even when the load itself was cancelled:
             # the stop runs as its own task, which a second cancellation cannot cut.
-            stop = asyncio.create_task(_stop(server))
+            stop = asyncio.create_task(self._stop_and_forget(server))
             self._stopping.add(stop)
             stop.add_done_callback(self._stopping.discard)
             try:
@@ -223,36 +228,45 @@ class ProcessBackend:
                 first = str(error).partition("\n")[0] or type(error).__name__
                 raise RuntimeError(f"{first}; and stopping it failed: {stop_error}") from error
             raise
-        if self._pidfiles is not None:
-            self._pidfiles.write(spec.id, server.pid, server.pgid, list(argv))
         return Handle(
             spec.id, device, endpoint=f"http://{HOST}:{port}/v1", native=server, pids=(server.pid,)
         )
 
     async def unload(self, handle: Handle) -> None:
-        await _stop(_server(handle))
-        self._forget(handle.model_id)
+        await self._stop_and_forget(_server(handle))
 
-    def _forget(self, model_id: ModelId) -> None:
+    def _record(self, server: ServerProcess) -> None:
+        if self._pidfiles is None:
+            return
+        try:
+            self._pidfiles.write(server.model_id, server.pid, server.pgid, list(server.argv))
+        except OSError as error:  # unrecorded, it could outlive a crashed pool unseen
+            raise RuntimeError(
+                f"model {server.model_id!r}: cannot record its server process in "
+                f"{self._pidfiles.folder}: {error.strerror or error}"
+            ) from error
+
+    async def _stop_and_forget(self, server: ServerProcess) -> None:
+        """Stop the server; drop its record only once nothing of it is left (a stop that
+        fails keeps the record, for the next pool to reap what still runs)."""
+        await _stop(server)
         if self._pidfiles is not None:
-            self._pidfiles.remove(model_id)
+            self._pidfiles.remove(server.model_id, server.pid)
 
     async def wait_closed(self, handle: Handle) -> str:
         """Return, saying why, when the server stops on its own (the pool's crash watch).
 
-        The rest of its process group is stopped before this returns; ``unload`` after it
-        is harmless (it finds nothing left to stop)."""
+        The rest of its process group and session is stopped before this returns;
+        ``unload`` after it is harmless (it finds nothing left to stop)."""
         server = _server(handle)
         code = await procgroup.exit_code(server.process, poll=WATCH_POLL)
         await asyncio.wait({server.reader}, timeout=DRAIN_TIMEOUT)  # its last words
         reason = server.with_tail(f"{server.program} {procgroup.describe_exit(code)}")
         # Workers it left behind still hold memory the pool is about to count as free.
         try:
-            await _stop(server)
+            await self._stop_and_forget(server)
         except RuntimeError as error:
             reason = f"{reason}\n{error}"
-        else:
-            self._forget(server.model_id)
         return reason
 
     def log_tail(self, handle: Handle, lines: int = TAIL) -> list[str]:
@@ -301,19 +315,21 @@ async def _until_ready(server: ServerProcess, health: str, timeout: float) -> No
 
 
 async def _stop(server: ServerProcess) -> None:
-    """SIGTERM the group, SIGKILL it after the grace period, make sure it is gone, reap."""
+    """SIGTERM the group and session, SIGKILL them after the grace period, make sure they
+    are gone, reap."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + server.stop_grace
-    if procgroup.send(server.pgid, signal.SIGTERM):
+    # Off the loop: finding the session's members outside the group reads /proc.
+    if await asyncio.to_thread(procgroup.send, server.pgid, signal.SIGTERM):
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(procgroup.exit_code(server.process), server.stop_grace)
         # The workers get what is left of the grace period to follow the main process.
         await procgroup.wait_gone(server.pgid, max(0.0, deadline - loop.time()))
-        procgroup.send(server.pgid, signal.SIGKILL)
+        await asyncio.to_thread(procgroup.send, server.pgid, signal.SIGKILL)
     if not await procgroup.wait_gone(server.pgid, KILL_TIMEOUT):
         pids = await asyncio.to_thread(procgroup.live_members, server.pgid)
         raise RuntimeError(
-            f"model {server.model_id!r}: process group {server.pgid} still runs "
+            f"model {server.model_id!r}: process group or session {server.pgid} still runs "
             f"{KILL_TIMEOUT:g}s after SIGKILL (pids: {pids or 'unknown'})"
         )
     await procgroup.exit_code(server.process)

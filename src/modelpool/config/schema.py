@@ -18,6 +18,7 @@
         versions:                     # other versions: what differs, and who made them
           v2: {n_ctx: 4096, author: bo}
     health: {window: 60s, thresholds: {critical_error_rate: 0.2}}
+    alerts: {webhooks: [{url: "${SLACK_WEBHOOK_URL}", levels: [critical]}]}
 
 Keys of a model that are not ``ModelSpec`` fields are options of its backend and are
 checked against the backend's ``options_model`` when it has one. Every problem is
@@ -50,6 +51,7 @@ from pydantic import (
     model_validator,
 )
 
+from modelpool.config.alerts import ENVIRON, AlertSettings, WebhookSettings
 from modelpool.config.env import Override, apply_env_overrides, override_for
 from modelpool.config.fields import (
     CHECK_FILES,
@@ -396,6 +398,8 @@ class Config(BaseModel):
     pool: PoolSettings = Field(default_factory=PoolSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
     models: dict[ModelId, ModelSpec] = Field(default_factory=dict)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
+    """Webhooks that health alerts are POSTed to (``modelpool.config.alerts``)."""
     source: str = Field(default="<memory>", exclude=True)
     """Where this config came from: a file path, ``<string>`` or ``<mapping>``."""
 
@@ -610,7 +614,7 @@ def _report(value: _T, problems: list[tuple[Loc, str]], info: ValidationInfo, at
     if isinstance(sink, list):
         sink.extend(((*at, *loc), message) for loc, message in problems)
         return value
-    raise ValueError("; ".join(f"{dotted(loc)}: {message}" for loc, message in problems))
+    raise ValueError("; ".join(f"{dotted((*at, *loc))}: {message}" for loc, message in problems))
 
 
 def _known_keys(loc: Loc) -> list[str]:
@@ -622,9 +626,12 @@ def _known_keys(loc: Loc) -> list[str]:
         ("pool",): PoolSettings,
         ("health",): HealthSettings,
         ("health", "thresholds"): ThresholdSettings,
+        ("alerts",): AlertSettings,
     }
     if len(loc) == 3 and loc[0] == "models" and loc[2] == "thresholds":
         return list(ThresholdSettings.model_fields)
+    if len(loc) == 3 and loc[:2] == ("alerts", "webhooks"):
+        return list(WebhookSettings.model_fields)
     model = sections.get(loc)
     return list(model.model_fields) if model is not None else []
 
@@ -654,7 +661,8 @@ def _build(
     problems: list[tuple[Loc, str]] = []
     config = None
     try:
-        config = cls.model_validate(raw, context={_SINK: sink, CHECK_FILES: check_files})
+        context = {_SINK: sink, CHECK_FILES: check_files, ENVIRON: environ}
+        config = cls.model_validate(raw, context=context)
     except ValidationError as error:
         problems = [describe(detail, _known_keys) for detail in error.errors(include_url=False)]
     # Problems from the sink (backend options, cross-field checks) are found even when

@@ -54,6 +54,14 @@ class DeviceAccount:
         """Bytes free right now: nothing resident or loading holds them."""
         return self.budget - self.committed_total - self.started_total
 
+    def fits_ever(self, need: Bytes) -> bool:
+        """Whether ``need`` bytes could fit here at all: with everything else gone."""
+        return need <= self.budget
+
+    def fits_now(self, need: Bytes) -> bool:
+        """Whether ``need`` bytes fit in the room the plan leaves free now."""
+        return need <= self.planned_free
+
     @property
     def over_budget(self) -> Bytes:
         """How far the plan exceeds the budget (only after an under-estimated load)."""
@@ -89,15 +97,15 @@ class MemoryLedger:
 
     def check_fits(self, model_id: ModelId, device: DeviceId, need: Bytes) -> None:
         """Refuse, before anything is evicted, a model bigger than the whole budget."""
-        budget = self.account(device).budget
-        if need > budget:
-            raise DoesNotFit(model_id, device, need, budget)
+        account = self.account(device)
+        if not account.fits_ever(need):
+            raise DoesNotFit(model_id, device, need, account.budget)
 
     def reserve(self, device: DeviceId, model_id: ModelId, need: Bytes) -> None:
         acc = self.account(device)
         if model_id in acc.reserved or model_id in acc.committed:
             raise AccountingError(f"{model_id!r} is already booked on {device}")
-        if need > acc.planned_free:
+        if not acc.fits_now(need):
             raise AccountingError(
                 f"reserving {need} B for {model_id!r} on {device} exceeds the plan "
                 f"({acc.planned_free} B free)"

@@ -119,8 +119,18 @@ class ModelPool(SyncFacade):
         self._estimates = estimates
         self._state_dir = Path(state_dir).expanduser() if state_dir is not None else None
         self._drain_timeout = drain_timeout
-        self._release_timeout = settings.release_timeout
-        self._effects = AsyncEffects(self)
+        self._effects = AsyncEffects(
+            self._backends,
+            lambda model_id: self._scheduler.resolve(model_id).spec,
+            spawn=self._spawn,
+            publish=self._publish,
+            release=self.release,
+            clock=clock,
+            probe=probe,
+            estimates=estimates,
+            confirms_release=self._confirms_release,
+            release_timeout=settings.release_timeout,
+        )
         self._scheduler = Scheduler(
             specs,
             {spec.id: self._estimate(spec) for spec in specs},
@@ -130,6 +140,7 @@ class ModelPool(SyncFacade):
             settings,
             offloadable=[s.id for s in specs if isinstance(self._backends[s.backend], WarmCapable)],
         )
+        self._effects.report_to(self._scheduler)
         self._check_devices(specs)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: LoopThread | None = None
@@ -221,12 +232,14 @@ class ModelPool(SyncFacade):
             if r.spec.preload is not False and not r.pinned
         ]
         for priority, model_id in sorted(preloads):
-            self._background(self._preload_at_start(model_id, priority))
+            self._spawn(self._preload_at_start(model_id, priority))
 
-    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run ``work`` as a task of the pool's (``stop`` waits for them all)."""
         task = self._require_loop().create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def _preload_at_start(self, model: str, priority: int | None) -> None:
         try:

@@ -217,9 +217,10 @@ class Effects(Protocol):
     def start_load(self, spec: ModelSpec, device: DeviceId) -> None:
         """Begin loading; report back with ``Scheduler.on_load_done``."""
 
-    def start_unload(self, handle: Handle) -> None:
+    def start_unload(self, handle: Handle, booked: Bytes = 0) -> None:
         """Begin unloading (or dropping a warm copy); report back with
-        ``Scheduler.on_unload_done``."""
+        ``Scheduler.on_unload_done``. ``booked``: the bytes the ledger holds for it on its
+        device, which a probe may watch come back (0 for a warm copy)."""
 
     def start_offload(self, handle: Handle) -> None:
         """Begin moving a model to host RAM; report back with ``Scheduler.on_offload_done``."""
@@ -235,6 +236,22 @@ class Effects(Protocol):
 
     def emit(self, event: PoolEvent) -> None:
         """Publish something that happened (for logs, metrics, the dashboard)."""
+
+
+class Reports(Protocol):
+    """Where slow work reports back: the scheduler's handlers, called on the pool's loop."""
+
+    def on_load_done(
+        self, model_id: ModelId, handle: Handle | None, error: str | None, seconds: float
+    ) -> None: ...
+
+    def on_unload_done(self, model_id: ModelId, error: str | None = None) -> None: ...
+
+    def on_offload_done(
+        self, model_id: ModelId, warm: Handle | None, error: str | None, seconds: float
+    ) -> None: ...
+
+    def on_lost(self, model_id: ModelId, handle: Handle, reason: str) -> None: ...
 
 
 # --- traffic between a model's versions ----------------------------------------------

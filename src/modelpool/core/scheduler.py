@@ -378,16 +378,15 @@ class Scheduler:
             record.warm = None
             self._moves.start_ready_offloads()
         if handle is None:
+            record.unload_requested = None
             self._bookings.abandon(record, ModelState.FAILED)
             record.last_error = error or "unknown error"
             record.stats.load_failures += 1
             self._count_failure(record, now)
-            record.unload_requested = None
             self._emit(EventKind.LOAD_FAILED, record, error=record.last_error, seconds=seconds)
             self._reject_all(record, LoadFailed(model_id, record.last_error))
             self._answer_unload_waiters(record)
-            self._check_stopped()
-            self._dispatch()
+            self._settle()
             return
         actual = handle.footprint if handle.footprint is not None else record.estimate
         self._bookings.commit(record, actual)
@@ -419,7 +418,7 @@ class Scheduler:
             return
         if self.ledger.account(device).over_budget:
             self._repair_over_budget(device)
-        self._dispatch()
+        self._settle()
 
     def on_lost(self, model_id: ModelId, handle: Handle, reason: str) -> None:
         """A resident model stopped on its own (its process exited): FAILED, memory freed.
@@ -432,9 +431,9 @@ class Scheduler:
             return
         device = record.device
         assert device is not None
-        self._bookings.release(record, ModelState.FAILED)
         record.draining = False
         record.unload_requested = None
+        self._bookings.release(record, ModelState.FAILED)
         for lease in record.leases.values():
             lease.released = True
         record.leases.clear()
@@ -443,9 +442,7 @@ class Scheduler:
         self._count_failure(record, self._clock())
         self._emit(EventKind.LOST, record, device=device, reason=reason)
         self._answer_unload_waiters(record)
-        self._moves.start_ready_loads(device)
-        self._check_stopped()
-        self._dispatch()
+        self._settle(freed=device)
 
     def on_unload_done(self, model_id: ModelId, error: str | None = None) -> None:
         record = self._records[model_id]
@@ -458,10 +455,10 @@ class Scheduler:
         # The backend's unload returned; even when it reported an error we release the
         # bytes, since keeping them booked would block the device for good. Backends that
         # can verify (process exit, probe) do so before reporting.
-        self._bookings.release(record, ModelState.UNLOADED if error is None else ModelState.FAILED)
         record.draining = False
         record.unload_requested = None
         record.preloaded = None
+        self._bookings.release(record, ModelState.UNLOADED if error is None else ModelState.FAILED)
         record.stats.unload_count += 1
         if error is None:
             self._emit(EventKind.UNLOADED, record, device=device)
@@ -469,9 +466,7 @@ class Scheduler:
             record.last_error = f"unload failed: {error}"
             self._emit(EventKind.UNLOAD_FAILED, record, device=device, error=error)
         self._answer_unload_waiters(record)
-        self._moves.start_ready_loads(device)
-        self._check_stopped()
-        self._dispatch()
+        self._settle(freed=device)
 
     def on_offload_done(
         self, model_id: ModelId, warm: Handle | None, error: str | None, seconds: float
@@ -487,23 +482,21 @@ class Scheduler:
             self._emit(EventKind.OFFLOAD_FAILED, record, device=record.device, error=error)
             self._moves.start_ready_offloads()
             assert record.handle is not None
-            self._effects.start_unload(record.handle)
+            self._effects.start_unload(record.handle, self._moves.booked(record))
             return
         device = record.device
         assert device is not None
         size = warm.footprint if warm.footprint is not None else self.warm.size_of(record)
+        record.draining = False
         self._bookings.release(record, ModelState.WARM)
         self.warm.commit(record, size or record.estimate)
         record.warm = warm
-        record.draining = False
         record.stats.offload_count += 1
         self._emit(EventKind.OFFLOADED, record, device=device, bytes=size, seconds=seconds)
         reason, record.unload_requested = record.unload_requested, None
         if self._stopping or reason is not None:
             self._moves.drop(record, reason or "stopping")
-        self._moves.start_ready_loads(device)
-        self._check_stopped()
-        self._dispatch()
+        self._settle(freed=device)
 
     def _on_drop_done(self, record: ModelRecord, error: str | None) -> None:
         assert record.warm_dropping
@@ -514,9 +507,7 @@ class Scheduler:
         record.set_state(ModelState.UNLOADED)
         self._emit(EventKind.WARM_DROPPED, record, reason=reason, error=error)
         self._answer_unload_waiters(record)
-        self._moves.start_ready_offloads()
-        self._check_stopped()
-        self._dispatch()
+        self._settle(host_freed=True)
 
     def on_tick(self) -> None:
         """Periodic: unload models idle past their TTL, re-check starving waits."""
@@ -608,7 +599,7 @@ class Scheduler:
         devices = self.devices_for(record)
         if not devices:
             raise DoesNotFit(record.model_id, "any device", record.estimate, 0)
-        fits = [d for d in devices if record.estimate <= self.ledger.account(d).budget]
+        fits = [d for d in devices if self.ledger.account(d).fits_ever(record.estimate)]
         if not fits:
             self.ledger.check_fits(record.model_id, devices[0], record.estimate)
 
@@ -645,6 +636,17 @@ class Scheduler:
             self._evict(victim, reason, keep=record)
         record.blocked_by = []
         self._moves.load(record, plan.device)
+
+    def _settle(self, freed: DeviceId | None = None, host_freed: bool = False) -> None:
+        """The end of every report from slow work, in one order: start the moves that
+        waited for the memory just freed (on ``freed``, or host RAM), answer a stop that
+        is now complete, then serve and plan what waits."""
+        if host_freed:
+            self._moves.start_ready_offloads()
+        if freed is not None:
+            self._moves.start_ready_loads(freed)
+        self._check_stopped()
+        self._dispatch()
 
     def _answer_unload_waiters(self, record: ModelRecord) -> None:
         waiters, record.unload_waiters = record.unload_waiters, []
@@ -786,7 +788,7 @@ class Scheduler:
         outcome: Go | Wait | Impossible | None = None
         for device in self.devices_for(record):
             account = self.ledger.account(device)
-            if record.estimate > account.budget:
+            if not account.fits_ever(record.estimate):
                 continue
             if device in held_for:
                 starving = held_for[device]

@@ -21,7 +21,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import ASGIApp
 
 from modelpool import __version__
-from modelpool.config import ServerSettings
+from modelpool.config import AlertSettings, ServerSettings
 from modelpool.core.events import PoolEvent
 from modelpool.core.pool import ModelPool
 from modelpool.http import admin_api, openai_api, rollout_api
@@ -31,6 +31,7 @@ from modelpool.http.metrics import CONTENT_TYPE, ServerMetrics
 from modelpool.http.proxy import Upstream
 from modelpool.http.security import Guard
 from modelpool.http.state import ServerState
+from modelpool.http.webhooks import Webhooks
 from modelpool.rollout import RolloutManager
 
 LEASE_GRACE_SECONDS = 5.0
@@ -42,26 +43,31 @@ def create_app(
     *,
     loopback: bool = True,
     rollouts: RolloutManager | None = None,
+    alerts: AlertSettings | None = None,
     audit_path: str | os.PathLike[str] | None = None,
 ) -> ASGIApp:
     """The server for ``pool``. ``loopback``: bound to 127.0.0.1, so ``Host`` is checked.
-    ``rollouts`` (default: one without a state file) routes between model versions.
-    ``audit_path``: the audit log's file (None: operations are not recorded)."""
+    ``rollouts`` (default: one without a state file) routes between model versions;
+    ``alerts``: the webhooks its health alerts are POSTed to; ``audit_path``: the audit
+    log's file (None: operations are not recorded)."""
     rollouts = rollouts if rollouts is not None else RolloutManager(pool)
-    state = ServerState(pool, settings, Upstream(), ServerMetrics(), rollouts=rollouts)
+    counters = ServerMetrics()
+    state = ServerState(pool, settings, Upstream(), counters, rollouts=rollouts)
+    webhooks = Webhooks(alerts or AlertSettings(), on_outcome=counters.observe_webhook)
+    counters.add_webhooks(sender.host for sender in webhooks.senders)
     if audit_path is not None:
-        assert state.metrics is not None
         state.audit = AuditLog(
             audit_path,
             max_bytes=settings.audit_max_bytes,
             keep=settings.audit_keep,
-            on_failure=state.metrics.audit_write_failed,
+            on_failure=counters.audit_write_failed,
         )
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # Subscribed before the start, which loads pinned models: their events count too.
         feeding = asyncio.create_task(_feed_metrics(state, pool.events()))
+        webhooks.start(rollouts.health)  # before the pool: every alert is heard
         await pool.start()
         await rollouts.start()
         state.loop = asyncio.get_running_loop()
@@ -76,6 +82,7 @@ def create_app(
             # uvicorn has drained the connections by now (or given up on them); a lease
             # still out belongs to a request being cancelled, so wait only briefly.
             await pool.stop(drain_timeout=0 if state.forced else LEASE_GRACE_SECONDS)
+            await webhooks.stop()
             await state.http.aclose()
 
     app = FastAPI(

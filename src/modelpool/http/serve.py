@@ -100,7 +100,12 @@ def serve(
     rollouts = RolloutManager.from_config(pool, config)
     audit_path = Path(config.pool.state_dir).expanduser() / AUDIT_FILE
     app = create_app(
-        pool, settings, loopback=is_loopback(host), rollouts=rollouts, audit_path=audit_path
+        pool,
+        settings,
+        loopback=is_loopback(host),
+        rollouts=rollouts,
+        alerts=config.alerts,
+        audit_path=audit_path,
     )
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     tls = settings.tls

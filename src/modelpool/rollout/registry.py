@@ -16,7 +16,7 @@ from typing import Any
 from modelpool.config import ModelSpec
 from modelpool.config.versions import version_spec
 from modelpool.core.pool import ModelPool
-from modelpool.errors import ModelPoolError, UnknownVersion
+from modelpool.errors import ModelPoolError, SwitchRefused, UnknownVersion
 from modelpool.rollout.routing import Weights, choose
 
 log = logging.getLogger("modelpool.rollout")
@@ -134,6 +134,28 @@ class VersionRegistry:
         self._pool.add_model(spec)
         self.versions[info.model][info.version] = info
         self._reroute(info.model)
+
+    def register(
+        self,
+        base: str,
+        version: str,
+        settings: Mapping[str, Any],
+        *,
+        author: str | None,
+        notes: str | None,
+        created: str,
+    ) -> VersionInfo:
+        """Add ``version`` of ``base`` at run time: its settings with ``settings`` over
+        them. ``SwitchRefused`` if the name is taken; ``ConfigError`` names a bad key."""
+        if version in self.versions[base]:
+            raise SwitchRefused(base, [f"version {version!r} is already registered"])
+        entry = {**settings, "author": author, "notes": notes}
+        spec = version_spec(self._pool.spec(base), version, entry)
+        info = VersionInfo(
+            base, version, spec.id, "runtime", author, notes, created, dict(settings)
+        )
+        self.add(info, spec)
+        return info
 
     def remove(self, base: str, version: str) -> None:
         """Forget a version whose record holds nothing any more."""
