@@ -25,6 +25,8 @@ It talks HTTP only (httpx, the ``server`` extra): it never imports the server's 
 from __future__ import annotations
 
 import json
+import os
+import ssl
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from itertools import chain, islice
@@ -125,6 +127,8 @@ class ServerClient(_Closing):
 
     ``timeout`` bounds every quick call (status, models, one model); ``load`` and
     ``unload`` wait as long as the server takes unless given their own ``timeout``.
+    ``ca_cert``: a PEM file of the certificate authority that signed an ``https://``
+    server's certificate (by default the system's, or ``SSL_CERT_FILE``'s).
     ``transport`` replaces the network (``httpx.MockTransport`` in tests).
     """
 
@@ -134,9 +138,16 @@ class ServerClient(_Closing):
         api_key: str | None = None,
         timeout: float = 10.0,
         *,
+        ca_cert: str | os.PathLike[str] | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.url = _checked_url(url)
+        verify: ssl.SSLContext | bool = True
+        if ca_cert is not None:
+            try:
+                verify = ssl.create_default_context(cafile=os.fspath(ca_cert))
+            except (OSError, ssl.SSLError) as error:
+                raise ValueError(f"cannot use the CA certificate {ca_cert}: {error}") from None
         self.timeout = timeout
         headers = {"accept": "application/json"}
         if api_key:
@@ -145,6 +156,7 @@ class ServerClient(_Closing):
             base_url=self.url,
             headers=headers,
             timeout=httpx.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT)),
+            verify=verify,
             transport=transport,
         )
 
@@ -255,6 +267,13 @@ class ServerClient(_Closing):
         last completed one; the operation. 409 when there is nothing to roll back."""
         return self._json("POST", f"/admin/models/{_segment(model)}/rollback")
 
+    def audit(self, limit: int = 100) -> list[dict[str, Any]]:
+        """``GET /admin/audit``: the newest ``limit`` admin and rollout operations, newest
+        first (who asked, what, and how it ended)."""
+        answer = self._json("GET", "/admin/audit", params={"limit": str(limit)})
+        entries: list[dict[str, Any]] = answer["entries"]
+        return entries
+
     def alerts(self) -> list[dict[str, Any]]:
         """``GET /admin/alerts``: the active health alerts."""
         alerts: list[dict[str, Any]] = self._json("GET", "/admin/alerts")["alerts"]
@@ -328,6 +347,11 @@ class ServerClient(_Closing):
     def _transport_error(self, error: httpx.TransportError) -> ClientError:
         if isinstance(error, httpx.ConnectTimeout):
             return ServerUnreachable(self.url, "connection timed out")
+        if isinstance(error, httpx.ConnectError) and "CERTIFICATE_VERIFY_FAILED" in str(error):
+            return ClientError(
+                f"the certificate of {self.url} is not trusted ({_reason(error)}): give the "
+                "certificate authority that signed it with SSL_CERT_FILE=PATH (or ca_cert=)"
+            )
         if isinstance(error, httpx.ConnectError):
             return ServerUnreachable(self.url, _reason(error))
         if isinstance(error, httpx.TimeoutException):

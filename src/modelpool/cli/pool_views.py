@@ -1,5 +1,6 @@
 """How the pool commands show a pool: a server's status and models (``status``,
-``models``, ``load``, ``unload``) and the demo's live table and summary.
+``models``, ``load``, ``unload``), its audit log (``audit``) and the demo's live table
+and summary.
 
 Each function takes the pool's JSON (dicts, as ``ServerClient`` or the demo returns
 them) and returns what to print; none of them prints or talks to the server.
@@ -7,6 +8,7 @@ them) and returns what to print; none of them prints or talks to the server.
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any, Literal
 
 from rich import box
@@ -135,6 +137,36 @@ def models_table(views: list[dict[str, Any]]) -> Table:
             Text(shorten(view["last_error"]), "red", no_wrap=True, overflow="ellipsis"),
         )
     return table
+
+
+def audit_table(entries: list[dict[str, Any]]) -> Table:
+    """``GET /admin/audit``: a row per operation, newest first: when, who (address and
+    key fingerprint), what, and how it ended."""
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in ("time", "caller", "key", "operation", "request", "outcome"):
+        table.add_column(column, no_wrap=column not in ("request", "outcome"))
+    for entry in entries:
+        caller = entry.get("caller") or {}
+        request = entry.get("request") or {}
+        asked = " ".join(f"{name}={_shown(value)}" for name, value in request.items())
+        status = entry.get("status")
+        if entry.get("outcome") == "ok":
+            outcome = Text(f"ok {status}", "green")
+        else:
+            outcome = Text(f"{status} {shorten(entry.get('error'))}", "red")
+        table.add_row(
+            str(entry.get("time", "?")),
+            str(caller.get("address", "?")),
+            str(caller.get("key", "?")),
+            str(entry.get("operation", "?")),
+            Text(shorten(asked, 60)),
+            outcome,
+        )
+    return table
+
+
+def _shown(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, default=str)
 
 
 # --- the demo -----------------------------------------------------------------------

@@ -1,5 +1,7 @@
-"""``modelpool status | models | load | unload``: a running server's pool, through its
-``/admin`` routes (``--url``, ``--api-key``, ``--json``, the exit codes of ``shared``).
+"""``modelpool status | models | load | preload | unload | audit``: a running server's
+pool, through its ``/admin`` routes (``--url``, ``--api-key``, ``--json``, the exit
+codes of ``shared``). An ``https://`` server's certificate is checked against the
+system's authorities, or the one in ``SSL_CERT_FILE``.
 
 How the answers look is ``pool_views``'s part.
 """
@@ -178,6 +180,27 @@ def unload(
         out.print(Text(f"{model_id} {done} in {seconds:.2f}s: {was}"))
     else:
         out.print(Text(f"{model_id} was not loaded"))
+
+
+@app.command(epilog=EXIT_CODES)
+def audit(
+    url: UrlOption = DEFAULT_URL,
+    api_key: KeyOption = None,
+    as_json: JsonOption = False,
+    limit: Annotated[
+        int, typer.Option(min=1, max=1000, help="How many operations, newest first.")
+    ] = 20,
+) -> None:
+    """Show the server's audit log: who loaded, unloaded, pinned, registered, rolled
+    out... what, when, and how it ended (callers' keys as fingerprints)."""
+    with remote(url, api_key, as_json) as server:
+        entries = server.audit(limit)
+    if as_json:
+        print_json({"entries": entries})
+    elif not entries:
+        out.print(Text("no operations recorded"))
+    else:
+        out.print(views.audit_table(entries))
 
 
 # --- waiting for a load or an unload ------------------------------------------------

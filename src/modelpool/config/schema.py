@@ -32,12 +32,14 @@ unless given ``environ``; ``from_yaml`` and ``from_mapping`` apply none unless g
 from __future__ import annotations
 
 import os
+import ssl
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self, TypeVar
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -188,6 +190,64 @@ class ModelSpec(BaseModel):
         return None if thresholds is None else thresholds.model_dump(exclude_unset=True)
 
 
+def _tls_file(value: str, info: ValidationInfo) -> str:
+    if _checks_files(info):
+        path = os.path.expanduser(value)
+        if not os.path.isfile(path):
+            what = "a folder, not a file" if os.path.isdir(path) else "no file there"
+            raise ValueError(f"{path!r}: {what}; the server cannot start with TLS")
+    return value
+
+
+TlsFile = Annotated[str, Field(min_length=1), AfterValidator(_tls_file)]
+"""A PEM file of the server's TLS settings (``~`` expanded); it must exist."""
+
+
+class TlsSettings(BaseModel):
+    """HTTPS: the server's certificate and private key, PEM files it reads at start."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    cert: TlsFile
+    """The certificate, followed by any intermediate certificates."""
+    key: TlsFile
+    """Its private key, not encrypted (readable by the server's user only)."""
+
+    @model_validator(mode="after")
+    def _usable(self, info: ValidationInfo) -> Self:
+        if _checks_files(info):
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            try:
+                # The password callback refuses an encrypted key instead of prompting.
+                context.load_cert_chain(self.cert_path, self.key_path, password=_no_password)
+            except (ssl.SSLError, OSError, ValueError) as error:
+                reason = str(error)
+                if isinstance(error, ssl.SSLError):
+                    reason = _TLS_REASONS.get(error.reason or "PEM_LIB", reason)
+                message = f"cannot use this certificate and key together: {reason}"
+                raise ValueError(message) from None
+        return self
+
+    @property
+    def cert_path(self) -> str:
+        return os.path.expanduser(self.cert)
+
+    @property
+    def key_path(self) -> str:
+        return os.path.expanduser(self.key)
+
+
+_TLS_REASONS = {
+    "KEY_VALUES_MISMATCH": "the key is not this certificate's",
+    "PEM_LIB": "expected PEM files (-----BEGIN ...), the certificate first",
+}
+"""OpenSSL's terse reasons, in words (it gives none for a file that is not PEM)."""
+
+
+def _no_password() -> str:
+    raise ValueError("the key is encrypted; give the server an unencrypted copy")
+
+
 class ServerSettings(BaseModel):
     """The HTTP server: where it listens and which API keys it accepts."""
 
@@ -221,6 +281,12 @@ class ServerSettings(BaseModel):
     """On shutdown, how long in-flight requests may run before everything stops."""
     access_log: bool = True
     """One log line per request (uvicorn's access log)."""
+    tls: TlsSettings | None = None
+    """HTTPS with this certificate and key (None: plain HTTP)."""
+    audit_max_bytes: Annotated[Size, Field(ge=1024)] = 10 * 1000**2
+    """Size of ``<state_dir>/audit.log`` past which it is rotated to ``audit.log.1``."""
+    audit_keep: int = Field(default=5, ge=0)
+    """Rotated audit logs kept (``audit.log.1`` ... ``audit.log.N``); older ones are deleted."""
 
 
 class PoolSettings(BaseModel):
@@ -594,6 +660,7 @@ def _known_keys(loc: Loc) -> list[str]:
         return [name for name in Config.model_fields if name != "source"]
     sections: dict[Loc, type[BaseModel]] = {
         ("server",): ServerSettings,
+        ("server", "tls"): TlsSettings,
         ("pool",): PoolSettings,
         ("health",): HealthSettings,
         ("health", "thresholds"): ThresholdSettings,

@@ -1,4 +1,5 @@
-"""The management API under ``/admin``: inspect models, load, unload, pin, strategy, events.
+"""The management API under ``/admin``: inspect models, load, unload, pin, strategy,
+events, and the audit log of every operation (``@audited``).
 
 Errors here carry the pool's full message (a failed load's reason and log tail
 included): these routes are for operators, behind the admin key when one is set.
@@ -17,6 +18,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from modelpool.core.events import EventKind, PoolEvent
 from modelpool.errors import ModelPoolError, PluginNotFound
+from modelpool.http.audit_routes import audited, audited_routes
 from modelpool.http.errors import ApiError, bounded, from_pool_error
 from modelpool.http.state import ServerState
 
@@ -27,7 +29,7 @@ ADMIN_ECHO_LIMIT = 4000
 
 
 def router(state: ServerState) -> APIRouter:
-    api = APIRouter(prefix="/admin", tags=["admin"])
+    api = APIRouter(prefix="/admin", tags=["admin"], route_class=audited_routes(state.audit))
     pool = state.pool
     background: set[asyncio.Task[None]] = set()
 
@@ -63,6 +65,7 @@ def router(state: ServerState) -> APIRouter:
         }
 
     @api.post("/models/{model}/load", response_model=None)
+    @audited("load")
     async def load(model: str, wait: bool = True) -> dict[str, Any] | JSONResponse:
         found = view(model)  # unknown ids fail here, before anything starts
         if not wait:
@@ -78,6 +81,7 @@ def router(state: ServerState) -> APIRouter:
         return view(model)
 
     @api.post("/models/{model}/preload", response_model=None)
+    @audited("preload")
     async def preload(
         model: str,
         priority: Annotated[int | None, Query(ge=0, le=100)] = None,
@@ -100,6 +104,7 @@ def router(state: ServerState) -> APIRouter:
         return {"preloaded": loaded, "reason": reason, "model": view(model)}
 
     @api.post("/models/{model}/unload")
+    @audited("unload")
     async def unload(model: str) -> dict[str, Any]:
         found = view(model)
         try:
@@ -109,16 +114,19 @@ def router(state: ServerState) -> APIRouter:
         return view(model)
 
     @api.post("/models/{model}/pin")
+    @audited("pin")
     async def pin(model: str) -> dict[str, Any]:
         pool.pin(view(model)["id"])
         return view(model)
 
     @api.post("/models/{model}/unpin")
+    @audited("unpin")
     async def unpin(model: str) -> dict[str, Any]:
         pool.unpin(view(model)["id"])
         return view(model)
 
     @api.put("/strategy")
+    @audited("strategy")
     async def strategy(
         name: Annotated[str, Body(alias="strategy", min_length=1)],
         options: Annotated[dict[str, Any] | None, Body()] = None,
@@ -134,6 +142,14 @@ def router(state: ServerState) -> APIRouter:
     @api.get("/events")
     async def events(limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
         return {"events": [event.to_dict() for event in pool.recent_events(limit)]}
+
+    @api.get("/audit")
+    async def audit(limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
+        """The newest ``limit`` operations, newest first."""
+        if state.audit is None:
+            return {"entries": [], "path": None}
+        entries = await asyncio.to_thread(state.audit.recent, limit)  # reads files
+        return {"entries": entries, "path": str(state.audit.path)}
 
     @api.get("/events/stream")
     async def stream() -> StreamingResponse:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator
 from importlib import resources
 
@@ -24,7 +25,8 @@ from modelpool.config import AlertSettings, ServerSettings
 from modelpool.core.events import PoolEvent
 from modelpool.core.pool import ModelPool
 from modelpool.http import admin_api, openai_api, rollout_api
-from modelpool.http.errors import SERVER_ERROR, ApiError, error_response
+from modelpool.http.audit import AuditLog
+from modelpool.http.errors import SERVER_ERROR, ApiError, error_response, invalid_request_message
 from modelpool.http.metrics import CONTENT_TYPE, ServerMetrics
 from modelpool.http.proxy import Upstream
 from modelpool.http.security import Guard
@@ -42,15 +44,24 @@ def create_app(
     loopback: bool = True,
     rollouts: RolloutManager | None = None,
     alerts: AlertSettings | None = None,
+    audit_path: str | os.PathLike[str] | None = None,
 ) -> ASGIApp:
     """The server for ``pool``. ``loopback``: bound to 127.0.0.1, so ``Host`` is checked.
     ``rollouts`` (default: one without a state file) routes between model versions;
-    ``alerts``: the webhooks its health alerts are POSTed to."""
+    ``alerts``: the webhooks its health alerts are POSTed to; ``audit_path``: the audit
+    log's file (None: operations are not recorded)."""
     rollouts = rollouts if rollouts is not None else RolloutManager(pool)
     counters = ServerMetrics()
     state = ServerState(pool, settings, Upstream(), counters, rollouts=rollouts)
     webhooks = Webhooks(alerts or AlertSettings(), on_outcome=counters.observe_webhook)
     counters.add_webhooks(sender.host for sender in webhooks.senders)
+    if audit_path is not None:
+        state.audit = AuditLog(
+            audit_path,
+            max_bytes=settings.audit_max_bytes,
+            keep=settings.audit_keep,
+            on_failure=counters.audit_write_failed,
+        )
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -86,7 +97,7 @@ def create_app(
     _add_error_handlers(app)
     app.router.routes.extend(openai_api.routes(state))
     app.include_router(admin_api.router(state))
-    app.include_router(rollout_api.router(rollouts))
+    app.include_router(rollout_api.router(rollouts, state.audit))
     dashboard = resources.files("modelpool.http").joinpath("static/dashboard.html").read_text()
 
     @app.get("/healthz", include_in_schema=False)
@@ -148,10 +159,8 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     async def invalid(_: Request, error: Exception) -> Response:
         assert isinstance(error, RequestValidationError)
-        first = error.errors()[0] if error.errors() else {}
-        where = ".".join(str(part) for part in first.get("loc", ()))
-        message = f"{where}: {first.get('msg', 'invalid')}" if where else "Invalid request"
-        return error_response(422, message, param=where or None)
+        message, where = invalid_request_message(error.errors())
+        return error_response(422, message, param=where)
 
     async def crashed(_: Request, error: Exception) -> Response:
         # Logged with its trace by the server; the client learns nothing of the inside.

@@ -9,6 +9,7 @@ carry a stack trace, a log tail or a filesystem path: load failures point to
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from starlette.responses import JSONResponse
@@ -79,6 +80,15 @@ def bounded(text: str, limit: int = ECHO_LIMIT) -> str:
 def error_response(status: int, message: str, **details: Any) -> JSONResponse:
     """The answer for an error that is not raised (``details``: as ``ApiError`` takes)."""
     return ApiError(status, message, **details).response()
+
+
+def invalid_request_message(errors: Sequence[Any]) -> tuple[str, str | None]:
+    """The message of a 422 for a request that failed validation (FastAPI's
+    ``RequestValidationError.errors()``), and the parameter it names."""
+    first = errors[0] if errors else {}
+    where = ".".join(str(part) for part in first.get("loc", ()))
+    message = f"{where}: {first.get('msg', 'invalid')}" if where else "Invalid request"
+    return message, where or None
 
 
 def from_pool_error(error: ModelPoolError) -> ApiError:

@@ -208,6 +208,11 @@ class ServerMetrics:
             ["url_host", "outcome"],
             registry=r,
         )
+        self._audit_failures = Counter(
+            "modelpool_audit_write_failures_total",
+            "Audit log entries that could not be written (the operations went on).",
+            registry=r,
+        )
 
     def add_webhooks(self, url_hosts: Iterable[str]) -> None:
         """Webhooks' series exist at 0 from the start, so that rate() sees the first one."""
@@ -218,6 +223,10 @@ class ServerMetrics:
     def observe_webhook(self, url_host: str, outcome: str) -> None:
         """One alert to the webhook at ``url_host`` ended in ``outcome``."""
         self._webhook_deliveries.labels(url_host, outcome).inc()
+
+    def audit_write_failed(self) -> None:
+        """One entry of the audit log could not be written."""
+        self._audit_failures.inc()
 
     def observe_event(self, event: PoolEvent) -> None:
         """Count what ``event`` says happened (the app feeds every event of ``events()``)."""

@@ -54,15 +54,27 @@ class _LimitedHttpProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._deadline: asyncio.TimerHandle | None = None
+        self._tls = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        # Under TLS this runs once the handshake is done (asyncio times the handshake).
+        self._tls = transport.get_extra_info("sslcontext") is not None
         if len(self.connections) > self.limits.max_connections:
             log.warning("refused a connection: %d already open", self.limits.max_connections)
             transport.write(_TOO_MANY)
             transport.close()
             return
         self._arm(self.limits.header_timeout, HEADERS)
+
+    def shutdown(self) -> None:
+        if self._tls and (self.cycle is None or self.cycle.response_complete):
+            # An idle TLS connection: a graceful close would wait (up to 30 s) for the
+            # client's close_notify, which a client that is not reading never sends, and
+            # the server's stop waits for every connection. Nothing is lost by cutting it.
+            self.transport.abort()
+            return
+        super().shutdown()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()

@@ -85,7 +85,7 @@ class Guard:
         keys = self.admin_keys if admin and self.admin_keys else self.api_keys
         if not keys:
             return None
-        given = _presented_key(headers)
+        given = presented_key(headers)
         if given is None:
             return _unauthorized("No API key given: send 'Authorization: Bearer <key>'")
         # Every key is compared, whatever matched: no early exit to time.
@@ -135,7 +135,8 @@ class Guard:
         )
 
 
-def _presented_key(headers: dict[bytes, bytes]) -> bytes | None:
+def presented_key(headers: dict[bytes, bytes]) -> bytes | None:
+    """The API key a request carries (``Authorization: Bearer`` or ``X-API-Key``), if any."""
     authorization = headers.get(b"authorization")
     if authorization is not None:
         scheme, _, credentials = authorization.partition(b" ")
