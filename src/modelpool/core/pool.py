@@ -408,13 +408,16 @@ class ModelPool(SyncFacade):
     def retune(self, **changes: Any) -> None:
         """Change, at run time, settings the pool reads as it goes: ``high_watermark``,
         ``low_watermark``, ``max_models``, ``device_max_models`` and ``reap_interval``
-        (from the next tick on). Checked as the config checks them; any other setting
+        (the next check is rescheduled). Checked as the config checks them; any other setting
         shapes the pool at construction and is a TypeError here."""
         fixed = sorted(set(changes) - RETUNABLE)
         if fixed:
             raise TypeError(f"set only at construction: {', '.join(fixed)}")
         self.settings = self.settings.changed(**changes)
         self._scheduler.retune(self.settings)
+        if "reap_interval" in changes and self.running and self._tick_handle is not None:
+            self._tick_handle.cancel()  # the next check at the new interval, not the old
+            self._schedule_tick()
 
     def set_ttl(self, model: str, ttl: float | None) -> None:
         """Unload ``model`` once idle ``ttl`` seconds, from now on (None: only by policy)."""
