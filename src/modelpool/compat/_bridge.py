@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import weakref
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from modelpool.core.pool import ModelPool
@@ -45,12 +45,16 @@ class PoolThread:
             raise
 
     @property
+    def on_loop_thread(self) -> bool:
+        return threading.current_thread() is self._thread.thread
+
+    @property
     def loop(self) -> asyncio.AbstractEventLoop:
         return self._thread.loop
 
     def call(self, work: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         """Run ``work`` on the pool's loop; block this thread until it is done."""
-        if threading.current_thread() is self._thread.thread:
+        if self.on_loop_thread:
             work.close()
             raise RuntimeError("a blocking call on the pool's own loop would never return")
         return self._thread.call(work, timeout)
@@ -96,3 +100,17 @@ def close_pool_thread(pool: ModelPool) -> None:
         thread = _threads.pop(pool, None)
     if thread is not None:
         thread.close()
+
+
+def read(pool: ModelPool, question: Callable[[], T]) -> T:
+    """Ask ``pool`` a question (its status, a model's state) on its own loop when the
+    facades run it, so the answer never sees its state half-changed."""
+    with _lock:
+        thread = _threads.get(pool)
+    if thread is None or thread.on_loop_thread:
+        return question()
+
+    async def ask() -> T:
+        return question()
+
+    return thread.call(ask())
