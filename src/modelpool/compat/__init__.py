@@ -5,6 +5,8 @@ seed documents runs on modelpool with its import lines changed.
   ``GPUMonitor``, ``ModelResourceInfo``, ``ModelStatus``, ``ModelSwitchingStrategy``;
 * seed 002 (model management): ``VRAMMonitor``, ``ServiceController``,
   ``ModelManager`` (and ``set_default_pool``: the pool they share);
+* seed 003 (real-time model switching): ``DynamicModelRegistry``, ``ModelSwitcher``,
+  ``ModelCache``, ``SwitchingStrategyType`` (its REST paths: ``http/seed_routes.py``);
 * seed 004 (dynamic model serving): ``DynamicModelLoader``, ``ModelConfig``;
 
 Each translates and delegates; every decision is the pool's (see docs/compat.md).
@@ -23,6 +25,12 @@ from modelpool.compat.model_management import (
     VRAMSnapshot,
     set_default_pool,
 )
+from modelpool.compat.model_switching import (
+    DynamicModelRegistry,
+    ModelCache,
+    ModelSwitcher,
+    SwitchingStrategyType,
+)
 from modelpool.compat.resource_manager import (
     GPUMonitor,
     ModelLoader,
@@ -33,6 +41,10 @@ from modelpool.compat.resource_manager import (
 from modelpool.types import ModelSwitchingStrategy
 
 __all__ = [
+    "DynamicModelRegistry",
+    "ModelCache",
+    "ModelSwitcher",
+    "SwitchingStrategyType",
     "DynamicModelLoader",
     "ModelConfig",
     "InsufficientVRAM",
