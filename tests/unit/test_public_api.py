@@ -27,6 +27,7 @@ def test_all_lists_exactly_the_public_names() -> None:
         "bootstrap",
         "cli",
         "client",
+        "compat",
         "demo",
         "http",
         "monitor",

@@ -29,7 +29,6 @@ from modelpool.core.ports import Clock, Handle, MemoryProbe, MemoryReading
 from modelpool.core.specialization import specialization_score
 from modelpool.core.states import ModelState
 from modelpool.errors import ModelPoolError
-from modelpool.plugins import BACKENDS
 from modelpool.probes.auto import AutoProbe
 from modelpool.types import DeviceId, ModelSwitchingStrategy
 
@@ -130,9 +129,6 @@ class LoaderBackend:
         if not await self.loader.unload_model(handle.model_id):
             name = type(self.loader).__name__
             raise RuntimeError(f"{name}.unload_model({handle.model_id!r}) returned False")
-
-
-BACKENDS.register(LOADER_BACKEND, LoaderBackend)  # so that specs may name it
 
 
 class MonitorProbe:
@@ -338,14 +334,19 @@ class ResourceManager:
         if model_id in self._added or model_id in self.pool.specs:
             return
         size = self._sizes.get(model_id, self._default_size)
-        spec = ModelSpec(
+        checked = ModelSpec(
             id=model_id,
-            backend=LOADER_BACKEND,
+            backend="fake",
             memory=gib(size),
             device=self.device,
             ttl=self._max_idle_time,
             tags=self._specializations.get(model_id, ()),
         )
+        # The loader is this manager's own backend instance, handed to its pool, not a
+        # plug-in a config may name: the spec is checked as any other (with a backend
+        # that takes no options), then names it. Registering it would make it a
+        # backend of every pool in the process.
+        spec = checked.model_copy(update={"backend": LOADER_BACKEND})
         self.pool.add_model(spec)
         self._added.add(model_id)
 
