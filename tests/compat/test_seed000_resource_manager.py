@@ -242,3 +242,11 @@ async def test_the_high_watermark_unloads_idle_models_ahead_of_need(
             break
     assert resource_manager.get_resource_status()["loaded_models"] == ["code-llama-7b"]
     await resource_manager.deallocate_model("b")
+
+
+async def test_without_a_monitor_the_budget_is_what_this_machine_reports() -> None:
+    manager = ResourceManager(BufferLoader(SIZES), model_vram_gb=SIZES)
+    status = manager.get_resource_status()
+    assert manager.device in ("cuda:0", "cpu")
+    assert status["memory_info"]["total_vram_gb"] > 0
+    assert status["memory_info"]["device"] == manager.device
