@@ -290,3 +290,23 @@ def test_without_a_pool_the_error_says_how_to_give_one(
         ModelManager()
     with pytest.raises(ValueError, match="no budget for 'cuda:1'"):
         VRAMMonitor(device=1, pool=pool).get_snapshot()
+
+
+def test_the_default_pool_comes_from_modelpool_config(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    set_default_pool(None)
+    config = tmp_path / "modelpool.yaml"
+    config.write_text(
+        "pool: {budgets: {cpu: 1GB}, state_dir: " + str(tmp_path / "state") + "}\n"
+        "models:\n"
+        "  voice: {backend: callable, factory: 'compat_models:make_echo', memory: 10MB,\n"
+        "          device: cpu, aliases: [tts], kwargs: {name: voice}}\n"
+    )
+    monkeypatch.setenv("MODELPOOL_CONFIG", str(config))
+    manager = ModelManager(device="cpu")
+    with manager.use_tts() as tts:
+        assert tts.synthesize("hi") == b"voice says hi"
+    assert manager.monitor.get_detailed_stats()["peak_allocated_gb"] > 0
+    set_default_pool(None)  # stops the pool it built
+    assert not manager.pool.running

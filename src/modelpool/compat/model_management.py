@@ -14,6 +14,7 @@ async code, as the seed's examples do) and as ``async with``.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import threading
@@ -68,6 +69,8 @@ def default_pool(config_path: str | os.PathLike[str] | None = None) -> ModelPool
                     f"{CONFIG_ENV} to a modelpool config, or call set_default_pool(pool)"
                 )
             _default = ModelPool.from_config(Config.load(Path(path)))
+            # Built here, so stopped here: its model servers end with the program.
+            atexit.register(set_default_pool, None)
         return _default
 
 
