@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 import pytest
 from compat_models import echo_spec
@@ -310,3 +311,84 @@ def test_the_default_pool_comes_from_modelpool_config(
     assert manager.monitor.get_detailed_stats()["peak_allocated_gb"] > 0
     set_default_pool(None)  # stops the pool it built
     assert not manager.pool.running
+
+
+class LLMClient:
+    """The seed's application's LLM client, in a few lines: it posts to the server of
+    the lease it is given (the seed's knows its service's fixed URL)."""
+
+    def __init__(self, llm: Any) -> None:
+        self.http = httpx.AsyncClient(base_url=llm.endpoint, timeout=30)
+
+    async def __aenter__(self) -> LLMClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.http.aclose()
+
+    async def chat(self, messages: list[dict[str, str]]) -> dict[str, Any]:
+        answer = await self.http.post("/chat/completions", json={"messages": messages})
+        answer.raise_for_status()
+        reply: dict[str, Any] = answer.json()
+        return reply
+
+
+class CharacterGenerator:
+    """The seed's application's image generator, over the SDXL stand-in's pipeline."""
+
+    def __init__(self, pipeline: Any) -> None:
+        self.pipeline = pipeline
+
+    def generate_character(
+        self, character: str, scene_description: str, quality_preset: str
+    ) -> str:
+        result: str = self.pipeline.generate(
+            f"{character} | {scene_description} | {quality_preset}"
+        )
+        return result
+
+    def cleanup(self) -> None:
+        self.pipeline = None
+
+
+async def test_example_1_llm_sdxl_workflow() -> None:
+    # --- from the seed's Example 1: LLM → SDXL Workflow ---
+    manager = ModelManager()
+
+    # Step 1: Use LLM for intent analysis
+    with manager.use_llm(model="qwen-14b") as llm:  # `as llm`: its server, for the client
+        async with LLMClient(llm) as client:
+            # Analyze user intent
+            response = await client.chat(
+                messages=[
+                    {"role": "user", "content": "Generate an image of Luca running on the beach"}
+                ]
+            )
+            prompt = response["choices"][0]["message"]["content"]
+
+    # Step 2: Switch to SDXL for image generation
+    with manager.use_sdxl() as pipeline:  # `as pipeline`: the generator draws with it
+        generator = CharacterGenerator(pipeline)
+        image = generator.generate_character(
+            character="luca", scene_description=prompt, quality_preset="high"
+        )
+        generator.cleanup()
+
+    # Step 3: Switch back to LLM for quality evaluation
+    with manager.use_llm() as llm:
+        async with LLMClient(llm) as client:
+            # Evaluate generated image
+            evaluation = await client.chat(
+                messages=[
+                    {"role": "user", "content": "Evaluate the quality of the generated image"}
+                ]
+            )
+
+    manager.cleanup()
+    # --- end ---
+    assert "Luca running on the beach" in prompt
+    assert image.startswith("sdxl: luca | ")
+    assert image.endswith("| high")
+    assert "Evaluate the quality" in evaluation["choices"][0]["message"]["content"]
+    loads = [e.model_id for e in manager.pool.recent_events() if e.kind == "load_started"]
+    assert loads == ["qwen-14b", "sdxl-base", "qwen-14b"]  # one heavy model at a time
