@@ -408,8 +408,9 @@ class ModelPool(SyncFacade):
     def retune(self, **changes: Any) -> None:
         """Change, at run time, settings the pool reads as it goes: ``high_watermark``,
         ``low_watermark``, ``max_models``, ``device_max_models`` and ``reap_interval``
-        (the next check is rescheduled). Checked as the config checks them; any other setting
-        shapes the pool at construction and is a TypeError here."""
+        (the next check is rescheduled). Checked as the config checks them; a None
+        leaves a setting as it is. Any other setting shapes the pool at construction
+        and is a TypeError here. Call on the pool's loop."""
         fixed = sorted(set(changes) - RETUNABLE)
         if fixed:
             raise TypeError(f"set only at construction: {', '.join(fixed)}")
