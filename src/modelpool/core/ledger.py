@@ -43,6 +43,11 @@ class DeviceAccount:
     leaving_total: Bytes = 0
     reserved_total: Bytes = 0
     started_total: Bytes = 0
+    peak: Bytes = 0
+    """The most bytes ever physically held at once (committed + started), since the start."""
+
+    def note_peak(self) -> None:
+        self.peak = max(self.peak, self.committed_total + self.started_total)
 
     @property
     def planned_free(self) -> Bytes:
@@ -124,6 +129,7 @@ class MemoryLedger:
             raise AccountingError(f"cannot start loading {model_id!r}: memory not free yet")
         acc.started[model_id] = acc.reserved[model_id]
         acc.started_total += acc.reserved[model_id]
+        acc.note_peak()
 
     def cancel(self, device: DeviceId, model_id: ModelId) -> None:
         """Drop a reservation (the load failed or was abandoned)."""
@@ -137,6 +143,7 @@ class MemoryLedger:
         acc = self.account(device)
         acc.committed[model_id] = actual
         acc.committed_total += actual
+        acc.note_peak()
 
     def mark_leaving(self, device: DeviceId, model_id: ModelId) -> None:
         acc = self.account(device)
@@ -160,6 +167,7 @@ class MemoryLedger:
                 "reserved": acc.reserved_total,
                 "leaving": acc.leaving_total,
                 "free": max(0, acc.planned_free),
+                "peak": acc.peak,
             }
             for acc in self._accounts.values()
         }

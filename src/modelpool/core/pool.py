@@ -52,6 +52,10 @@ from modelpool.units import parse_size
 log = logging.getLogger("modelpool")
 
 EVENT_HISTORY = 1000
+RETUNABLE = frozenset(
+    {"high_watermark", "low_watermark", "max_models", "device_max_models", "reap_interval"}
+)
+"""The settings ``ModelPool.retune`` may change while the pool runs."""
 
 
 def make_policy(
@@ -413,6 +417,25 @@ class ModelPool(SyncFacade):
 
     def unpin(self, model: str) -> None:
         self._scheduler.pin(model, False)
+
+    def retune(self, **changes: Any) -> None:
+        """Change, at run time, settings the pool reads as it goes: ``high_watermark``,
+        ``low_watermark``, ``max_models``, ``device_max_models`` and ``reap_interval``
+        (the next check is rescheduled). Checked as the config checks them; a None
+        leaves a setting as it is. Any other setting shapes the pool at construction
+        and is a TypeError here. Call on the pool's loop."""
+        fixed = sorted(set(changes) - RETUNABLE)
+        if fixed:
+            raise TypeError(f"set only at construction: {', '.join(fixed)}")
+        self.settings = self.settings.changed(**changes)
+        self._scheduler.retune(self.settings)
+        if "reap_interval" in changes and self.running and self._tick_handle is not None:
+            self._tick_handle.cancel()  # the next check at the new interval, not the old
+            self._schedule_tick()
+
+    def set_ttl(self, model: str, ttl: float | None) -> None:
+        """Unload ``model`` once idle ``ttl`` seconds, from now on (None: only by policy)."""
+        self._scheduler.set_ttl(model, ttl)
 
     def pinned(self, model: str) -> bool:
         return self._scheduler.resolve(model).pinned

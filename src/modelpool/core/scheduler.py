@@ -328,6 +328,19 @@ class Scheduler:
         if not pinned:
             self._dispatch()
 
+    def retune(self, settings: PoolSettings) -> None:
+        """Take new settings among those read as the pool goes (watermarks, model caps,
+        the reap interval); a raised cap may let waiting requests go now."""
+        self.settings = settings
+        self._dispatch()
+
+    def set_ttl(self, name: str, ttl: float | None) -> None:
+        """Unload ``name`` after ``ttl`` idle seconds from now on (None: never by idleness)."""
+        if ttl is not None and not ttl > 0:
+            raise ValueError(f"a ttl must be a positive number of seconds, got {ttl!r}")
+        record = self.resolve(name)
+        record.spec = record.spec.model_copy(update={"ttl": ttl})
+
     def set_policy(self, policy: EvictionPolicy) -> None:
         old = self.policy.name
         self.policy = policy

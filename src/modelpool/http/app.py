@@ -24,7 +24,7 @@ from modelpool import __version__
 from modelpool.config import AlertSettings, ServerSettings
 from modelpool.core.events import PoolEvent
 from modelpool.core.pool import ModelPool
-from modelpool.http import admin_api, openai_api, rollout_api
+from modelpool.http import admin_api, openai_api, rollout_api, seed_routes
 from modelpool.http.audit import AuditLog
 from modelpool.http.errors import SERVER_ERROR, ApiError, error_response, invalid_request_message
 from modelpool.http.metrics import CONTENT_TYPE, ServerMetrics
@@ -98,6 +98,7 @@ def create_app(
     app.router.routes.extend(openai_api.routes(state))
     app.include_router(admin_api.router(state))
     app.include_router(rollout_api.router(rollouts, state.audit))
+    app.router.routes.extend(seed_routes.routes(app))  # seed 003's paths, served by /admin
     dashboard = resources.files("modelpool.http").joinpath("static/dashboard.html").read_text()
 
     @app.get("/healthz", include_in_schema=False)

@@ -23,7 +23,7 @@ from modelpool.http.errors import AUTHENTICATION, ApiError, bounded
 
 OPEN_PATHS = frozenset({"/healthz", "/ui", "/ui/", "/favicon.ico"})
 """Routes that never need a key: liveness, and the dashboard page (it holds no data)."""
-ADMIN_PREFIXES = ("/admin", "/metrics")
+ADMIN_PREFIXES = ("/admin", "/metrics", "/models", "/switch", "/health/models", "/alerts")
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
 CHANGING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 """Methods that may change state: their bodies must be JSON, never a form a page can post."""
