@@ -349,9 +349,15 @@ def test_model_server_errors_reach_clients_only_cleaned(
     assert "Traceback" not in answer.text
     if kind == "openai":
         assert error["message"] == "prompt too long for <path> (n_ctx 512)"
-    kept = model_view(server, "tiny")["upstream_errors"]
+    view = model_view(server, "tiny")
+    kept = view["upstream_errors"]
     assert any(kind != "traceback" or "secret_module.py" in e["body"] for e in kept)
     assert kept[-1]["status"] == {"traceback": 500, "html": 502, "openai": 400}[kind]
+    # The whole answer is in the model's own log too, marked as modelpool's note.
+    noted = [line for line in view["log_tail"] if line.startswith("[modelpool] answered HTTP")]
+    assert noted, view["log_tail"]
+    if kind == "traceback":
+        assert any("secret_module.py" in line for line in view["log_tail"])
 
 
 # --- nothing loads for a request that can only fail (defect 6) --------------------------

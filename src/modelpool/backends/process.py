@@ -273,6 +273,13 @@ class ProcessBackend:
         """The last ``lines`` lines the model's server printed (stdout and stderr)."""
         return _server(handle).log.tail(lines)
 
+    def log_note(self, handle: Handle, text: str) -> None:
+        """Add ``text`` to the model's log, each line marked ``[modelpool]``."""
+        ring = _server(handle).log
+        ring.flush()  # a partial line of the server's own stays its own
+        for line in text.splitlines() or [""]:
+            ring.feed(f"[modelpool] {line}\n".encode())
+
 
 def _server(handle: Handle) -> ServerProcess:
     server = handle.native

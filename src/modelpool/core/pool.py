@@ -9,6 +9,7 @@ run loop, so the scheduler's state has exactly one owner.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -534,6 +535,16 @@ class ModelPool(SyncFacade):
             return list(backend.log_tail(record.handle, lines))
         except (TypeError, LookupError):  # a handle this backend did not make (a warm copy)
             return []
+
+    def log_note(self, model: str, text: str) -> None:
+        """Add ``text`` to a resident model's log (for backends that keep one); what the
+        server answered when it failed, say, beside what it printed."""
+        record = self._scheduler.resolve(model)
+        backend = self._backends[record.spec.backend]
+        if record.handle is None or not isinstance(backend, KeepsLogs):
+            return
+        with contextlib.suppress(TypeError, LookupError):  # not this backend's handle
+            backend.log_note(record.handle, text)
 
     def can_fit(self, model: str, *, allow_eviction: bool = False) -> bool:
         """Whether ``model`` could load now: in free memory, or by evicting idle models."""

@@ -169,6 +169,10 @@ class KeepsLogs(Protocol):
 
     def log_tail(self, handle: Handle, lines: int) -> Sequence[str]: ...
 
+    def log_note(self, handle: Handle, text: str) -> None:
+        """Add ``text`` to the model's log, marked as modelpool's (not the server's)."""
+        ...
+
 
 # --- memory probes ------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ from modelpool.http.metrics import CONTENT_TYPE, ServerMetrics
 from modelpool.http.proxy import Upstream
 from modelpool.http.security import Guard
 from modelpool.http.state import ServerState
+from modelpool.http.upstream_errors import UpstreamErrorLog
 from modelpool.http.webhooks import Webhooks
 from modelpool.rollout import RolloutManager
 
@@ -53,6 +54,7 @@ def create_app(
     rollouts = rollouts if rollouts is not None else RolloutManager(pool)
     counters = ServerMetrics()
     state = ServerState(pool, settings, Upstream(), counters, rollouts=rollouts)
+    state.upstream_errors = UpstreamErrorLog(model_log=pool.log_note)
     webhooks = Webhooks(alerts or AlertSettings(), on_outcome=counters.observe_webhook)
     counters.add_webhooks(sender.host for sender in webhooks.senders)
     if audit_path is not None:

@@ -5,7 +5,8 @@ A model's server may answer an error with a stack trace, file paths or a page of
 (``{"error": {"message": str, ...}}``), reduced to the four OpenAI fields, its message
 cleaned of paths and tracebacks and cut to ``MESSAGE_LIMIT``; anything else becomes our
 own 502 with a generic message. The whole body goes to the server's log (WARNING,
-``modelpool.http``) and to ``UpstreamErrorLog``, which ``GET /admin/models/{id}`` shows.
+``modelpool.http``), to the model's own log (``ModelPool.log_note``) and to
+``UpstreamErrorLog``, which ``GET /admin/models/{id}`` shows.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import logging
 import re
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from modelpool.http.errors import INVALID_REQUEST, SERVER_ERROR, ApiError, bounded
@@ -37,8 +39,13 @@ _FIELDS = ("type", "param", "code")
 class UpstreamErrorLog:
     """The last ``KEPT_ERRORS`` error answers of each model's server, whole."""
 
-    def __init__(self, clock: Any = time.time) -> None:
+    def __init__(
+        self, clock: Any = time.time, model_log: Callable[[str, str], None] | None = None
+    ) -> None:
+        """``model_log(model_id, text)`` adds the whole answer to the model's own log
+        too (``ModelPool.log_note``), beside what its server printed."""
         self._clock = clock
+        self._model_log = model_log
         self._kept: dict[str, deque[dict[str, Any]]] = {}
 
     def record(self, model_id: str, status: int, body: bytes | str) -> None:
@@ -46,6 +53,8 @@ class UpstreamErrorLog:
         log.warning("the server of model %r answered %s: %s", model_id, status, text[:KEPT_BODY])
         kept = self._kept.setdefault(model_id, deque(maxlen=KEPT_ERRORS))
         kept.append({"at": self._clock(), "status": status, "body": text[:KEPT_BODY]})
+        if self._model_log is not None:
+            self._model_log(model_id, f"answered HTTP {status}: {text[:KEPT_BODY]}")
 
     def recent(self, model_id: str) -> list[dict[str, Any]]:
         """Oldest first."""
