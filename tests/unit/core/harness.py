@@ -94,6 +94,13 @@ class Harness:
             self.s.load(model)
             self.settle()
 
+    def used_in_order(self, *models: str) -> None:
+        """Load each model and use it once, a second apart: the lru order is this order."""
+        for model in models:
+            self.clock.advance(1)
+            self.load(model)
+            self.s.release(self.lease(model))
+
     def settle(self) -> None:
         """Finish every unload, then every started load, until nothing is in flight."""
         while True:

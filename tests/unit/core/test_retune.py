@@ -13,16 +13,9 @@ TWO = {"memory": 2 * GB}
 FIVE = {name: TWO for name in "abcde"}
 
 
-def loaded_in_order(h: Harness, *models: str) -> None:
-    for model in models:
-        h.clock.advance(1)
-        h.load(model)
-        h.s.release(h.lease(model))
-
-
 def test_a_high_watermark_given_at_run_time_unloads_at_the_next_tick() -> None:
     h = Harness(FIVE, budgets={"cpu": 10 * GB})
-    loaded_in_order(h, "a", "b", "c", "d", "e")
+    h.used_in_order("a", "b", "c", "d", "e")
     h.s.on_tick()
     assert h.fx.unloads == []
     h.s.retune(h.s.settings.changed(high_watermark=0.8, low_watermark=0.6))
@@ -32,7 +25,7 @@ def test_a_high_watermark_given_at_run_time_unloads_at_the_next_tick() -> None:
 
 def test_a_raised_model_cap_lets_a_waiting_request_go_at_once() -> None:
     h = Harness(FIVE, budgets={"cpu": 10 * GB}, max_models=1)
-    loaded_in_order(h, "a")
+    h.used_in_order("a")
     lease = h.lease("a", "t1")  # a is busy: b must wait for the cap
     h.s.request("b", "t2")
     assert h.fx.loads[-1][0] == "a"
@@ -43,7 +36,7 @@ def test_a_raised_model_cap_lets_a_waiting_request_go_at_once() -> None:
 
 def test_a_ttl_set_at_run_time_unloads_the_idle_model() -> None:
     h = Harness(FIVE, budgets={"cpu": 10 * GB})
-    loaded_in_order(h, "a")
+    h.used_in_order("a")
     h.clock.advance(100)
     h.s.on_tick()
     assert h.fx.unloads == []
@@ -70,7 +63,7 @@ def test_retune_refuses_what_only_construction_sets_and_checks_values() -> None:
 
 def test_the_ledger_keeps_the_peak_since_start() -> None:
     h = Harness(FIVE, budgets={"cpu": 10 * GB})
-    loaded_in_order(h, "a", "b", "c")
+    h.used_in_order("a", "b", "c")
     h.s.unload("a")
     h.settle()
     h.s.unload("b")

@@ -14,16 +14,9 @@ TWO = {"memory": 2 * GB}
 FIVE = {name: TWO for name in "abcde"}
 
 
-def loaded_in_order(h: Harness, *models: str) -> None:
-    for model in models:
-        h.clock.advance(1)
-        h.load(model)
-        h.s.release(h.lease(model))  # used once, now: the lru order is the load order
-
-
 def test_above_the_high_watermark_idle_models_leave_down_to_the_low_one() -> None:
     h = Harness(FIVE, budgets={"cpu": 10 * GB}, high_watermark=0.8, low_watermark=0.6)
-    loaded_in_order(h, "a", "b", "c", "d", "e")  # 10 GB booked: above 8
+    h.used_in_order("a", "b", "c", "d", "e")  # 10 GB booked: above 8
     assert h.fx.unloads == []
     h.s.on_tick()
     assert h.fx.unloads == ["a", "b"]  # 10 - 4 = 6 GB: at the low watermark
@@ -34,7 +27,7 @@ def test_above_the_high_watermark_idle_models_leave_down_to_the_low_one() -> Non
 
 def test_at_the_high_watermark_nothing_leaves() -> None:
     h = Harness(FIVE, budgets={"cpu": 10 * GB}, high_watermark=0.8)
-    loaded_in_order(h, "a", "b", "c", "d")  # exactly 8 GB
+    h.used_in_order("a", "b", "c", "d")  # exactly 8 GB
     h.s.on_tick()
     assert h.fx.unloads == []
 
@@ -45,7 +38,7 @@ def test_leased_pinned_and_wanted_models_stay() -> None:
     )
     h.s.pin("p")
     h.load("p")
-    loaded_in_order(h, "a", "b", "c", "d")
+    h.used_in_order("a", "b", "c", "d")
     lease = h.lease("a", "t1")
     h.s.on_tick()
     # 10 of 12 GB booked, down to 0.4 * 12 = 4.8 GB: b, c and d go; a is leased, p pinned.
@@ -57,7 +50,7 @@ def test_leased_pinned_and_wanted_models_stay() -> None:
 
 def test_without_a_watermark_the_tick_unloads_nothing() -> None:
     h = Harness(FIVE, budgets={"cpu": 10 * GB})
-    loaded_in_order(h, "a", "b", "c", "d", "e")
+    h.used_in_order("a", "b", "c", "d", "e")
     h.s.on_tick()
     assert h.fx.unloads == []
 
