@@ -15,6 +15,7 @@ from modelpool.core.ports import (
     KeepsLogs,
     KeepsState,
     MeasuresProcesses,
+    Prepares,
     WarmCapable,
     WatchesExit,
 )
@@ -26,11 +27,12 @@ CAPABILITIES = {
     "state dir": KeepsState,
     "logs": KeepsLogs,
     "warm tier": WarmCapable,
+    "prepare": Prepares,
 }
 EXPECTED_BACKENDS = {
     "process": {"watch exit", "state dir", "logs"},
     "llamacpp": {"estimate", "watch exit", "state dir", "logs"},
-    "torch": {"estimate", "warm tier"},
+    "torch": {"estimate", "warm tier", "prepare"},
     "callable": set(),
     "fake": {"estimate", "watch exit", "warm tier"},
 }

@@ -326,6 +326,9 @@ class PoolSettings(BaseModel):
     (seed 000's ``auto_switch_threshold``, e.g. 0.8); None: only when room is needed."""
     low_watermark: float | None = Field(default=None, ge=0, lt=1)
     """Where unloading ahead of need stops (default: ``high_watermark`` - 0.1)."""
+    prepare_backends: bool = True
+    """Import in-process backends' libraries (torch...) in the background at start, so
+    the first request pays only its load; off: the first load imports them."""
     reap_interval: Annotated[Seconds, Field(gt=0)] = 1.0
     """How often idle models are checked against their ``ttl`` and the probe is read."""
 

@@ -32,6 +32,7 @@ from modelpool.core.ports import (
     KeepsLogs,
     KeepsState,
     MemoryProbe,
+    Prepares,
     Traffic,
     WarmCapable,
 )
@@ -222,6 +223,10 @@ class ModelPool(SyncFacade):
             for backend in self._backends.values():
                 if isinstance(backend, KeepsState):  # the process backend reaps orphans here
                     await backend.open(self._state_dir)
+        if self.settings.prepare_backends:
+            for backend in {id(b): b for b in self._backends.values()}.values():
+                if isinstance(backend, Prepares):
+                    self._spawn(self._prepare(backend))
         self._read_memory()  # before anything loads: what others use is the baseline
         self._schedule_tick()
         pinned = [r.model_id for r in self._scheduler.records() if r.pinned]
@@ -245,6 +250,12 @@ class ModelPool(SyncFacade):
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+    async def _prepare(self, backend: Prepares) -> None:
+        try:
+            await asyncio.to_thread(backend.prepare)
+        except Exception as error:  # the first load will say it again, with its model
+            log.warning("preparing backend %s failed: %s", type(backend).__name__, error)
 
     async def _preload_at_start(self, model: str, priority: int | None) -> None:
         try:

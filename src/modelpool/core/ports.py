@@ -164,6 +164,15 @@ class KeepsState(Protocol):
 
 
 @runtime_checkable
+class Prepares(Protocol):
+    """A backend whose first load would pay for slow imports (torch: seconds): the pool
+    runs ``prepare`` in a worker thread when it starts, behind serving, so that the first
+    request pays only for its load."""
+
+    def prepare(self) -> None: ...
+
+
+@runtime_checkable
 class KeepsLogs(Protocol):
     """A backend that keeps what its models printed (a server process's output)."""
 
