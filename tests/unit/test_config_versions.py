@@ -21,7 +21,7 @@ from modelpool.config import (
     record_specs,
     version_spec,
 )
-from modelpool.config.schema import PLUGINS_KEY
+from modelpool.config.checks import PLUGINS_KEY
 from modelpool.config.versions import METADATA, OVERRIDABLE, PER_MODEL
 from modelpool.errors import ConfigError, ConfigIssue
 from modelpool.monitor.health import Thresholds

@@ -16,13 +16,13 @@ from modelpool.config.schema import (
     PoolSettings,
     ServerSettings,
     default_state_dir,
+    record_specs,
+    version_spec,
 )
 from modelpool.config.versions import (
     ThresholdSettings,
     VersionSpec,
     merged_thresholds,
-    record_specs,
-    version_spec,
 )
 
 __all__ = [

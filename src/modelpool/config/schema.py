@@ -33,9 +33,9 @@ from __future__ import annotations
 
 import os
 import ssl
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self, TypeVar
+from typing import Annotated, Any, Literal, Self
 
 import yaml
 from pydantic import (
@@ -52,6 +52,15 @@ from pydantic import (
 )
 
 from modelpool.config.alerts import ENVIRON, AlertSettings, WebhookSettings
+from modelpool.config.checks import (
+    PLUGINS_KEY,
+    SINK,
+    checks_files,
+    option_problems,
+    plugins_of,
+    registered,
+    report,
+)
 from modelpool.config.env import Override, apply_env_overrides, override_for
 from modelpool.config.fields import (
     CHECK_FILES,
@@ -76,28 +85,22 @@ from modelpool.config.issues import (
 from modelpool.config.versions import (
     DEFAULT_VERSION,
     ThresholdSettings,
+    Validate,
     VersionSpec,
+    checked,
+    fields_of,
     merged_thresholds,
     threshold_problems,
-    version_spec,
+    version_issues,
+    version_overrides,
     versions_problems,
 )
-from modelpool.errors import ConfigError, ConfigIssue, PluginNotFound
-from modelpool.plugins import BACKENDS, PLUGINS, POLICIES, Plugins, Registry
+from modelpool.errors import ConfigError, ConfigIssue
+from modelpool.plugins import BACKENDS, PLUGINS, POLICIES, Plugins
 from modelpool.types import ModelId
 from modelpool.units import format_size
 
 DEFAULT_STATE_DIR = Path("~/.local/state/modelpool")
-
-PLUGINS_KEY = "modelpool.config.plugins"
-"""Validation context key: the ``Plugins`` to check backend and strategy options with."""
-
-# Validation context key: when present, problems found after field validation (backend
-# options, cross-field checks) are appended to this list with their paths instead of
-# being raised as a single error, so that the loader can report each one separately.
-_SINK = "modelpool.config.sink"
-
-_T = TypeVar("_T")
 
 
 def default_state_dir() -> Path:
@@ -127,7 +130,7 @@ class ModelSpec(BaseModel):
     """The name of the version this spec describes: the model's base version."""
     versions: dict[VersionName, VersionSpec] = Field(default_factory=dict)
     """Other versions, each as what it changes; an entry named ``version`` only gives
-    the base's metadata. ``modelpool.config.versions.record_specs`` makes their specs."""
+    the base's metadata. ``record_specs`` makes their specs."""
     thresholds: ThresholdSettings | None = None
     """This model's health thresholds: the keys given replace ``health.thresholds``'."""
     preload: bool | Annotated[int, Field(ge=0, le=100)] = False
@@ -170,19 +173,25 @@ class ModelSpec(BaseModel):
         data = {**kept, "options": {**options, **extra}}
         # Options are checked before the fields so that their problems are reported even
         # when another field of the same model is wrong too.
-        check_files, plugins = _checks_files(info), plugins_of(info)
-        problems = _option_problems(
-            data.get("backend"), data["options"], check_files=check_files, plugins=plugins
+        check_files, plugins = checks_files(info), plugins_of(info)
+        problems = option_problems(
+            data.get("backend"),
+            data["options"],
+            list(cls.model_fields),
+            check_files=check_files,
+            plugins=plugins,
         )
         # Versions too: each is checked as a model of its own, at versions.<name>.<key>.
-        problems.extend(versions_problems(data, check_files=check_files, plugins=plugins))
-        return _report(data, problems, info, ("models", str(data.get("id"))))
+        problems.extend(
+            versions_problems(data, _validator(cls), check_files=check_files, plugins=plugins)
+        )
+        return report(data, problems, info, ("models", str(data.get("id"))))
 
     @field_validator("backend")
     @classmethod
     def _known_backend(cls, name: str, info: ValidationInfo) -> str:
         plugins = plugins_of(info)
-        return _registered(plugins.backends if plugins else BACKENDS, name)
+        return registered(plugins.backends if plugins else BACKENDS, name)
 
     @field_serializer("thresholds")
     def _given_thresholds(self, thresholds: ThresholdSettings | None) -> dict[str, Any] | None:
@@ -191,7 +200,7 @@ class ModelSpec(BaseModel):
 
 
 def _tls_file(value: str, info: ValidationInfo) -> str:
-    if _checks_files(info):
+    if checks_files(info):
         path = os.path.expanduser(value)
         if not os.path.isfile(path):
             what = "a folder, not a file" if os.path.isdir(path) else "no file there"
@@ -215,7 +224,7 @@ class TlsSettings(BaseModel):
 
     @model_validator(mode="after")
     def _usable(self, info: ValidationInfo) -> Self:
-        if _checks_files(info):
+        if checks_files(info):
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             try:
                 # The password callback refuses an encrypted key instead of prompting.
@@ -246,6 +255,53 @@ _TLS_REASONS = {
 
 def _no_password() -> str:
     raise ValueError("the key is encrypted; give the server an unencrypted copy")
+
+
+def _validator(spec_type: type[ModelSpec]) -> Validate:
+    def validate(data: dict[str, Any], context: dict[str, Any]) -> ModelSpec:
+        return spec_type.model_validate(data, context=context)
+
+    return validate
+
+
+def version_spec(
+    base: ModelSpec,
+    name: str,
+    entry: VersionSpec | Mapping[str, Any],
+    *,
+    source: str = "<request>",
+    plugins: Plugins | None = None,
+) -> ModelSpec:
+    """The spec of the pool record of ``base``'s version ``name``: ``model@name``.
+
+    The base's fields with ``entry``'s overrides over them, validated as a model of its
+    own (backend options too, against ``plugins`` when given); not pinned, no aliases,
+    the base's thresholds. A ``ConfigError`` names every problem at
+    ``versions.<name>.<key>`` in ``source``.
+    """
+    overrides, problems = version_overrides(name, entry, base.version)
+    spec = None
+    if overrides is not None:
+        validate = _validator(type(base))
+        spec, found = checked(fields_of(base), overrides, set(), validate, plugins=plugins)
+        problems.extend(found)
+    if problems or spec is None:
+        raise version_issues(name, problems, source)
+    update = {"id": f"{base.base_id}@{name}", "version": name, "thresholds": base.thresholds}
+    made: ModelSpec = spec.model_copy(update=update)
+    return made
+
+
+def record_specs(spec: ModelSpec) -> list[ModelSpec]:
+    """One spec per pool record: ``spec`` itself, then each of its other versions."""
+    return [
+        spec,
+        *(
+            version_spec(spec, name, entry)
+            for name, entry in spec.versions.items()
+            if name != spec.version
+        ),
+    ]
 
 
 class ServerSettings(BaseModel):
@@ -355,10 +411,10 @@ class PoolSettings(BaseModel):
         high, low = self.high_watermark, self.low_watermark
         if low is not None and high is None:
             message = "low_watermark needs a high_watermark above it"
-            return _report(self, [((), message)], info, ("pool", "low_watermark"))
+            return report(self, [((), message)], info, ("pool", "low_watermark"))
         if low is not None and high is not None and low >= high:
             message = f"must be below high_watermark ({high:g}), got {low:g}"
-            return _report(self, [((), message)], info, ("pool", "low_watermark"))
+            return report(self, [((), message)], info, ("pool", "low_watermark"))
         return self
 
     @field_validator("strategy")
@@ -366,7 +422,7 @@ class PoolSettings(BaseModel):
     def _known_strategy(cls, name: str, info: ValidationInfo) -> str:
         plugins = plugins_of(info)
         # An enum member becomes its plain name.
-        return _registered(plugins.policies if plugins else POLICIES, str(name))
+        return registered(plugins.policies if plugins else POLICIES, str(name))
 
     @model_validator(mode="after")
     def _options_fit_the_strategy(self, info: ValidationInfo) -> Self:
@@ -378,7 +434,7 @@ class PoolSettings(BaseModel):
             plugins.policies.get(self.strategy)(**self.strategy_options)
         except (TypeError, ValueError) as error:
             message = f"not valid for strategy {self.strategy!r}: {error}"
-            return _report(self, [((), message)], info, ("pool", "strategy_options"))
+            return report(self, [((), message)], info, ("pool", "strategy_options"))
         return self
 
 
@@ -400,7 +456,7 @@ class HealthSettings(BaseModel):
     def _warning_not_above_critical(self, info: ValidationInfo) -> Self:
         given = self.thresholds.model_fields_set
         problems = threshold_problems(self.thresholds.model_dump(), given)
-        return _report(self, problems, info, ("health", "thresholds"))
+        return report(self, problems, info, ("health", "thresholds"))
 
 
 class Config(BaseModel):
@@ -497,74 +553,11 @@ class Config(BaseModel):
                 # Validation goes on under the key so the model's other problems show too.
                 spec = {**spec, "id": name}
             models[name] = spec
-        return _report({**data, "models": models}, problems, info)
+        return report({**data, "models": models}, problems, info)
 
     @model_validator(mode="after")
     def _cross_check(self, info: ValidationInfo) -> Self:
-        return _report(self, _cross_field_problems(self, plugins_of(info)), info)
-
-
-def _registered(registry: Registry, name: str) -> str:
-    """``name`` if ``registry`` knows it (without importing it), else a ValueError."""
-    known = registry.names()
-    if name not in known:
-        raise ValueError(str(PluginNotFound(registry.kind, name, known)))
-    return name
-
-
-def _checks_files(info: ValidationInfo) -> bool:
-    return isinstance(info.context, dict) and bool(info.context.get(CHECK_FILES))
-
-
-def plugins_of(info: ValidationInfo) -> Plugins | None:
-    """The registries this validation was handed (None: check names only)."""
-    found = info.context.get(PLUGINS_KEY) if isinstance(info.context, dict) else None
-    return found if isinstance(found, Plugins) else None
-
-
-def _option_problems(
-    backend: object,
-    options: Mapping[str, Any],
-    keys: Sequence[str] | None = None,
-    *,
-    check_files: bool = False,
-    plugins: Plugins | None = None,
-) -> list[tuple[Loc, str]]:
-    """Check a model's options against its backend's ``options_model``, if it has one.
-
-    ``keys`` are the other keys accepted beside the options, for did-you-mean hints
-    (``ModelSpec``'s fields unless given); ``check_files``: the files they name must exist.
-    Without ``plugins`` nothing is checked: finding the options model imports the
-    backend, which only the caller may ask for.
-    """
-    if plugins is None:
-        return []
-    if not isinstance(backend, str) or backend not in plugins.backends.names():
-        return []  # the backend field reports this
-    try:
-        factory = plugins.backends.get(backend)
-    except ImportError:
-        # A backend whose optional dependencies are missing cannot check its options;
-        # the config must stay loadable for the other models, so the pool reports it
-        # (LoadFailed) if this model is ever used.
-        return []
-    options_model = getattr(factory, "options_model", None)
-    if not (isinstance(options_model, type) and issubclass(options_model, BaseModel)):
-        return []
-    try:
-        options_model.model_validate(options, context={CHECK_FILES: check_files})
-    except ValidationError as error:
-        accepted = [*(ModelSpec.model_fields if keys is None else keys)]
-        accepted.extend(options_model.model_fields)
-        problems: list[tuple[Loc, str]] = []
-        for detail in error.errors(include_url=False):
-            loc, message = describe(detail, lambda _loc: accepted)
-            if detail["type"] == "extra_forbidden":
-                what = f"unknown key for backend {backend!r}"
-                message = unknown_key_message(loc[-1], accepted, what)
-            problems.append((loc, message))
-        return problems
-    return []
+        return report(self, _cross_field_problems(self, plugins_of(info)), info)
 
 
 def _cross_field_problems(config: Config, plugins: Plugins | None) -> list[tuple[Loc, str]]:
@@ -647,17 +640,6 @@ def _id_mismatch(given: object, key: str) -> str:
     return f"id {given!r} disagrees with its key {key!r}; drop 'id' or make them equal"
 
 
-def _report(value: _T, problems: list[tuple[Loc, str]], info: ValidationInfo, at: Loc = ()) -> _T:
-    """Hand ``problems`` (under ``at``) to the loader's sink, or raise them all as one."""
-    if not problems:
-        return value
-    sink = info.context.get(_SINK) if isinstance(info.context, dict) else None
-    if isinstance(sink, list):
-        sink.extend(((*at, *loc), message) for loc, message in problems)
-        return value
-    raise ValueError("; ".join(f"{dotted((*at, *loc))}: {message}" for loc, message in problems))
-
-
 def _known_keys(loc: Loc) -> list[str]:
     if not loc:
         return [name for name in Config.model_fields if name != "source"]
@@ -703,7 +685,7 @@ def _build(
     problems: list[tuple[Loc, str]] = []
     config = None
     try:
-        context = {_SINK: sink, CHECK_FILES: check_files, ENVIRON: environ, PLUGINS_KEY: plugins}
+        context = {SINK: sink, CHECK_FILES: check_files, ENVIRON: environ, PLUGINS_KEY: plugins}
         config = cls.model_validate(raw, context=context)
     except ValidationError as error:
         problems = [describe(detail, _known_keys) for detail in error.errors(include_url=False)]

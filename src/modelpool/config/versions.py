@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from collections.abc import Collection, Mapping
-from typing import TYPE_CHECKING, Annotated, Any, Self
+from collections.abc import Callable, Collection, Mapping
+from typing import Annotated, Any, Self
 
 from pydantic import (
     BaseModel,
@@ -43,13 +43,11 @@ from pydantic import (
     model_validator,
 )
 
+from modelpool.config.checks import PLUGINS_KEY, SINK, option_problems
 from modelpool.config.fields import Seconds, VersionName, number_as_name
 from modelpool.config.issues import Loc, describe, dotted, shown
 from modelpool.errors import ConfigError, ConfigIssue
 from modelpool.plugins import Plugins
-
-if TYPE_CHECKING:
-    from modelpool.config.schema import ModelSpec
 
 __all__ = [
     "DEFAULT_VERSION",
@@ -57,8 +55,6 @@ __all__ = [
     "OVERRIDABLE",
     "PER_MODEL",
     "VersionSpec",
-    "version_spec",
-    "record_specs",
     "versions_problems",
     "ThresholdSettings",
     "merged_thresholds",
@@ -84,7 +80,7 @@ OVERRIDABLE = (
 PER_MODEL = ("id", "aliases", "version", "versions", "pinned", "thresholds", "preload")
 """The ``ModelSpec`` fields that belong to the model: the same for every version."""
 
-_PLACEHOLDER_ID = "version"  # a version is validated under this id, then given its own
+PLACEHOLDER_ID = "version"  # a version is validated under this id, then given its own
 _VERSION_NAME: TypeAdapter[str] = TypeAdapter(VersionName)
 
 Problems = list[tuple[Loc, str]]
@@ -160,21 +156,17 @@ class VersionSpec(BaseModel):
 # --- one version's spec ---------------------------------------------------------------
 
 
-def version_spec(
-    base: ModelSpec,
-    name: str,
-    entry: VersionSpec | Mapping[str, Any],
-    *,
-    source: str = "<request>",
-    plugins: Plugins | None = None,
-) -> ModelSpec:
-    """The spec of the pool record of ``base``'s version ``name``: ``model@name``.
+Validate = Callable[[dict[str, Any], dict[str, Any]], Any]
+"""Validates a raw model spec with a validation context and returns the spec: the
+caller's ``ModelSpec.model_validate``, handed in so that this module needs no
+``ModelSpec`` (whose validation checks its versions: the two would import each other)."""
 
-    The base's fields with ``entry``'s overrides over them, validated as a model of its
-    own (backend options too, against ``plugins`` when given); not pinned, no aliases,
-    the base's thresholds. A ``ConfigError`` names every problem at
-    ``versions.<name>.<key>`` in ``source``.
-    """
+
+def version_overrides(
+    name: str, entry: VersionSpec | Mapping[str, Any], base_version: str
+) -> tuple[Mapping[Any, Any] | None, Problems]:
+    """What version ``name``'s ``entry`` changes, and the problems of its name and
+    metadata (the overrides are given even then, to name everything at once)."""
     problems: Problems = []
     try:
         _VERSION_NAME.validate_python(name)
@@ -188,39 +180,27 @@ def version_spec(
             overrides = VersionSpec.model_validate(entry).overrides
         except ValidationError as error:
             problems.extend(_described(error))
-            # Bad metadata: the overrides are checked all the same, to name everything.
             if isinstance(entry, Mapping):
                 with contextlib.suppress(ValueError):  # already among the entry's problems
                     overrides = _split(entry)[1]
-    spec = None
-    if overrides is not None:
-        if name == base.version:
-            problems.extend(_base_entry_problems(name, overrides))
-            overrides = {}
-        spec, found = _checked(_fields_of(base), overrides, set(), plugins=plugins)
-        problems.extend(found)
-    if problems or spec is None:
-        where = ("versions", name)
-        issues = [ConfigIssue(source, dotted((*where, *loc)), message) for loc, message in problems]
-        raise ConfigError(issues or [ConfigIssue(source, dotted(where), "not a valid version")])
-    update = {"id": f"{base.base_id}@{name}", "version": name, "thresholds": base.thresholds}
-    return spec.model_copy(update=update)
+    if overrides is not None and name == base_version:
+        problems.extend(_base_entry_problems(name, overrides))
+        overrides = {}
+    return overrides, problems
 
 
-def record_specs(spec: ModelSpec) -> list[ModelSpec]:
-    """One spec per pool record: ``spec`` itself, then each of its other versions."""
-    return [
-        spec,
-        *(
-            version_spec(spec, name, entry)
-            for name, entry in spec.versions.items()
-            if name != spec.version
-        ),
-    ]
+def version_issues(name: str, problems: Problems, source: str) -> ConfigError:
+    where = ("versions", name)
+    issues = [ConfigIssue(source, dotted((*where, *loc)), message) for loc, message in problems]
+    return ConfigError(issues or [ConfigIssue(source, dotted(where), "not a valid version")])
 
 
 def versions_problems(
-    data: Mapping[str, Any], *, check_files: bool = False, plugins: Plugins | None = None
+    data: Mapping[str, Any],
+    validate: Validate,
+    *,
+    check_files: bool = False,
+    plugins: Plugins | None = None,
 ) -> Problems:
     """The problems of a raw model spec's versions, at ``versions.<name>.<key>``.
 
@@ -248,8 +228,8 @@ def versions_problems(
             found = _base_entry_problems(str(name), overrides)
         else:
             if inherited is None:
-                inherited = set(_checked(data, {}, set(), check_files, plugins)[1])
-            found = _checked(data, overrides, inherited, check_files, plugins)[1]
+                inherited = set(checked(data, {}, set(), validate, check_files, plugins)[1])
+            found = checked(data, overrides, inherited, validate, check_files, plugins)[1]
         problems.extend((("versions", name, *loc), message) for loc, message in found)
     return problems
 
@@ -262,33 +242,33 @@ def _base_entry_problems(name: str, overrides: Mapping[Any, Any]) -> Problems:
     return [((key,), message) for key in overrides]
 
 
-def _fields_of(base: ModelSpec) -> dict[str, Any]:
+def fields_of(base: object) -> dict[str, Any]:
+    """A spec's ``OVERRIDABLE`` fields: what a version starts from."""
     return {name: getattr(base, name) for name in OVERRIDABLE}
 
 
-def _checked(
+def checked(
     base: Mapping[str, Any],
     overrides: Mapping[Any, Any],
     inherited: Collection[tuple[Loc, str]],
+    validate: Validate,
     check_files: bool = False,
     plugins: Plugins | None = None,
-) -> tuple[ModelSpec | None, Problems]:
+) -> tuple[Any, Problems]:
     """The spec of ``base`` changed by ``overrides`` and the problems that are the
     version's (those in ``inherited`` are the base's): the spec only when there are none.
     """
-    from modelpool.config.schema import _SINK, PLUGINS_KEY, ModelSpec, _option_problems
-
     data, problems = _merged(base, overrides)
     keys = [*OVERRIDABLE, *METADATA]
-    found = _option_problems(
+    found = option_problems(
         data.get("backend"), data["options"], keys, check_files=check_files, plugins=plugins
     )
     spec = None
     try:
         # The sink takes the options' problems again: they were found just above, with
         # the keys a version accepts in the did-you-mean hints.
-        context: dict[str, Any] = {_SINK: [], PLUGINS_KEY: plugins}
-        spec = ModelSpec.model_validate({**data, "id": _PLACEHOLDER_ID}, context=context)
+        context: dict[str, Any] = {SINK: [], PLUGINS_KEY: plugins}
+        spec = validate({**data, "id": PLACEHOLDER_ID}, context)
     except ValidationError as error:
         found.extend(_described(error))
     problems.extend(problem for problem in found if problem not in inherited)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
-from modelpool.core.ports import Handle
+from modelpool.core.handle import Handle
 from modelpool.types import DeviceId, ModelId
 
 

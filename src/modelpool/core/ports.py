@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
 
+from modelpool.core.handle import HOST as HOST
+from modelpool.core.handle import Handle as Handle
 from modelpool.types import Bytes, DeviceId, ModelId
 
 if TYPE_CHECKING:
@@ -84,28 +86,6 @@ class EvictionPolicy(Protocol):
 
 
 # --- backends -----------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class Handle:
-    """A loaded model as its backend returned it."""
-
-    model_id: ModelId
-    device: DeviceId
-    endpoint: str | None = None
-    """Base URL of an OpenAI-compatible server (``http://127.0.0.1:PORT/v1``), if any."""
-    obj: Any = None
-    """The in-process object (a module, a pipeline), if any."""
-    footprint: Bytes | None = None
-    """Bytes the backend measured for this model, if it can tell."""
-    native: Any = None
-    """Backend-private state (a process, a port...)."""
-    pids: tuple[int, ...] = ()
-    """Processes serving the model (their trees are measured by the probe)."""
-
-
-HOST: DeviceId = "host"
-"""The device of a warm handle: host RAM, counted against the pool's ``warm_budget``."""
 
 
 @runtime_checkable

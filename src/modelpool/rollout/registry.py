@@ -13,8 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from modelpool.config import ModelSpec
-from modelpool.config.versions import version_spec
+from modelpool.config import ModelSpec, version_spec
 from modelpool.core.pool import ModelPool
 from modelpool.errors import ModelPoolError, SwitchRefused, UnknownVersion
 from modelpool.plugins import PLUGINS
