@@ -285,6 +285,12 @@ class ServerClient(_Closing):
 
     # --- events -----------------------------------------------------------------------
 
+    def recent_events(self, limit: int = 20) -> list[dict[str, Any]]:
+        """``GET /admin/events?limit=N``: the pool's last events, oldest first."""
+        answer = self._json("GET", "/admin/events", params={"limit": str(limit)})
+        events: list[dict[str, Any]] = answer["events"]
+        return events
+
     def events(self) -> EventStream:
         """Open ``GET /admin/events/stream``: the pool's events from now on, as dicts.
 

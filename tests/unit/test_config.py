@@ -11,8 +11,8 @@ import pytest
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from modelpool.config import Config, ModelSpec, PoolSettings, default_state_dir
-from modelpool.config.fields import ModelFile
 from modelpool.config.checks import PLUGINS_KEY
+from modelpool.config.fields import ModelFile
 from modelpool.errors import ConfigError, ConfigIssue
 from modelpool.plugins import POLICIES, Plugins, Registry
 from modelpool.types import ModelSwitchingStrategy

@@ -20,6 +20,7 @@ from rich.text import Text
 from modelpool.cli import pool_views as views
 from modelpool.cli.shared import (
     DEFAULT_URL,
+    EXIT_CODES,
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
     JsonOption,
@@ -34,11 +35,6 @@ from modelpool.cli.shared import (
     remote_fail,
 )
 
-EXIT_CODES = (
-    "Exit codes: 0 ok; 1 the operation failed (load failed, server error 5xx); "
-    "2 invalid input (bad option or URL, 400/422); 3 cannot reach the server; "
-    "4 unknown model (404); 5 authentication failed (401)."
-)
 POLL_SECONDS = 0.2
 """How often a live display asks the server for the model's state."""
 

@@ -68,6 +68,12 @@ def _root(
 
 DEFAULT_URL = "http://127.0.0.1:8080"  # the client's DEFAULT_URL; httpx is imported lazily
 
+EXIT_CODES = (  # the epilog of every command that talks to a server
+    "Exit codes: 0 ok; 1 the operation failed (load failed, server error 5xx); "
+    "2 invalid input (bad option or URL, 400/422); 3 cannot reach the server; "
+    "4 unknown model (404); 5 authentication failed (401)."
+)
+
 UrlOption = Annotated[
     str,
     typer.Option(
