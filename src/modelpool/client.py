@@ -285,6 +285,42 @@ class ServerClient(_Closing):
 
     # --- events -----------------------------------------------------------------------
 
+    def logs(self, model_id: str, lines: int = 100) -> list[str]:
+        """``GET /admin/models/{id}/logs``: the last ``lines`` its server printed."""
+        path = f"/admin/models/{_segment(model_id)}/logs"
+        answer = self._json("GET", path, params={"lines": str(lines)})
+        printed: list[str] = answer["lines"]
+        return printed
+
+    def follow_logs(self, model_id: str, lines: int = 100) -> Iterator[str]:
+        """The last ``lines``, then each new line as the server prints it, until the model
+        is unloaded (or the caller stops iterating)."""
+        path = f"/admin/models/{_segment(model_id)}/logs"
+        params = {"lines": str(lines), "follow": "true"}
+        timeout = httpx.Timeout(self.timeout, read=STREAM_READ_TIMEOUT)
+        request = self._http.build_request("GET", path, params=params, timeout=timeout)
+        try:
+            response = self._http.send(request, stream=True)
+        except httpx.TransportError as error:
+            raise self._transport_error(error) from None
+        if response.status_code >= 400:
+            response.read()
+            response.close()
+            raise _api_error(response)
+        try:
+            event = "message"
+            for line in response.iter_lines():
+                if line.startswith("event:"):
+                    event = line.removeprefix("event:").strip()
+                elif line.startswith("data:"):
+                    if event == "end":
+                        return
+                    yield str(json.loads(line.removeprefix("data:").strip()))
+                elif not line:
+                    event = "message"
+        finally:
+            response.close()
+
     def recent_events(self, limit: int = 20) -> list[dict[str, Any]]:
         """``GET /admin/events?limit=N``: the pool's last events, oldest first."""
         answer = self._json("GET", "/admin/events", params={"limit": str(limit)})

@@ -25,6 +25,8 @@ class LogRing:
         self.name = name
         self.max_line = max_line
         self._lines: deque[str] = deque(maxlen=size)
+        self.count = 0
+        """Complete lines ever added: a follower's place (``since``)."""
         self._partial = ""
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
@@ -52,6 +54,16 @@ class LogRing:
         current = [*self._lines, self._partial] if self._partial else list(self._lines)
         return current[-lines:]
 
+    def since(self, count: int) -> tuple[list[str], int]:
+        """The complete lines added after the ``count``-th (those still in the ring), and
+        the count to ask from next time."""
+        if count > self.count:  # a place in an earlier run's log: this one from its start
+            count = 0
+        new = self.count - max(0, count)
+        if new <= 0:
+            return [], self.count
+        return list(self._lines)[-min(new, len(self._lines)) :], self.count
+
     async def pump(self, stream: asyncio.StreamReader) -> None:
         """Read ``stream`` to its end into the ring (run as a task)."""
         try:
@@ -63,4 +75,5 @@ class LogRing:
     def _append(self, line: str) -> None:
         line = line.removesuffix("\r")[: self.max_line]
         self._lines.append(line)
+        self.count += 1
         log.debug("%s| %s", self.name, line)

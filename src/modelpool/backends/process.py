@@ -273,6 +273,10 @@ class ProcessBackend:
         """The last ``lines`` lines the model's server printed (stdout and stderr)."""
         return _server(handle).log.tail(lines)
 
+    def log_since(self, handle: Handle, count: int) -> tuple[list[str], int]:
+        """The lines the model's server printed after the ``count``-th (a follower's place)."""
+        return _server(handle).log.since(count)
+
     def log_note(self, handle: Handle, text: str) -> None:
         """Add ``text`` to the model's log, each line marked ``[modelpool]``."""
         ring = _server(handle).log

@@ -28,6 +28,7 @@ from modelpool.cli import versions  # noqa: F401  versions, register, unregister
 from modelpool.cli import rollout  # noqa: F401  rollout, rollout-status, rollouts...
 from modelpool.cli import simulate  # noqa: F401  simulate, bench
 from modelpool.cli import top  # noqa: F401  top
+from modelpool.cli import logs  # noqa: F401  logs
 
 # isort: on
 from modelpool.cli.shared import DEFAULT_URL, app

@@ -547,6 +547,20 @@ class ModelPool(SyncFacade):
         except (TypeError, LookupError):  # a handle this backend did not make (a warm copy)
             return []
 
+    def log_since(self, model: str, count: int) -> tuple[list[str], int] | None:
+        """What a resident model's server printed after the ``count``-th line, and the
+        count to ask from next; None when it keeps no log now (not loaded, or a backend
+        without one). A count from an earlier run of the model starts over."""
+        record = self._scheduler.resolve(model)
+        backend = self._backends[record.spec.backend]
+        if record.handle is None or not isinstance(backend, KeepsLogs):
+            return None
+        try:
+            lines, after = backend.log_since(record.handle, count)
+        except (TypeError, LookupError):  # a handle this backend did not make (a warm copy)
+            return None
+        return list(lines), after
+
     def log_note(self, model: str, text: str) -> None:
         """Add ``text`` to a resident model's log (for backends that keep one); what the
         server answered when it failed, say, beside what it printed."""

@@ -158,6 +158,10 @@ class KeepsLogs(Protocol):
 
     def log_tail(self, handle: Handle, lines: int) -> Sequence[str]: ...
 
+    def log_since(self, handle: Handle, count: int) -> tuple[Sequence[str], int]:
+        """The lines printed after the ``count``-th, and the count to ask from next."""
+        ...
+
     def log_note(self, handle: Handle, text: str) -> None:
         """Add ``text`` to the model's log, marked as modelpool's (not the server's)."""
         ...

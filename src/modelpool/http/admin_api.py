@@ -25,6 +25,8 @@ from modelpool.http.state import ServerState
 KEEP_ALIVE_SECONDS = 15.0
 """A comment line this often keeps proxies from closing a quiet event stream."""
 LOG_LINES = 50
+LOG_POLL_SECONDS = 0.25
+"""How often a followed log is checked for new lines."""
 ADMIN_ECHO_LIMIT = 4000
 
 
@@ -63,6 +65,23 @@ def router(state: ServerState) -> APIRouter:
             "log_tail": pool.log_tail(model, LOG_LINES),
             "upstream_errors": state.upstream_errors.recent(found["id"]),
         }
+
+    @api.get("/models/{model}/logs", response_model=None)
+    async def logs(
+        model: str, lines: Annotated[int, Query(ge=0, le=10_000)] = 100, follow: bool = False
+    ) -> dict[str, Any] | StreamingResponse:
+        """What the model's server printed: the last ``lines``; with ``follow``, then every
+        new line as it comes (server-sent events, ``data: "<line>"``), until the model
+        leaves (an ``end`` event) or the client does."""
+        model_id = view(model)["id"]
+        tail = pool.log_tail(model_id, lines)
+        if not follow:
+            return {"model": model_id, "lines": tail}
+        return StreamingResponse(
+            _follow_logs(state, model_id, tail),
+            media_type="text/event-stream",
+            headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+        )
 
     @api.post("/models/{model}/load", response_model=None)
     @audited("load")
@@ -180,6 +199,28 @@ def _skip_reason(state: ServerState, model_id: str) -> str | None:
         if event.kind is EventKind.PRELOAD_SKIPPED and event.model_id == model_id:
             return str(event.detail.get("reason"))
     return None
+
+
+async def _follow_logs(state: ServerState, model_id: str, tail: list[str]) -> AsyncIterator[bytes]:
+    """The tail, then new lines as the server prints them (polled: output has no event)."""
+    for line in tail:
+        yield f"data: {json.dumps(line)}\n\n".encode()
+    found = state.pool.log_since(model_id, 0)
+    position = found[1] if found is not None else 0
+    quiet = 0.0
+    while not state.draining.is_set():
+        found = state.pool.log_since(model_id, position)
+        if found is None:
+            yield b'event: end\ndata: "the model is not loaded"\n\n'
+            return
+        lines, position = found
+        for line in lines:
+            yield f"data: {json.dumps(line)}\n\n".encode()
+        quiet = 0.0 if lines else quiet + LOG_POLL_SECONDS
+        if quiet >= KEEP_ALIVE_SECONDS:  # a comment keeps proxies from closing an idle stream
+            quiet = 0.0
+            yield b": keep-alive\n\n"
+        await asyncio.sleep(LOG_POLL_SECONDS)
 
 
 async def _event_stream(state: ServerState) -> AsyncIterator[bytes]:
