@@ -95,6 +95,21 @@ async def test_a_failed_wake_fails_the_model_with_the_servers_answer_and_stops_i
         assert pool.get_resource_status()["warm_memory"]["committed"] == 0
 
 
+async def test_a_failed_sleep_stops_the_model_the_ordinary_way() -> None:
+    pool = make_pool(sleepy("a", "--fail-sleep"), sleepy("b"))
+    async with pool:
+        events = pool.events()
+        async with pool.use("a") as lease:
+            a = native(lease)
+        await pool.load("b")
+        failed = await next_event(events, EventKind.OFFLOAD_FAILED, "a")
+        assert "/sleep?level=1 answered 500" in failed.detail["error"]
+        assert "a: cannot sleep" in failed.detail["error"]
+        assert pool.state("a") is ModelState.UNLOADED
+        assert gone(a.pid)
+        assert pool.get_resource_status()["warm_memory"]["committed"] == 0
+
+
 async def test_a_sleeper_the_policy_drops_for_room_in_host_ram_is_stopped() -> None:
     pool = make_pool(sleepy("a"), sleepy("b"), sleepy("c"))
     async with pool:

@@ -7,8 +7,8 @@ SIGTERM, forks a grandchild, fails a share of its answers with a 500.
 
 Sleep mode, as vLLM's (``--enable-sleep-mode``): ``POST /sleep`` (any query) puts it to
 sleep, ``POST /wake_up`` wakes it; asleep, chat answers 503 and health stays 200.
-``--fail-wake`` makes every wake answer 500; ``--start-seconds`` delays its start, so
-that a cold start is clearly slower than a wake.
+``--fail-sleep`` and ``--fail-wake`` make every sleep or wake answer 500;
+``--start-seconds`` delays its start, so that a cold start is clearly slower than a wake.
 
 Request fields that script one answer (a real client sends them as extra body fields):
 ``tiny_chunks`` (stream this many chunks, default 3), ``tiny_chunk_seconds`` (pause
@@ -44,6 +44,7 @@ def main() -> None:
     parser.add_argument("--fail-requests", type=float, default=0.0, metavar="FRACTION")
     parser.add_argument("--tag", help="ignored: lets a test run find its own servers")
     # Sleep mode (the process backend's warm tier).
+    parser.add_argument("--fail-sleep", action="store_true")
     parser.add_argument("--fail-wake", action="store_true")
     parser.add_argument("--start-seconds", type=float, default=0.0)
     args = parser.parse_args()
@@ -107,6 +108,9 @@ def main() -> None:
             """Answer the sleep mode's requests; True when this one was answered."""
             route = self.path.partition("?")[0]
             if route == "/sleep":
+                if args.fail_sleep:
+                    self._send(500, {"error": {"message": f"{args.name}: cannot sleep"}})
+                    return True
                 asleep.set()
                 print(f"{args.name}: asleep", flush=True)
                 self._send(200, "")
