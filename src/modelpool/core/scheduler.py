@@ -438,7 +438,9 @@ class Scheduler:
         """A resident model stopped on its own (its process exited): FAILED, memory freed.
 
         Leases on it end here; their holders see the failure from the dead endpoint.
-        A report about a handle that is no longer the model's current one is stale.
+        A report about a WARM model's warm handle (a sleeping server that exited) drops
+        its copy. A report about a handle that is no longer the model's current one is
+        stale.
         """
         record = self._records[model_id]
         if record.state is ModelState.WARM and record.warm is handle and not record.warm_dropping:
