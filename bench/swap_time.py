@@ -1,6 +1,9 @@
 """Swap time for each warm tier: evict one model, serve another, with and without the tier.
 
-    .venv/bin/python bench/swap_time.py [--rounds N] [--out FOLDER]
+    .venv/bin/python bench/swap_time.py [--rounds N] [--torch] [--out FOLDER]
+
+``--out``: one JSON per run there, ``swap_time-<UTC time>.json`` (the command, the
+machine, every swap's seconds).
 
 A real pool whose device budget holds one of two models, asked for them in turn: each
 swap evicts the one resident and serves the other (the lease, and one request through
@@ -25,6 +28,7 @@ import argparse
 import asyncio
 import json
 import os
+import shlex
 import statistics
 import sys
 import time
@@ -33,6 +37,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from machine import describe_machine
 from modelpool import ModelPool, ModelSpec
 from modelpool.core.lease import Lease
 
@@ -143,7 +148,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--torch", action="store_true", help="MiniLM through the torch backend")
-    parser.add_argument("--out", type=Path, help="write swap_time.json here")
+    parser.add_argument("--out", type=Path, help="write swap_time-<UTC time>.json here")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     rows = asyncio.run(swap_rows(args.rounds, args.torch))
@@ -151,7 +156,13 @@ def main() -> None:
         print(f"- {row['what']}: {row['value']}")
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "swap_time.json").write_text(json.dumps(rows, indent=2) + "\n")
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        payload = {
+            "command": shlex.join(["bench/swap_time.py", *sys.argv[1:]]),
+            "machine": describe_machine(),
+            "rows": rows,
+        }
+        (args.out / f"swap_time-{stamp}.json").write_text(json.dumps(payload, indent=2) + "\n")
 
 
 if __name__ == "__main__":
