@@ -139,8 +139,8 @@ class ProcessOptions(BaseModel):
             given, missing = ("sleep", "wake") if self.wake is None else ("wake", "sleep")
             raise ValueError(
                 f"{given} is set but {missing} is not: a model that sleeps needs both "
-                f"(e.g. sleep: {{method: POST, path: /sleep?level=1}}, "
-                f"wake: {{method: POST, path: /wake_up}})"
+                f'(e.g. sleep: {{method: POST, path: "/sleep?level=1"}}, '
+                f'wake: {{method: POST, path: "/wake_up"}})'
             )
         return self
 
