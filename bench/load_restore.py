@@ -31,6 +31,10 @@ Measured in one run; prints a table and writes ``bench/results/load_restore.{jso
    A whole move is set against the raw copy as its limit; the copy alone shows how much
    of the gap is bookkeeping. ``--gpu-only`` runs just this part (for bench/gpu_check.sh).
 
+4. Swap time for each warm tier (``swap_time.py``): a pool whose device holds one of two
+   models serves them in turn, with the warm tier and without it (process models with
+   sleep mode; MiniLM through the torch backend), interleaved; median swap.
+
 Target: each move at ≥ 80% of its limit (the limit column says which). The json's
 ``"ratios"`` (for ``bench/run_all.py``): the backend's loads, offload and restore as a
 share of their limits, and with CUDA how much faster a restore is than a load.
@@ -65,6 +69,7 @@ from modelpool import ModelSpec
 from modelpool.backends.torch_models import TorchBackend
 from modelpool.backends.torch_weights import PINNED
 from run_all import ratio
+from swap_time import swap_rows
 
 RESULTS = Path(__file__).parent / "results"
 TARGET = 0.80
@@ -383,6 +388,7 @@ async def measure(quick: bool) -> dict[str, Any]:
             size = TorchBackend().estimate(minilm) or 0
             rows.append(row("TorchBackend.load MiniLM, first (imports)", size, times[0], 0))
             rows.append(row("TorchBackend.load MiniLM, best of 3 more", size, min(times[1:]), 0))
+        rows += await swap_rows(rounds=3 if quick else 5)
         if torch.cuda.is_available():
             rows += await gpu_rows(spec, path, nbytes, quick)
         else:

@@ -15,6 +15,7 @@ from modelpool.core.ports import (
     KeepsLogs,
     KeepsState,
     MeasuresProcesses,
+    OffloadsSome,
     Prepares,
     WarmCapable,
     WatchesExit,
@@ -27,11 +28,14 @@ CAPABILITIES = {
     "state dir": KeepsState,
     "logs": KeepsLogs,
     "warm tier": WarmCapable,
+    "warm tier per model": OffloadsSome,
     "prepare": Prepares,
 }
 EXPECTED_BACKENDS = {
-    "process": {"watch exit", "state dir", "logs"},
-    "llamacpp": {"estimate", "watch exit", "state dir", "logs"},
+    # A process model has a warm tier when its options declare sleep and wake (vLLM);
+    # llamacpp's options have no such keys, so its models never go warm.
+    "process": {"watch exit", "state dir", "logs", "warm tier", "warm tier per model"},
+    "llamacpp": {"estimate", "watch exit", "state dir", "logs", "warm tier", "warm tier per model"},
     "torch": {"estimate", "warm tier", "prepare"},
     "callable": set(),
     "fake": {"estimate", "watch exit", "warm tier"},

@@ -1,4 +1,5 @@
-"""A tiny HTTP/1.0 GET over asyncio streams: enough to poll a health URL on loopback.
+"""A tiny HTTP/1.0 client over asyncio streams: enough to poll a health URL on loopback
+and to ask a server to sleep or wake.
 
 Stdlib only on purpose (httpx is an optional extra of the server, not of the pool).
 """
@@ -20,20 +21,31 @@ async def get_status(host: str, port: int, path: str, timeout: float) -> int:
     response is read, up to ``MAX_RESPONSE`` bytes, so that the server never writes to a
     closed socket.
     """
+    status, _ = await call(host, port, "GET", path, timeout)
+    return status
+
+
+async def call(host: str, port: int, method: str, path: str, timeout: float) -> tuple[int, bytes]:
+    """``method http://host:port{path}`` with no body: the status code and the answer's
+    body (its first ``MAX_RESPONSE`` bytes). Raises as ``get_status`` does."""
     async with asyncio.timeout(timeout):
         reader, writer = await asyncio.open_connection(host, port)
         try:
-            request = f"GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\nAccept: */*\r\n\r\n"
+            request = (
+                f"{method} {path} HTTP/1.0\r\nHost: {host}:{port}\r\nAccept: */*\r\n"
+                "Content-Length: 0\r\n\r\n"
+            )
             writer.write(request.encode("ascii"))
             await writer.drain()
             status_line = await reader.readline()
             parts = status_line.split(maxsplit=2)
             if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
                 raise ValueError(f"not an HTTP answer: {status_line[:80]!r}")
-            left = MAX_RESPONSE
-            while left > 0 and (chunk := await reader.read(min(left, 16 * 1024))):
-                left -= len(chunk)
-            return int(parts[1])
+            answer = b""
+            while len(answer) < MAX_RESPONSE and (chunk := await reader.read(16 * 1024)):
+                answer += chunk
+            _, _, body = answer[:MAX_RESPONSE].partition(b"\r\n\r\n")
+            return int(parts[1]), body
         finally:
             writer.close()
             with contextlib.suppress(OSError):

@@ -10,6 +10,14 @@ through a shell. Options (flattened in a model's YAML entry)::
       ready_timeout: 10m
       memory: 11.5GB
 
+A server that can free its device memory while it keeps running (vLLM's sleep mode)
+declares how to ask it to, and the model gets a warm tier: evicting it puts it to sleep
+(the process stays, its bytes are booked in host RAM within the pool's ``warm_budget``),
+the next request wakes it, much faster than a cold start::
+
+      sleep: {method: POST, path: "/sleep?level=1"}
+      wake: {method: POST, path: "/wake_up"}
+
 ``${PORT}``, ``${HOST}`` (always 127.0.0.1), ``${MODEL_ID}`` and ``${MODEL_PATH}`` are
 replaced in command items and env values. The server gets a free port on 127.0.0.1
 unless ``port`` fixes one; its output goes to a ring of the last ``log_lines`` lines,
@@ -31,7 +39,7 @@ import signal
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -43,11 +51,12 @@ from pydantic import (
 )
 
 from modelpool.backends import procgroup
-from modelpool.backends.http_probe import get_status
+from modelpool.backends.http_probe import call, get_status
 from modelpool.backends.logring import LogRing
 from modelpool.backends.pidfiles import PidFiles
 from modelpool.config import ModelSpec
 from modelpool.config.fields import Seconds
+from modelpool.core.ports import HOST as WARM
 from modelpool.core.ports import Handle
 from modelpool.types import DeviceId, ModelId
 
@@ -63,6 +72,8 @@ KILL_TIMEOUT = 5.0
 """How long the group may take to vanish after SIGKILL before unload reports it."""
 WATCH_POLL = 0.2
 """How often a resident server's exit code is looked at: a crash is seen within this."""
+ANSWER_CHARS = 1000
+"""Characters of a server's answer to a failed sleep or wake quoted in the error."""
 DRAIN_TIMEOUT = 2.0
 """How long the output may take to reach its end once the process has exited."""
 
@@ -78,6 +89,18 @@ def _number_as_text(value: object) -> object:
 
 
 Arg = Annotated[str, BeforeValidator(_number_as_text)]
+
+
+class ServerCall(BaseModel):
+    """One HTTP request the pool makes to the server: how to put it to sleep or wake it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    method: Literal["POST", "PUT", "GET"] = "POST"
+    path: str = Field(pattern=r"^/[!-~]*$")
+    """Path and query on the server, e.g. ``/sleep?level=1``; any 2xx answer is success."""
+    timeout: Annotated[Seconds, Field(gt=0)] = 120.0
+    """How long the server may take to answer (a sleep copies the weights to host RAM)."""
 
 
 class ProcessOptions(BaseModel):
@@ -98,6 +121,10 @@ class ProcessOptions(BaseModel):
     stop_grace: Annotated[Seconds, Field(ge=0)] = 10.0
     """Seconds between SIGTERM and SIGKILL."""
     log_lines: int = Field(200, ge=1)
+    sleep: ServerCall | None = None
+    """How to make the server free its device memory while it keeps running."""
+    wake: ServerCall | None = None
+    """How to bring a sleeping server back; ``health`` must answer 200 after it."""
 
     @field_validator("command")
     @classmethod
@@ -105,6 +132,17 @@ class ProcessOptions(BaseModel):
         if not command[0].strip():
             raise ValueError("the first item of command must name the program to run")
         return command
+
+    @model_validator(mode="after")
+    def _sleep_with_wake(self) -> Self:
+        if (self.sleep is None) != (self.wake is None):
+            given, missing = ("sleep", "wake") if self.wake is None else ("wake", "sleep")
+            raise ValueError(
+                f"{given} is set but {missing} is not: a model that sleeps needs both "
+                f'(e.g. sleep: {{method: POST, path: "/sleep?level=1"}}, '
+                f'wake: {{method: POST, path: "/wake_up"}})'
+            )
+        return self
 
     @model_validator(mode="after")
     def _placeholders_known(self) -> Self:
@@ -137,6 +175,9 @@ class ServerProcess:
     reader: asyncio.Task[None]
     """Pumps the process's output into ``log`` until the pipe closes."""
     stop_grace: float
+    options: ProcessOptions
+    device: DeviceId
+    """Where it was started; a sleeping server wakes on the same device."""
 
     @property
     def pid(self) -> int:
@@ -207,6 +248,8 @@ class ProcessBackend:
             log=ring,
             reader=asyncio.create_task(ring.pump(process.stdout)),
             stop_grace=options.stop_grace,
+            options=options,
+            device=device,
         )
         try:
             # Recorded before it is ready: a pool that dies while the server loads its
@@ -233,7 +276,57 @@ class ProcessBackend:
         )
 
     async def unload(self, handle: Handle) -> None:
+        """Stop the server, awake or asleep (a warm handle holds the same process)."""
         await self._stop_and_forget(_server(handle))
+
+    def can_offload(self, spec: ModelSpec) -> bool:
+        """Only a model whose options declare ``sleep`` and ``wake`` has a warm tier."""
+        try:
+            options = ProcessOptions.model_validate(spec.options)
+        except ValueError:  # the config reports it; such a model never loads
+            return False
+        return options.sleep is not None and options.wake is not None
+
+    async def offload(self, handle: Handle) -> Handle:
+        """Put the server to sleep: it keeps running and frees its device memory. The
+        warm handle holds the same process; on failure the model stays as it was."""
+        server = _server(handle)
+        if handle.device == WARM:
+            raise ValueError(f"model {handle.model_id!r} is asleep already")
+        sleep = server.options.sleep
+        if sleep is None:
+            raise RuntimeError(f"model {handle.model_id!r}: its options declare no sleep call")
+        await _ask(server, "sleep", sleep)
+        self.log_note(handle, f"asleep ({sleep.method} {sleep.path})")
+        return Handle(handle.model_id, WARM, native=server, pids=handle.pids)
+
+    async def restore(self, warm: Handle, device: DeviceId) -> Handle:
+        """Wake the sleeping server and wait until its health check answers 200. On
+        failure the pool stops it (``unload`` of the warm handle)."""
+        server = _server(warm)
+        if warm.device != WARM:
+            raise ValueError(f"model {warm.model_id!r} is not asleep")
+        if device != server.device:
+            raise RuntimeError(
+                f"model {warm.model_id!r} sleeps on {server.device} and cannot wake on {device}"
+            )
+        if (code := server.process.returncode) is not None:
+            raise RuntimeError(
+                server.with_tail(f"{server.program} {procgroup.describe_exit(code)} while asleep")
+            )
+        wake = server.options.wake
+        if wake is None:
+            raise RuntimeError(f"model {warm.model_id!r}: its options declare no wake call")
+        await _ask(server, "wake", wake)
+        await _until_ready(server, server.options.health, server.options.ready_timeout)
+        self.log_note(warm, f"awake ({wake.method} {wake.path})")
+        return Handle(
+            warm.model_id,
+            device,
+            endpoint=f"http://{HOST}:{server.port}/v1",
+            native=server,
+            pids=warm.pids,
+        )
 
     def _record(self, server: ServerProcess) -> None:
         if self._pidfiles is None:
@@ -290,6 +383,22 @@ def _server(handle: Handle) -> ServerProcess:
     if not isinstance(server, ServerProcess):
         raise TypeError(f"model {handle.model_id!r} was not loaded by the process backend")
     return server
+
+
+async def _ask(server: ServerProcess, what: str, request: ServerCall) -> None:
+    """Make ``request`` (to sleep or wake); raise with the server's answer unless 2xx."""
+    url = f"http://{HOST}:{server.port}{request.path}"
+    try:
+        status, body = await call(HOST, server.port, request.method, request.path, request.timeout)
+    except (OSError, TimeoutError, ValueError) as error:
+        headline = f"model {server.model_id!r}: {what}: {request.method} {url} {_no_answer(error)}"
+        raise RuntimeError(server.with_tail(headline)) from error
+    if not 200 <= status < 300:
+        answer = body.decode("utf-8", "replace").strip()[:ANSWER_CHARS] or "(empty)"
+        headline = (
+            f"model {server.model_id!r}: {what}: {request.method} {url} answered {status}: {answer}"
+        )
+        raise RuntimeError(server.with_tail(headline))
 
 
 async def _until_ready(server: ServerProcess, health: str, timeout: float) -> None:

@@ -131,6 +131,7 @@ class AsyncEffects:
             watcher.cancel()  # the model is about to leave its device on purpose
 
     def start_restore(self, warm: Handle, device: DeviceId) -> None:
+        self._stop_watching(warm.model_id)  # a sleeper that dies now fails its wake
         self._spawn(self._restore(warm, device))
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
@@ -229,6 +230,8 @@ class AsyncEffects:
             elapsed = self._clock() - started
             self.reports.on_offload_done(handle.model_id, None, describe(error), elapsed)
             return
+        if isinstance(backend, WatchesExit):  # a sleeping server process can still die
+            self._watchers[handle.model_id] = self._spawn(self._watch(warm, backend.wait_closed))
         self.reports.on_offload_done(handle.model_id, warm, None, self._clock() - started)
 
     async def _restore(self, warm: Handle, device: DeviceId) -> None:

@@ -34,7 +34,7 @@ from modelpool.core.ports import (
     MemoryProbe,
     Prepares,
     Traffic,
-    WarmCapable,
+    can_offload,
 )
 from modelpool.core.queries import can_fit, fit_problems, require_free, resource_status
 from modelpool.core.scheduler import Scheduler
@@ -144,7 +144,7 @@ class ModelPool(SyncFacade):
             self._effects,
             clock,
             settings,
-            offloadable=[s.id for s in specs if isinstance(self._backends[s.backend], WarmCapable)],
+            offloadable=[s.id for s in specs if can_offload(self._backends[s.backend], s)],
         )
         self._effects.report_to(self._scheduler)
         self._check_devices(specs)
@@ -525,7 +525,7 @@ class ModelPool(SyncFacade):
         if spec.backend not in self._backends:
             self._backends[spec.backend] = BACKENDS.get(spec.backend)()
         self._check_devices([spec])
-        offloadable = isinstance(self._backends[spec.backend], WarmCapable)
+        offloadable = can_offload(self._backends[spec.backend], spec)
         self._scheduler.add_model(spec, self._estimate(spec), offloadable)
 
     def remove_model(self, model: str) -> None:

@@ -105,13 +105,29 @@ class WarmCapable(Protocol):
 
 
 @runtime_checkable
+class OffloadsSome(Protocol):
+    """A warm-capable backend where only some models can go warm (a server process
+    that declares how to sleep and wake): the pool asks it per model."""
+
+    def can_offload(self, spec: ModelSpec) -> bool: ...
+
+
+def can_offload(backend: object, spec: ModelSpec) -> bool:
+    """Whether ``spec``'s models may go to the warm tier: its backend is ``WarmCapable``
+    and, when it answers per model (``OffloadsSome``), says yes for this one."""
+    if not isinstance(backend, WarmCapable):
+        return False
+    return backend.can_offload(spec) if isinstance(backend, OffloadsSome) else True
+
+
+@runtime_checkable
 class Backend(Protocol):
     """Loads and unloads models of one kind. Slow methods are coroutines.
 
     Optional capabilities, each a protocol of its own below that the pool checks with
     ``isinstance``: ``Estimating``, ``WatchesExit``, ``KeepsState``, ``KeepsLogs`` and
-    ``WarmCapable`` (the warm tier). And ``options_model``: a pydantic model the config
-    checks a model's options against.
+    ``WarmCapable`` (the warm tier; per model with ``OffloadsSome``). And
+    ``options_model``: a pydantic model the config checks a model's options against.
     """
 
     async def load(self, spec: ModelSpec, device: DeviceId) -> Handle: ...

@@ -39,6 +39,7 @@ from modelpool.core.memory_watch import MemoryWatch
 from modelpool.core.moves import Moves
 from modelpool.core.planner import Go, Impossible, Wait, choose_drain, plan_load
 from modelpool.core.ports import (
+    HOST,
     Clock,
     Effects,
     EvictionContext,
@@ -437,9 +438,14 @@ class Scheduler:
         """A resident model stopped on its own (its process exited): FAILED, memory freed.
 
         Leases on it end here; their holders see the failure from the dead endpoint.
-        A report about a handle that is no longer the model's current one is stale.
+        A report about a WARM model's warm handle (a sleeping server that exited) drops
+        its copy. A report about a handle that is no longer the model's current one is
+        stale.
         """
         record = self._records[model_id]
+        if record.state is ModelState.WARM and record.warm is handle and not record.warm_dropping:
+            self._lose_warm(record, reason)
+            return
         if record.state is not ModelState.READY or record.handle is not handle:
             return
         device = record.device
@@ -456,6 +462,20 @@ class Scheduler:
         self._emit(EventKind.LOST, record, device=device, reason=reason)
         self._answer_unload_waiters(record)
         self._settle(freed=device)
+
+    def _lose_warm(self, record: ModelRecord, reason: str) -> None:
+        """A warm copy vanished on its own (a sleeping server process exited): its host
+        bytes are free, the model UNLOADED with the reason kept; the next request loads
+        it cold."""
+        self.warm.leave(record)
+        self.warm.release(record)
+        record.warm = None
+        record.unload_requested = None
+        record.set_state(ModelState.UNLOADED)
+        record.last_error = reason
+        self._emit(EventKind.LOST, record, device=HOST, reason=reason)
+        self._answer_unload_waiters(record)
+        self._settle(host_freed=True)
 
     def on_unload_done(self, model_id: ModelId, error: str | None = None) -> None:
         record = self._records[model_id]

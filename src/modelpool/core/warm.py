@@ -1,6 +1,7 @@
-"""The warm tier: host RAM that keeps evicted in-process models restorable.
+"""The warm tier: host RAM that keeps evicted models restorable (in-process weights, or
+a server process asleep with its weights in host RAM).
 
-When the policy evicts a model whose backend can ``offload``, and the pool has a
+When the policy evicts a model that can ``offload`` (``ports.can_offload``), and the pool has a
 ``warm_budget``, the model's weights move to host RAM instead of being thrown away
 (READY → UNLOADING → WARM); the next request restores them (WARM → LOADING → READY),
 which costs a host-to-device copy instead of a cold load from disk. Warm copies have

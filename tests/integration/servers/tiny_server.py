@@ -5,6 +5,11 @@ last user message after its ``--name``; streamed in chunked SSE with ``stream: t
 and misbehaves on request: exits at start, never becomes healthy, dies later, ignores
 SIGTERM, forks a grandchild, fails a share of its answers with a 500.
 
+Sleep mode, as vLLM's (``--enable-sleep-mode``): ``POST /sleep`` (any query) puts it to
+sleep, ``POST /wake_up`` wakes it; asleep, chat answers 503 and health stays 200.
+``--fail-sleep`` and ``--fail-wake`` make every sleep or wake answer 500;
+``--start-seconds`` delays its start, so that a cold start is clearly slower than a wake.
+
 Request fields that script one answer (a real client sends them as extra body fields):
 ``tiny_chunks`` (stream this many chunks, default 3), ``tiny_chunk_seconds`` (pause
 between them), ``tiny_die_after`` (the process exits after this many chunks, as a
@@ -38,7 +43,13 @@ def main() -> None:
     parser.add_argument("--fork-grandchild", action="store_true")
     parser.add_argument("--fail-requests", type=float, default=0.0, metavar="FRACTION")
     parser.add_argument("--tag", help="ignored: lets a test run find its own servers")
+    # Sleep mode (the process backend's warm tier).
+    parser.add_argument("--fail-sleep", action="store_true")
+    parser.add_argument("--fail-wake", action="store_true")
+    parser.add_argument("--start-seconds", type=float, default=0.0)
     args = parser.parse_args()
+    asleep = threading.Event()
+    time.sleep(args.start_seconds)
 
     if args.exit_at_start is not None:
         print(f"{args.name}: cannot open the weights, exiting with {args.exit_at_start}")
@@ -73,6 +84,8 @@ def main() -> None:
                 self._send(404, {"error": {"message": f"no route {self.path}"}})
 
         def do_POST(self) -> None:
+            if self._sleep_mode():
+                return
             if self.path != "/v1/chat/completions":
                 self._send(404, {"error": {"message": f"no route {self.path}"}})
                 return
@@ -90,6 +103,29 @@ def main() -> None:
                 self._stream(body, text)
                 return
             self._send(200, _completion(args.name, text))
+
+        def _sleep_mode(self) -> bool:
+            """Answer the sleep mode's requests; True when this one was answered."""
+            route = self.path.partition("?")[0]
+            if route == "/sleep":
+                if args.fail_sleep:
+                    self._send(500, {"error": {"message": f"{args.name}: cannot sleep"}})
+                    return True
+                asleep.set()
+                print(f"{args.name}: asleep", flush=True)
+                self._send(200, "")
+            elif route == "/wake_up":
+                if args.fail_wake:
+                    self._send(500, {"error": {"message": f"{args.name}: cannot wake: CUDA OOM"}})
+                    return True
+                asleep.clear()
+                print(f"{args.name}: awake", flush=True)
+                self._send(200, "")
+            elif asleep.is_set():
+                self._send(503, {"error": {"message": f"{args.name} is asleep"}})
+            else:
+                return False
+            return True
 
         def _stream(self, body: dict[str, Any], text: str) -> None:
             self.send_response(200)

@@ -157,6 +157,29 @@ async def test_the_warm_tier_round_trip_reports_each_step() -> None:
     assert (kind, model_id, restored.device, error) == ("load", "a", "cpu", None)
 
 
+async def test_a_warm_copy_that_dies_is_reported_lost_with_its_warm_handle() -> None:
+    # A sleeping server process is still watched: its death is news for the scheduler.
+    rig = Rig(fake("a"))
+    handle = await rig.loaded("a")
+    rig.effects.start_offload(handle)
+    _, _, warm, _ = await rig.reports.next()
+    assert warm.device == "host"
+    rig.backend.crash("a", "exited while asleep")
+    assert await rig.reports.next() == ("lost", "a", "exited while asleep")
+
+
+async def test_a_warm_copy_being_restored_is_no_longer_watched() -> None:
+    rig = Rig(fake("a", restore_seconds=0.05))
+    handle = await rig.loaded("a")
+    rig.effects.start_offload(handle)
+    _, _, warm, _ = await rig.reports.next()
+    rig.effects.start_restore(warm, "cpu")
+    rig.backend.crash("a")  # the restore reports how it went, not the old watch
+    kind, _, restored, error = await rig.reports.next()
+    assert (kind, restored.device, error) == ("load", "cpu", None)
+    assert [call[0] for call in rig.reports.calls] == ["load", "offload", "load"]
+
+
 async def test_a_lease_granted_after_its_caller_left_goes_back() -> None:
     rig = Rig(fake("a"))
     handle = await rig.loaded("a")

@@ -113,6 +113,16 @@ class PoolMachine(RuleBasedStateMachine):
             self.h.s.on_lost(record.model_id, record.handle, "exited with code 1")
             self._collect()
 
+    @rule(data=st.data())
+    def warm_copy_dies(self, data: st.DataObject) -> None:
+        # A sleeping server process exits: its host copy vanishes on its own.
+        warm = [r for r in self.h.s.records() if r.state is ModelState.WARM and r.warm]
+        if warm:
+            record = data.draw(st.sampled_from(warm))
+            assert record.warm is not None
+            self.h.s.on_lost(record.model_id, record.warm, "exited while asleep")
+            self._collect()
+
     @rule(seconds=st.floats(min_value=0.5, max_value=40))
     def time_passes(self, seconds: float) -> None:
         self.h.clock.advance(seconds)

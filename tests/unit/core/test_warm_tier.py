@@ -121,6 +121,27 @@ def test_a_failed_restore_marks_the_model_failed_and_frees_its_copy() -> None:
     assert "a" not in h.s.warm.account.committed
 
 
+def test_a_warm_copy_lost_on_its_own_frees_its_host_bytes_for_the_next_offload() -> None:
+    # A sleeping server process that dies: its copy is gone, without a drop to wait for.
+    h = warm_harness(warm_budget=4 * GB)
+    h.load("a", "b")  # a is warm, b ready
+    warm = h.s.resolve("a").warm
+    assert warm is not None
+    h.s.on_lost("a", warm, "exited with code 9 while asleep")
+    assert h.state("a") is ModelState.UNLOADED
+    assert h.s.resolve("a").last_error == "exited with code 9 while asleep"
+    assert h.fx.kinds(EventKind.LOST)[-1].detail == {
+        "device": HOST,
+        "reason": "exited with code 9 while asleep",
+    }
+    assert h.s.warm.account.committed == {}
+    h.wait("c")  # b's offload needs no drop: the tier is empty
+    assert h.fx.unloads == []
+    assert h.fx.offloads == ["a", "b"]
+    h.s.on_lost("a", warm, "late news")  # stale: ignored
+    assert len(h.fx.kinds(EventKind.LOST)) == 1
+
+
 def test_an_explicit_unload_of_a_warm_model_drops_its_copy() -> None:
     h = warm_harness()
     h.load("a", "b")
