@@ -86,6 +86,8 @@ STAMP = ".installed"
 START_TIMEOUT = 180.0
 """LiteLLM imports a great deal before it listens: tens of seconds on a busy 2-core VM."""
 STOP_TIMEOUT = 20.0
+ROUND_WARMUP = 5
+"""Untimed requests on each round's fresh connection."""
 PROXIES = ("modelpool", "litellm")
 PATHS = ("direct", *PROXIES)
 
@@ -228,22 +230,25 @@ def rotated(items: list[Target], turn: int) -> list[Target]:
 async def latency_rounds(
     targets: list[Target], stream: bool, plan: Plan
 ) -> dict[str, list[list[float]]]:
-    """Per target, the samples of each round (ms), rounds rotating the order."""
-    connections = {t.name: await Connection.open(t.port) for t in targets}
+    """Per target, the samples of each round (ms), rounds rotating the order. Each round
+    opens its own connection per target (a few requests on it untimed): a connection
+    left idle while a slow peer's round runs would pass uvicorn's 5 s keep-alive."""
     requests = {t.name: t.request(stream) for t in targets}
     rounds: dict[str, list[list[float]]] = {t.name: [] for t in targets}
-    try:
-        for target in targets:
-            await timed(connections[target.name], requests[target.name], plan.warmup)
-        for round_ in range(plan.rounds):
-            for target in rotated(targets, round_):
-                samples = await timed(
-                    connections[target.name], requests[target.name], plan.per_round
-                )
-                rounds[target.name].append(samples)
-    finally:
-        for connection in connections.values():
+
+    async def run(target: Target, warmup: int, count: int) -> list[float]:
+        connection = await Connection.open(target.port)
+        try:
+            await timed(connection, requests[target.name], warmup)
+            return await timed(connection, requests[target.name], count)
+        finally:
             await connection.close()
+
+    for target in targets:
+        await run(target, plan.warmup, 0)
+    for round_ in range(plan.rounds):
+        for target in rotated(targets, round_):
+            rounds[target.name].append(await run(target, ROUND_WARMUP, plan.per_round))
     return rounds
 
 
@@ -363,8 +368,9 @@ def report(result: dict[str, Any], plan: Plan, context: dict[str, Any], quick: b
         f"{context['load_before']:.2f} / {context['load_after']:.2f}.",
         "",
         f"Latency: {plan.rounds} rounds × {plan.per_round} sequential requests per path "
-        f"after {plan.warmup} warm-up, one keep-alive connection each, the order rotating "
-        "each round; time to the last byte. Added = the proxy's percentile minus direct's "
+        f"after {plan.warmup} warm-up, on a fresh keep-alive connection per path and round "
+        f"({ROUND_WARMUP} requests on it untimed first), the order rotating each round; "
+        "time to the last byte. Added = the proxy's percentile minus direct's "
         "in the same round; medians over rounds.",
         "",
         "| mode | direct p50 / p95 ms | modelpool added p50 / p95 ms "
