@@ -14,14 +14,15 @@ alternate and never overlap, so neither proxy's traffic slows the other's.
 
 LiteLLM is kept off the network and as quiet as it allows: the local model cost map
 (``LITELLM_LOCAL_MODEL_COST_MAP``), no telemetry, no database, no callbacks, logging at
-ERROR; one worker (its default), as modelpool runs one process.
+ERROR; one worker (its default), as modelpool runs one process; no master key (it
+refuses to start without one unless told it may), as modelpool's side has no API keys.
 
 For each mode (non-streamed; streamed, 16 SSE events then ``[DONE]``):
 
-1. Latency: rounds of sequential requests on one keep-alive connection per path, the
-   order of the paths rotating from round to round. Per round, a proxy's added p50
-   (p95) is its p50 (p95) minus direct's in the same round; the figures are the medians
-   over rounds.
+1. Latency: rounds of sequential requests on a keep-alive connection per path (a fresh
+   one each round), the order of the paths rotating from round to round. Per round, a
+   proxy's added p50 (p95) is its p50 (p95) minus direct's in the same round; the
+   figures are the medians over rounds.
 2. Throughput: a fixed number of connections, one request in flight each, in slices
    that rotate over the paths; the median slice per path, as a share of direct. CPU
    per request: user + system time of the proxy's whole process tree (LiteLLM's
@@ -121,7 +122,8 @@ def peer_venv(folder: Path) -> Path:
     print(f"installing {REQUIREMENT} into {folder} (once)", file=sys.stderr)
     subprocess.run([str(base), "-m", "venv", str(folder)], check=True)
     pip = [str(folder / "bin" / "python"), "-m", "pip", "install", "-q"]
-    subprocess.run([*pip, REQUIREMENT], check=True)
+    if subprocess.run([*pip, REQUIREMENT], check=False).returncode != 0:
+        raise SystemExit(f"pip could not install {REQUIREMENT} into {folder}: see above")
     stamp.write_text(REQUIREMENT + "\n")
     return folder / "bin"
 
