@@ -133,6 +133,17 @@ class ModelSpec(BaseModel):
     preload: bool | Annotated[int, Field(ge=0, le=100)] = False
     """Load at start, behind requests and only into room nobody needs: ``true`` (in the
     order of ``priority``) or a priority of its own (lower first)."""
+    endpoints: (
+        Annotated[
+            tuple[Literal["chat", "completions", "embeddings"], ...],
+            BeforeValidator(one_or_many),
+            AfterValidator(lambda names: tuple(dict.fromkeys(names))),
+            Field(min_length=1),
+        ]
+        | None
+    ) = None
+    """What it serves under ``/v1`` (``chat``: chat/completions); anything else is a 400
+    before any load. None: its backend's default (``modelpool.http.served``)."""
 
     @property
     def names(self) -> tuple[str, ...]:

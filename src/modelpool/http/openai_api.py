@@ -25,7 +25,7 @@ from modelpool.http import local_models
 from modelpool.http.errors import SERVER_ERROR, ApiError, error_response, from_pool_error
 from modelpool.http.proxy import RelayResponse, forward, wait_for_disconnect
 from modelpool.http.request_json import json_object
-from modelpool.http.served import ENDPOINTS, serves
+from modelpool.http.served import ENDPOINTS, paths, served, serves
 from modelpool.http.state import ServerState
 
 T = TypeVar("T")
@@ -89,6 +89,7 @@ def _model_list(state: ServerState) -> dict[str, Any]:
             "owned_by": "modelpool",
             "state": str(state.pool.state(model_id)),
             "aliases": list(spec.aliases),
+            "endpoints": list(served(spec)),
         }
         for model_id, spec in state.pool.specs.items()
     ]
@@ -158,8 +159,8 @@ async def _answer(
         raise from_pool_error(error) from None
     exchange.model = model_id
     spec = pool.spec(model_id)
-    if not serves(spec.backend, path):  # before any scheduling: nothing loads for a 400
-        raise _not_served(model_id, path)
+    if not serves(spec, path):  # before any scheduling: nothing loads for a 400
+        raise _not_served(model_id, path, served(spec))
     if spec.defaults or name != model_id:
         payload = {**spec.defaults, **payload, "model": model_id}
         body = json.dumps(payload).encode()
@@ -177,12 +178,14 @@ async def _answer(
             forward(state.http, lease, path, body, exchange.finish, state.upstream_errors),
         )
     if path != "embeddings":  # a plugin's in-process model: known only once loaded
-        raise _not_served(model_id, path)
+        raise _not_served(model_id, path, ("embeddings",))
     return JSONResponse(await local_models.embeddings(lease, payload))
 
 
-def _not_served(model_id: str, path: str) -> ApiError:
-    return ApiError(400, f"The model {model_id!r} does not serve /v1/{path}", param="model")
+def _not_served(model_id: str, path: str, names: tuple[str, ...]) -> ApiError:
+    what = " and ".join(paths(names)) or "nothing"
+    message = f"The model {model_id!r} does not serve /v1/{path}; it serves {what}"
+    return ApiError(400, message, param="model", code="unsupported_endpoint")
 
 
 async def _unless_client_leaves(receive: Receive, work: Awaitable[T]) -> T:
