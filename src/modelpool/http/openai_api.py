@@ -29,7 +29,7 @@ from modelpool.http.load_eta import load_retry_after
 from modelpool.http.loading_stream import LoadingStream
 from modelpool.http.proxy import RelayResponse, forward, wait_for_disconnect
 from modelpool.http.request_json import json_object
-from modelpool.http.served import ENDPOINTS, paths, served, serves
+from modelpool.http.served import ENDPOINTS, served, serves
 from modelpool.http.state import ServerState
 
 T = TypeVar("T")
@@ -228,8 +228,8 @@ def _refused(pool: ModelPool, model_id: str, error: ModelPoolError) -> ApiError:
 
 
 def _not_served(model_id: str, path: str, names: tuple[str, ...]) -> ApiError:
-    what = " and ".join(paths(names)) or "nothing"
-    message = f"The model {model_id!r} does not serve /v1/{path}; it serves {what}"
+    what = f"its endpoints are {', '.join(names)}" if names else "it serves nothing"
+    message = f"The model {model_id!r} does not serve /v1/{path}; {what}"
     return ApiError(400, message, param="model", code="unsupported_endpoint")
 
 

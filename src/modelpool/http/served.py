@@ -56,9 +56,3 @@ def served(spec: ModelSpec) -> tuple[str, ...]:
 def serves(spec: ModelSpec, endpoint: str) -> bool:
     """Whether ``spec``'s model answers ``/v1/<endpoint>`` (``chat/completions``...)."""
     return NAMES[endpoint] in served(spec)
-
-
-def paths(names: tuple[str, ...]) -> list[str]:
-    """``/v1/...`` of each name, for a message."""
-    by_name = {name: path for path, name in NAMES.items()}
-    return [f"/v1/{by_name[name]}" for name in names]
