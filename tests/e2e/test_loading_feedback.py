@@ -53,15 +53,17 @@ def server() -> Iterator[Server]:
         "broken-raw": failing("broken-raw"),
         "broken-openai": failing("broken-openai"),
         "slow-left": slow("slow-left"),
+        "quick-refusing": tiny("quick-refusing"),
     }
     with running_server({"pool": {"budgets": {"cpu": "1GB"}}, "models": models}) as running:
         yield running
 
 
-def stream_lines(server: Server, model: str) -> tuple[list[str], float, bool]:
+def stream_lines(server: Server, model: str, **extra: Any) -> tuple[list[str], float, bool]:
     """The raw lines of a streamed chat answer, the seconds its headers took, and
     whether the body ended cleanly (False: aborted)."""
     body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    body |= extra
     lines: list[str] = []
     started = time.monotonic()
     url = f"{server.v1}/chat/completions"
@@ -123,6 +125,16 @@ def test_a_load_that_fails_mid_wait_ends_the_stream_with_an_error_event(server: 
     assert "broken-raw" in error["message"]
     assert "data: [DONE]" not in lines
     assert not clean  # aborted: no client can take it for a complete answer
+
+
+def test_an_error_answer_after_the_load_ends_the_stream_with_it_cleaned(server: Server) -> None:
+    lines, _, clean = stream_lines(server, "quick-refusing", tiny_error="openai")
+    assert lines[0] == ": loading quick-refusing (0 s)"  # it had to load: kept alive
+    error = json.loads(lines[lines.index("event: error") + 1][6:])["error"]
+    assert (error["code"], error["param"]) == ("context_length", "messages")
+    assert "/srv/models" not in error["message"]  # cleaned as any error answer
+    assert "data: [DONE]" not in lines
+    assert not clean
 
 
 def test_the_openai_client_raises_when_the_load_fails_mid_wait(server: Server) -> None:
