@@ -136,6 +136,17 @@ class ModelSpec(BaseModel):
     preload: bool | Annotated[int, Field(ge=0, le=100)] = False
     """Load at start, behind requests and only into room nobody needs: ``true`` (in the
     order of ``priority``) or a priority of its own (lower first)."""
+    endpoints: (
+        Annotated[
+            tuple[Literal["chat", "completions", "embeddings"], ...],
+            BeforeValidator(one_or_many),
+            AfterValidator(lambda names: tuple(dict.fromkeys(names))),
+            Field(min_length=1),
+        ]
+        | None
+    ) = None
+    """What it serves under ``/v1`` (``chat``: chat/completions); anything else is a 400
+    before any load. None: its backend's default (``modelpool.http.served``)."""
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -343,6 +354,12 @@ class ServerSettings(BaseModel):
     """Size of ``<state_dir>/audit.log`` past which it is rotated to ``audit.log.1``."""
     audit_keep: int = Field(default=5, ge=0)
     """Rotated audit logs kept (``audit.log.1`` ... ``audit.log.N``); older ones are deleted."""
+    loading_keepalive: Annotated[Seconds, Field(gt=0, le=60)] = 1.0
+    """While a streamed request waits for its model to load, an SSE comment line goes out
+    this often, so that clients and proxies with read timeouts keep the connection."""
+    loading_messages: bool = False
+    """Also tell a streamed chat request how its model's load goes, as
+    ``reasoning_content`` deltas (shown by chat front ends as the model's thinking)."""
 
 
 class PoolSettings(BaseModel):

@@ -77,7 +77,16 @@ OVERRIDABLE = (
     "defaults",
 )
 """The ``ModelSpec`` fields a version may change, besides any backend option."""
-PER_MODEL = ("id", "aliases", "version", "versions", "pinned", "thresholds", "preload")
+PER_MODEL = (
+    "id",
+    "aliases",
+    "version",
+    "versions",
+    "pinned",
+    "thresholds",
+    "preload",
+    "endpoints",
+)
 """The ``ModelSpec`` fields that belong to the model: the same for every version."""
 
 PLACEHOLDER_ID = "version"  # a version is validated under this id, then given its own

@@ -56,18 +56,21 @@ class ApiError(Exception):
         self.extra = extra or {}
         """More fields of the error object (every problem of a refused rollout...)."""
 
-    def response(self) -> JSONResponse:
-        body = {
+    def body(self) -> dict[str, Any]:
+        """The error object (what goes under ``"error"``)."""
+        return {
             "message": self.message,
             "type": self.kind,
             "param": self.param,
             "code": self.code,
             **self.extra,
         }
+
+    def response(self) -> JSONResponse:
         headers = {}
         if self.retry_after is not None:
             headers["Retry-After"] = str(max(1, math.ceil(self.retry_after)))
-        return JSONResponse({"error": body}, self.status, headers=headers)
+        return JSONResponse({"error": self.body()}, self.status, headers=headers)
 
 
 def bounded(text: str, limit: int = ECHO_LIMIT) -> str:

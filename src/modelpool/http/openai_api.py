@@ -19,13 +19,17 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from modelpool.core.lease import Lease
+from modelpool.core.pool import ModelPool
 from modelpool.core.states import ModelState
-from modelpool.errors import ModelPoolError
+from modelpool.errors import ModelPoolError, QueueFull, WaitTimeout
 from modelpool.http import local_models
 from modelpool.http.errors import SERVER_ERROR, ApiError, error_response, from_pool_error
+from modelpool.http.load_eta import load_retry_after
+from modelpool.http.loading_stream import LoadingStream
 from modelpool.http.proxy import RelayResponse, forward, wait_for_disconnect
 from modelpool.http.request_json import json_object
-from modelpool.http.served import ENDPOINTS, serves
+from modelpool.http.served import ENDPOINTS, served, serves
 from modelpool.http.state import ServerState
 
 T = TypeVar("T")
@@ -89,6 +93,7 @@ def _model_list(state: ServerState) -> dict[str, Any]:
             "owned_by": "modelpool",
             "state": str(state.pool.state(model_id)),
             "aliases": list(spec.aliases),
+            "endpoints": list(served(spec)),
         }
         for model_id, spec in state.pool.specs.items()
     ]
@@ -119,7 +124,10 @@ class _Exchange:
             metrics.observe_request(self.model, self.endpoint, status, seconds)
 
 
-async def _handle(state: ServerState, request: Request, path: str) -> Response | RelayResponse:
+Answer = Response | RelayResponse | LoadingStream
+
+
+async def _handle(state: ServerState, request: Request, path: str) -> Answer:
     exchange = _Exchange(state, path)
     try:
         response = await _answer(state, request, path, exchange)
@@ -135,14 +143,12 @@ async def _handle(state: ServerState, request: Request, path: str) -> Response |
     except BaseException:
         exchange.finish(500, False)
         raise
-    if not isinstance(response, RelayResponse):  # a stream ends after its last chunk
+    if not isinstance(response, (RelayResponse, LoadingStream)):  # ends after its last chunk
         exchange.finish(response.status_code, response.status_code < 500)
     return response
 
 
-async def _answer(
-    state: ServerState, request: Request, path: str, exchange: _Exchange
-) -> Response | RelayResponse:
+async def _answer(state: ServerState, request: Request, path: str, exchange: _Exchange) -> Answer:
     body = await request.body()
     payload = json_object(body)
     name = payload.get("model")
@@ -158,18 +164,20 @@ async def _answer(
         raise from_pool_error(error) from None
     exchange.model = model_id
     spec = pool.spec(model_id)
-    if not serves(spec.backend, path):  # before any scheduling: nothing loads for a 400
-        raise _not_served(model_id, path)
+    if not serves(spec, path):  # before any scheduling: nothing loads for a 400
+        raise _not_served(model_id, path, served(spec))
     if spec.defaults or name != model_id:
         payload = {**spec.defaults, **payload, "model": model_id}
         body = json.dumps(payload).encode()
     try:
         if pool.state(model_id) is ModelState.READY:
             lease = await pool.acquire(routed)  # resident: granted without waiting
+        elif payload.get("stream") is True and path != "embeddings":
+            return _loading_stream(state, routed, path, body, exchange)
         else:
             lease = await _unless_client_leaves(request.receive, pool.acquire(routed))
     except ModelPoolError as error:
-        raise from_pool_error(error) from None
+        raise _refused(pool, model_id, error) from None
     exchange.lease = lease
     if lease.endpoint is not None:
         return await _unless_client_leaves(
@@ -177,12 +185,52 @@ async def _answer(
             forward(state.http, lease, path, body, exchange.finish, state.upstream_errors),
         )
     if path != "embeddings":  # a plugin's in-process model: known only once loaded
-        raise _not_served(model_id, path)
+        raise _not_served(model_id, path, ("embeddings",))
     return JSONResponse(await local_models.embeddings(lease, payload))
 
 
-def _not_served(model_id: str, path: str) -> ApiError:
-    return ApiError(400, f"The model {model_id!r} does not serve /v1/{path}", param="model")
+def _loading_stream(
+    state: ServerState, routed: str, path: str, body: bytes, exchange: _Exchange
+) -> LoadingStream:
+    """The answer to a streamed request that waits for its model: kept alive meanwhile."""
+    pool, model_id = state.pool, exchange.model
+
+    async def leased() -> Lease:
+        lease = await pool.acquire(routed)
+        exchange.lease = lease  # where ``finish`` returns it
+        return lease
+
+    async def answer(lease: Lease) -> Response | RelayResponse:
+        if lease.endpoint is None:  # a plugin's in-process model: known only once loaded
+            raise _not_served(model_id, path, ("embeddings",))
+        return await forward(state.http, lease, path, body, exchange.finish, state.upstream_errors)
+
+    settings = state.settings
+    return LoadingStream(
+        model_id,
+        leased(),
+        answer,
+        exchange.finish,
+        every=settings.loading_keepalive,
+        messages=settings.loading_messages and path == "chat/completions",
+    )
+
+
+def _refused(pool: ModelPool, model_id: str, error: ModelPoolError) -> ApiError:
+    """The answer to a request the pool refused; one that gave up waiting for a load
+    is told when the load should be over."""
+    refusal = from_pool_error(error)
+    if isinstance(error, WaitTimeout | QueueFull):
+        expected = load_retry_after(pool, model_id)
+        if expected is not None:
+            refusal.retry_after = expected
+    return refusal
+
+
+def _not_served(model_id: str, path: str, names: tuple[str, ...]) -> ApiError:
+    what = f"its endpoints are {', '.join(names)}" if names else "it serves nothing"
+    message = f"The model {model_id!r} does not serve /v1/{path}; {what}"
+    return ApiError(400, message, param="model", code="unsupported_endpoint")
 
 
 async def _unless_client_leaves(receive: Receive, work: Awaitable[T]) -> T:

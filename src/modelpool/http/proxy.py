@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import aiohttp
 from starlette.responses import Response
@@ -123,8 +124,7 @@ class _Relay:
             "param": None,
             "code": "upstream_broke_off",
         }
-        # A blank line first ends an event the model's server may have left half-sent.
-        return f"\n\nevent: error\ndata: {json.dumps({'error': error})}\n\n".encode()
+        return error_event(error)
 
     def close(self) -> None:
         if self.closed:
@@ -181,6 +181,13 @@ class RelayResponse:
         finally:
             relay.close()
             watcher.cancel()
+
+
+def error_event(error: Mapping[str, Any]) -> bytes:
+    """An SSE ``error`` event with ``error`` (an error object in OpenAI's shape), which
+    the ``openai`` package raises as an ``APIError``."""
+    # A blank line first ends an event the model's server may have left half-sent.
+    return f"\n\nevent: error\ndata: {json.dumps({'error': error})}\n\n".encode()
 
 
 async def wait_for_disconnect(receive: Receive) -> None:

@@ -2,8 +2,10 @@
 
 Answers ``/health``, ``GET /v1/models`` and ``POST /v1/chat/completions`` (echoing the
 last user message after its ``--name``; streamed in chunked SSE with ``stream: true``),
-and misbehaves on request: exits at start, never becomes healthy, dies later, ignores
-SIGTERM, forks a grandchild, fails a share of its answers with a 500.
+and misbehaves on request: starts slowly (``--start-delay``: a large model's server
+reads its weights before it listens), exits at start (after that delay, if any), never
+becomes healthy, dies later, ignores SIGTERM, forks a grandchild, fails a share of its
+answers with a 500.
 
 Sleep mode, as vLLM's (``--enable-sleep-mode``): ``POST /sleep`` (any query) puts it to
 sleep, ``POST /wake_up`` wakes it; asleep, chat answers 503 and health stays 200.
@@ -36,6 +38,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--name", default="tiny")
+    parser.add_argument("--start-delay", type=float, default=0.0, metavar="SECONDS")
     parser.add_argument("--exit-at-start", type=int, metavar="CODE")
     parser.add_argument("--never-healthy", action="store_true")
     parser.add_argument("--die-after", type=float, metavar="SECONDS")
@@ -51,6 +54,9 @@ def main() -> None:
     asleep = threading.Event()
     time.sleep(args.start_seconds)
 
+    if args.start_delay:
+        print(f"{args.name}: loading for {args.start_delay:g} s", flush=True)
+        time.sleep(args.start_delay)  # a model's server reading its weights
     if args.exit_at_start is not None:
         print(f"{args.name}: cannot open the weights, exiting with {args.exit_at_start}")
         sys.stdout.flush()
