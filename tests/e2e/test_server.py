@@ -251,7 +251,10 @@ def streaming_chat(server: Server, prompt: str, max_tokens: int) -> Iterator[Ite
     ):
         assert response.status_code == 200
         chunks = response.iter_raw()
-        assert next(chunks).startswith(b"data:")
+        first = next(chunks)
+        while first.startswith(b":"):  # ': loading smollm2 (N s)' while the model loads
+            first = next(chunks)
+        assert first.startswith(b"data:")
         yield chunks
 
 
@@ -355,7 +358,8 @@ def test_waiting_requests_are_bounded_and_time_out_with_retry_after() -> None:
         timed_out, refused = asyncio.run(two_at_once())
         assert refused.status_code == 503
         assert refused.json()["error"]["code"] == "queue_full"
-        assert refused.headers["retry-after"] == "5"
+        # When the load under way should be over: its expected length less what has run.
+        assert 1 <= int(refused.headers["retry-after"]) <= 5
         assert timed_out.status_code == 503
         assert timed_out.json()["error"]["code"] == "wait_timeout"
         failed = httpx.post(url, json={"model": "broken", "input": "x"}, timeout=30)
