@@ -243,3 +243,13 @@ def test_budgets_are_whole_bytes() -> None:
     assert isinstance(books.account("cpu").budget, int)
     books.set_budget("cpu", 2.0e9)  # type: ignore[arg-type]
     assert isinstance(books.account("cpu").budget, int)
+
+
+def test_loads_started_side_by_side_add_up() -> None:
+    books = ledger()
+    books.reserve("cpu", "a", 2 * GB)
+    books.reserve("cpu", "b", 3 * GB)
+    books.start("cpu", "a")
+    books.start("cpu", "b")
+    assert sums(books) == (0, 0, 5 * GB, 5 * GB)
+    assert books.account("cpu").physical_free == 3 * GB
