@@ -238,3 +238,57 @@ async def test_non_http_scopes_pass_through_untouched() -> None:
     guard = Guard(inner, api_keys=[KEY], admin_keys=[], allowed_hosts=[], max_body=1)
     await guard({"type": "lifespan"}, receive, send)
     assert seen == ["lifespan"]
+
+
+async def test_a_bearer_credential_with_a_space_inside_is_a_wrong_key() -> None:
+    _, http = gate()
+    async with http:
+        response = await http.get(
+            "/v1/models", headers={"authorization": f"Bearer {KEY} extra", "x-api-key": KEY}
+        )
+    assert response.status_code == 401
+    assert response.json()["error"]["message"] == "Incorrect API key"
+
+
+async def test_a_streamed_body_over_the_limit_names_the_limit() -> None:
+    _, http = gate(api_keys=[], max_body=100)
+
+    async def chunks() -> Any:
+        for _ in range(3):
+            yield b"z" * 50
+
+    async with http:
+        over = await http.post("/v1/embeddings", content=chunks())
+    assert over.status_code == 413
+    assert over.json()["error"] == {
+        "message": "Request body larger than 100 bytes",
+        "type": over.json()["error"]["type"],
+        "param": None,
+        "code": "request_too_large",
+    }
+
+
+async def raw_request(guard: Guard, headers: list[tuple[bytes, bytes]]) -> tuple[int, bytes]:
+    """One GET straight through the ASGI interface: no client adds a Host header here."""
+    sent: list[Any] = []
+
+    async def receive() -> Any:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": "/v1/models", "headers": headers}
+    await guard(scope, receive, send)
+    return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
+
+
+async def test_a_request_without_a_host_header_is_refused() -> None:
+    app = EchoApp()
+    guard = Guard(app, api_keys=[], admin_keys=[], allowed_hosts=[], max_body=10)
+    status, body = await raw_request(guard, [])
+    assert status == 421
+    assert b"Host not allowed" in body
+    assert app.seen == 0
+    status, _ = await raw_request(guard, [(b"host", b"localhost")])
+    assert (status, app.seen) == (200, 1)
