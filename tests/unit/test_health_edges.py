@@ -11,7 +11,7 @@ import re
 import pytest
 
 from modelpool.core.testing import ManualClock
-from modelpool.monitor.health import Alert, HealthMonitor, Level, Thresholds
+from modelpool.monitor.health import Alert, HealthMonitor, HealthStats, Level, Thresholds
 
 
 def monitor(thresholds: Thresholds, window: float = 60.0) -> tuple[HealthMonitor, list[Alert]]:
@@ -206,3 +206,52 @@ def test_thresholds_for_a_model_fall_back_to_the_monitors() -> None:
     mon.set_thresholds("m", None)
     mon.set_thresholds("never-set", None)  # forgetting what was never set is fine
     assert mon.thresholds_for("m") is default
+
+
+def test_percentiles_of_two_hundred_requests_take_the_exact_rank() -> None:
+    mon, _ = monitor(Thresholds(min_requests=1))
+    for ms in range(1, 201):
+        mon.record("m", "v1", ms / 1000, ok=True)
+    stats = mon.stats("m", "v1")
+    assert (stats.p50, stats.p95, stats.p99) == (0.1, 0.19, 0.198)
+
+
+def test_the_monitors_defaults_and_a_short_window() -> None:
+    mon = HealthMonitor(ManualClock(0.0), window=0.5)
+    assert (mon.window, mon.max_samples, mon.thresholds) == (0.5, 10_000, Thresholds())
+
+
+def test_empty_statistics_for_a_key_never_seen_and_one_whose_window_passed() -> None:
+    clock = ManualClock(0.0)
+    mon = HealthMonitor(clock, window=10.0)
+    empty = HealthStats(0, 0, 0.0, None, None, None, 10.0)
+    assert mon.stats("never", None) == empty
+    mon.record("m", None, 0.1, ok=False)
+    clock.advance(11.0)
+    assert mon.stats("m", None) == empty
+
+
+def test_a_p95_alert_resolved_by_an_empty_window_reports_zero() -> None:
+    clock = ManualClock(0.0)
+    mon = HealthMonitor(clock, window=10.0, thresholds=Thresholds(None, None, 1.0, None, 1))
+    mon.record("m", "v1", 5.0, ok=True)
+    clock.advance(11.0)
+    [resolved] = mon.check()
+    assert (resolved.metric, resolved.value, resolved.resolved) == ("p95", 0.0, True)
+
+
+def test_the_snapshot_judges_each_model_by_its_own_thresholds() -> None:
+    mon, _ = monitor(Thresholds(min_requests=1000))
+    mon.set_thresholds("strict", Thresholds(min_requests=1))
+    mon.record("strict", "1", 0.1, ok=False)
+    mon.record("strict", None, 0.1, ok=False)
+    mon.record("lax", "1", 0.1, ok=False)
+    snap = mon.snapshot()
+    levels = [(s["model_id"], s["version"], s["level"]) for s in snap["series"]]
+    assert levels == [("lax", "1", "ok"), ("strict", None, "critical"), ("strict", "1", "critical")]
+    alert = snap["alerts"][0]
+    assert set(alert) == {
+        "model_id", "version", "level", "metric", "value", "threshold", "at", "resolved"
+    }  # fmt: skip
+    assert type(alert["level"]) is str
+    assert alert["level"] == "critical"

@@ -153,6 +153,7 @@ def test_exactly_enough_once_the_holders_let_go_is_a_wait_not_impossible() -> No
     pinned = record("pinned", 4 * GB, pinned=True)
     waits = plan(record("new", 4 * GB, ModelState.UNLOADED), 8 * GB, leased, pinned)
     assert isinstance(waits, Wait)
+    assert waits.drainable == [leased]  # never the pinned one
     fails = plan(record("new", 4 * GB + 1, ModelState.UNLOADED), 8 * GB, leased, pinned)
     assert isinstance(fails, Impossible)
 
@@ -218,6 +219,35 @@ def test_a_busy_group_member_makes_the_load_wait_and_only_leased_ones_drain() ->
         [leased],
         3 * GB,
     )
+
+
+def test_the_target_itself_among_the_group_is_skipped_and_the_others_still_judged() -> None:
+    target = record("new", 2 * GB, ModelState.LOADING, group="heavy")
+    pinned = record("pinned", 2 * GB, pinned=True, group="heavy")
+    account = books(4 * GB, target, pinned, reserved=["new"])
+    residents = {"new": target, "pinned": pinned}
+    outcome = plan_load(target, account, residents, LRU, 0.0, {})
+    assert isinstance(outcome, Impossible)
+    assert outcome.error.free == 0  # a full device: never negative, never made up
+    assert [h.model_id for h in outcome.error.holders] == ["pinned"]
+
+
+def test_an_over_full_device_reports_nothing_free() -> None:
+    pinned = record("pinned", 9 * GB, pinned=True)
+    outcome = plan(record("new", 1 * GB, ModelState.UNLOADED), 8 * GB, pinned)
+    assert isinstance(outcome, Impossible)
+    assert outcome.error.free == 0
+
+
+def test_the_policy_sees_the_demand() -> None:
+    policy = ScriptedPolicy(["a"])
+    a = record("a", 4 * GB)
+    account = books(4 * GB, a)
+    target = record("new", 4 * GB, ModelState.UNLOADED)
+    outcome = plan_load(target, account, {"a": a}, policy, 3.0, {"embed": 0.25, "chat": 0.75})
+    assert outcome == Go("cpu", [a])
+    [(_, context)] = policy.asked
+    assert (context.now, dict(context.demand)) == (3.0, {"embed": 0.25, "chat": 0.75})
 
 
 def test_members_of_another_group_are_left_alone() -> None:

@@ -6,6 +6,7 @@ no sleeps. Cases that the wider ``test_security.py`` does not pin down.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -224,20 +225,24 @@ async def test_a_streamed_body_of_exactly_the_limit_passes() -> None:
 
 
 async def test_non_http_scopes_pass_through_untouched() -> None:
-    seen: list[str] = []
+    received: list[Any] = []
+    sent: list[Any] = []
 
     async def inner(scope: Scope, receive: Receive, send: Send) -> None:
-        seen.append(scope["type"])
+        assert scope == {"type": "lifespan"}
+        await send({"type": "lifespan.startup.complete", "seen": await receive()})
 
     async def receive() -> Any:
-        raise AssertionError("the gate read from a lifespan scope")
+        received.append("startup")
+        return {"type": "lifespan.startup"}
 
     async def send(message: Any) -> None:
-        raise AssertionError("the gate answered a lifespan scope")
+        sent.append(message)
 
     guard = Guard(inner, api_keys=[KEY], admin_keys=[], allowed_hosts=[], max_body=1)
     await guard({"type": "lifespan"}, receive, send)
-    assert seen == ["lifespan"]
+    assert received == ["startup"]
+    assert sent == [{"type": "lifespan.startup.complete", "seen": {"type": "lifespan.startup"}}]
 
 
 async def test_a_bearer_credential_with_a_space_inside_is_a_wrong_key() -> None:
@@ -288,7 +293,7 @@ async def test_a_request_without_a_host_header_is_refused() -> None:
     guard = Guard(app, api_keys=[], admin_keys=[], allowed_hosts=[], max_body=10)
     status, body = await raw_request(guard, [])
     assert status == 421
-    assert b"Host not allowed" in body
+    assert json.loads(body)["error"]["message"] == "Host not allowed"
     assert app.seen == 0
     status, _ = await raw_request(guard, [(b"host", b"localhost")])
     assert (status, app.seen) == (200, 1)

@@ -7,6 +7,7 @@ the policy's own tie-break.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -42,6 +43,7 @@ def first(policy: EvictionPolicy, *candidates: Candidate, now: float = NOW) -> s
         (MemoryPressurePolicy(), {"bytes": 2 * GB}),
         (LFUPolicy(), {"use_count": 3}),
         (PriorityPolicy(), {"priority": 7}),
+        (HybridPolicy(weights={"idle": 0, "loads": 1, "tasks": 0, "errors": 0}), {"load_count": 1}),
         (CostAwarePolicy(), {"frequency": 1.0, "frequency_at": NOW, "load_seconds": 2.0}),
     ],
 )
@@ -144,3 +146,29 @@ def test_hybrid_default_scores_add_up_the_seed_weights() -> None:
     scores = HybridPolicy().scores([worst, best], NOW)
     assert scores == pytest.approx({"a": 0.3 + 0.2 + 0.4 + 0.1, "b": 0.0})
     assert HybridPolicy().scores([], NOW) == {}
+
+
+def test_hybrid_counts_no_idle_time_for_a_use_after_now() -> None:
+    policy = HybridPolicy(weights={"idle": 1.0, "loads": 0, "tasks": 0, "errors": 0})
+    scores = policy.scores(
+        [model("a", last_used=NOW - 10.0), model("later", last_used=NOW + 50.0)], NOW
+    )
+    assert scores == pytest.approx({"a": 1.0, "later": 0.0})
+
+
+@pytest.mark.parametrize(
+    ("weights", "message"),
+    [
+        (
+            {"speed": 1.0},
+            "unknown factor 'speed' (known: idle, loads, tasks, errors)",
+        ),
+        (
+            {"idle": 0, "loads": 0, "tasks": 0, "errors": 0},
+            "all are zero; at least one must be > 0",
+        ),
+    ],
+)
+def test_hybrid_bad_weights_are_named(weights: dict[str, float], message: str) -> None:
+    with pytest.raises(ValueError, match=f"^hybrid weights: {re.escape(message)}$"):
+        HybridPolicy(weights=weights)
