@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from modelpool import FakeBackend, ModelPool, ModelSpec
+from modelpool import Config, FakeBackend, ModelPool, ModelSpec
 from modelpool.core.events import EventKind
 from modelpool.core.testing import ManualClock
 from modelpool.errors import SwitchRefused, UnknownOperation
@@ -285,3 +285,30 @@ async def test_what_a_state_file_holds_that_no_longer_fits_is_logged_and_left(
             "rollouts.json: chat's split names a version it lacks; reset"
         ]
         assert registry.weights("chat") == (("v4", 0.25), ("v1", 0.75))
+
+
+def test_from_config_puts_the_health_monitor_on_the_given_clock() -> None:
+    config = Config.from_yaml(
+        "pool: {budgets: {cpu: 4GB}}\n"
+        "health: {window: 30s, thresholds: {min_requests: 1}}\n"
+        "models:\n"
+        "  chat: {backend: fake, memory: 1GB, device: cpu, versions: {v2: {}}}\n"
+    )
+    clock = ManualClock()
+    pool = ModelPool.from_config(config, backends={"fake": FakeBackend()}, estimates=None)
+    rollouts = RolloutManager.from_config(pool, config, state_dir=None, clock=clock)
+    rollouts.health.record("chat", "v2", 0.1, ok=False)
+    assert rollouts.health.stats("chat", "v2").requests == 1
+    clock.advance(31.0)  # the window passes on this clock, whatever the wall says
+    assert rollouts.health.stats("chat", "v2").requests == 0
+
+
+async def test_a_completed_switch_gives_the_target_everything() -> None:
+    async with Rig() as rig:
+        op = await rig.start("v2", "gradual", steps=1, duration=10)
+        rig.clock.advance(10.0)
+        rig.rollouts.tick()
+        final = await rig.rollouts.wait(op)
+        assert (final["status"], final["share"], final["progress"]) == ("completed", 1.0, 1.0)
+        assert final["reason"] == "v2 takes all traffic"
+        assert rig.weights() == {"v2": 1.0}

@@ -61,6 +61,7 @@ def test_one_gradual_step_is_all_at_once_after_the_duration() -> None:
 def test_seed_units_scale_minutes_and_hours() -> None:
     assert make_plan("ab", {"test_duration_minutes": 2}).period == 120.0
     assert make_plan("ab", {"test_duration_hours": 0.5}).period == 1800.0
+    assert make_plan("ab", {"percentage": 0.5}).shares == (0.005,)
     assert make_plan("canary", {"evaluation_period": "90s"}).period == 90.0
     assert make_plan("canary", {"evaluation_period_minutes": 0}).period == 0.0
     assert make_plan("gradual", {"duration_minutes": 1, "steps": 2}).period == 30.0
