@@ -97,6 +97,16 @@ async def test_a_canary_at_warning_is_held_at_its_share_not_rolled_back() -> Non
         assert status["history"][-1]["message"] == "held at 10%: v2 is at warning"
         assert dict(rig.rollouts.weights("chat")) == {"v2": 0.1, "v1": 0.9}
 
+        held = len(rig.status(op)["history"])
+        rig.clock.advance(PERIOD / 2)  # the hold lasts a whole period from now
+        rig.rollouts.tick()
+        assert len(rig.status(op)["history"]) == held
+        rig.clock.advance(PERIOD / 2 + 1)  # still at warning: held for another period
+        rig.rollouts.tick()
+        assert rig.status(op)["history"][-1]["message"] == "held at 10%: v2 is at warning"
+        assert len(rig.status(op)["history"]) == held + 1
+        assert rig.status(op)["share"] == 0.1
+
 
 async def test_a_canary_that_turns_critical_is_rolled_back_at_once() -> None:
     async with Rig(fail=0.1) as rig:

@@ -312,3 +312,35 @@ async def test_a_completed_switch_gives_the_target_everything() -> None:
         assert (final["status"], final["share"], final["progress"]) == ("completed", 1.0, 1.0)
         assert final["reason"] == "v2 takes all traffic"
         assert rig.weights() == {"v2": 1.0}
+
+
+async def test_an_ab_test_that_ends_puts_all_traffic_back_on_the_source() -> None:
+    async with Rig() as rig:
+        op = await rig.start("v2", "ab", percentage=50, duration="10m")
+        assert rig.weights() == {"v2": 0.5, "v1": 0.5}
+        rig.clock.advance(600.0)
+        rig.rollouts.tick()
+        final = await rig.rollouts.wait(op)
+        assert (final["status"], final["share"]) == ("completed", 0.0)
+        assert final["reason"] == "test over; traffic back on the source"
+        assert rig.weights() == {"v1": 1.0}
+        await rig.rollouts.settle()
+        assert rig.pool.state("chat@v2").value == "unloaded"
+
+
+async def test_only_models_with_several_versions_are_routed() -> None:
+    rig = Rig()
+    rig.pool = ModelPool(
+        [
+            ModelSpec(id="chat", backend="fake", memory=GB, device="cpu", versions={"v2": {}}),
+            ModelSpec(id="solo", backend="fake", memory=GB, device="cpu"),
+        ],
+        budgets={"cpu": 8 * GB},
+        backends={"fake": FakeBackend()},
+        clock=rig.clock,
+    )
+    rig.rollouts = RolloutManager(rig.pool, clock=rig.clock, interval=None)
+    async with rig:
+        assert rig.rollouts.models_with_versions() == ["chat"]
+        assert rig.rollouts.route("solo", None) == "solo"
+        assert rig.rollouts.route("chat", "k") == "chat@v1"
