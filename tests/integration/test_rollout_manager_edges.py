@@ -123,6 +123,7 @@ async def test_rollback_with_nothing_completed_is_refused() -> None:
         with pytest.raises(SwitchRefused) as refused:
             await rig.rollouts.rollback("talk")
         assert refused.value.problems == ["nothing to roll back: no rollout of 'chat' completed"]
+        assert refused.value.model_id == "chat"
         assert rig.weights() == {"v1": 1.0}
 
 
@@ -158,6 +159,7 @@ async def test_abort_of_an_ended_or_unknown_operation_is_refused() -> None:
         with pytest.raises(SwitchRefused) as refused:
             rig.rollouts.abort(op)
         assert refused.value.problems == [f"operation {op} has already ended (completed)"]
+        assert refused.value.model_id == "chat"
         with pytest.raises(UnknownOperation):
             rig.rollouts.abort("op-nope")
 
@@ -185,6 +187,7 @@ async def test_unregister_names_every_reason_it_refuses() -> None:
             "'v3' carries traffic; switch away from it first",
             f"'v3' is part of rollout {op}; abort it first",
         ]
+        assert refused.value.model_id == "chat"
         with pytest.raises(SwitchRefused) as refused:
             await rig.rollouts.unregister_version("chat", "v2")
         assert refused.value.problems == ["'v2' is declared in the config file; remove it there"]
@@ -214,6 +217,10 @@ async def test_each_alert_is_published_with_its_figures() -> None:
             "threshold": 0.2,
             "resolved": False,
         }
+        assert rig.health.stats("chat", "v2").p50 == 0.25
+        rig.rollouts.record("chat@v2", -0.5, ok=True)  # a clock step back counts as 0 s
+        assert rig.health.stats("chat", "v2").p50 == 0.25
+        assert rig.health.stats("chat", "v2").requests == 6
         rig.rollouts.record("unknown-model", 0.1, ok=False)  # forgotten: ignored
         assert rig.health.stats("unknown-model", None).requests == 0
 
@@ -270,7 +277,7 @@ async def test_what_a_state_file_holds_that_no_longer_fits_is_logged_and_left(
         assert messages[0] == "rollouts.json: model 'gone' is not configured any more; ignored"
         assert messages[1] == "rollouts.json: chat@v2 is now in the config; the config wins"
         assert messages[2].startswith("rollouts.json: version chat@v9 cannot be registered again: ")
-        assert "load_secnds" in messages[2]
+        assert "rollouts.json: versions.v9.load_secnds: unknown key" in messages[2]
         assert len(messages) == 3
         v4 = registry.info("chat", "v4")
         assert (v4.record, v4.origin, v4.author, v4.notes) == ("chat@v4", "runtime", "al", "n")

@@ -236,7 +236,7 @@ def test_ended_statuses() -> None:
 
 
 def test_an_operation_round_trips_through_its_dict() -> None:
-    op = operation(status=Status.RUNNING, step=0, share=0.5, reason=None)
+    op = operation(status=Status.RUNNING, step=0, share=0.5, reason="on hold")
     op.note(1_790_000_001.5, "v2 takes 50% of traffic")
     data = op.to_dict()
     assert data == {
@@ -248,7 +248,7 @@ def test_an_operation_round_trips_through_its_dict() -> None:
         "status": "running",
         "share": 0.5,
         "progress": pytest.approx(1 / 3),
-        "reason": None,
+        "reason": "on hold",
         "settings": {"initial_percentage": 50, "step_percentage": 50},
         "step": 0,
         "steps": [0.5, 1.0],

@@ -229,7 +229,8 @@ def test_the_target_itself_among_the_group_is_skipped_and_the_others_still_judge
     outcome = plan_load(target, account, residents, LRU, 0.0, {})
     assert isinstance(outcome, Impossible)
     assert outcome.error.free == 0  # a full device: never negative, never made up
-    assert [h.model_id for h in outcome.error.holders] == ["pinned"]
+    why = "pinned member of exclusive group 'heavy'"  # found by the group rule itself
+    assert outcome.error.holders == [Holder("pinned", 2 * GB, why)]
 
 
 def test_an_over_full_device_reports_nothing_free() -> None:
