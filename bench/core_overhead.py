@@ -29,6 +29,7 @@ from typing import Any
 
 from machine import describe_machine
 from modelpool import FakeBackend, ModelPool, ModelSpec
+from modelpool.config import PoolSettings
 from modelpool.core.planner import plan_load
 from modelpool.core.ports import Candidate, EvictionContext, EvictionPolicy, Handle
 from modelpool.core.scheduler import Scheduler
@@ -91,10 +92,10 @@ def loaded_scheduler(n: int, rng: random.Random) -> tuple[Scheduler, ManualClock
     scheduler = Scheduler(
         [*specs, incoming],
         {s.id: s.memory or 0 for s in [*specs, incoming]},
-        {"gpu:0": sum(sizes)},
         POLICIES.get("lru")(),
         RecordingEffects(),
         clock,
+        PoolSettings(budgets={"gpu:0": sum(sizes)}),
     )
     for spec in specs:
         clock.now = rng.uniform(0, 1000)

@@ -19,9 +19,17 @@ Measured in one run; prints a table and writes ``bench/results/load_restore.{jso
    ``TorchBackend.load`` of it (the factory builds the module on the meta device and
    adopts the file's tensors: no copy; timed with one pass over every weight, as the
    first request would make) and of all-MiniLM-L6-v2.
-3. With CUDA: page-locked host↔device copies of 1 GiB (best of 5), and ``TorchBackend``
-   load / offload / restore of the synthetic model on cuda:0, the first offload (which
-   page-locks a fresh host buffer) and the best of the rest.
+3. With CUDA: the limits, measured in the same run: page-locked host↔device copies of
+   1 GiB (best of 5). Then ``TorchBackend`` moves of the synthetic model, each row
+   labelled for what it times:
+   * load, disk → cuda:0 (page cache warm, best of 2; and dropped, once): the whole load;
+   * offload cuda:0 → host, whole move: the first (registers a page-locked buffer) and
+     the best of the rest (reusing the kept one), and the copy alone (device→host DMA,
+     timed inside the move, without allocating, page-locking or rebinding);
+   * restore host → cuda:0, whole move (allocate on the device, copy, rebind): first
+     and best of the rest, and the copy alone (host→device DMA).
+   A whole move is set against the raw copy as its limit; the copy alone shows how much
+   of the gap is bookkeeping. ``--gpu-only`` runs just this part (for bench/gpu_check.sh).
 
 Target: each move at ≥ 80% of its limit (the limit column says which). The json's
 ``"ratios"`` (for ``bench/run_all.py``): the backend's loads, offload and restore as a
@@ -55,6 +63,7 @@ from torch import nn
 from machine import cpu_name
 from modelpool import ModelSpec
 from modelpool.backends.torch_models import TorchBackend
+from modelpool.backends.torch_weights import PINNED
 from run_all import ratio
 
 RESULTS = Path(__file__).parent / "results"
@@ -234,18 +243,28 @@ async def warm_tier(spec: ModelSpec, rounds: int) -> dict[str, Any]:
         return [p.detach().flatten()[::997].cpu() for p in handle.obj.parameters()]
 
     before = sample()
-    offloads, restores = [], []
+    offloads, restores, offload_copies, restore_copies = [], [], [], []
+    registered = PINNED.registered
     for _ in range(rounds):
         torch.cuda.synchronize()
         start = time.perf_counter()
         warm = await backend.offload(handle)
         offloads.append(time.perf_counter() - start)
+        offload_copies.append(warm.native.placement.copy_seconds)
         start = time.perf_counter()
         handle = await backend.restore(warm, "cuda:0")
         restores.append(time.perf_counter() - start)
+        restore_copies.append(handle.native.placement.copy_seconds)
     same = all(torch.equal(a, b) for a, b in zip(before, sample(), strict=True))
     await backend.unload(handle)
-    return {"offload_s": offloads, "restore_s": restores, "weights_intact": same}
+    return {
+        "offload_s": offloads,
+        "restore_s": restores,
+        "offload_copy_s": offload_copies,
+        "restore_copy_s": restore_copies,
+        "page_locked_registrations": PINNED.registered - registered,
+        "weights_intact": same,
+    }
 
 
 def row(
@@ -264,11 +283,14 @@ def row(
     }
 
 
+OFFLOAD_BEST = "offload cuda:0 → host, whole move, reusing the kept buffer (best)"
+RESTORE_BEST = "restore host → cuda:0, whole move: allocate + copy + rebind (best)"
+LOAD_TO_GPU = "TorchBackend.load disk → cuda:0 (factory), page cache warm"
 HEADLINES = {
     "TorchBackend.load (factory) + read, warm": "load, page cache warm, of memcpy",
     "TorchBackend.load (factory) + read, dropped": "load, page cache dropped, of read()",
-    "offload, best of the rest": "offload (GPU→host) of pinned device→host copy",
-    "restore, best of the rest": "restore (host→GPU) of pinned host→device copy",
+    OFFLOAD_BEST: "offload (GPU→host) of pinned device→host copy",
+    RESTORE_BEST: "restore (host→GPU) of pinned host→device copy",
 }
 """The rows whose share of their limit ``headline`` reports, and the name it gives each."""
 
@@ -282,9 +304,9 @@ def headline(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for what, name in HEADLINES.items()
         if what in found
     ]
-    if "restore, best of the rest" in found:
-        load = found["TorchBackend.load to cuda:0 (factory)"]["seconds"]
-        speedup = load / found["restore, best of the rest"]["seconds"]
+    if RESTORE_BEST in found and LOAD_TO_GPU in found:
+        load = found[LOAD_TO_GPU]["seconds"]
+        speedup = load / found[RESTORE_BEST]["seconds"]
         ratios.append(ratio("restore vs load to cuda:0 (speed-up)", round(speedup, 1)))
     return ratios
 
@@ -362,7 +384,7 @@ async def measure(quick: bool) -> dict[str, Any]:
             rows.append(row("TorchBackend.load MiniLM, first (imports)", size, times[0], 0))
             rows.append(row("TorchBackend.load MiniLM, best of 3 more", size, min(times[1:]), 0))
         if torch.cuda.is_available():
-            rows += await gpu_rows(spec, nbytes, quick)
+            rows += await gpu_rows(spec, path, nbytes, quick)
         else:
             notes.append("GPU part skipped: CUDA is not available on this machine")
     finally:
@@ -375,26 +397,64 @@ async def measure(quick: bool) -> dict[str, Any]:
     }
 
 
-async def gpu_rows(spec: ModelSpec, nbytes: int, quick: bool) -> list[dict[str, Any]]:
+async def gpu_rows(spec: ModelSpec, path: Path, nbytes: int, quick: bool) -> list[dict[str, Any]]:
+    """The GPU part: the limits (pinned copies, this run), then each move, labelled."""
     upload, download = pinned_copy_bandwidth(5)
     gib = 2**30
+    h2d, d2h = "pinned host→device", "pinned device→host"
     rows = [
-        row("pinned host→device copy (1 GiB)", gib, gib / upload / GB, 0),
-        row("pinned device→host copy (1 GiB)", gib, gib / download / GB, 0),
+        row("limit: pinned host→device copy (1 GiB)", gib, gib / upload / GB, 0),
+        row("limit: pinned device→host copy (1 GiB)", gib, gib / download / GB, 0),
     ]
     on_gpu = spec.model_copy(update={"device": "cuda:0"})
+    read_file(path)  # page cache warm
     seconds = min(await timed_loads(on_gpu, "cuda:0", 2))
-    rows.append(row("TorchBackend.load to cuda:0 (factory)", nbytes, seconds, 0))
+    rows.append(row(LOAD_TO_GPU, nbytes, seconds, 0, h2d, upload))
+    drop_cache(path)
+    seconds = (await timed_loads(on_gpu, "cuda:0", 1))[0]
+    rows.append(
+        row("TorchBackend.load disk → cuda:0 (factory), page cache dropped", nbytes, seconds,
+            0, h2d, upload)
+    )  # fmt: skip
     tier = await warm_tier(on_gpu, 3 if quick else 4)
     offloads, restores = tier["offload_s"], tier["restore_s"]
+    offload_copies, restore_copies = tier["offload_copy_s"], tier["restore_copy_s"]
+    first_offload = "offload cuda:0 → host, whole move, first (registers a page-locked buffer)"
     return [
         *rows,
-        row("offload, first (page-locks)", nbytes, offloads[0], 0, "device→host", download),
-        row("offload, best of the rest", nbytes, min(offloads[1:]), 0, "device→host", download),
-        row("restore, first", nbytes, restores[0], 0, "host→device", upload),
-        row("restore, best of the rest", nbytes, min(restores[1:]), 0, "host→device", upload),
+        row(first_offload, nbytes, offloads[0], 0, d2h, download),
+        row(OFFLOAD_BEST, nbytes, min(offloads[1:]), 0, d2h, download),
+        row("offload copy alone: device→host DMA inside the move (best)", nbytes,
+            min(offload_copies), 0, d2h, download),
+        row("restore host → cuda:0, whole move: allocate + copy + rebind (first)", nbytes,
+            restores[0], 0, h2d, upload),
+        row(RESTORE_BEST, nbytes, min(restores[1:]), 0, h2d, upload),
+        row("restore copy alone: host→device DMA inside the move (best)", nbytes,
+            min(restore_copies), 0, h2d, upload),
+        {"what": "page-locked buffers registered over all rounds",
+         "value": tier["page_locked_registrations"]},
         {"what": "weights identical after every round", "value": tier["weights_intact"]},
-    ]
+    ]  # fmt: skip
+
+
+async def measure_gpu_only(quick: bool) -> dict[str, Any]:
+    """Only the GPU part (``--gpu-only``): the checkpoint, the limits and the moves."""
+    folder = Path(tempfile.mkdtemp(prefix="modelpool-bench-"))
+    notes: list[str] = []
+    try:
+        path, nbytes = write_checkpoint(folder, quick)
+        spec = ModelSpec(
+            id="synthetic", backend="torch", path=str(path), device="cpu",
+            factory=f"{__name__}:synthetic_model", factory_kwargs={"quick": quick},
+        )  # fmt: skip
+        if torch.cuda.is_available():
+            rows = await gpu_rows(spec, path, nbytes, quick)
+        else:
+            rows = []
+            notes.append("GPU part skipped: CUDA is not available on this machine")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return {"memcpy_gb_per_s": None, "rows": rows, "notes": notes, "checkpoint_bytes": nbytes}
 
 
 def _minilm_spec() -> ModelSpec | None:
@@ -444,13 +504,17 @@ def main() -> None:
     parser.add_argument(
         "--out", type=Path, help="write load_restore.{json,md} here, not in bench/results"
     )
+    parser.add_argument(
+        "--gpu-only", action="store_true", help="only the GPU rows (limits and moves on cuda:0)"
+    )
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     machine = describe_machine()
-    result = asyncio.run(measure(args.quick))
+    result = asyncio.run(measure_gpu_only(args.quick) if args.gpu_only else measure(args.quick))
     text = report(result, machine, _command())
     print(text)
-    folder: Path | None = args.out or (None if args.quick else RESULTS)  # quick: no files
+    # --quick or --gpu-only: files only where --out says (never over the full run's)
+    folder: Path | None = args.out or (None if args.quick or args.gpu_only else RESULTS)
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "load_restore.md").write_text(text + "\n")

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from machine import cpu_name
-from modelpool.core.scheduler import SchedulerSettings
+from modelpool.config import PoolSettings
 from modelpool.plugins import POLICIES
 from modelpool.sim.bound import BOUND_LABEL
 from modelpool.sim.compare import DEFAULT_STRATEGY, EXCLUSIVE_LABEL, Comparison
@@ -41,6 +41,8 @@ RESULTS = Path(__file__).parent / "results"
 BOUND_TARGET = 1.15
 EXCLUSIVE_TARGET = 2.0
 QUICK_REQUESTS = 600
+WATERMARK = 0.8
+"""The high watermark replayed against none (seed 000's ``auto_switch_threshold``)."""
 STARVATION_LIMITS = (0.0, 3.0, 10.0, 30.0)
 """The pool's ``starvation_limit`` values replayed for the default strategy (10 s is its
 default): under load it moves the wait more than the choice of strategy does."""
@@ -69,11 +71,49 @@ def starvation_sweep(comparisons: list[Comparison]) -> dict[str, dict[str, float
         sweep[c.workload.name] = {
             f"{limit:g}": Simulation(
                 c.workload, c.models, POLICIES.get(DEFAULT_STRATEGY)(), budgets=c.budgets,
-                warm_budget=c.warm_budget, settings=SchedulerSettings(starvation_limit=limit),
+                warm_budget=c.warm_budget, settings=PoolSettings(starvation_limit=limit),
             ).run().total_wait
             for limit in STARVATION_LIMITS
         }  # fmt: skip
     return sweep
+
+
+def watermark_effect(comparisons: list[Comparison]) -> dict[str, dict[str, float]]:
+    """The default strategy on each workload with and without ``high_watermark``
+    (``WATERMARK``): p95 and total wait, and cold loads (does unloading ahead pay?)."""
+    effect: dict[str, dict[str, float]] = {}
+    for c in comparisons:
+        runs = {}
+        for label, settings in (
+            ("off", PoolSettings()),
+            ("on", PoolSettings(high_watermark=WATERMARK)),
+        ):
+            result = Simulation(
+                c.workload, c.models, POLICIES.get(DEFAULT_STRATEGY)(), budgets=c.budgets,
+                warm_budget=c.warm_budget, settings=settings,
+            ).run()  # fmt: skip
+            runs[label] = result
+        off, on = runs["off"], runs["on"]
+        effect[c.workload.name] = {
+            "p95_off": off.p95_wait, "p95_on": on.p95_wait,
+            "total_off": off.total_wait, "total_on": on.total_wait,
+            "cold_loads_off": off.cold_loads, "cold_loads_on": on.cold_loads,
+        }  # fmt: skip
+    return effect
+
+
+def watermark_table(effect: dict[str, dict[str, float]]) -> str:
+    lines = ["| workload | p95 wait, off → on | total wait, off → on | cold loads, off → on |",
+             "|---|---|---|---|"]  # fmt: skip
+    for name, e in effect.items():
+        p95 = e["p95_on"] / e["p95_off"] if e["p95_off"] else 1.0
+        total = e["total_on"] / e["total_off"] if e["total_off"] else 1.0
+        lines.append(
+            f"| {name} | {e['p95_off']:.1f} → {e['p95_on']:.1f} s ({p95:.2f}×) | "
+            f"{e['total_off']:,.0f} → {e['total_on']:,.0f} s ({total:.2f}×) | "
+            f"{e['cold_loads_off']:.0f} → {e['cold_loads_on']:.0f} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def sweep_table(sweep: dict[str, dict[str, float]]) -> str:
@@ -162,6 +202,7 @@ def main() -> None:
               default_worst[1], better="lower", limit=BOUND_TARGET)
     )  # fmt: skip
     sweep = starvation_sweep(comparisons)
+    watermarks = watermark_effect(comparisons)
     command = "bench/policy_quality.py" + (" --quick" if args.quick else "")
     machine = cpu_name()
     seconds = time.perf_counter() - started
@@ -175,12 +216,16 @@ def main() -> None:
           f"{BOUND_TARGET:.2f}×):\n\n{worst_table(worst)}\n"
           f"## starvation_limit\n\nThe default strategy's total wait at each "
           f"`pool.starvation_limit` (the pool's default is 10 s), over its wait at 10 s:\n\n"
-          f"{sweep_table(sweep)}\n## Per workload\n\n{body}")  # fmt: skip
+          f"{sweep_table(sweep)}\n## high_watermark {WATERMARK:g}\n\nThe default strategy "
+          f"with `pool.high_watermark: {WATERMARK:g}` (idle models unloaded ahead of need, "
+          f"to the warm tier) against none:\n\n{watermark_table(watermarks)}\n"
+          f"## Per workload\n\n{body}")  # fmt: skip
     write_text(results / "policy_quality.md", md)
     data = {
         "command": command, "machine": machine, "python": platform.python_version(),
         "budget": args.budget, "default_strategy": DEFAULT_STRATEGY, "ratios": figures,
         "optimum_label": OPTIMUM_LABEL, "starvation_sweep": sweep,
+        "high_watermark": {"value": WATERMARK, "effect": watermarks},
         "worst_over_seeds": {"seeds": seeds, "ratios": worst},
         "workloads": [c.as_dict() for c in comparisons],
     }  # fmt: skip
@@ -191,6 +236,8 @@ def main() -> None:
     print(f"worst over seeds 0-{seeds - 1}:")
     print(worst_table(worst))
     print(sweep_table(sweep))
+    print(f"high_watermark {WATERMARK:g}, off -> on:")
+    print(watermark_table(watermarks))
     for figure in figures:
         mark = "✓" if figure["ok"] else "✗"
         print(f"{mark} {figure['name']}: {figure['value']:.2f}× (target {figure['target']})")

@@ -17,6 +17,7 @@ from typing import Any
 
 from modelpool.config import Config
 from modelpool.errors import ConfigError, ConfigIssue
+from modelpool.plugins import PLUGINS
 
 SOURCE = "<embedded default>"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -79,9 +80,10 @@ def default_models() -> dict[str, dict[str, Any]]:
 def default_config(environ: Mapping[str, str] | None = None) -> Config:
     """The embedded default, with ``MODELPOOL_*`` overrides from ``environ``."""
     data = {"pool": {"budgets": {"cpu": DEFAULT_BUDGET}}, "models": default_models()}
-    return Config.from_mapping(data, SOURCE, os.environ if environ is None else environ)
+    environ = os.environ if environ is None else environ
+    return Config.from_mapping(data, SOURCE, environ, plugins=PLUGINS)
 
 
 def load_config(path: str | os.PathLike[str] | None) -> Config:
     """The config ``serve`` runs: the file given, or the embedded default."""
-    return default_config() if path is None else Config.load(path)
+    return default_config() if path is None else Config.load(path, plugins=PLUGINS)

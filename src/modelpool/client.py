@@ -25,10 +25,13 @@ It talks HTTP only (httpx, the ``server`` extra): it never imports the server's 
 from __future__ import annotations
 
 import json
+import os
+import ssl
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from itertools import chain, islice
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 from urllib.parse import quote
 
 import httpx
@@ -103,11 +106,29 @@ class ApiError(ClientError):
         return found
 
 
-class ServerClient:
+class _Closing(ABC):
+    """What holds a connection open: ``close()`` it, or use it in ``with``."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Let go of the connection."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class ServerClient(_Closing):
     """The admin API of the server at ``url``; ``api_key`` is sent as a bearer token.
 
     ``timeout`` bounds every quick call (status, models, one model); ``load`` and
     ``unload`` wait as long as the server takes unless given their own ``timeout``.
+    ``ca_cert``: a PEM file of the certificate authority that signed an ``https://``
+    server's certificate (by default the system's, or ``SSL_CERT_FILE``'s).
     ``transport`` replaces the network (``httpx.MockTransport`` in tests).
     """
 
@@ -117,9 +138,16 @@ class ServerClient:
         api_key: str | None = None,
         timeout: float = 10.0,
         *,
+        ca_cert: str | os.PathLike[str] | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.url = _checked_url(url)
+        verify: ssl.SSLContext | bool = True
+        if ca_cert is not None:
+            try:
+                verify = ssl.create_default_context(cafile=os.fspath(ca_cert))
+            except (OSError, ssl.SSLError) as error:
+                raise ValueError(f"cannot use the CA certificate {ca_cert}: {error}") from None
         self.timeout = timeout
         headers = {"accept": "application/json"}
         if api_key:
@@ -128,6 +156,7 @@ class ServerClient:
             base_url=self.url,
             headers=headers,
             timeout=httpx.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT)),
+            verify=verify,
             transport=transport,
         )
 
@@ -155,6 +184,15 @@ class ServerClient:
         params = {"wait": "true" if wait else "false"}
         waiting = self._waiting(timeout) if wait else None
         return self._json("POST", path, params=params, timeout=waiting)
+
+    def preload(
+        self, model_id: str, priority: int | None = None, timeout: float | None = None
+    ) -> dict[str, Any]:
+        """Preload: ``{"preloaded": bool, "reason": str | None, "model": view}`` once it
+        is resident or was skipped (it only uses room nobody needs)."""
+        path = f"/admin/models/{_segment(model_id)}/preload"
+        params = {} if priority is None else {"priority": str(priority)}
+        return self._json("POST", path, params=params, timeout=self._waiting(timeout))
 
     def unload(self, model_id: str, timeout: float | None = None) -> dict[str, Any]:
         """Unload once the model's leases are back; the view after."""
@@ -229,6 +267,13 @@ class ServerClient:
         last completed one; the operation. 409 when there is nothing to roll back."""
         return self._json("POST", f"/admin/models/{_segment(model)}/rollback")
 
+    def audit(self, limit: int = 100) -> list[dict[str, Any]]:
+        """``GET /admin/audit``: the newest ``limit`` admin and rollout operations, newest
+        first (who asked, what, and how it ended)."""
+        answer = self._json("GET", "/admin/audit", params={"limit": str(limit)})
+        entries: list[dict[str, Any]] = answer["entries"]
+        return entries
+
     def alerts(self) -> list[dict[str, Any]]:
         """``GET /admin/alerts``: the active health alerts."""
         alerts: list[dict[str, Any]] = self._json("GET", "/admin/alerts")["alerts"]
@@ -261,15 +306,8 @@ class ServerClient:
     # --- plumbing -----------------------------------------------------------------------
 
     def close(self) -> None:
+        """Close the connections; the client cannot be used after."""
         self._http.close()
-
-    def __enter__(self) -> ServerClient:
-        return self
-
-    def __exit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     def _json(
         self,
@@ -309,6 +347,11 @@ class ServerClient:
     def _transport_error(self, error: httpx.TransportError) -> ClientError:
         if isinstance(error, httpx.ConnectTimeout):
             return ServerUnreachable(self.url, "connection timed out")
+        if isinstance(error, httpx.ConnectError) and "CERTIFICATE_VERIFY_FAILED" in str(error):
+            return ClientError(
+                f"the certificate of {self.url} is not trusted ({_reason(error)}): give the "
+                "certificate authority that signed it with SSL_CERT_FILE=PATH (or ca_cert=)"
+            )
         if isinstance(error, httpx.ConnectError):
             return ServerUnreachable(self.url, _reason(error))
         if isinstance(error, httpx.TimeoutException):
@@ -318,7 +361,7 @@ class ServerClient:
         return ClientError(f"{self.url}: {_reason(error)}")
 
 
-class EventStream:
+class EventStream(_Closing):
     """An open event stream: iterate it for events (dicts); ``close()`` ends it."""
 
     def __init__(
@@ -347,15 +390,8 @@ class EventStream:
             raise self._transport_error(error) from None
 
     def close(self) -> None:
+        """End the stream: the server drops this subscriber."""
         self._response.close()
-
-    def __enter__(self) -> EventStream:
-        return self
-
-    def __exit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
 
 def _checked_url(url: str) -> str:

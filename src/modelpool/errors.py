@@ -6,7 +6,9 @@
     ├── UnknownModel           no model configured under that id
     ├── CapacityError          the memory is not there
     │   ├── DoesNotFit         bigger than the device's whole budget: never loadable
-    │   └── InsufficientMemory nothing evictable frees enough; names the holders
+    │   ├── InsufficientMemory nothing evictable frees enough; names the holders
+    │   └── ModelLimitReached  max_models are loaded and none can leave; names them
+    ├── PreloadSkipped         a preload would have evicted what it may not, or found no room
     ├── QueueFull              too many requests already waiting
     ├── WaitTimeout            waited longer than allowed for a model
     ├── LoadFailed             the backend could not load the model (model is FAILED)
@@ -125,6 +127,27 @@ class InsufficientMemory(CapacityError):
             f"cannot make room for {model_id!r} on {device}: needs {format_size(need)}, "
             f"{format_size(free)} free, memory held by: {held}"
         )
+
+
+class ModelLimitReached(CapacityError):
+    """``max_models`` (of the pool or a device) are loaded and none of them can leave."""
+
+    def __init__(self, model_id: ModelId, where: str, limit: int, holders: Sequence[Holder]):
+        self.model_id, self.where, self.limit = model_id, where, limit
+        self.holders = list(holders)
+        held = "; ".join(str(h) for h in self.holders) or "nothing"
+        super().__init__(
+            f"cannot load {model_id!r}: {where} allows {limit} model{'s' * (limit != 1)} at "
+            f"once (max_models) and none can leave: {held}"
+        )
+
+
+class PreloadSkipped(ModelPoolError):
+    """A preload did not start: it may only use room nobody needs."""
+
+    def __init__(self, model_id: ModelId, reason: str) -> None:
+        self.model_id, self.reason = model_id, reason
+        super().__init__(f"preload of {model_id!r} skipped: {reason}")
 
 
 class QueueFull(ModelPoolError):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
@@ -111,3 +112,18 @@ PROBES = Registry(
         "auto": "modelpool.probes.auto:AutoProbe",
     },
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Plugins:
+    """The registries a config's names are checked against. Validation that needs a
+    plug-in's code (a backend's ``options_model``, a strategy's options) uses the
+    registries it is handed this way, so that reading a config imports no plug-in
+    unless its caller (the wiring: ``bootstrap``, ``Config.load``) asks for it."""
+
+    backends: Registry = BACKENDS
+    policies: Registry = POLICIES
+
+
+PLUGINS = Plugins()
+"""The process-wide registries."""

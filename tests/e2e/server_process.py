@@ -14,6 +14,7 @@ import pty
 import select
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -55,7 +56,7 @@ def free_port() -> int:
 @dataclass
 class Server:
     url: str
-    """``http://127.0.0.1:PORT`` (no trailing slash)."""
+    """``http://127.0.0.1:PORT`` (``https`` with TLS; no trailing slash)."""
     process: subprocess.Popen[str]
     log_path: Path
 
@@ -80,10 +81,13 @@ def running_server(
     env: Mapping[str, str] | None = None,
     args: tuple[str, ...] = (),
     api_key: str | None = None,
+    ca_cert: str | None = None,
 ) -> Iterator[Server]:
     """A server on a free port; ``config=None`` runs the embedded default models.
 
     ``api_key`` is the key to send while waiting for readiness, when keys are set.
+    ``ca_cert``: the server speaks HTTPS (``server.tls`` in ``config``) with a
+    certificate this CA signed: ``Server.url`` is ``https://``.
     """
     with tempfile.TemporaryDirectory(prefix="modelpool-serve-") as folder:
         command = [sys.executable, "-m", "modelpool", "serve", "--port", str(port := free_port())]
@@ -109,9 +113,10 @@ def running_server(
             process = subprocess.Popen(
                 [*command, *args], stdout=log, stderr=subprocess.STDOUT, env=environ, text=True
             )
-        server = Server(f"http://127.0.0.1:{port}", process, log_path)
+        scheme = "https" if ca_cert else "http"
+        server = Server(f"{scheme}://127.0.0.1:{port}", process, log_path)
         try:
-            _wait_ready(server, api_key)
+            _wait_ready(server, api_key, ca_cert)
             yield server
         finally:
             leftovers = server.descendants()
@@ -133,14 +138,16 @@ def stop(server: Server, sig: int = signal.SIGINT) -> int:
     return server.process.returncode
 
 
-def _wait_ready(server: Server, api_key: str | None) -> None:
+def _wait_ready(server: Server, api_key: str | None, ca_cert: str | None = None) -> None:
     headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+    verify = ssl.create_default_context(cafile=ca_cert) if ca_cert else True
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             raise AssertionError(f"server exited with {server.process.returncode}\n{server.log()}")
         with contextlib.suppress(httpx.TransportError):
-            if httpx.get(f"{server.url}/readyz", headers=headers, timeout=1).status_code == 200:
+            ready = httpx.get(f"{server.url}/readyz", headers=headers, timeout=1, verify=verify)
+            if ready.status_code == 200:
                 return
         time.sleep(0.05)  # polling a process that gives no other readiness signal
     raise AssertionError(f"server not ready after {START_TIMEOUT}s\n{server.log()}")

@@ -69,6 +69,48 @@ def test_check_config_on_a_missing_file_says_so(tmp_path: Path) -> None:
     assert result.stderr.strip() == f"error: {path}: no such file"
 
 
+def test_check_config_gives_the_line_of_a_yaml_syntax_error(tmp_path: Path) -> None:
+    path = tmp_path / "modelpool.yaml"
+    path.write_text("pool:\n  strategy: lru\nmodels: [unclosed\n")
+    result = modelpool_cli("check-config", str(path))
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"error: {path}:4: invalid YAML"), result.stderr
+
+
+NEVER_LOADS = """\
+pool:
+  budgets: {{cpu: 2GB}}
+models:
+  huge:
+    backend: fake
+    memory: 3GB
+    device: cpu
+  lost:
+    backend: llamacpp
+    model_path: {missing}
+    device: cpu
+  typo:
+    backend: process
+    command: [server, --port, "${{PROT}}"]
+"""
+
+
+def test_check_config_refuses_what_could_never_load(tmp_path: Path) -> None:
+    path = tmp_path / "modelpool.yaml"
+    missing = tmp_path / "absent.gguf"
+    path.write_text(NEVER_LOADS.format(missing=missing))
+    result = modelpool_cli("check-config", "--json", str(path))
+    assert result.returncode == 2, result.stdout
+    found = {i["path"]: (i["line"], i["message"]) for i in json.loads(result.stdout)["issues"]}
+    assert set(found) == {"models.huge.memory", "models.lost.model_path", "models.typo"}
+    assert found["models.huge.memory"][0] == 6
+    assert "more than the whole cpu budget" in found["models.huge.memory"][1]
+    never = f"no file at {str(missing)!r}: the model could never load"
+    assert found["models.lost.model_path"] == (10, never)
+    assert found["models.typo"][0] == 12
+    assert "unknown placeholder ${PROT} in command[2]" in found["models.typo"][1]
+
+
 def test_demo_json_runs_a_workload_and_accounts_every_request() -> None:
     result = modelpool_cli("demo", "--seconds", "2", "--seed", "1", "--json", timeout=20)
     assert result.returncode == 0, result.stderr

@@ -19,7 +19,7 @@ from server_process import Server, free_port, modelpool_cli, on_a_terminal, runn
 from typer.testing import CliRunner
 
 from modelpool import cli
-from modelpool.cli_rollout import parse_settings
+from modelpool.cli.rollout_shared import parse_settings
 from modelpool.client import ServerClient
 
 KEY = "k1"

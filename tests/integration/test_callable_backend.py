@@ -6,6 +6,7 @@ import callable_models
 import pytest
 
 from modelpool import Config, ConfigError, LoadFailed, ModelPool, ModelSpec, ModelState
+from modelpool.plugins import PLUGINS
 
 GB = 10**9
 
@@ -55,6 +56,10 @@ async def test_a_bad_factory_fails_the_load_clearly(options: dict[str, str], exp
 
 def test_callable_options_are_checked_with_the_config() -> None:
     with pytest.raises(ConfigError, match=r"models\.tts\.factroy"):
-        Config.from_yaml("models:\n  tts: {backend: callable, factroy: 'a:b', memory: 1GB}\n")
+        Config.from_yaml(
+            "models:\n  tts: {backend: callable, factroy: 'a:b', memory: 1GB}\n", plugins=PLUGINS
+        )
     with pytest.raises(ConfigError, match=r"models\.tts\.factory"):
-        Config.from_yaml("models:\n  tts: {backend: callable, factory: 'not a reference'}\n")
+        Config.from_yaml(
+            "models:\n  tts: {backend: callable, factory: 'not a reference'}\n", plugins=PLUGINS
+        )

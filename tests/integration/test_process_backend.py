@@ -7,6 +7,7 @@ process may be left behind and the other models keep serving.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -24,6 +25,7 @@ from modelpool.backends.logring import LogRing
 from modelpool.backends.process import ProcessBackend, ProcessOptions, ServerProcess
 from modelpool.core.events import PoolEvent
 from modelpool.core.lease import Lease
+from modelpool.plugins import PLUGINS
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "killpg"), reason="needs POSIX process groups")
 
@@ -215,6 +217,37 @@ async def test_unload_stops_the_grandchildren_of_a_server_too() -> None:
         assert await wait_gone(grandchild)
 
 
+# Starts a worker in a process group of its own (still in the server's session), then
+# becomes the tiny server: argv[1] is tiny_server.py, the rest its arguments.
+WORKER_IN_OWN_GROUP = """
+import os, subprocess, sys
+sleeper = [sys.executable, "-c", "import time; time.sleep(600)", "own-group-worker", sys.argv[-1]]
+worker = subprocess.Popen(sleeper, stdout=subprocess.DEVNULL, process_group=0)
+print(f"worker {worker.pid}", flush=True)
+os.execv(sys.executable, [sys.executable, *sys.argv[1:]])
+"""
+
+
+async def test_unload_stops_a_worker_that_left_the_process_group_but_not_the_session() -> None:
+    command = [sys.executable, "-c", WORKER_IN_OWN_GROUP, TINY, "--port", "${PORT}", "--tag", TAG]
+    spec = ModelSpec(id="mover", backend="process", memory=GB, device="cpu",
+                     options={"command": command})  # fmt: skip
+    pool, backend = make_pool(spec)
+    async with pool:
+        async with pool.use("mover") as lease:
+            worker = await printed_pid(backend, lease, "worker")
+            mover = native(lease)
+        try:
+            assert os.getpgid(worker) != mover.pgid
+            assert os.getsid(worker) == mover.pgid
+            await pool.unload("mover")
+            assert gone(mover.pid)
+            assert await wait_gone(worker)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker, signal.SIGKILL)
+
+
 @pytest.mark.parametrize(
     ("extra", "named"),
     [
@@ -222,16 +255,21 @@ async def test_unload_stops_the_grandchildren_of_a_server_too() -> None:
         ({"env": {"WEIGHTS": "${MODEL_PATH}"}}, r"env.WEIGHTS uses \$\{MODEL_PATH\}"),
     ],
 )
-async def test_a_bad_placeholder_fails_the_load_naming_it_and_the_model(
+async def test_a_bad_placeholder_is_refused_with_the_config_naming_it(
     extra: dict[str, object], named: str
 ) -> None:
+    # Refused when the config is read (with its key), not when the model is first asked for.
     tail = extra.pop("command_tail", None)
     spec = server("odd", *([str(tail)] if tail else []), **extra)
+    data = {"models": {"odd": spec.model_dump(exclude={"id"})}}
+    with pytest.raises(ConfigError, match=rf"models\.odd: {named}"):
+        Config.from_mapping(data, plugins=PLUGINS)
+    # A spec built in code is checked when it loads: the load fails, naming it too.
     pool, _ = make_pool(spec)
     async with pool:
-        with pytest.raises(LoadFailed, match=rf"'odd'.*{named}"):
+        with pytest.raises(LoadFailed, match=named):
             await pool.load("odd")
-        assert servers_named("odd") == []
+    assert servers_named("odd") == []
 
 
 async def test_a_cancelled_load_leaves_no_process_behind() -> None:
@@ -275,7 +313,8 @@ def test_process_options_are_checked_with_the_config() -> None:
         Config.from_yaml(
             "models:\n"
             "  m: {backend: process, memory: 1GB, command: [srv], helth: /ready}\n"
-            "  n: {backend: process, memory: 1GB, command: [], health: ready}\n"
+            "  n: {backend: process, memory: 1GB, command: [], health: ready}\n",
+            plugins=PLUGINS,
         )
     text = str(error.value)
     assert "models.m.helth" in text

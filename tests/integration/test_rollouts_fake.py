@@ -245,6 +245,24 @@ async def test_ab_is_sticky_per_key_and_returns_traffic_when_the_test_ends() -> 
         assert dict(rig.rollouts.weights("chat")) == {"v1": 1.0}
 
 
+async def test_use_sync_routes_by_key_as_use_does() -> None:
+    async with Rig() as rig:
+        await rig.switch("v2", "ab", {"traffic_percentage": 50, "duration": "1h"})
+        users = [f"user-{n}" for n in range(40)]
+        routed = {user: rig.rollouts.route("chat", user).partition("@")[2] for user in users}
+        assert set(routed.values()) == {"v1", "v2"}
+
+        def leased_from_a_script() -> dict[str, str]:
+            leased = {}
+            for user in users:
+                with rig.pool.use_sync("chat", key=user) as lease:
+                    leased[user] = rig.pool.spec(lease.model_id).version
+            return leased
+
+        # From a plain thread, as a script would; the pool's loop keeps running here.
+        assert await asyncio.to_thread(leased_from_a_script) == routed
+
+
 # --- canary and automatic rollback ----------------------------------------------------
 
 

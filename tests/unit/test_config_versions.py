@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+from functools import partial
+from textwrap import dedent
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
-from test_config import issue_at, issues_of
+from test_config import issue_at
 
 from modelpool.config import (
     Config,
@@ -19,9 +21,11 @@ from modelpool.config import (
     record_specs,
     version_spec,
 )
+from modelpool.config.schema import PLUGINS_KEY
 from modelpool.config.versions import METADATA, OVERRIDABLE, PER_MODEL
-from modelpool.errors import ConfigError
+from modelpool.errors import ConfigError, ConfigIssue
 from modelpool.monitor.health import Thresholds
+from modelpool.plugins import PLUGINS
 
 EXAMPLE = """\
 models:
@@ -41,16 +45,27 @@ health:
 """  # noqa: E501
 
 
+from_yaml = partial(Config.from_yaml, plugins=PLUGINS)
+"""As ``bootstrap`` reads a config: backend options checked with the registered backends."""
+checked_version = partial(version_spec, plugins=PLUGINS)
+
+
+def issues_of(text: str, **kwargs: Any) -> list[ConfigIssue]:
+    with pytest.raises(ConfigError) as caught:
+        from_yaml(dedent(text), "pool.yaml", **kwargs)
+    return caught.value.issues
+
+
 def base_spec(**fields: Any) -> ModelSpec:
     spec = {"id": "smollm2", "backend": "llamacpp", "model_path": "/m/smol.gguf", **fields}
-    return ModelSpec.model_validate(spec)
+    return ModelSpec.model_validate(spec, context={PLUGINS_KEY: PLUGINS})
 
 
 # --- the example and the records it makes ---------------------------------------------
 
 
 def test_the_example_loads_with_versions_metadata_and_health() -> None:
-    config = Config.from_yaml(EXAMPLE, "pool.yaml")
+    config = from_yaml(EXAMPLE, "pool.yaml")
     spec = config.models["smollm2"]
     assert (spec.version, spec.base_id) == ("v1", "smollm2")
     assert spec.versions["v1"] == VersionSpec(author="ana", notes="first cut")
@@ -67,7 +82,7 @@ def test_the_example_loads_with_versions_metadata_and_health() -> None:
 
 
 def test_record_specs_give_one_spec_per_version() -> None:
-    spec = Config.from_yaml(EXAMPLE).models["smollm2"]
+    spec = from_yaml(EXAMPLE).models["smollm2"]
     base, v2 = record_specs(spec)
     assert base is spec
     assert (v2.id, v2.base_id, v2.version) == ("smollm2@v2", "smollm2", "v2")
@@ -112,7 +127,7 @@ def test_a_version_on_another_backend_does_not_inherit_the_options() -> None:
 
 
 def test_empty_versions_and_entries_mean_nothing_to_add() -> None:
-    config = Config.from_yaml("""\
+    config = from_yaml("""\
 models:
   a:
     backend: fake
@@ -128,7 +143,7 @@ models:
 
 
 def test_version_names_may_be_written_as_numbers() -> None:
-    config = Config.from_yaml("models:\n  a: {backend: fake, version: 1, versions: {2: {}}}\n")
+    config = from_yaml("models:\n  a: {backend: fake, version: 1, versions: {2: {}}}\n")
     spec = config.models["a"]
     assert (spec.version, list(spec.versions)) == ("1", ["2"])
     assert [record.id for record in record_specs(spec)] == ["a", "a@2"]
@@ -143,7 +158,7 @@ def test_version_names_may_be_written_as_numbers() -> None:
     ],
 )
 def test_created_is_stored_as_iso_8601(written: str, stored: str) -> None:
-    config = Config.from_yaml(
+    config = from_yaml(
         f"models:\n  a: {{backend: fake, versions: {{v2: {{created: {written}}}}}}}\n"
     )
     assert config.models["a"].versions["v2"].created == stored
@@ -164,7 +179,7 @@ def test_created_must_be_a_date() -> None:
 
 
 def test_dumped_spec_validates_back_to_itself() -> None:
-    spec = Config.from_yaml(EXAMPLE).models["smollm2"]
+    spec = from_yaml(EXAMPLE).models["smollm2"]
     dumped = spec.model_dump()
     assert dumped["thresholds"] == {"critical_error_rate": 0.1}  # only the keys given
     assert dumped["versions"]["v2"]["overrides"]["n_ctx"] == 4096
@@ -337,13 +352,14 @@ def test_a_versions_device_needs_a_budget() -> None:
 
 
 def test_a_spec_built_in_python_checks_its_versions() -> None:
+    spec = {"id": "a", "backend": "fake", "versions": {"v2": {"load_secs": 1}}}
     with pytest.raises(ValidationError, match=r"versions\.v2\.load_secs: unknown key"):
-        ModelSpec(id="a", backend="fake", versions={"v2": {"load_secs": 1}})
+        ModelSpec.model_validate(spec, context={PLUGINS_KEY: PLUGINS})
 
 
 def test_env_overrides_reach_a_versions_keys() -> None:
     environ = {"MODELPOOL_MODELS__SMOLLM2__VERSIONS__V2__N_CTX": "8192"}
-    spec = Config.from_yaml(EXAMPLE, environ=environ).models["smollm2"]
+    spec = from_yaml(EXAMPLE, environ=environ).models["smollm2"]
     assert record_specs(spec)[1].options["n_ctx"] == 8192
     issues = issues_of(EXAMPLE, environ={"MODELPOOL_MODELS__SMOLLM2__VERSIONS__V2__N_CTX": "1"})
     assert [(issue.source, issue.path) for issue in issues] == [
@@ -355,20 +371,20 @@ def test_env_overrides_reach_a_versions_keys() -> None:
 
 
 def test_version_spec_at_run_time_from_a_mapping() -> None:
-    base = Config.from_yaml(EXAMPLE).models["smollm2"]
-    spec = version_spec(base, "v3", {"n_gpu_layers": -1, "author": "cy", "notes": None})
+    base = from_yaml(EXAMPLE).models["smollm2"]
+    spec = checked_version(base, "v3", {"n_gpu_layers": -1, "author": "cy", "notes": None})
     assert (spec.id, spec.version, spec.base_id) == ("smollm2@v3", "v3", "smollm2")
     assert spec.options == {"model_path": "/m/smol.gguf", "n_gpu_layers": -1}
     assert spec.thresholds == base.thresholds
-    same = version_spec(base, "v3", VersionSpec(overrides={"n_gpu_layers": -1}))
+    same = checked_version(base, "v3", VersionSpec(overrides={"n_gpu_layers": -1}))
     assert same == spec
 
 
 def test_version_spec_at_run_time_names_each_problem() -> None:
-    base = Config.from_yaml(EXAMPLE).models["smollm2"]
+    base = from_yaml(EXAMPLE).models["smollm2"]
     entry = {"n_ctx": "big", "n_ctxx": 1, "pinned": True, "author": 7}
     with pytest.raises(ConfigError) as caught:
-        version_spec(base, "v3", entry)
+        checked_version(base, "v3", entry)
     issues = caught.value.issues
     assert {issue.path for issue in issues} == {
         "versions.v3.n_ctx",
@@ -383,29 +399,29 @@ def test_version_spec_at_run_time_names_each_problem() -> None:
 
 
 def test_version_spec_at_run_time_checks_the_name_and_the_base_entry() -> None:
-    base = Config.from_yaml(EXAMPLE).models["smollm2"]
+    base = from_yaml(EXAMPLE).models["smollm2"]
     with pytest.raises(ConfigError) as caught:
-        version_spec(base, "v@3", {}, source="state.json")
+        checked_version(base, "v@3", {}, source="state.json")
     [issue] = caught.value.issues
     assert (issue.source, issue.path) == ("state.json", "versions.v@3")
     assert "expected a version name" in issue.message
     with pytest.raises(ConfigError, match="the base version's settings are the model's own"):
-        version_spec(base, "v1", {"n_ctx": 4096})
+        checked_version(base, "v1", {"n_ctx": 4096})
     with pytest.raises(ConfigError, match=r"versions\.v3: expected a mapping, got 3"):
-        version_spec(base, "v3", 3)  # type: ignore[arg-type]
+        checked_version(base, "v3", 3)  # type: ignore[arg-type]
 
 
 def test_version_spec_of_a_version_record_keeps_the_base_id() -> None:
-    base = Config.from_yaml(EXAMPLE).models["smollm2"]
+    base = from_yaml(EXAMPLE).models["smollm2"]
     v2 = record_specs(base)[1]
-    assert version_spec(v2, "v3", {}).id == "smollm2@v3"
+    assert checked_version(v2, "v3", {}).id == "smollm2@v3"
 
 
 # --- health and thresholds --------------------------------------------------------------
 
 
 def test_health_defaults() -> None:
-    health = Config.from_yaml("").health
+    health = from_yaml("").health
     assert health == HealthSettings()
     assert (health.window, health.interval, health.max_operations) == (60.0, 1.0, 200)
     assert merged_thresholds(health.thresholds, None) == {
@@ -457,7 +473,7 @@ def test_health_values_are_checked() -> None:
 
 
 def test_model_thresholds_replace_only_the_keys_they_give() -> None:
-    config = Config.from_yaml(EXAMPLE)
+    config = from_yaml(EXAMPLE)
     spec = config.models["smollm2"]
     merged = merged_thresholds(config.health.thresholds, spec.thresholds)
     assert merged == {

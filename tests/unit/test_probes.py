@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from dataclasses import dataclass, field
-from typing import Any
 
 import psutil
 import pytest
@@ -55,47 +53,19 @@ def test_system_probe_counts_a_process_tree() -> None:
     assert probe.process_rss([child.pid]) == 0  # gone: counts nothing
 
 
-@dataclass
-class FakeNvmlLibrary:
-    """A fake of the pynvml module: two GPUs with scripted memory and processes."""
-
-    totals: list[int] = field(default_factory=lambda: [80 * 10**9, 40 * 10**9])
-    used: list[int] = field(default_factory=lambda: [12 * 10**9, 0])
-    processes: dict[int, list[Any]] = field(default_factory=dict)
-    calls: list[str] = field(default_factory=list)
-
-    def nvmlInit(self) -> None:
-        self.calls.append("init")
-
-    def nvmlShutdown(self) -> None:
-        self.calls.append("shutdown")
-
-    def nvmlDeviceGetCount(self) -> int:
-        return len(self.totals)
-
-    def nvmlDeviceGetHandleByIndex(self, index: int) -> int:
-        return index
-
-    def nvmlDeviceGetMemoryInfo(self, handle: int) -> Any:
-        return type("Info", (), {"total": self.totals[handle], "used": self.used[handle]})
-
-    def nvmlDeviceGetComputeRunningProcesses(self, handle: int) -> list[Any]:
-        return self.processes.get(handle, [])
-
-
-def process(pid: int, used: int | None) -> Any:
-    return type("Process", (), {"pid": pid, "usedGpuMemory": used})
-
-
 def test_nvml_probe_reads_each_gpu_and_its_processes() -> None:
-    library = FakeNvmlLibrary(processes={0: [process(11, 5 * 10**9), process(12, None)]})
-    probe = NvmlProbe(nvml=library)
+    from gpu_fakes import GB, FakeGpu, FakeNvml
+
+    gpu = FakeGpu("GPU-0", total=80 * GB, reserved=0, processes={11: 5 * GB, 12: None},
+                  other_used=7 * GB)  # fmt: skip
+    library = FakeNvml([gpu])
+    probe = NvmlProbe(nvml=library, environ={}, torch_cuda=lambda: None, pid=1)
     reading = probe.read("cuda:0")
     assert reading is not None
-    assert (reading.total, reading.used) == (80 * 10**9, 12 * 10**9)
+    assert (reading.total, reading.used) == (80 * GB, 12 * GB)
     assert probe.read("cuda:2") is None
     assert probe.read("cpu") is None
-    assert probe.process_usage("cuda:0") == {11: 5 * 10**9}  # hidden usage is left out
+    assert probe.process_usage("cuda:0") == {11: 5 * GB}  # hidden usage is left out
     probe.close()
     assert library.calls == ["init", "shutdown"]
 
@@ -106,36 +76,18 @@ def test_cuda_index() -> None:
     assert cuda_index("cpu") is None
 
 
-class FakeTorch:
-    """A fake of the torch module's CUDA surface."""
+def test_torch_probe_reads_mem_get_info_of_a_device_in_use() -> None:
+    from gpu_fakes import CONTEXT_BYTES, GB, FakeCuda, FakeGpu, fake_torch
 
-    class cuda:  # mirrors torch.cuda
-        present = True
-
-        @classmethod
-        def is_available(cls) -> bool:
-            return cls.present
-
-        @staticmethod
-        def device_count() -> int:
-            return 1
-
-        @staticmethod
-        def mem_get_info(index: int) -> tuple[int, int]:
-            return (30 * 10**9, 80 * 10**9)
-
-        @staticmethod
-        def max_memory_allocated(index: int) -> int:
-            return 7 * 10**9
-
-
-def test_torch_probe_reads_mem_get_info() -> None:
-    probe = TorchProbe(torch=FakeTorch)
+    gpu = FakeGpu("GPU-0", total=80 * GB, reserved=0, other_used=46 * GB)
+    cuda = FakeCuda([gpu], pid=1)
+    cuda.allocate(0, 7 * GB - CONTEXT_BYTES)
+    probe = TorchProbe(torch=fake_torch(cuda))
     reading = probe.read("cuda:0")
     assert reading is not None
-    assert (reading.total, reading.used) == (80 * 10**9, 50 * 10**9)
+    assert (reading.total, reading.used) == (80 * GB, 53 * GB)
     assert probe.read("cuda:1") is None
-    assert probe.peak_allocated("cuda:0") == 7 * 10**9
+    assert probe.peak_allocated("cuda:0") == 7 * GB - CONTEXT_BYTES
 
 
 def test_auto_probe_asks_each_source_in_turn() -> None:

@@ -5,39 +5,35 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 import modelpool
 
 OPTIONAL = ("torch", "pynvml", "fastapi", "starlette", "httpx", "uvicorn", "llama_cpp")
 
 
 def test_all_lists_exactly_the_public_names() -> None:
-    public = {name for name in vars(modelpool) if not name.startswith("_")}
-    submodules = {
-        "backends",
-        "config",
-        "core",
-        "errors",
-        "plugins",
-        "policies",
-        "probes",
-        "types",
-        "units",
-        "durations",
-        # Imported by other tests in the same process: subpackages, not names.
-        "bootstrap",
-        "cli",
-        "cli_rollout",
-        "cli_views",
-        "client",
-        "demo",
-        "http",
-        "monitor",
-        "rollout",
-        "sim",
-        "cli_simulate",
-    }
-    assert set(modelpool.__all__) - {"__version__"} == public - submodules
+    names = [name for name in modelpool.__all__ if name != "__version__"]
     assert len(modelpool.__all__) == len(set(modelpool.__all__))
+    assert dir(modelpool) == sorted(modelpool.__all__)
+    for name in names:  # each is there, imported on first use
+        assert getattr(modelpool, name) is not None, name
+    with pytest.raises(AttributeError, match="no attribute 'ModelPol'"):
+        _ = modelpool.ModelPol  # type: ignore[attr-defined]
+
+
+def test_reading_a_config_imports_no_pool_and_no_plug_in() -> None:
+    probe = (
+        "import sys; from modelpool.config import Config; "
+        "Config.from_mapping({'pool': {'strategy': 'lru', 'budgets': {'cpu': '1GB'}}, "
+        "'models': {'a': {'backend': 'fake', 'memory': '1GB', 'preload': True}}}); "
+        "print(sorted(m for m in sys.modules if m.startswith(('modelpool.core', "
+        "'modelpool.policies', 'modelpool.backends', 'modelpool.probes'))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "[]"
 
 
 def test_seed_api_names_are_kept() -> None:

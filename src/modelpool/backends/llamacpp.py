@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from modelpool.backends.process import Arg, ProcessBackend
 from modelpool.config import ModelSpec
-from modelpool.config.fields import Seconds
+from modelpool.config.fields import ModelFile, Seconds
 from modelpool.core.ports import Handle
 from modelpool.types import Bytes, DeviceId
 
@@ -37,8 +37,8 @@ CONTEXT_BYTES_PER_TOKEN = 64 * 1024
 class LlamaCppOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    model_path: str = Field(min_length=1)
-    """The GGUF file (``~`` expanded)."""
+    model_path: ModelFile
+    """The GGUF file (``~`` expanded); a config file naming a missing one is refused."""
     n_ctx: int = Field(2048, ge=16)
     n_threads: int | None = Field(None, ge=1)
     n_gpu_layers: int = Field(0, ge=-1)

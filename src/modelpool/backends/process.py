@@ -14,8 +14,10 @@ through a shell. Options (flattened in a model's YAML entry)::
 replaced in command items and env values. The server gets a free port on 127.0.0.1
 unless ``port`` fixes one; its output goes to a ring of the last ``log_lines`` lines,
 whose tail every error quotes. It starts in a session of its own, so stopping it
-(SIGTERM to the whole process group, SIGKILL after ``stop_grace``) stops its workers
-too, and an unload returns only once no process of the group is left.
+(SIGTERM to its whole process group and session, SIGKILL after ``stop_grace``) stops
+its workers too, and an unload returns only once no process of either is left. With a
+``state_dir``, each server is recorded from its spawn until it is stopped, so that a
+pool started after a crash stops what the crashed one left (``pidfiles``).
 """
 
 from __future__ import annotations
@@ -29,9 +31,16 @@ import signal
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Self
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from modelpool.backends import procgroup
 from modelpool.backends.http_probe import get_status
@@ -58,6 +67,8 @@ DRAIN_TIMEOUT = 2.0
 """How long the output may take to reach its end once the process has exited."""
 
 _PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
+PLACEHOLDERS = ("PORT", "HOST", "MODEL_ID", "MODEL_PATH")
+"""What ``${NAME}`` in a command or env value may name."""
 
 
 def _number_as_text(value: object) -> object:
@@ -94,6 +105,21 @@ class ProcessOptions(BaseModel):
         if not command[0].strip():
             raise ValueError("the first item of command must name the program to run")
         return command
+
+    @model_validator(mode="after")
+    def _placeholders_known(self) -> Self:
+        # Found here, the config's check names the key and line; found at load time, the
+        # model would only fail when first asked for.
+        given = [(f"command[{i}]", item) for i, item in enumerate(self.command)]
+        given += [(f"env.{key}", value) for key, value in self.env.items()]
+        for where, text in given:
+            for name in _PLACEHOLDER.findall(text):
+                if name not in PLACEHOLDERS:
+                    known = ", ".join(f"${{{key}}}" for key in PLACEHOLDERS)
+                    raise ValueError(f"unknown placeholder ${{{name}}} in {where}; known: {known}")
+                if name == "MODEL_PATH" and self.model_path is None:
+                    raise ValueError(f"{where} uses ${{MODEL_PATH}} but model_path is not set")
+        return self
 
 
 @dataclass(slots=True, eq=False)
@@ -139,7 +165,7 @@ class ProcessBackend:
 
     async def open(self, state_dir: Path) -> None:
         """Called by the pool at start: stop servers an earlier run left behind, and
-        record the ones this run starts (see ``pidfiles``)."""
+        record the ones this run starts, from their spawn on (see ``pidfiles``)."""
         self._pidfiles = PidFiles(state_dir)
         await self._pidfiles.reap()
 
@@ -163,7 +189,7 @@ class ProcessBackend:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,
-                env={**os.environ, **env},
+                env={**os.environ, "CUDA_DEVICE_ORDER": "PCI_BUS_ID", **env},
                 cwd=_expand(options.cwd),
             )
         except OSError as error:  # no such program, not executable, no such cwd
@@ -183,11 +209,14 @@ class ProcessBackend:
             stop_grace=options.stop_grace,
         )
         try:
+            # Recorded before it is ready: a pool that dies while the server loads its
+            # weights leaves a record the next pool reaps (see ``pidfiles``).
+            self._record(server)
             await _until_ready(server, options.health, options.ready_timeout)
         except BaseException as error:
             # Never leave a process behind, even when the load itself was cancelled:
             # the stop runs as its own task, which a second cancellation cannot cut.
-            stop = asyncio.create_task(_stop(server))
+            stop = asyncio.create_task(self._stop_and_forget(server))
             self._stopping.add(stop)
             stop.add_done_callback(self._stopping.discard)
             try:
@@ -199,41 +228,57 @@ class ProcessBackend:
                 first = str(error).partition("\n")[0] or type(error).__name__
                 raise RuntimeError(f"{first}; and stopping it failed: {stop_error}") from error
             raise
-        if self._pidfiles is not None:
-            self._pidfiles.write(spec.id, server.pid, server.pgid, list(argv))
         return Handle(
             spec.id, device, endpoint=f"http://{HOST}:{port}/v1", native=server, pids=(server.pid,)
         )
 
     async def unload(self, handle: Handle) -> None:
-        await _stop(_server(handle))
-        self._forget(handle.model_id)
+        await self._stop_and_forget(_server(handle))
 
-    def _forget(self, model_id: ModelId) -> None:
+    def _record(self, server: ServerProcess) -> None:
+        if self._pidfiles is None:
+            return
+        try:
+            self._pidfiles.write(server.model_id, server.pid, server.pgid, list(server.argv))
+        except OSError as error:  # unrecorded, it could outlive a crashed pool unseen
+            raise RuntimeError(
+                f"model {server.model_id!r}: cannot record its server process in "
+                f"{self._pidfiles.folder}: {error.strerror or error}"
+            ) from error
+
+    async def _stop_and_forget(self, server: ServerProcess) -> None:
+        """Stop the server; drop its record only once nothing of it is left (a stop that
+        fails keeps the record, for the next pool to reap what still runs)."""
+        await _stop(server)
         if self._pidfiles is not None:
-            self._pidfiles.remove(model_id)
+            self._pidfiles.remove(server.model_id, server.pid)
 
     async def wait_closed(self, handle: Handle) -> str:
         """Return, saying why, when the server stops on its own (the pool's crash watch).
 
-        The rest of its process group is stopped before this returns; ``unload`` after it
-        is harmless (it finds nothing left to stop)."""
+        The rest of its process group and session is stopped before this returns;
+        ``unload`` after it is harmless (it finds nothing left to stop)."""
         server = _server(handle)
         code = await procgroup.exit_code(server.process, poll=WATCH_POLL)
         await asyncio.wait({server.reader}, timeout=DRAIN_TIMEOUT)  # its last words
         reason = server.with_tail(f"{server.program} {procgroup.describe_exit(code)}")
         # Workers it left behind still hold memory the pool is about to count as free.
         try:
-            await _stop(server)
+            await self._stop_and_forget(server)
         except RuntimeError as error:
             reason = f"{reason}\n{error}"
-        else:
-            self._forget(server.model_id)
         return reason
 
     def log_tail(self, handle: Handle, lines: int = TAIL) -> list[str]:
         """The last ``lines`` lines the model's server printed (stdout and stderr)."""
         return _server(handle).log.tail(lines)
+
+    def log_note(self, handle: Handle, text: str) -> None:
+        """Add ``text`` to the model's log, each line marked ``[modelpool]``."""
+        ring = _server(handle).log
+        ring.flush()  # a partial line of the server's own stays its own
+        for line in text.splitlines() or [""]:
+            ring.feed(f"[modelpool] {line}\n".encode())
 
 
 def _server(handle: Handle) -> ServerProcess:
@@ -277,19 +322,21 @@ async def _until_ready(server: ServerProcess, health: str, timeout: float) -> No
 
 
 async def _stop(server: ServerProcess) -> None:
-    """SIGTERM the group, SIGKILL it after the grace period, make sure it is gone, reap."""
+    """SIGTERM the group and session, SIGKILL them after the grace period, make sure they
+    are gone, reap."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + server.stop_grace
-    if procgroup.send(server.pgid, signal.SIGTERM):
+    # Off the loop: finding the session's members outside the group reads /proc.
+    if await asyncio.to_thread(procgroup.send, server.pgid, signal.SIGTERM):
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(procgroup.exit_code(server.process), server.stop_grace)
         # The workers get what is left of the grace period to follow the main process.
         await procgroup.wait_gone(server.pgid, max(0.0, deadline - loop.time()))
-        procgroup.send(server.pgid, signal.SIGKILL)
+        await asyncio.to_thread(procgroup.send, server.pgid, signal.SIGKILL)
     if not await procgroup.wait_gone(server.pgid, KILL_TIMEOUT):
         pids = await asyncio.to_thread(procgroup.live_members, server.pgid)
         raise RuntimeError(
-            f"model {server.model_id!r}: process group {server.pgid} still runs "
+            f"model {server.model_id!r}: process group or session {server.pgid} still runs "
             f"{KILL_TIMEOUT:g}s after SIGKILL (pids: {pids or 'unknown'})"
         )
     await procgroup.exit_code(server.process)

@@ -1,8 +1,11 @@
-"""Process groups: signal one, ask which of its members still live, wait for it to go.
+"""Process groups and sessions: signal one, ask which members still live, wait for it to go.
 
 A backend server starts in a new session (``start_new_session=True``), so its pid is
-also its process group id, and every worker it forks (vLLM, SGLang) stays in the group
-unless it leaves on purpose. Stopping the group stops them all.
+also its process group id and its session id, and every worker it forks (vLLM, SGLang)
+stays in the group unless it leaves on purpose. A worker may move to a process group of
+its own (``setpgid``, as shells and some launchers do) and still stay in the session;
+only ``setsid`` takes it out of both. So the *members* of a server are the processes of
+its group and of its session, and stopping the server signals them all.
 
 A zombie (exited, not yet reaped) still counts for ``killpg(pgid, 0)``; orphans are
 reaped by pid 1, which in some containers takes seconds. On Linux the members are read
@@ -12,6 +15,7 @@ from ``/proc`` and zombies are not counted: they hold no memory, port or file.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 from pathlib import Path
@@ -20,30 +24,47 @@ PROC = Path("/proc")
 POLL = 0.05
 
 
-def send(pgid: int, signum: signal.Signals) -> bool:
-    """Send ``signum`` to the group; False when the group no longer exists."""
+def send(leader: int, signum: signal.Signals) -> bool:
+    """Send ``signum`` to the leader's group and to members of its session outside the
+    group; False when none of them exists."""
+    sent = False
     try:
-        os.killpg(pgid, signum)
+        os.killpg(leader, signum)
+        sent = True
     except ProcessLookupError:
-        return False
-    return True
+        pass
+    for pid, group in _session_and_group(leader):
+        if group != leader:  # the group had it already
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+                sent = True
+    return sent
 
 
-def live_members(pgid: int) -> list[int] | None:
-    """Pids of the group's members that are not zombies; None where that is unknowable.
+def live_members(leader: int) -> list[int] | None:
+    """Pids of the members of the leader's group and session that are not zombies; None
+    where that is unknowable.
 
-    ``[]`` means the group is gone. Without ``/proc`` (not Linux), a group that still
+    ``[]`` means they are all gone. Without ``/proc`` (not Linux), a group that still
     answers ``killpg(pgid, 0)`` gives None: alive, members unknown.
     """
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return []
-    except PermissionError:
-        pass  # a member we may not signal: it still exists
     if not PROC.is_dir():
+        try:
+            os.killpg(leader, 0)
+        except ProcessLookupError:
+            return []
+        except PermissionError:
+            pass  # a member we may not signal: it still exists
         return None
-    members: list[int] = []
+    return [pid for pid, _ in _session_and_group(leader)]
+
+
+def _session_and_group(leader: int) -> list[tuple[int, int]]:
+    """``(pid, process group)`` of each live process in the leader's group or session,
+    read from ``/proc`` (empty without it)."""
+    if not PROC.is_dir():
+        return []
+    found: list[tuple[int, int]] = []
     for entry in os.scandir(PROC):
         if not entry.name.isdigit():
             continue
@@ -51,23 +72,26 @@ def live_members(pgid: int) -> list[int] | None:
             stat = Path(entry.path, "stat").read_text(encoding="utf-8", errors="replace")
         except OSError:  # exited while we looked
             continue
-        # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
+        # "pid (comm) state ppid pgrp session ...": comm may hold spaces and parentheses.
         fields = stat[stat.rfind(")") + 2 :].split()
-        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-            members.append(int(entry.name))
-    return members
+        if len(fields) < 4 or fields[0] in ("Z", "X"):
+            continue
+        group, session = int(fields[2]), int(fields[3])
+        if leader in (group, session):
+            found.append((int(entry.name), group))
+    return found
 
 
-async def alive(pgid: int) -> bool:
-    """Whether any member of the group still runs (``/proc`` is read off the loop)."""
-    return await asyncio.to_thread(live_members, pgid) != []
+async def alive(leader: int) -> bool:
+    """Whether any member still runs (``/proc`` is read off the loop)."""
+    return await asyncio.to_thread(live_members, leader) != []
 
 
-async def wait_gone(pgid: int, timeout: float) -> bool:
-    """Poll until no member of the group runs; False if some still run after ``timeout``."""
+async def wait_gone(leader: int, timeout: float) -> bool:
+    """Poll until no member runs; False if some still run after ``timeout``."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while await alive(pgid):
+    while await alive(leader):
         if loop.time() >= deadline:
             return False
         await asyncio.sleep(POLL)

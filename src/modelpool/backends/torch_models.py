@@ -34,7 +34,10 @@ transformers for those kinds, are imported on the first load, not before.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import importlib
 import json
+import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,6 +113,24 @@ class TorchBackend:
 
     options_model = TorchOptions
 
+    def __init__(self) -> None:
+        # cuda:N must name the same GPU in this process as in the servers the pool starts
+        # (run with CUDA_DEVICE_ORDER=PCI_BUS_ID) and as the NVML probe's N-th: CUDA reads
+        # the variable once, when it starts, so it is set before any load; a value the
+        # user set stays.
+        os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
+
+    def prepare(self) -> None:
+        """Import what loads use (torch, safetensors, and sentence-transformers and
+        transformers where installed): about 3.5 s here, paid at start instead of by the
+        first request. Blocking: the pool runs it in a worker thread."""
+        import safetensors.torch  # noqa: F401
+        import torch  # noqa: F401
+
+        for optional in ("sentence_transformers", "transformers"):
+            with contextlib.suppress(ImportError):
+                importlib.import_module(optional)
+
     def estimate(self, spec: ModelSpec) -> Bytes | None:
         """Bytes of the safetensors weights (converted to ``dtype``), read from their headers."""
         options = TorchOptions.model_validate(spec.options)
@@ -138,8 +159,14 @@ class TorchBackend:
 
     async def unload(self, handle: Handle) -> None:
         state: TorchModel | None = handle.native
-        device = handle.device
+        module, device = handle.obj, handle.device
         handle.obj = handle.native = None
+        if module is not None:
+            # Whoever still holds the module (a lease, a local variable) no longer holds
+            # its memory. Here, not in the worker thread: rebinding is quick, and the
+            # thread's work item could outlive the await and keep the module alive.
+            _release_tensors(module)
+        del module
         await asyncio.to_thread(_release, state, device)
 
 
@@ -219,10 +246,21 @@ def _detect(path: Path) -> Kind | None:
 def _load(model_id: ModelId, state: TorchModel, device: DeviceId) -> Handle:
     from modelpool.backends import torch_weights as weights
 
-    before = weights.allocated(device)
     model = _LOADERS[state.kind](state, device)
-    footprint = max(weights.resident_bytes(model), weights.allocated(device) - before)
+    if state.options.dtype is not None and _torch_device(device).type == "cuda":
+        # A conversion on the GPU frees the tensors as read into the allocator's cache,
+        # which NVML counts as used until it is handed back.
+        weights.free_cached(device)
+    # The model's own tensors: not memory_allocated deltas, which count whatever else
+    # moves on the device meanwhile (loads and restores run in parallel threads).
+    footprint = weights.resident_bytes(model)
     return Handle(model_id, device, obj=model, footprint=footprint, native=state)
+
+
+def _torch_device(device: DeviceId) -> Any:
+    import torch
+
+    return torch.device(device)
 
 
 def _load_sentence_transformer(state: TorchModel, device: DeviceId) -> nn.Module:
@@ -355,9 +393,9 @@ def _offload(handle: Handle) -> Handle:
     pin = state.options.pin_memory
     if pin is None:
         pin = torch.cuda.is_available()
-    state.placement = _move(state, module, "cpu", pin)
+    state.placement = _move(state, module, "cpu", pin)  # from the kept page-locked buffers
     weights.free_cached(handle.device)
-    footprint = state.placement.nbytes
+    footprint = state.placement.host_bytes  # a kept buffer may be a little larger
     return Handle(handle.model_id, HOST, obj=module, footprint=footprint, native=state)
 
 
@@ -368,12 +406,11 @@ def _restore(warm: Handle, device: DeviceId) -> Handle:
 
     state: TorchModel = warm.native
     module: nn.Module = warm.obj
-    before = weights.allocated(device)
     to_cpu = torch.device(device).type == "cpu"
     # Back on the CPU the weights can stay where they are, unless page-locked.
     if not to_cpu or (state.placement is not None and state.placement.pinned):
         state.placement = _move(state, module, device, pin=False)
-    footprint = max(weights.resident_bytes(module), weights.allocated(device) - before)
+    footprint = weights.resident_bytes(module)
     return Handle(warm.model_id, device, obj=module, footprint=footprint, native=state)
 
 
@@ -382,16 +419,25 @@ def _move(state: TorchModel, module: nn.Module, device: DeviceId, pin: bool) -> 
     from modelpool.backends import torch_weights as weights
 
     old = state.placement
-    placement = weights.relocate(module, device, pin=pin, packed=old)
+    placement = weights.relocate(module, device, pin=pin, packed=old, pool=weights.PINNED)
     if old is not None:
         old.release()
     return placement
+
+
+def _release_tensors(module: Any) -> None:
+    import torch
+
+    from modelpool.backends import torch_weights as weights
+
+    if isinstance(module, torch.nn.Module):
+        weights.release_tensors(module)
 
 
 def _release(state: TorchModel | None, device: DeviceId) -> None:
     from modelpool.backends import torch_weights as weights
 
     if state is not None and state.placement is not None:
-        state.placement.release()
+        state.placement.release()  # after the rebinding: nothing views it any more
         state.placement = None
     weights.free_cached("cpu" if device == HOST else device)

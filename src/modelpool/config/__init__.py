@@ -2,10 +2,12 @@
 
 ``schema`` holds the models, ``versions`` a model's versions and health thresholds,
 ``fields`` the reusable field types (sizes, durations, ids, devices), ``env`` the
-``MODELPOOL_*`` overrides, ``issues`` the translation of validation errors into
-``ConfigIssue``s that name the file, the key path and the line.
+``MODELPOOL_*`` overrides, ``alerts`` where health alerts are sent, ``issues`` the
+translation of validation errors into ``ConfigIssue``s that name the file, the key path
+and the line.
 """
 
+from modelpool.config.alerts import AlertSettings, WebhookSettings
 from modelpool.config.schema import (
     DEFAULT_STATE_DIR,
     Config,
@@ -24,6 +26,7 @@ from modelpool.config.versions import (
 )
 
 __all__ = [
+    "AlertSettings",
     "DEFAULT_STATE_DIR",
     "Config",
     "HealthSettings",
@@ -32,6 +35,7 @@ __all__ = [
     "ServerSettings",
     "ThresholdSettings",
     "VersionSpec",
+    "WebhookSettings",
     "default_state_dir",
     "merged_thresholds",
     "record_specs",

@@ -8,15 +8,21 @@ message saying what was expected; backends can use them in their ``options_model
 from __future__ import annotations
 
 import math
+import os
 import re
 from typing import Annotated
 
-from pydantic import AfterValidator, BeforeValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo
 
 from modelpool.config.issues import shown
 from modelpool.durations import parse_duration
 from modelpool.types import Bytes, DeviceId, ModelId
 from modelpool.units import parse_size
+
+CHECK_FILES = "modelpool.config.check_files"
+"""Validation context key: set while a config file is loaded, so that the files its
+models name (``ModelFile``) must exist. Options validated again at load time are not
+checked: the backend's own error says then that the file went away."""
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _VERSION_LENGTH = 64
@@ -68,6 +74,17 @@ def _to_seconds(value: object) -> object:
     raise ValueError(f"expected a duration such as 600, '10m' or '1h', got {shown(value)}")
 
 
+def _file_there(value: str, info: ValidationInfo) -> str:
+    context = info.context
+    if isinstance(context, dict) and context.get(CHECK_FILES):
+        path = os.path.expanduser(value)
+        if os.path.isdir(path):
+            raise ValueError(f"{path!r} is a folder, not a file: the model could never load")
+        if not os.path.isfile(path):
+            raise ValueError(f"no file at {path!r}: the model could never load")
+    return value
+
+
 def number_as_name(value: object) -> object:
     # YAML reads a name such as 2 as a number; as a name it is the string "2".
     return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
@@ -91,3 +108,6 @@ Size = Annotated[Bytes, BeforeValidator(_to_bytes), Field(ge=0)]
 """Bytes, written as a number or a size string (``"6GB"``, ``"512MiB"``)."""
 Seconds = Annotated[float, BeforeValidator(_to_seconds)]
 """Seconds, written as a number or a duration string (``"10m"``, ``"1h30m"``)."""
+ModelFile = Annotated[str, Field(min_length=1), AfterValidator(_file_there)]
+"""A path to a model's file (``~`` expanded); a config file that names a missing one is
+refused when it is loaded."""

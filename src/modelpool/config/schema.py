@@ -18,6 +18,7 @@
         versions:                     # other versions: what differs, and who made them
           v2: {n_ctx: 4096, author: bo}
     health: {window: 60s, thresholds: {critical_error_rate: 0.2}}
+    alerts: {webhooks: [{url: "${SLACK_WEBHOOK_URL}", levels: [critical]}]}
 
 Keys of a model that are not ``ModelSpec`` fields are options of its backend and are
 checked against the backend's ``options_model`` when it has one. Every problem is
@@ -31,12 +32,14 @@ unless given ``environ``; ``from_yaml`` and ``from_mapping`` apply none unless g
 from __future__ import annotations
 
 import os
+import ssl
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self, TypeVar
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -48,8 +51,10 @@ from pydantic import (
     model_validator,
 )
 
+from modelpool.config.alerts import ENVIRON, AlertSettings, WebhookSettings
 from modelpool.config.env import Override, apply_env_overrides, override_for
 from modelpool.config.fields import (
+    CHECK_FILES,
     BudgetDevice,
     Device,
     Id,
@@ -74,13 +79,18 @@ from modelpool.config.versions import (
     VersionSpec,
     merged_thresholds,
     threshold_problems,
+    version_spec,
     versions_problems,
 )
 from modelpool.errors import ConfigError, ConfigIssue, PluginNotFound
-from modelpool.plugins import BACKENDS, POLICIES, Registry
+from modelpool.plugins import BACKENDS, PLUGINS, POLICIES, Plugins, Registry
 from modelpool.types import ModelId
+from modelpool.units import format_size
 
 DEFAULT_STATE_DIR = Path("~/.local/state/modelpool")
+
+PLUGINS_KEY = "modelpool.config.plugins"
+"""Validation context key: the ``Plugins`` to check backend and strategy options with."""
 
 # Validation context key: when present, problems found after field validation (backend
 # options, cross-field checks) are appended to this list with their paths instead of
@@ -120,6 +130,9 @@ class ModelSpec(BaseModel):
     the base's metadata. ``modelpool.config.versions.record_specs`` makes their specs."""
     thresholds: ThresholdSettings | None = None
     """This model's health thresholds: the keys given replace ``health.thresholds``'."""
+    preload: bool | Annotated[int, Field(ge=0, le=100)] = False
+    """Load at start, behind requests and only into room nobody needs: ``true`` (in the
+    order of ``priority``) or a priority of its own (lower first)."""
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -157,20 +170,82 @@ class ModelSpec(BaseModel):
         data = {**kept, "options": {**options, **extra}}
         # Options are checked before the fields so that their problems are reported even
         # when another field of the same model is wrong too.
-        problems = _option_problems(data.get("backend"), data["options"])
+        check_files, plugins = _checks_files(info), plugins_of(info)
+        problems = _option_problems(
+            data.get("backend"), data["options"], check_files=check_files, plugins=plugins
+        )
         # Versions too: each is checked as a model of its own, at versions.<name>.<key>.
-        problems.extend(versions_problems(data))
+        problems.extend(versions_problems(data, check_files=check_files, plugins=plugins))
         return _report(data, problems, info, ("models", str(data.get("id"))))
 
     @field_validator("backend")
     @classmethod
-    def _known_backend(cls, name: str) -> str:
-        return _registered(BACKENDS, name)
+    def _known_backend(cls, name: str, info: ValidationInfo) -> str:
+        plugins = plugins_of(info)
+        return _registered(plugins.backends if plugins else BACKENDS, name)
 
     @field_serializer("thresholds")
     def _given_thresholds(self, thresholds: ThresholdSettings | None) -> dict[str, Any] | None:
         # Only the keys given: dumped and read back, the others still come from health.
         return None if thresholds is None else thresholds.model_dump(exclude_unset=True)
+
+
+def _tls_file(value: str, info: ValidationInfo) -> str:
+    if _checks_files(info):
+        path = os.path.expanduser(value)
+        if not os.path.isfile(path):
+            what = "a folder, not a file" if os.path.isdir(path) else "no file there"
+            raise ValueError(f"{path!r}: {what}; the server cannot start with TLS")
+    return value
+
+
+TlsFile = Annotated[str, Field(min_length=1), AfterValidator(_tls_file)]
+"""A PEM file of the server's TLS settings (``~`` expanded); it must exist."""
+
+
+class TlsSettings(BaseModel):
+    """HTTPS: the server's certificate and private key, PEM files it reads at start."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    cert: TlsFile
+    """The certificate, followed by any intermediate certificates."""
+    key: TlsFile
+    """Its private key, not encrypted (readable by the server's user only)."""
+
+    @model_validator(mode="after")
+    def _usable(self, info: ValidationInfo) -> Self:
+        if _checks_files(info):
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            try:
+                # The password callback refuses an encrypted key instead of prompting.
+                context.load_cert_chain(self.cert_path, self.key_path, password=_no_password)
+            except (ssl.SSLError, OSError, ValueError) as error:
+                reason = str(error)
+                if isinstance(error, ssl.SSLError):
+                    reason = _TLS_REASONS.get(error.reason or "PEM_LIB", reason)
+                message = f"cannot use this certificate and key together: {reason}"
+                raise ValueError(message) from None
+        return self
+
+    @property
+    def cert_path(self) -> str:
+        return os.path.expanduser(self.cert)
+
+    @property
+    def key_path(self) -> str:
+        return os.path.expanduser(self.key)
+
+
+_TLS_REASONS = {
+    "KEY_VALUES_MISMATCH": "the key is not this certificate's",
+    "PEM_LIB": "expected PEM files (-----BEGIN ...), the certificate first",
+}
+"""OpenSSL's terse reasons, in words (it gives none for a file that is not PEM)."""
+
+
+def _no_password() -> str:
+    raise ValueError("the key is encrypted; give the server an unencrypted copy")
 
 
 class ServerSettings(BaseModel):
@@ -186,12 +261,32 @@ class ServerSettings(BaseModel):
     """When set, only these open ``/admin`` and ``/metrics`` (also ``MODELPOOL_ADMIN_KEYS``)."""
     allowed_hosts: list[str] = Field(default_factory=list)
     """Host names accepted in the ``Host`` header besides the loopback ones."""
+    allowed_origins: list[str] = Field(default_factory=list)
+    """Web origins (``https://app.example``) whose pages may call the server, besides its
+    own; a browser request from any other ``Origin`` gets 403."""
     max_body: Size = 16 * 1024**2
     """Largest request body accepted; larger ones get 413."""
+    header_timeout: Annotated[Seconds, Field(gt=0)] = 10.0
+    """How long a connection may take to send a request's headers (slowloris) before it
+    is closed; the clock starts when it opens, or at the first byte of its next request."""
+    body_timeout: Annotated[Seconds, Field(gt=0)] = 60.0
+    """How long a request's body may take to arrive after its headers before the
+    connection is closed. Answers are never timed: a long stream keeps going."""
+    keep_alive_timeout: Annotated[Seconds, Field(gt=0)] = 5.0
+    """How long a connection may stay idle between requests before it is closed."""
+    max_connections: int = Field(default=512, ge=1)
+    """Connections open at once; more are answered 503 and closed. Keep it well under the
+    process's file-descriptor limit (``ulimit -n``, often 1,024)."""
     drain_timeout: Annotated[Seconds, Field(ge=0)] = 30.0
     """On shutdown, how long in-flight requests may run before everything stops."""
     access_log: bool = True
     """One log line per request (uvicorn's access log)."""
+    tls: TlsSettings | None = None
+    """HTTPS with this certificate and key (None: plain HTTP)."""
+    audit_max_bytes: Annotated[Size, Field(ge=1024)] = 10 * 1000**2
+    """Size of ``<state_dir>/audit.log`` past which it is rotated to ``audit.log.1``."""
+    audit_keep: int = Field(default=5, ge=0)
+    """Rotated audit logs kept (``audit.log.1`` ... ``audit.log.N``); older ones are deleted."""
 
 
 class PoolSettings(BaseModel):
@@ -222,19 +317,65 @@ class PoolSettings(BaseModel):
     max_restart_backoff: Annotated[Seconds, Field(ge=0)] = 60.0
     max_failures: int = Field(default=5, ge=1)
     """Failures in a row after which only an explicit load tries again."""
+    max_models: int | None = Field(default=None, ge=1)
+    """At most this many models loaded at once in the pool (None: memory decides alone)."""
+    device_max_models: dict[BudgetDevice, Annotated[int, Field(ge=1)]] = Field(default_factory=dict)
+    """At most this many models loaded at once on a device (``cuda:0: 2``)."""
+    high_watermark: float | None = Field(default=None, gt=0, le=1)
+    """Share of a device's budget above which idle models are unloaded ahead of need
+    (seed 000's ``auto_switch_threshold``, e.g. 0.8); None: only when room is needed."""
+    low_watermark: float | None = Field(default=None, ge=0, lt=1)
+    """Where unloading ahead of need stops (default: ``high_watermark`` - 0.1)."""
+    prepare_backends: bool = True
+    """Import in-process backends' libraries (torch...) in the background at start, so
+    the first request pays only its load; off: the first load imports them."""
     reap_interval: Annotated[Seconds, Field(gt=0)] = 1.0
     """How often idle models are checked against their ``ttl`` and the probe is read."""
 
+    def changed(self, **changes: Any) -> PoolSettings:
+        """These settings with ``changes`` (those not None) applied and checked as the
+        config checks them; a name that is not a setting is a TypeError."""
+        unknown = sorted(set(changes) - set(type(self).model_fields))
+        if unknown:
+            raise TypeError(f"unknown pool settings: {', '.join(unknown)}")
+        given = {name: value for name, value in changes.items() if value is not None}
+        if not given:
+            return self
+        return type(self).model_validate(self.model_dump() | given)
+
+    @property
+    def low_watermark_in_force(self) -> float:
+        """The low watermark in force: given, or 0.1 below the high one."""
+        if self.low_watermark is not None:
+            return self.low_watermark
+        return max(0.0, (self.high_watermark or 0.0) - 0.1)
+
+    @model_validator(mode="after")
+    def _watermarks_in_order(self, info: ValidationInfo) -> Self:
+        high, low = self.high_watermark, self.low_watermark
+        if low is not None and high is None:
+            message = "low_watermark needs a high_watermark above it"
+            return _report(self, [((), message)], info, ("pool", "low_watermark"))
+        if low is not None and high is not None and low >= high:
+            message = f"must be below high_watermark ({high:g}), got {low:g}"
+            return _report(self, [((), message)], info, ("pool", "low_watermark"))
+        return self
+
     @field_validator("strategy")
     @classmethod
-    def _known_strategy(cls, name: str) -> str:
-        return _registered(POLICIES, str(name))  # an enum member becomes its plain name
+    def _known_strategy(cls, name: str, info: ValidationInfo) -> str:
+        plugins = plugins_of(info)
+        # An enum member becomes its plain name.
+        return _registered(plugins.policies if plugins else POLICIES, str(name))
 
     @model_validator(mode="after")
     def _options_fit_the_strategy(self, info: ValidationInfo) -> Self:
+        plugins = plugins_of(info)
+        if plugins is None:
+            return self  # checked by whoever passes the registries (the wiring), or on use
         # Build the policy once: its constructor is what knows which options it takes.
         try:
-            POLICIES.get(self.strategy)(**self.strategy_options)
+            plugins.policies.get(self.strategy)(**self.strategy_options)
         except (TypeError, ValueError) as error:
             message = f"not valid for strategy {self.strategy!r}: {error}"
             return _report(self, [((), message)], info, ("pool", "strategy_options"))
@@ -271,12 +412,22 @@ class Config(BaseModel):
     pool: PoolSettings = Field(default_factory=PoolSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
     models: dict[ModelId, ModelSpec] = Field(default_factory=dict)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
+    """Webhooks that health alerts are POSTed to (``modelpool.config.alerts``)."""
     source: str = Field(default="<memory>", exclude=True)
     """Where this config came from: a file path, ``<string>`` or ``<mapping>``."""
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
-        """Read a YAML file; ``environ=None`` applies overrides from ``os.environ``."""
+    def load(
+        cls,
+        path: str | os.PathLike[str],
+        environ: Mapping[str, str] | None = None,
+        *,
+        plugins: Plugins | None = PLUGINS,
+    ) -> Config:
+        """Read a YAML file; ``environ=None`` applies overrides from ``os.environ``. A
+        file is checked whole: the model files it names, and backend and strategy
+        options against ``plugins`` (the registered ones by default; None: names only)."""
         source = os.fspath(path)
         try:
             text = Path(path).read_text(encoding="utf-8")
@@ -285,13 +436,23 @@ class Config(BaseModel):
         except (OSError, UnicodeDecodeError) as error:
             reason = getattr(error, "strerror", None) or str(error)
             raise ConfigError([ConfigIssue(source, "", f"cannot read: {reason}")]) from None
-        return cls.from_yaml(text, source, os.environ if environ is None else environ)
+        environ = os.environ if environ is None else environ
+        return cls.from_yaml(text, source, environ, check_files=True, plugins=plugins)
 
     @classmethod
     def from_yaml(
-        cls, text: str, source: str = "<string>", environ: Mapping[str, str] | None = None
+        cls,
+        text: str,
+        source: str = "<string>",
+        environ: Mapping[str, str] | None = None,
+        *,
+        check_files: bool = False,
+        plugins: Plugins | None = None,
     ) -> Config:
-        """Parse YAML text; an empty document is the default config. No env by default."""
+        """Parse YAML text; an empty document is the default config. No env by default.
+        ``check_files`` (on for ``load``): the model files it names must exist;
+        ``plugins``: the registries to check backend and strategy options with (None:
+        plug-in names are checked, nothing is imported)."""
         try:
             loader = yaml.SafeLoader(text)  # raises already for unprintable characters
             try:
@@ -301,7 +462,10 @@ class Config(BaseModel):
                 loader.dispose()
         except yaml.YAMLError as error:
             raise ConfigError([yaml_syntax_issue(error, source)]) from None
-        return _build(cls, data, source, environ or {}, root, duplicate_keys(root, source))
+        issues = duplicate_keys(root, source)
+        return _build(
+            cls, data, source, environ or {}, root, issues, check_files=check_files, plugins=plugins
+        )
 
     @classmethod
     def from_mapping(
@@ -309,9 +473,12 @@ class Config(BaseModel):
         data: Mapping[str, Any],
         source: str = "<mapping>",
         environ: Mapping[str, str] | None = None,
+        *,
+        plugins: Plugins | None = None,
     ) -> Config:
-        """Validate already-parsed data (``data`` is not modified). No env by default."""
-        return _build(cls, data, source, environ or {}, None, [])
+        """Validate already-parsed data (``data`` is not modified). No env by default;
+        ``plugins`` as for ``from_yaml``."""
+        return _build(cls, data, source, environ or {}, None, [], plugins=plugins)
 
     @model_validator(mode="before")
     @classmethod
@@ -334,7 +501,7 @@ class Config(BaseModel):
 
     @model_validator(mode="after")
     def _cross_check(self, info: ValidationInfo) -> Self:
-        return _report(self, _cross_field_problems(self), info)
+        return _report(self, _cross_field_problems(self, plugins_of(info)), info)
 
 
 def _registered(registry: Registry, name: str) -> str:
@@ -345,18 +512,37 @@ def _registered(registry: Registry, name: str) -> str:
     return name
 
 
+def _checks_files(info: ValidationInfo) -> bool:
+    return isinstance(info.context, dict) and bool(info.context.get(CHECK_FILES))
+
+
+def plugins_of(info: ValidationInfo) -> Plugins | None:
+    """The registries this validation was handed (None: check names only)."""
+    found = info.context.get(PLUGINS_KEY) if isinstance(info.context, dict) else None
+    return found if isinstance(found, Plugins) else None
+
+
 def _option_problems(
-    backend: object, options: Mapping[str, Any], keys: Sequence[str] | None = None
+    backend: object,
+    options: Mapping[str, Any],
+    keys: Sequence[str] | None = None,
+    *,
+    check_files: bool = False,
+    plugins: Plugins | None = None,
 ) -> list[tuple[Loc, str]]:
     """Check a model's options against its backend's ``options_model``, if it has one.
 
     ``keys`` are the other keys accepted beside the options, for did-you-mean hints
-    (``ModelSpec``'s fields unless given).
+    (``ModelSpec``'s fields unless given); ``check_files``: the files they name must exist.
+    Without ``plugins`` nothing is checked: finding the options model imports the
+    backend, which only the caller may ask for.
     """
-    if not isinstance(backend, str) or backend not in BACKENDS.names():
+    if plugins is None:
+        return []
+    if not isinstance(backend, str) or backend not in plugins.backends.names():
         return []  # the backend field reports this
     try:
-        factory = BACKENDS.get(backend)
+        factory = plugins.backends.get(backend)
     except ImportError:
         # A backend whose optional dependencies are missing cannot check its options;
         # the config must stay loadable for the other models, so the pool reports it
@@ -366,7 +552,7 @@ def _option_problems(
     if not (isinstance(options_model, type) and issubclass(options_model, BaseModel)):
         return []
     try:
-        options_model.model_validate(options)
+        options_model.model_validate(options, context={CHECK_FILES: check_files})
     except ValidationError as error:
         accepted = [*(ModelSpec.model_fields if keys is None else keys)]
         accepted.extend(options_model.model_fields)
@@ -381,7 +567,7 @@ def _option_problems(
     return []
 
 
-def _cross_field_problems(config: Config) -> list[tuple[Loc, str]]:
+def _cross_field_problems(config: Config, plugins: Plugins | None) -> list[tuple[Loc, str]]:
     problems: list[tuple[Loc, str]] = []
     # Ids first, so that an alias clashing with any id is reported at the alias.
     owner: dict[str, str] = {}
@@ -411,12 +597,49 @@ def _cross_field_problems(config: Config) -> list[tuple[Loc, str]]:
                         f"{', '.join(sorted(budgets))}); add one or use device: auto"
                     )
                     problems.append((loc, message))
+            problems.extend(_larger_than_budget_problems(key, spec, budgets, plugins))
     defaults = config.health.thresholds
     for key, spec in config.models.items():
         if spec.thresholds is not None:
             values = merged_thresholds(defaults, spec.thresholds)
             found = threshold_problems(values, spec.thresholds.model_fields_set, "from health")
             problems.extend((("models", key, "thresholds", *loc), msg) for loc, msg in found)
+    return problems
+
+
+def _larger_than_budget_problems(
+    key: str, spec: ModelSpec, budgets: Mapping[str, int], plugins: Plugins | None
+) -> list[tuple[Loc, str]]:
+    """A model (or version) whose ``memory`` is more than its device's whole budget, or
+    than every budget for ``device: auto``: no eviction could ever make room for it."""
+    records: list[tuple[Loc, ModelSpec]] = [(("models", key), spec)]
+    for name in spec.versions:
+        if name == spec.version:
+            continue
+        try:
+            version = version_spec(spec, name, spec.versions[name], plugins=plugins)
+        except ConfigError:
+            continue  # the version's own problems are reported at its keys
+        if (version.memory, version.device) != (spec.memory, spec.device):
+            records.append((("models", key, "versions", name), version))
+    problems: list[tuple[Loc, str]] = []
+    for at, record in records:
+        if record.memory is None:
+            continue
+        if record.device == "auto":
+            device = max(budgets, key=lambda name: budgets[name])
+            where = f"the largest budget ({device}: {format_size(budgets[device])})"
+        elif record.device in budgets:
+            device = record.device
+            where = f"the whole {device} budget ({format_size(budgets[device])})"
+        else:
+            continue  # no budget for the device: reported above
+        if record.memory > budgets[device]:
+            message = (
+                f"{format_size(record.memory)} is more than {where}: the model could never "
+                "load; lower memory or raise the budget"
+            )
+            problems.append(((*at, "memory"), message))
     return problems
 
 
@@ -432,7 +655,7 @@ def _report(value: _T, problems: list[tuple[Loc, str]], info: ValidationInfo, at
     if isinstance(sink, list):
         sink.extend(((*at, *loc), message) for loc, message in problems)
         return value
-    raise ValueError("; ".join(f"{dotted(loc)}: {message}" for loc, message in problems))
+    raise ValueError("; ".join(f"{dotted((*at, *loc))}: {message}" for loc, message in problems))
 
 
 def _known_keys(loc: Loc) -> list[str]:
@@ -440,12 +663,16 @@ def _known_keys(loc: Loc) -> list[str]:
         return [name for name in Config.model_fields if name != "source"]
     sections: dict[Loc, type[BaseModel]] = {
         ("server",): ServerSettings,
+        ("server", "tls"): TlsSettings,
         ("pool",): PoolSettings,
         ("health",): HealthSettings,
         ("health", "thresholds"): ThresholdSettings,
+        ("alerts",): AlertSettings,
     }
     if len(loc) == 3 and loc[0] == "models" and loc[2] == "thresholds":
         return list(ThresholdSettings.model_fields)
+    if len(loc) == 3 and loc[:2] == ("alerts", "webhooks"):
+        return list(WebhookSettings.model_fields)
     model = sections.get(loc)
     return list(model.model_fields) if model is not None else []
 
@@ -457,6 +684,9 @@ def _build(
     environ: Mapping[str, str],
     root: yaml.Node | None,
     issues: list[ConfigIssue],
+    *,
+    check_files: bool = False,
+    plugins: Plugins | None = None,
 ) -> Config:
     if not isinstance(data, Mapping):
         message = f"expected a mapping with server, pool and models at the top, got {shown(data)}"
@@ -473,7 +703,8 @@ def _build(
     problems: list[tuple[Loc, str]] = []
     config = None
     try:
-        config = cls.model_validate(raw, context={_SINK: sink})
+        context = {_SINK: sink, CHECK_FILES: check_files, ENVIRON: environ, PLUGINS_KEY: plugins}
+        config = cls.model_validate(raw, context=context)
     except ValidationError as error:
         problems = [describe(detail, _known_keys) for detail in error.errors(include_url=False)]
     # Problems from the sink (backend options, cross-field checks) are found even when

@@ -46,6 +46,7 @@ from pydantic import (
 from modelpool.config.fields import Seconds, VersionName, number_as_name
 from modelpool.config.issues import Loc, describe, dotted, shown
 from modelpool.errors import ConfigError, ConfigIssue
+from modelpool.plugins import Plugins
 
 if TYPE_CHECKING:
     from modelpool.config.schema import ModelSpec
@@ -80,7 +81,7 @@ OVERRIDABLE = (
     "defaults",
 )
 """The ``ModelSpec`` fields a version may change, besides any backend option."""
-PER_MODEL = ("id", "aliases", "version", "versions", "pinned", "thresholds")
+PER_MODEL = ("id", "aliases", "version", "versions", "pinned", "thresholds", "preload")
 """The ``ModelSpec`` fields that belong to the model: the same for every version."""
 
 _PLACEHOLDER_ID = "version"  # a version is validated under this id, then given its own
@@ -165,12 +166,14 @@ def version_spec(
     entry: VersionSpec | Mapping[str, Any],
     *,
     source: str = "<request>",
+    plugins: Plugins | None = None,
 ) -> ModelSpec:
     """The spec of the pool record of ``base``'s version ``name``: ``model@name``.
 
     The base's fields with ``entry``'s overrides over them, validated as a model of its
-    own (backend options included); not pinned, no aliases, the base's thresholds. A
-    ``ConfigError`` names every problem at ``versions.<name>.<key>`` in ``source``.
+    own (backend options too, against ``plugins`` when given); not pinned, no aliases,
+    the base's thresholds. A ``ConfigError`` names every problem at
+    ``versions.<name>.<key>`` in ``source``.
     """
     problems: Problems = []
     try:
@@ -194,7 +197,7 @@ def version_spec(
         if name == base.version:
             problems.extend(_base_entry_problems(name, overrides))
             overrides = {}
-        spec, found = _checked(_fields_of(base), overrides, set())
+        spec, found = _checked(_fields_of(base), overrides, set(), plugins=plugins)
         problems.extend(found)
     if problems or spec is None:
         where = ("versions", name)
@@ -216,7 +219,9 @@ def record_specs(spec: ModelSpec) -> list[ModelSpec]:
     ]
 
 
-def versions_problems(data: Mapping[str, Any]) -> Problems:
+def versions_problems(
+    data: Mapping[str, Any], *, check_files: bool = False, plugins: Plugins | None = None
+) -> Problems:
     """The problems of a raw model spec's versions, at ``versions.<name>.<key>``.
 
     ``data`` is the spec as written, options gathered under ``options``. A problem the
@@ -243,8 +248,8 @@ def versions_problems(data: Mapping[str, Any]) -> Problems:
             found = _base_entry_problems(str(name), overrides)
         else:
             if inherited is None:
-                inherited = set(_checked(data, {}, set())[1])
-            found = _checked(data, overrides, inherited)[1]
+                inherited = set(_checked(data, {}, set(), check_files, plugins)[1])
+            found = _checked(data, overrides, inherited, check_files, plugins)[1]
         problems.extend((("versions", name, *loc), message) for loc, message in found)
     return problems
 
@@ -262,20 +267,27 @@ def _fields_of(base: ModelSpec) -> dict[str, Any]:
 
 
 def _checked(
-    base: Mapping[str, Any], overrides: Mapping[Any, Any], inherited: Collection[tuple[Loc, str]]
+    base: Mapping[str, Any],
+    overrides: Mapping[Any, Any],
+    inherited: Collection[tuple[Loc, str]],
+    check_files: bool = False,
+    plugins: Plugins | None = None,
 ) -> tuple[ModelSpec | None, Problems]:
     """The spec of ``base`` changed by ``overrides`` and the problems that are the
     version's (those in ``inherited`` are the base's): the spec only when there are none.
     """
-    from modelpool.config.schema import _SINK, ModelSpec, _option_problems
+    from modelpool.config.schema import _SINK, PLUGINS_KEY, ModelSpec, _option_problems
 
     data, problems = _merged(base, overrides)
-    found = _option_problems(data.get("backend"), data["options"], [*OVERRIDABLE, *METADATA])
+    keys = [*OVERRIDABLE, *METADATA]
+    found = _option_problems(
+        data.get("backend"), data["options"], keys, check_files=check_files, plugins=plugins
+    )
     spec = None
     try:
         # The sink takes the options' problems again: they were found just above, with
         # the keys a version accepts in the did-you-mean hints.
-        context: dict[str, Any] = {_SINK: []}
+        context: dict[str, Any] = {_SINK: [], PLUGINS_KEY: plugins}
         spec = ModelSpec.model_validate({**data, "id": _PLACEHOLDER_ID}, context=context)
     except ValidationError as error:
         found.extend(_described(error))

@@ -9,33 +9,84 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from typing import Any, TypeVar
 
 from modelpool.config import ModelSpec
+from modelpool.core.estimates import EstimateStore, plausible_footprint
 from modelpool.core.events import EventKind, PoolEvent
 from modelpool.core.lease import Lease, Waiter
-from modelpool.core.memory_watch import confirm_release, measure_processes
-from modelpool.core.ports import HOST, Backend, Handle, WarmCapable
+from modelpool.core.memory_watch import Sleep, confirm_release, measure_processes
+from modelpool.core.ports import (
+    HOST,
+    Backend,
+    Clock,
+    Handle,
+    MemoryProbe,
+    Reports,
+    WarmCapable,
+    WatchesExit,
+)
 from modelpool.errors import ModelPoolError
-from modelpool.types import DeviceId, ModelId
-
-if TYPE_CHECKING:
-    from modelpool.core.pool import ModelPool
+from modelpool.types import Bytes, DeviceId, ModelId
 
 log = logging.getLogger("modelpool")
 
 MAX_ERROR_LINES = 40
+_T = TypeVar("_T")
+
+Spawn = Callable[[Coroutine[Any, Any, None]], "asyncio.Task[None]"]
+"""Runs a coroutine as a task the pool tracks (and waits for at stop)."""
 
 
 class AsyncEffects:
-    """The scheduler's ``Effects`` port, implemented with tasks and futures."""
+    """The scheduler's ``Effects`` port, implemented with tasks and futures.
 
-    def __init__(self, pool: ModelPool) -> None:
-        self._pool = pool
+    Everything it needs is handed in: the backends by kind, how to find a model's spec,
+    the probe and estimate store (evidence, both optional), the clock, how to run a task,
+    where events and returned leases go. Its reports go to ``reports`` (the scheduler),
+    attached with ``report_to`` once the scheduler exists, since each needs the other.
+    """
+
+    def __init__(
+        self,
+        backends: Mapping[str, Backend],
+        spec_of: Callable[[ModelId], ModelSpec],
+        *,
+        spawn: Spawn,
+        publish: Callable[[PoolEvent], None],
+        release: Callable[[Lease], None],
+        clock: Clock,
+        probe: MemoryProbe | None = None,
+        estimates: EstimateStore | None = None,
+        confirms_release: Callable[[DeviceId], bool] = lambda device: False,
+        release_timeout: float = 10.0,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self._backends = backends
+        self._spec_of = spec_of
+        self._spawn_task = spawn
+        self._publish = publish
+        self._release = release
+        self._clock = clock
+        self._probe = probe
+        self._estimates = estimates
+        self._confirms_release = confirms_release
+        self._release_timeout = release_timeout
+        self._sleep = sleep
+        self._reports: Reports | None = None
         self._watchers: dict[ModelId, asyncio.Task[None]] = {}
         self._loads: dict[ModelId, asyncio.Task[None]] = {}
         self._aborting = False
+
+    def report_to(self, reports: Reports) -> None:
+        self._reports = reports
+
+    @property
+    def reports(self) -> Reports:
+        if self._reports is None:
+            raise RuntimeError("AsyncEffects: report_to(scheduler) was not called")
+        return self._reports
 
     # --- quick effects: run inline -------------------------------------------------
 
@@ -44,7 +95,7 @@ class AsyncEffects:
         if not future.done():
             future.set_result(lease)
         elif lease is not None:  # its caller left a moment ago: give the lease back
-            self._pool._require_loop().call_soon(self._pool.release, lease)
+            asyncio.get_running_loop().call_soon(self._release, lease)
 
     def reject(self, waiter: Waiter, error: ModelPoolError) -> None:
         future: asyncio.Future[Lease | None] = waiter.token
@@ -52,7 +103,7 @@ class AsyncEffects:
             future.set_exception(error)
 
     def emit(self, event: PoolEvent) -> None:
-        self._pool._publish(event)
+        self._publish(event)
 
     # --- slow effects: tasks that report back --------------------------------------
 
@@ -66,9 +117,9 @@ class AsyncEffects:
         for task in self._loads.values():
             task.cancel()
 
-    def start_unload(self, handle: Handle) -> None:
+    def start_unload(self, handle: Handle, booked: Bytes = 0) -> None:
         self._stop_watching(handle.model_id)
-        self._spawn(self._unload(handle))
+        self._spawn(self._unload(handle, booked))
 
     def start_offload(self, handle: Handle) -> None:
         self._stop_watching(handle.model_id)
@@ -83,47 +134,54 @@ class AsyncEffects:
         self._spawn(self._restore(warm, device))
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        pool = self._pool
-        task = pool._require_loop().create_task(work)
-        pool._tasks.add(task)
-        task.add_done_callback(pool._tasks.discard)
+        task = self._spawn_task(work)
         task.add_done_callback(_report_crash)
         return task
 
     def _backend(self, model_id: ModelId) -> Backend:
-        pool = self._pool
-        return pool._backends[pool._scheduler.resolve(model_id).spec.backend]
+        return self._backends[self._spec_of(model_id).backend]
 
     async def _load(self, spec: ModelSpec, device: DeviceId) -> None:
-        pool = self._pool
-        started = pool._clock()
+        started = self._clock()
         try:
-            handle = await pool._backends[spec.backend].load(spec, device)
+            handle = await self._backends[spec.backend].load(spec, device)
         except Exception as error:  # any backend failure: the model is FAILED, others go on
-            pool._scheduler.on_load_done(spec.id, None, describe(error), pool._clock() - started)
+            self.reports.on_load_done(spec.id, None, describe(error), self._clock() - started)
             return
         except asyncio.CancelledError:
             if not self._aborting:
                 raise
             reason = "the pool stopped while it loaded"
-            pool._scheduler.on_load_done(spec.id, None, reason, pool._clock() - started)
+            self.reports.on_load_done(spec.id, None, reason, self._clock() - started)
             return
         finally:
             self._loads.pop(spec.id, None)
         self._loaded(spec, handle)
-        pool._scheduler.on_load_done(spec.id, handle, None, pool._clock() - started)
+        self.reports.on_load_done(spec.id, handle, None, self._clock() - started)
 
     def _loaded(self, spec: ModelSpec, handle: Handle) -> None:
         """What every fresh handle goes through: measured, remembered, watched."""
-        pool = self._pool
-        if handle.footprint is None and handle.pids and pool._probe is not None:
+        probe = self._probe
+        if handle.footprint is None and handle.pids and probe is not None:
             # A server process says nothing of its memory: the probe measures its tree.
-            handle.footprint = measure_processes(pool._probe, handle.device, handle.pids)
-        if handle.footprint is not None and pool._estimates is not None:
-            pool._estimates.record(spec, handle.footprint)
-        wait_closed = getattr(pool._backends[spec.backend], "wait_closed", None)
-        if wait_closed is not None:  # watch first: on_load_done may unload it at once
-            self._watchers[spec.id] = self._spawn(self._watch(handle, wait_closed))
+            # Unknown (None, or a failed probe) or implausible (0, more than the device
+            # holds) keeps the estimate booked, and nothing is remembered.
+            measured = _evidence(
+                probe, lambda: measure_processes(probe, handle.device, handle.pids)
+            )
+            reading = _evidence(probe, lambda: probe.read(handle.device)) if measured else None
+            if plausible_footprint(measured, reading.total if reading is not None else None):
+                handle.footprint = measured
+            elif measured is not None:
+                log.warning(
+                    "%s: measured %s bytes on %s, not plausible: the estimate stands",
+                    spec.id, f"{measured:,}", handle.device,
+                )  # fmt: skip
+        if handle.footprint is not None and self._estimates is not None:
+            self._estimates.record(spec, handle.footprint)
+        backend = self._backends[spec.backend]
+        if isinstance(backend, WatchesExit):  # watch first: on_load_done may unload it at once
+            self._watchers[spec.id] = self._spawn(self._watch(handle, backend.wait_closed))
 
     async def _watch(self, handle: Handle, wait_closed: Callable[[Handle], Awaitable[str]]) -> None:
         try:
@@ -132,59 +190,51 @@ class AsyncEffects:
             reason = f"lost track of the model: {describe(error)}"
         if self._watchers.get(handle.model_id) is asyncio.current_task():
             del self._watchers[handle.model_id]
-        self._pool._scheduler.on_lost(handle.model_id, handle, reason)
+        self.reports.on_lost(handle.model_id, handle, reason)
 
-    async def _unload(self, handle: Handle) -> None:
-        pool = self._pool
-        booked = 0
-        if handle.device != HOST and handle.device in pool._scheduler.ledger:
-            booked = pool._scheduler.ledger.account(handle.device).committed.get(handle.model_id, 0)
+    async def _unload(self, handle: Handle, booked: Bytes) -> None:
         # Only a device whose reading can confirm a release is read (and waited on).
-        probe = pool._probe if booked and pool._confirms_release(handle.device) else None
-        before = probe.read(handle.device) if probe is not None else None
+        confirm = booked and handle.device != HOST and self._confirms_release(handle.device)
+        probe = self._probe if confirm else None
+        before = _evidence(probe, lambda: probe.read(handle.device)) if probe is not None else None
         try:
             await self._backend(handle.model_id).unload(handle)
         except Exception as error:
-            pool._scheduler.on_unload_done(handle.model_id, describe(error))
+            self.reports.on_unload_done(handle.model_id, describe(error))
             return
         if probe is not None and before is not None:
-            waited = await confirm_release(
-                probe, handle.device, before.used, booked, pool._release_timeout
-            )
+            try:
+                waited: float | None = await confirm_release(
+                    probe, handle.device, before.used, booked, self._release_timeout,
+                    clock=self._clock, sleep=self._sleep,
+                )  # fmt: skip
+            except Exception as error:  # no evidence: the unload stands on the backend's word
+                log.warning("memory probe %s failed: %s", probe.name, describe(error))
+                waited = 0.0
             if waited is None:
-                self.emit(
-                    PoolEvent(
-                        EventKind.MEMORY_DRIFT,
-                        handle.model_id,
-                        pool._clock(),
-                        {
-                            "device": handle.device,
-                            "reason": "memory not seen coming back after unload within "
-                            f"{pool._release_timeout:g}s",
-                        },
-                    )
+                reason = (
+                    f"memory not seen coming back after unload within {self._release_timeout:g}s"
                 )
-        pool._scheduler.on_unload_done(handle.model_id)
+                detail = {"device": handle.device, "reason": reason}
+                self.emit(PoolEvent(EventKind.MEMORY_DRIFT, handle.model_id, self._clock(), detail))
+        self.reports.on_unload_done(handle.model_id)
 
     async def _offload(self, handle: Handle) -> None:
-        pool = self._pool
-        started = pool._clock()
+        started = self._clock()
         try:
             backend = self._backend(handle.model_id)
             assert isinstance(backend, WarmCapable), "the scheduler offloads only these"
             warm = await backend.offload(handle)
         except Exception as error:
-            pool._scheduler.on_offload_done(
-                handle.model_id, None, describe(error), pool._clock() - started
-            )
+            elapsed = self._clock() - started
+            self.reports.on_offload_done(handle.model_id, None, describe(error), elapsed)
             return
-        pool._scheduler.on_offload_done(handle.model_id, warm, None, pool._clock() - started)
+        self.reports.on_offload_done(handle.model_id, warm, None, self._clock() - started)
 
     async def _restore(self, warm: Handle, device: DeviceId) -> None:
-        pool = self._pool
-        backend = self._backend(warm.model_id)
-        spec = pool._scheduler.resolve(warm.model_id).spec
-        started = pool._clock()
+        spec = self._spec_of(warm.model_id)
+        backend = self._backends[spec.backend]
+        started = self._clock()
         try:
             assert isinstance(backend, WarmCapable), "only warm-capable backends offload"
             handle = await backend.restore(warm, device)
@@ -193,11 +243,22 @@ class AsyncEffects:
                 await backend.unload(warm)
             except Exception as cleanup:
                 log.warning("freeing the warm copy of %s failed: %s", warm.model_id, cleanup)
-            elapsed = pool._clock() - started
-            pool._scheduler.on_load_done(warm.model_id, None, describe(error), elapsed)
+            elapsed = self._clock() - started
+            self.reports.on_load_done(warm.model_id, None, describe(error), elapsed)
             return
         self._loaded(spec, handle)
-        pool._scheduler.on_load_done(warm.model_id, handle, None, pool._clock() - started)
+        self.reports.on_load_done(warm.model_id, handle, None, self._clock() - started)
+
+
+def _evidence(probe: MemoryProbe, read: Callable[[], _T]) -> _T | None:
+    """What ``read`` gets from the probe, or None (unknown) if the probe fails: evidence
+    is optional, and a load or unload must finish without it (NVML raises for a lost
+    GPU, a refused permission, a driver older than the library)."""
+    try:
+        return read()
+    except Exception as error:
+        log.warning("memory probe %s failed: %s", probe.name, describe(error))
+        return None
 
 
 def _report_crash(task: asyncio.Task[None]) -> None:

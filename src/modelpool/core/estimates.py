@@ -57,6 +57,8 @@ class EstimateStore:
         return value if isinstance(value, int) and value > 0 else None
 
     def record(self, spec: ModelSpec, measured: Bytes) -> None:
+        if measured <= 0:
+            return  # no model takes nothing: a failed measurement, never a footprint
         entry = {"bytes": int(measured), "fingerprint": fingerprint(spec), "at": time.time()}
         if self._entries.get(spec.id, {}).get("bytes") == entry["bytes"]:
             return  # nothing new: spare the disk
@@ -70,6 +72,15 @@ class EstimateStore:
         for warning in self._file.warnings:
             log.warning("%s", warning)
         self._file.warnings.clear()
+
+
+def plausible_footprint(measured: Bytes | None, device_total: Bytes | None) -> bool:
+    """Whether a measured footprint can be booked and remembered: known, above 0, and no
+    more than the device holds (when its total is known). Anything else keeps the
+    estimate: a 0 saved as the footprint would make every later load reserve nothing."""
+    if measured is None or measured <= 0:
+        return False
+    return device_total is None or measured <= device_total
 
 
 def _legacy(document: dict[str, Any]) -> Any | None:

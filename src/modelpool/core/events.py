@@ -41,6 +41,8 @@ class EventKind(StrEnum):
     PINNED = "pinned"
     UNPINNED = "unpinned"
     REJECTED = "rejected"
+    PRELOAD_SKIPPED = "preload_skipped"
+    """A preload did not start: ``detail["reason"]`` (it would evict, it cannot fit)."""
     MODEL_ADDED = "model_added"
     """A model (a new version) became loadable at run time; ``detail["version"]``."""
     MODEL_REMOVED = "model_removed"

@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from modelpool.core.ports import Handle
 from modelpool.types import DeviceId, ModelId
+
+
+class LeaseOptions(TypedDict, total=False):
+    """How a lease is asked for: the one signature of ``use``, ``acquire`` and ``use_sync``."""
+
+    task_id: str | None
+    """Who holds it (``deallocate_model(task_id)`` gives back every lease of a task)."""
+    priority: int | None
+    """Lower is more important, as in the seed API; None: the model's own priority."""
+    timeout: float | None
+    """Seconds to wait for a load; None: the pool's ``wait_timeout``."""
+    key: str | None
+    """Sticky routing key: the same key always sees one version of a model in a split."""
 
 
 @dataclass(slots=True, eq=False)

@@ -43,6 +43,11 @@ class DeviceAccount:
     leaving_total: Bytes = 0
     reserved_total: Bytes = 0
     started_total: Bytes = 0
+    peak: Bytes = 0
+    """The most bytes ever physically held at once (committed + started), since the start."""
+
+    def note_peak(self) -> None:
+        self.peak = max(self.peak, self.committed_total + self.started_total)
 
     @property
     def planned_free(self) -> Bytes:
@@ -53,6 +58,14 @@ class DeviceAccount:
     def physical_free(self) -> Bytes:
         """Bytes free right now: nothing resident or loading holds them."""
         return self.budget - self.committed_total - self.started_total
+
+    def fits_ever(self, need: Bytes) -> bool:
+        """Whether ``need`` bytes could fit here at all: with everything else gone."""
+        return need <= self.budget
+
+    def fits_now(self, need: Bytes) -> bool:
+        """Whether ``need`` bytes fit in the room the plan leaves free now."""
+        return need <= self.planned_free
 
     @property
     def over_budget(self) -> Bytes:
@@ -89,15 +102,15 @@ class MemoryLedger:
 
     def check_fits(self, model_id: ModelId, device: DeviceId, need: Bytes) -> None:
         """Refuse, before anything is evicted, a model bigger than the whole budget."""
-        budget = self.account(device).budget
-        if need > budget:
-            raise DoesNotFit(model_id, device, need, budget)
+        account = self.account(device)
+        if not account.fits_ever(need):
+            raise DoesNotFit(model_id, device, need, account.budget)
 
     def reserve(self, device: DeviceId, model_id: ModelId, need: Bytes) -> None:
         acc = self.account(device)
         if model_id in acc.reserved or model_id in acc.committed:
             raise AccountingError(f"{model_id!r} is already booked on {device}")
-        if need > acc.planned_free:
+        if not acc.fits_now(need):
             raise AccountingError(
                 f"reserving {need} B for {model_id!r} on {device} exceeds the plan "
                 f"({acc.planned_free} B free)"
@@ -116,6 +129,7 @@ class MemoryLedger:
             raise AccountingError(f"cannot start loading {model_id!r}: memory not free yet")
         acc.started[model_id] = acc.reserved[model_id]
         acc.started_total += acc.reserved[model_id]
+        acc.note_peak()
 
     def cancel(self, device: DeviceId, model_id: ModelId) -> None:
         """Drop a reservation (the load failed or was abandoned)."""
@@ -129,6 +143,7 @@ class MemoryLedger:
         acc = self.account(device)
         acc.committed[model_id] = actual
         acc.committed_total += actual
+        acc.note_peak()
 
     def mark_leaving(self, device: DeviceId, model_id: ModelId) -> None:
         acc = self.account(device)
@@ -152,6 +167,7 @@ class MemoryLedger:
                 "reserved": acc.reserved_total,
                 "leaving": acc.leaving_total,
                 "free": max(0, acc.planned_free),
+                "peak": acc.peak,
             }
             for acc in self._accounts.values()
         }

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from modelpool.core.ledger import DeviceAccount
-from modelpool.core.ports import MemoryProbe, MemoryReading
+from modelpool.core.ports import Clock, MeasuresProcesses, MemoryProbe, MemoryReading
 from modelpool.types import Bytes, DeviceId
 
 RELEASE_POLL_SECONDS = 0.05
@@ -36,30 +36,40 @@ change the plan (or flood the event stream) every tick."""
 
 def measure_processes(probe: MemoryProbe, device: DeviceId, pids: Sequence[int]) -> Bytes | None:
     """Bytes held on ``device`` by ``pids`` and their children, if the probe can tell."""
-    measure = getattr(probe, "process_bytes", None)
-    if measure is None:
+    if not isinstance(probe, MeasuresProcesses):
         return None
-    result: Bytes | None = measure(device, pids)
-    return result
+    return probe.process_bytes(device, pids)
+
+
+Sleep = Callable[[float], Awaitable[None]]
 
 
 async def confirm_release(
-    probe: MemoryProbe, device: DeviceId, used_before: Bytes, size: Bytes, timeout: float
+    probe: MemoryProbe,
+    device: DeviceId,
+    used_before: Bytes,
+    size: Bytes,
+    timeout: float,
+    *,
+    clock: Clock = time.monotonic,
+    sleep: Sleep = asyncio.sleep,
 ) -> float | None:
     """Wait until the probe shows ``size`` bytes (mostly) back on ``device``.
 
-    Returns the seconds it took, or None if the timeout passed first.
+    Returns the seconds it took, or None if the timeout passed first. Freed GPU memory
+    shows up late, and no event says when: the probe is polled (``clock`` and ``sleep``
+    are the pool's, a manual pair in tests).
     """
-    started = time.monotonic()
+    started = clock()
     target = used_before - int(size * RELEASED_SHARE)
     while True:
         reading = probe.read(device)
-        waited = time.monotonic() - started
+        waited = clock() - started
         if reading is None or reading.used <= target:
             return waited
         if waited >= timeout:
             return None
-        await asyncio.sleep(RELEASE_POLL_SECONDS)
+        await sleep(RELEASE_POLL_SECONDS)
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,7 +40,13 @@ class Moves:
         assert record.handle is not None
         self._bookings.leave(record)
         self._emit(EventKind.UNLOAD_STARTED, record, device=record.device, reason=reason)
-        self._effects.start_unload(record.handle)
+        self._effects.start_unload(record.handle, self.booked(record))
+
+    def booked(self, record: ModelRecord) -> Bytes:
+        """The bytes the ledger holds for ``record`` on its device (0 if none)."""
+        if record.device is None or record.device not in self._bookings.ledger:
+            return 0
+        return self._bookings.ledger.account(record.device).committed.get(record.model_id, 0)
 
     def evict(self, record: ModelRecord, reason: str, make_room: MakeRoom | None) -> None:
         """Free the device: to the warm tier when it can take the model, else unload.
@@ -60,8 +66,8 @@ class Moves:
         for victim in drops:
             self.drop(victim, f"warm tier full: room for {record.model_id}")
         self._warm.reserve(record, size)
-        record.offloading = True
         self._bookings.leave(record)
+        record.offloading = True
         self._emit(
             EventKind.OFFLOAD_STARTED, record, device=record.device, bytes=size, reason=reason
         )

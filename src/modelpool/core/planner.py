@@ -19,7 +19,7 @@ from modelpool.core.ledger import DeviceAccount
 from modelpool.core.ports import EvictionContext, EvictionPolicy
 from modelpool.core.record import ModelRecord
 from modelpool.core.states import ModelState
-from modelpool.errors import Holder, InsufficientMemory
+from modelpool.errors import CapacityError, Holder, InsufficientMemory
 from modelpool.types import Bytes, DeviceId, ModelId
 
 
@@ -39,7 +39,7 @@ class Wait:
 
 @dataclass(frozen=True, slots=True)
 class Impossible:
-    error: InsufficientMemory
+    error: CapacityError
 
 
 Plan = Go | Wait | Impossible

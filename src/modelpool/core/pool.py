@@ -9,30 +9,35 @@ run loop, so the scheduler's state has exactly one owner.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Unpack
 
-from modelpool.config import Config, ModelSpec, record_specs
+from modelpool.config import Config, ModelSpec, PoolSettings, record_specs
 from modelpool.core.effects import AsyncEffects
 from modelpool.core.estimates import EstimateStore
 from modelpool.core.events import EventKind, PoolEvent
-from modelpool.core.lease import Lease, Waiter
+from modelpool.core.lease import Lease, LeaseOptions, Waiter
 from modelpool.core.ports import (
     Backend,
     Clock,
+    Estimating,
     EvictionPolicy,
+    KeepsLogs,
+    KeepsState,
     MemoryProbe,
+    Prepares,
     Traffic,
     WarmCapable,
 )
 from modelpool.core.queries import can_fit, fit_problems, require_free, resource_status
-from modelpool.core.scheduler import Scheduler, SchedulerSettings
+from modelpool.core.scheduler import Scheduler
 from modelpool.core.states import ModelState
 from modelpool.core.sync import LoopThread, SyncFacade
 from modelpool.errors import (
@@ -40,6 +45,7 @@ from modelpool.errors import (
     ConfigIssue,
     ModelPoolError,
     PoolClosed,
+    PreloadSkipped,
 )
 from modelpool.plugins import BACKENDS, POLICIES, PROBES
 from modelpool.types import Bytes, DeviceId, ModelId, ModelSwitchingStrategy
@@ -48,6 +54,10 @@ from modelpool.units import parse_size
 log = logging.getLogger("modelpool")
 
 EVENT_HISTORY = 1000
+RETUNABLE = frozenset(
+    {"high_watermark", "low_watermark", "max_models", "device_max_models", "reap_interval"}
+)
+"""The settings ``ModelPool.retune`` may change while the pool runs."""
 
 
 def make_policy(
@@ -84,27 +94,26 @@ class ModelPool(SyncFacade):
         self,
         models: Iterable[ModelSpec] = (),
         *,
-        budgets: Mapping[DeviceId, Bytes | str],
-        warm_budget: Bytes | str = 0,
-        strategy: str | ModelSwitchingStrategy | EvictionPolicy = "hybrid",
-        strategy_options: Mapping[str, Any] | None = None,
+        settings: PoolSettings | None = None,
+        budgets: Mapping[DeviceId, Bytes | str] | None = None,
+        strategy: str | ModelSwitchingStrategy | EvictionPolicy | None = None,
         backends: Mapping[str, Backend] | None = None,
         probe: MemoryProbe | None = None,
         estimates: EstimateStore | None = None,
         state_dir: str | os.PathLike[str] | None = None,
         clock: Clock = time.monotonic,
-        max_queue: int = 1024,
-        wait_timeout: float = 300.0,
-        starvation_limit: float = 10.0,
-        restart_backoff: float = 1.0,
-        max_restart_backoff: float = 60.0,
-        max_failures: int = 5,
-        reap_interval: float = 1.0,
         drain_timeout: float = 30.0,
-        headroom: Bytes | str = 0,
-        drift_threshold: Bytes | str = "1GiB",
-        release_timeout: float = 10.0,
+        **options: Any,
     ) -> None:
+        """``settings`` is the config's ``pool`` section (its defaults when None);
+        ``budgets``, ``strategy`` (a name or a policy object) and any other of its fields
+        given here (``warm_budget="8GB"``, ``max_queue=16``) replace its values, checked
+        as the config checks them. ``state_dir=None``: nothing is kept on disk."""
+        policy = strategy if isinstance(strategy, EvictionPolicy) else None
+        named = None if policy is not None else strategy
+        base = settings if settings is not None else PoolSettings()
+        settings = base.changed(budgets=budgets, strategy=named, **options)
+        self.settings = settings
         # One record per version: a spec's other versions become models ``id@version``.
         specs = [record for spec in models for record in record_specs(spec)]
         self._backends: dict[str, Backend] = dict(backends or {})
@@ -115,30 +124,29 @@ class ModelPool(SyncFacade):
         self._probe = probe
         self._estimates = estimates
         self._state_dir = Path(state_dir).expanduser() if state_dir is not None else None
-        self._wait_timeout = wait_timeout
-        self._reap_interval = reap_interval
         self._drain_timeout = drain_timeout
-        self._release_timeout = release_timeout
-        self._effects = AsyncEffects(self)
+        self._effects = AsyncEffects(
+            self._backends,
+            lambda model_id: self._scheduler.resolve(model_id).spec,
+            spawn=self._spawn,
+            publish=self._publish,
+            release=self.release,
+            clock=clock,
+            probe=probe,
+            estimates=estimates,
+            confirms_release=self._confirms_release,
+            release_timeout=settings.release_timeout,
+        )
         self._scheduler = Scheduler(
             specs,
             {spec.id: self._estimate(spec) for spec in specs},
-            {device: parse_size(size) for device, size in budgets.items()},
-            make_policy(strategy, strategy_options),
+            policy or make_policy(settings.strategy, settings.strategy_options),
             self._effects,
             clock,
-            SchedulerSettings(
-                max_queue=max_queue,
-                starvation_limit=starvation_limit,
-                restart_backoff=restart_backoff,
-                max_restart_backoff=max_restart_backoff,
-                max_failures=max_failures,
-                headroom=parse_size(headroom),
-                drift_threshold=parse_size(drift_threshold),
-            ),
-            warm_budget=parse_size(warm_budget),
+            settings,
             offloadable=[s.id for s in specs if isinstance(self._backends[s.backend], WarmCapable)],
         )
+        self._effects.report_to(self._scheduler)
         self._check_devices(specs)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: LoopThread | None = None
@@ -154,27 +162,13 @@ class ModelPool(SyncFacade):
         """Build a pool from a validated ``Config`` (``overrides`` win, e.g. ``clock=``,
         ``probe=``)."""
         pool = config.pool
-        kwargs: dict[str, Any] = {
-            "budgets": pool.budgets,
-            "warm_budget": pool.warm_budget,
-            "headroom": pool.headroom,
-            "drift_threshold": pool.drift_threshold,
-            "release_timeout": pool.release_timeout,
-            "strategy": pool.strategy,
-            "strategy_options": pool.strategy_options,
-            "max_queue": pool.max_queue,
-            "wait_timeout": pool.wait_timeout,
-            "starvation_limit": pool.starvation_limit,
-            "restart_backoff": pool.restart_backoff,
-            "max_restart_backoff": pool.max_restart_backoff,
-            "max_failures": pool.max_failures,
-            "reap_interval": pool.reap_interval,
+        wiring: dict[str, Any] = {
+            "settings": pool,
             "probe": make_probe(pool.probe, pool.budgets),
             "estimates": EstimateStore(Path(pool.state_dir) / "estimates.json"),
             "state_dir": pool.state_dir,
         }
-        kwargs.update(overrides)
-        return cls(config.models.values(), **kwargs)
+        return cls(config.models.values(), **(wiring | overrides))
 
     def _estimate(self, spec: ModelSpec) -> Bytes:
         measured = self._estimates.get(spec) if self._estimates is not None else None
@@ -182,8 +176,8 @@ class ModelPool(SyncFacade):
             return measured
         if spec.memory is not None:
             return spec.memory
-        estimate = getattr(self._backends[spec.backend], "estimate", None)
-        size = estimate(spec) if estimate is not None else None
+        backend = self._backends[spec.backend]
+        size = backend.estimate(spec) if isinstance(backend, Estimating) else None
         if size is None:
             raise ConfigError(
                 [
@@ -227,9 +221,12 @@ class ModelPool(SyncFacade):
         self._loop = asyncio.get_running_loop()
         if self._state_dir is not None:
             for backend in self._backends.values():
-                opener = getattr(backend, "open", None)
-                if opener is not None:  # e.g. the process backend reaps orphans here
-                    await opener(self._state_dir)
+                if isinstance(backend, KeepsState):  # the process backend reaps orphans here
+                    await backend.open(self._state_dir)
+        if self.settings.prepare_backends:
+            for backend in {id(b): b for b in self._backends.values()}.values():
+                if isinstance(backend, Prepares):
+                    self._spawn(self._prepare(backend))
         self._read_memory()  # before anything loads: what others use is the baseline
         self._schedule_tick()
         pinned = [r.model_id for r in self._scheduler.records() if r.pinned]
@@ -237,6 +234,36 @@ class ModelPool(SyncFacade):
         for model_id, result in zip(pinned, results, strict=True):
             if isinstance(result, BaseException):
                 log.warning("pinned model %s did not load at start: %s", model_id, result)
+        # Preloads run behind requests: the pool serves while they load. Handed over
+        # most important first, so that the first to start is the first in order.
+        preloads = [
+            (r.spec.priority if r.spec.preload is True else int(r.spec.preload), r.model_id)
+            for r in self._scheduler.records()
+            if r.spec.preload is not False and not r.pinned
+        ]
+        for priority, model_id in sorted(preloads):
+            self._spawn(self._preload_at_start(model_id, priority))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run ``work`` as a task of the pool's (``stop`` waits for them all)."""
+        task = self._require_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _prepare(self, backend: Prepares) -> None:
+        try:
+            await asyncio.to_thread(backend.prepare)
+        except Exception as error:  # the first load will say it again, with its model
+            log.warning("preparing backend %s failed: %s", type(backend).__name__, error)
+
+    async def _preload_at_start(self, model: str, priority: int | None) -> None:
+        try:
+            await self.preload(model, priority)
+        except (PoolClosed, asyncio.CancelledError):
+            pass
+        except ModelPoolError as error:
+            log.warning("preload of %s failed: %s", model, error)
 
     async def stop(self, drain_timeout: float | None = None) -> None:
         """Fail waiting requests, let leases drain (bounded), unload everything."""
@@ -271,7 +298,7 @@ class ModelPool(SyncFacade):
 
     def _schedule_tick(self) -> None:
         assert self._loop is not None
-        self._tick_handle = self._loop.call_later(self._reap_interval, self._tick)
+        self._tick_handle = self._loop.call_later(self.settings.reap_interval, self._tick)
 
     def _tick(self) -> None:
         self._scheduler.on_tick()
@@ -302,27 +329,11 @@ class ModelPool(SyncFacade):
 
     # --- using models -------------------------------------------------------------
 
-    def use(
-        self,
-        model: str,
-        *,
-        task_id: str | None = None,
-        priority: int | None = None,
-        timeout: float | None = None,
-        key: str | None = None,
-    ) -> _Use:
+    def use(self, model: str, **options: Unpack[LeaseOptions]) -> _Use:
         """``async with pool.use("id") as lease:`` loads if needed and pins while inside."""
-        return _Use(self, model, task_id, priority, timeout, key)
+        return _Use(self, model, options)
 
-    async def acquire(
-        self,
-        model: str,
-        *,
-        task_id: str | None = None,
-        priority: int | None = None,
-        timeout: float | None = None,
-        key: str | None = None,
-    ) -> Lease:
+    async def acquire(self, model: str, **options: Unpack[LeaseOptions]) -> Lease:
         """A lease on ``model``, loading it (and evicting others) if needed.
 
         A model with versions is routed by the installed ``Traffic`` (sticky by ``key``
@@ -330,11 +341,12 @@ class ModelPool(SyncFacade):
         """
         loop = self._require_loop()
         future: asyncio.Future[Lease | None] = loop.create_future()
-        name = self.route(model, key)
+        name = self.route(model, options.get("key"))
+        task_id, priority = options.get("task_id"), options.get("priority")
         result = self._scheduler.request(name, task_id, priority, token=future)
         if isinstance(result, Lease):
             return result
-        lease = await self._wait(result, future, timeout)
+        lease = await self._wait(result, future, options.get("timeout"))
         assert lease is not None
         return lease
 
@@ -362,7 +374,9 @@ class ModelPool(SyncFacade):
     ) -> Lease | None:
         loop = self._require_loop()
         timer = loop.call_later(
-            self._wait_timeout if timeout is None else timeout, self._scheduler.expire, waiter
+            self.settings.wait_timeout if timeout is None else timeout,
+            self._scheduler.expire,
+            waiter,
         )
         try:
             return await future
@@ -385,6 +399,23 @@ class ModelPool(SyncFacade):
         waiter = self._scheduler.load(model, token=future)
         await self._wait(waiter, future, timeout)
 
+    async def preload(self, model: str, priority: int | None = None) -> bool:
+        """Load ``model`` ahead of need, behind every waiting request and only into room
+        nobody needs (it evicts only preloads of a larger ``priority`` number). True once
+        it is resident; False if it was skipped (the ``preload_skipped`` event says why).
+        ``priority``: lower first, as a model's own (the default)."""
+        loop = self._require_loop()
+        future: asyncio.Future[Lease | None] = loop.create_future()
+        waiter = self._scheduler.preload(model, priority, token=future)
+        try:
+            await future  # no timeout: a preload waits for a quiet moment, however long
+        except PreloadSkipped:
+            return False
+        except asyncio.CancelledError:
+            self._scheduler.cancel(waiter)
+            raise
+        return True
+
     async def unload(self, model: str) -> None:
         """Unload ``model`` once its leases are back; no new leases meanwhile."""
         loop = self._require_loop()
@@ -398,6 +429,25 @@ class ModelPool(SyncFacade):
 
     def unpin(self, model: str) -> None:
         self._scheduler.pin(model, False)
+
+    def retune(self, **changes: Any) -> None:
+        """Change, at run time, settings the pool reads as it goes: ``high_watermark``,
+        ``low_watermark``, ``max_models``, ``device_max_models`` and ``reap_interval``
+        (the next check is rescheduled). Checked as the config checks them; a None
+        leaves a setting as it is. Any other setting shapes the pool at construction
+        and is a TypeError here. Call on the pool's loop."""
+        fixed = sorted(set(changes) - RETUNABLE)
+        if fixed:
+            raise TypeError(f"set only at construction: {', '.join(fixed)}")
+        self.settings = self.settings.changed(**changes)
+        self._scheduler.retune(self.settings)
+        if "reap_interval" in changes and self.running and self._tick_handle is not None:
+            self._tick_handle.cancel()  # the next check at the new interval, not the old
+            self._schedule_tick()
+
+    def set_ttl(self, model: str, ttl: float | None) -> None:
+        """Unload ``model`` once idle ``ttl`` seconds, from now on (None: only by policy)."""
+        self._scheduler.set_ttl(model, ttl)
 
     def pinned(self, model: str) -> bool:
         return self._scheduler.resolve(model).pinned
@@ -489,13 +539,23 @@ class ModelPool(SyncFacade):
     def log_tail(self, model: str, lines: int = 50) -> list[str]:
         """What a resident model's server last printed, for backends that keep a log."""
         record = self._scheduler.resolve(model)
-        tail = getattr(self._backends[record.spec.backend], "log_tail", None)
-        if record.handle is None or tail is None:
+        backend = self._backends[record.spec.backend]
+        if record.handle is None or not isinstance(backend, KeepsLogs):
             return []
         try:
-            return list(tail(record.handle, lines))
+            return list(backend.log_tail(record.handle, lines))
         except (TypeError, LookupError):  # a handle this backend did not make (a warm copy)
             return []
+
+    def log_note(self, model: str, text: str) -> None:
+        """Add ``text`` to a resident model's log (for backends that keep one); what the
+        server answered when it failed, say, beside what it printed."""
+        record = self._scheduler.resolve(model)
+        backend = self._backends[record.spec.backend]
+        if record.handle is None or not isinstance(backend, KeepsLogs):
+            return
+        with contextlib.suppress(TypeError, LookupError):  # not this backend's handle
+            backend.log_note(record.handle, text)
 
     def can_fit(self, model: str, *, allow_eviction: bool = False) -> bool:
         """Whether ``model`` could load now: in free memory, or by evicting idle models."""
@@ -548,29 +608,14 @@ _END: Any = object()
 class _Use:
     """The async context manager ``pool.use()`` returns (a class: cheaper than a generator)."""
 
-    __slots__ = ("_key", "_lease", "_model", "_pool", "_priority", "_task_id", "_timeout")
+    __slots__ = ("_lease", "_model", "_options", "_pool")
 
-    def __init__(
-        self,
-        pool: ModelPool,
-        model: str,
-        task_id: str | None,
-        priority: int | None,
-        timeout: float | None,
-        key: str | None,
-    ) -> None:
-        self._pool, self._model, self._task_id = pool, model, task_id
-        self._priority, self._timeout, self._key = priority, timeout, key
+    def __init__(self, pool: ModelPool, model: str, options: LeaseOptions) -> None:
+        self._pool, self._model, self._options = pool, model, options
         self._lease: Lease | None = None
 
     async def __aenter__(self) -> Lease:
-        self._lease = await self._pool.acquire(
-            self._model,
-            task_id=self._task_id,
-            priority=self._priority,
-            timeout=self._timeout,
-            key=self._key,
-        )
+        self._lease = await self._pool.acquire(self._model, **self._options)
         return self._lease
 
     async def __aexit__(

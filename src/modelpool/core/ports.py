@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 from modelpool.types import Bytes, DeviceId, ModelId
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from modelpool.config import ModelSpec
     from modelpool.core.events import PoolEvent
     from modelpool.core.lease import Lease, Waiter
@@ -108,7 +110,14 @@ HOST: DeviceId = "host"
 
 @runtime_checkable
 class WarmCapable(Protocol):
-    """A backend with a warm tier (see ``Backend``): offload to host RAM, restore."""
+    """A backend with a warm tier, for in-process models.
+
+    ``offload`` moves the weights to host RAM and frees the device, returning a *warm
+    handle* (device ``HOST``, footprint = host bytes held); on failure it raises and the
+    model is still usable where it was. ``restore`` brings them back; on failure it
+    raises and the pool frees the copy with ``unload(warm)``. ``unload`` accepts warm
+    handles too (it drops the host copy).
+    """
 
     async def offload(self, handle: Handle) -> Handle: ...
 
@@ -119,25 +128,59 @@ class WarmCapable(Protocol):
 class Backend(Protocol):
     """Loads and unloads models of one kind. Slow methods are coroutines.
 
-    Optional, looked up by name:
-
-    * ``options_model``: a pydantic model the config checks a model's options against;
-    * ``estimate(spec) -> Bytes | None``: memory before the first load;
-    * ``async wait_closed(handle) -> str``: returns, with the reason, when a loaded
-      model stops on its own (a process that exits); the pool then marks it FAILED;
-    * ``async open(state_dir)``: called when a pool with a state dir starts (the
-      process backend reaps orphans there);
-    * the warm tier, for in-process models: ``async offload(handle) -> Handle`` moves
-      the weights to host RAM and frees the device, returning a *warm handle* (device
-      ``HOST``, footprint = host bytes held); on failure it raises and the model is
-      still usable where it was. ``async restore(warm, device) -> Handle`` brings them
-      back; on failure it raises and the pool frees the copy with ``unload(warm)``.
-      ``unload`` accepts warm handles too (it drops the host copy).
+    Optional capabilities, each a protocol of its own below that the pool checks with
+    ``isinstance``: ``Estimating``, ``WatchesExit``, ``KeepsState``, ``KeepsLogs`` and
+    ``WarmCapable`` (the warm tier). And ``options_model``: a pydantic model the config
+    checks a model's options against.
     """
 
     async def load(self, spec: ModelSpec, device: DeviceId) -> Handle: ...
 
     async def unload(self, handle: Handle) -> None: ...
+
+
+@runtime_checkable
+class Estimating(Protocol):
+    """A backend that can guess a model's memory before its first load."""
+
+    def estimate(self, spec: ModelSpec) -> Bytes | None: ...
+
+
+@runtime_checkable
+class WatchesExit(Protocol):
+    """A backend whose loaded models can stop on their own (a process that exits)."""
+
+    async def wait_closed(self, handle: Handle) -> str:
+        """Return, with the reason, once the model has stopped; the pool marks it FAILED."""
+        ...
+
+
+@runtime_checkable
+class KeepsState(Protocol):
+    """A backend that keeps files in the pool's state dir (the process backend's pid
+    records, from which it reaps the servers an earlier run left behind)."""
+
+    async def open(self, state_dir: Path) -> None: ...
+
+
+@runtime_checkable
+class Prepares(Protocol):
+    """A backend whose first load would pay for slow imports (torch: seconds): the pool
+    runs ``prepare`` in a worker thread when it starts, behind serving, so that the first
+    request pays only for its load."""
+
+    def prepare(self) -> None: ...
+
+
+@runtime_checkable
+class KeepsLogs(Protocol):
+    """A backend that keeps what its models printed (a server process's output)."""
+
+    def log_tail(self, handle: Handle, lines: int) -> Sequence[str]: ...
+
+    def log_note(self, handle: Handle, text: str) -> None:
+        """Add ``text`` to the model's log, marked as modelpool's (not the server's)."""
+        ...
 
 
 # --- memory probes ------------------------------------------------------------------
@@ -164,8 +207,14 @@ class MemoryProbe(Protocol):
 
     def read(self, device: DeviceId) -> MemoryReading | None: ...
 
-    # Optional, looked up by name: ``process_bytes(device, pids) -> Bytes | None``,
-    # the bytes ``pids`` and their children hold on ``device`` (None: cannot tell).
+
+@runtime_checkable
+class MeasuresProcesses(Protocol):
+    """A probe that can tell what given processes hold on a device."""
+
+    def process_bytes(self, device: DeviceId, pids: Sequence[int]) -> Bytes | None:
+        """The bytes ``pids`` and their children hold on ``device`` (None: cannot tell)."""
+        ...
 
 
 # --- the scheduler's side effects ---------------------------------------------------
@@ -181,9 +230,10 @@ class Effects(Protocol):
     def start_load(self, spec: ModelSpec, device: DeviceId) -> None:
         """Begin loading; report back with ``Scheduler.on_load_done``."""
 
-    def start_unload(self, handle: Handle) -> None:
+    def start_unload(self, handle: Handle, booked: Bytes = 0) -> None:
         """Begin unloading (or dropping a warm copy); report back with
-        ``Scheduler.on_unload_done``."""
+        ``Scheduler.on_unload_done``. ``booked``: the bytes the ledger holds for it on its
+        device, which a probe may watch come back (0 for a warm copy)."""
 
     def start_offload(self, handle: Handle) -> None:
         """Begin moving a model to host RAM; report back with ``Scheduler.on_offload_done``."""
@@ -199,6 +249,22 @@ class Effects(Protocol):
 
     def emit(self, event: PoolEvent) -> None:
         """Publish something that happened (for logs, metrics, the dashboard)."""
+
+
+class Reports(Protocol):
+    """Where slow work reports back: the scheduler's handlers, called on the pool's loop."""
+
+    def on_load_done(
+        self, model_id: ModelId, handle: Handle | None, error: str | None, seconds: float
+    ) -> None: ...
+
+    def on_unload_done(self, model_id: ModelId, error: str | None = None) -> None: ...
+
+    def on_offload_done(
+        self, model_id: ModelId, warm: Handle | None, error: str | None, seconds: float
+    ) -> None: ...
+
+    def on_lost(self, model_id: ModelId, handle: Handle, reason: str) -> None: ...
 
 
 # --- traffic between a model's versions ----------------------------------------------

@@ -24,9 +24,9 @@ def can_fit(scheduler: Scheduler, model: str, now: float, *, allow_eviction: boo
         return True
     for device in scheduler.devices_for(record):
         account = scheduler.ledger.account(device)
-        if record.estimate <= account.planned_free:
+        if account.fits_now(record.estimate):
             return True
-        if allow_eviction and record.estimate <= account.budget:
+        if allow_eviction and account.fits_ever(record.estimate):
             residents = scheduler.residents(device)
             demand = scheduler.demand()
             plan = plan_load(record, account, residents, scheduler.policy, now, demand)
@@ -38,7 +38,7 @@ def can_fit(scheduler: Scheduler, model: str, now: float, *, allow_eviction: boo
 def require_free(scheduler: Scheduler, device: DeviceId, need: Bytes, purpose: str) -> None:
     """Raise ``InsufficientMemory`` naming what holds ``device`` unless ``need`` is free."""
     account = scheduler.ledger.account(device)
-    if need <= account.planned_free:
+    if account.fits_now(need):
         return
     holders = [holder(account, r) for r in scheduler.residents(device).values()]
     raise InsufficientMemory(purpose, device, need, max(0, account.planned_free), holders)
@@ -97,7 +97,7 @@ def fit_problems(scheduler: Scheduler, models: list[str]) -> list[str]:
     placed: dict[DeviceId, list[ModelRecord]] = {}
     for record in (scheduler.resolve(model) for model in models):
         devices = [record.device] if record.device else scheduler.devices_for(record)
-        fitting = [d for d in devices if record.estimate <= scheduler.ledger.account(d).budget]
+        fitting = [d for d in devices if scheduler.ledger.account(d).fits_ever(record.estimate)]
         if not fitting:
             where = ", ".join(devices) or "no device"
             problems.append(
@@ -110,7 +110,7 @@ def fit_problems(scheduler: Scheduler, models: list[str]) -> list[str]:
         account = scheduler.ledger.account(device)
         pinned = [r for r in scheduler.residents(device).values() if r.pinned and r not in group]
         need = sum(r.estimate for r in group) + sum(booked_bytes(account, r) for r in pinned)
-        if len(group) > 1 and need > account.budget:
+        if len(group) > 1 and not account.fits_ever(need):
             names = " and ".join(r.model_id for r in group)
             beside = f" beside pinned {', '.join(r.model_id for r in pinned)}" if pinned else ""
             problems.append(

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from modelpool.config import ModelSpec
 from modelpool.core.lease import Lease, Waiter
 from modelpool.core.ports import Candidate, Handle
-from modelpool.core.states import ModelState, check_transition
+from modelpool.core.states import SUB_STATES, ModelState, check_sub_state, check_transition
 from modelpool.core.stats import ModelStats
-from modelpool.errors import Holder
+from modelpool.errors import Holder, IllegalTransition
 from modelpool.types import Bytes, DeviceId, ModelId
 
 ASSUMED_LOAD_BANDWIDTH = 1e9
@@ -30,32 +30,31 @@ class ModelRecord:
     handle: Handle | None = None
     warm: Handle | None = None
     """The host-RAM copy while WARM (and while it is being restored)."""
-    offloading: bool = False
-    """UNLOADING toward WARM: the backend is copying the weights to host RAM."""
-    warm_dropping: bool = False
-    """WARM, and its host copy is being freed (then UNLOADED)."""
     leases: dict[int, Lease] = field(default_factory=dict)
     waiters: deque[Waiter] = field(default_factory=deque)
     """Requests waiting for this model to serve (a lease, or an explicit load)."""
     unload_waiters: list[Waiter] = field(default_factory=list)
     """Explicit unloads waiting for this model to be gone."""
     pinned: bool = False
-    draining: bool = False
-    """No new leases: a starving request needs this model's memory."""
-    load_started: bool = False
-    """LOADING and the backend is at work (not just waiting for evictions to finish)."""
-    unload_requested: str | None = None
-    """Why it must be unloaded as soon as its leases are back (explicit unload, stop)."""
     last_error: str | None = None
     failures: int = 0
     """Failed loads (or deaths) in a row; reset by a successful load."""
     retry_at: float = 0.0
     """Clock time before which a FAILED model is not loaded again (backoff)."""
+    preloaded: int | None = None
+    """The priority it was preloaded with, until a request uses it (None: not a preload)."""
     blocked_by: list[Holder] = field(default_factory=list)
     """Why its waiters wait, when they wait for memory (named in timeout errors)."""
     stats: ModelStats = field(default_factory=ModelStats)
     candidate_cache: tuple[tuple[int, int], Candidate] | None = None
     """The last ``candidate()``, valid while (stats version, lease count) is unchanged."""
+    # Sub-states (``states.SUB_STATES`` says in which states each may be set), behind
+    # properties that check it.
+    _load_started: bool = False
+    _offloading: bool = False
+    _warm_dropping: bool = False
+    _draining: bool = False
+    _unload_requested: str | None = None
 
     @property
     def model_id(self) -> ModelId:
@@ -63,7 +62,67 @@ class ModelRecord:
 
     def set_state(self, new: ModelState) -> None:
         check_transition(self.spec.id, self.state, new)
+        for name in SUB_STATES:
+            if getattr(self, name) and new not in SUB_STATES[name]:
+                raise IllegalTransition(
+                    f"model {self.spec.id!r}: {self.state} -> {new} with {name} still set"
+                )
         self.state = new
+
+    def _checked(self, name: str, value: object) -> None:
+        if value:
+            check_sub_state(self.spec.id, self.state, name)
+
+    @property
+    def load_started(self) -> bool:
+        """LOADING and the backend is at work (not just waiting for evictions to finish)."""
+        return self._load_started
+
+    @load_started.setter
+    def load_started(self, value: bool) -> None:
+        self._checked("load_started", value)
+        self._load_started = value
+
+    @property
+    def offloading(self) -> bool:
+        """UNLOADING toward WARM: the backend is copying the weights to host RAM."""
+        return self._offloading
+
+    @offloading.setter
+    def offloading(self, value: bool) -> None:
+        self._checked("offloading", value)
+        self._offloading = value
+
+    @property
+    def warm_dropping(self) -> bool:
+        """WARM, and its host copy is being freed (then UNLOADED)."""
+        return self._warm_dropping
+
+    @warm_dropping.setter
+    def warm_dropping(self, value: bool) -> None:
+        self._checked("warm_dropping", value)
+        self._warm_dropping = value
+
+    @property
+    def draining(self) -> bool:
+        """No new leases: it is to leave (a starving request needs its memory, or an
+        explicit unload waits for its leases)."""
+        return self._draining
+
+    @draining.setter
+    def draining(self, value: bool) -> None:
+        self._checked("draining", value)
+        self._draining = value
+
+    @property
+    def unload_requested(self) -> str | None:
+        """Why it must be unloaded as soon as its leases are back (explicit unload, stop)."""
+        return self._unload_requested
+
+    @unload_requested.setter
+    def unload_requested(self, value: str | None) -> None:
+        self._checked("unload_requested", value)
+        self._unload_requested = value
 
     @property
     def serving(self) -> bool:

@@ -27,10 +27,9 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from modelpool.config import ModelSpec
+from modelpool.config import ModelSpec, PoolSettings
 from modelpool.core.bookings import Bookings
 from modelpool.core.demand import DemandTracker
 from modelpool.core.events import EventKind, PoolEvent
@@ -47,12 +46,15 @@ from modelpool.core.ports import (
     Handle,
     MemoryReading,
 )
+from modelpool.core.preloads import PendingPreloads, preload_refusal
 from modelpool.core.queue import WaitQueue
 from modelpool.core.record import ModelRecord
 from modelpool.core.retry import RetryPolicy
+from modelpool.core.slots import Cap, counts_toward, within_caps
 from modelpool.core.specialization import best_model_for_task
 from modelpool.core.states import RESIDENT, ModelState
 from modelpool.core.warm import WarmTier
+from modelpool.core.watermarks import above_high_watermark
 from modelpool.errors import (
     DoesNotFit,
     Holder,
@@ -61,25 +63,11 @@ from modelpool.errors import (
     ModelBusy,
     ModelPoolError,
     PoolClosed,
+    PreloadSkipped,
     UnknownModel,
     WaitTimeout,
 )
 from modelpool.types import Bytes, DeviceId, ModelId
-
-
-@dataclass(frozen=True, slots=True)
-class SchedulerSettings:
-    max_queue: int = 1024
-    starvation_limit: float = 10.0
-    restart_backoff: float = 1.0
-    """Seconds before a failed model is tried again; doubles with each failure in a row."""
-    max_restart_backoff: float = 60.0
-    max_failures: int = 5
-    """Failures in a row after which only an explicit load tries again (circuit breaker)."""
-    headroom: Bytes = 0
-    """Bytes kept free on a probed device beyond what other processes use."""
-    drift_threshold: Bytes = 1024**3
-    """Change in memory used outside the ledger that is reported as ``MEMORY_DRIFT``."""
 
 
 class Scheduler:
@@ -89,18 +77,19 @@ class Scheduler:
         self,
         specs: Iterable[ModelSpec],
         estimates: Mapping[ModelId, Bytes],
-        budgets: Mapping[DeviceId, Bytes],
         policy: EvictionPolicy,
         effects: Effects,
         clock: Clock,
-        settings: SchedulerSettings | None = None,
-        warm_budget: Bytes = 0,
+        settings: PoolSettings,
         offloadable: Iterable[ModelId] = (),
     ) -> None:
+        """``settings`` are the config's ``pool`` section: the budgets and the warm budget
+        the books start from, and the queue, retry and starvation knobs."""
+        self.settings = settings
+        budgets = settings.budgets
         self.ledger = MemoryLedger(budgets)
-        self.warm = WarmTier(warm_budget, offloadable)
+        self.warm = WarmTier(settings.warm_budget, offloadable)
         self.policy = policy
-        self.settings = settings or SchedulerSettings()
         self._effects = effects
         self._clock = clock
         self._records: dict[ModelId, ModelRecord] = {}
@@ -114,6 +103,7 @@ class Scheduler:
         )
         self._ids = itertools.count(1)
         self._queue = WaitQueue(self.settings.max_queue)
+        self._preloads = PendingPreloads()
         self._retry = RetryPolicy(
             self.settings.restart_backoff,
             self.settings.max_restart_backoff,
@@ -163,6 +153,8 @@ class Scheduler:
         record = self.resolve(name)
         if record.state not in (ModelState.UNLOADED, ModelState.FAILED) or record.waiters:
             raise ModelBusy(record.model_id, str(record.state), len(record.waiters))
+        for waiter in self._preloads.take(record.model_id):
+            self._effects.reject(waiter, PreloadSkipped(record.model_id, "the model was removed"))
         del self._records[record.model_id]
         for alias, model_id in list(self._names.items()):
             if model_id == record.model_id:
@@ -282,6 +274,26 @@ class Scheduler:
         assert isinstance(result, Waiter)
         return result
 
+    def preload(self, name: str, priority: int | None = None, token: Any = None) -> Waiter:
+        """Load ``name`` when nothing else waits, only into room nobody needs (see
+        ``core/preloads.py``). The waiter is answered with None once it is resident, or
+        rejected with the reason it was skipped."""
+        record = self.resolve(name)
+        rank = record.spec.priority if priority is None else priority
+        waiter = Waiter(
+            next(self._ids), record.model_id, None, rank, self._clock(), token, wants_lease=False
+        )
+        if record.state is ModelState.READY:
+            self._effects.grant(waiter, None)
+            return waiter
+        if record.state is ModelState.LOADING:
+            self._queue.push(record, waiter)  # answered with the loads waiting for it
+            return waiter
+        self._check_ever_fits(record)
+        self._preloads.push(waiter)
+        self._dispatch()
+        return waiter
+
     def unload(self, name: str, token: Any = None, reason: str = "requested") -> Waiter:
         """Unload a model once its leases are back; the waiter is answered when it is gone."""
         record = self.resolve(name)
@@ -316,6 +328,19 @@ class Scheduler:
         if not pinned:
             self._dispatch()
 
+    def retune(self, settings: PoolSettings) -> None:
+        """Take new settings among those read as the pool goes (watermarks, model caps,
+        the reap interval); a raised cap may let waiting requests go now."""
+        self.settings = settings
+        self._dispatch()
+
+    def set_ttl(self, name: str, ttl: float | None) -> None:
+        """Unload ``name`` after ``ttl`` idle seconds from now on (None: never by idleness)."""
+        if ttl is not None and not ttl > 0:
+            raise ValueError(f"a ttl must be a positive number of seconds, got {ttl!r}")
+        record = self.resolve(name)
+        record.spec = record.spec.model_copy(update={"ttl": ttl})
+
     def set_policy(self, policy: EvictionPolicy) -> None:
         old = self.policy.name
         self.policy = policy
@@ -330,6 +355,8 @@ class Scheduler:
         self._stopping = True
         waiter = Waiter(next(self._ids), "", None, 0, self._clock(), token, wants_lease=False)
         self._stop_waiters.append(waiter)
+        for pending in self._preloads.drain():
+            self._effects.reject(pending, PoolClosed("the pool stopped before this preload"))
         for record in self._records.values():
             self._reject_all(record, PoolClosed("the pool stopped before serving this request"))
             if record.state is ModelState.LOADING and not record.load_started:
@@ -364,16 +391,15 @@ class Scheduler:
             record.warm = None
             self._moves.start_ready_offloads()
         if handle is None:
+            record.unload_requested = None
             self._bookings.abandon(record, ModelState.FAILED)
             record.last_error = error or "unknown error"
             record.stats.load_failures += 1
             self._count_failure(record, now)
-            record.unload_requested = None
             self._emit(EventKind.LOAD_FAILED, record, error=record.last_error, seconds=seconds)
             self._reject_all(record, LoadFailed(model_id, record.last_error))
             self._answer_unload_waiters(record)
-            self._check_stopped()
-            self._dispatch()
+            self._settle()
             return
         actual = handle.footprint if handle.footprint is not None else record.estimate
         self._bookings.commit(record, actual)
@@ -405,7 +431,7 @@ class Scheduler:
             return
         if self.ledger.account(device).over_budget:
             self._repair_over_budget(device)
-        self._dispatch()
+        self._settle()
 
     def on_lost(self, model_id: ModelId, handle: Handle, reason: str) -> None:
         """A resident model stopped on its own (its process exited): FAILED, memory freed.
@@ -418,9 +444,9 @@ class Scheduler:
             return
         device = record.device
         assert device is not None
-        self._bookings.release(record, ModelState.FAILED)
         record.draining = False
         record.unload_requested = None
+        self._bookings.release(record, ModelState.FAILED)
         for lease in record.leases.values():
             lease.released = True
         record.leases.clear()
@@ -429,9 +455,7 @@ class Scheduler:
         self._count_failure(record, self._clock())
         self._emit(EventKind.LOST, record, device=device, reason=reason)
         self._answer_unload_waiters(record)
-        self._moves.start_ready_loads(device)
-        self._check_stopped()
-        self._dispatch()
+        self._settle(freed=device)
 
     def on_unload_done(self, model_id: ModelId, error: str | None = None) -> None:
         record = self._records[model_id]
@@ -444,9 +468,10 @@ class Scheduler:
         # The backend's unload returned; even when it reported an error we release the
         # bytes, since keeping them booked would block the device for good. Backends that
         # can verify (process exit, probe) do so before reporting.
-        self._bookings.release(record, ModelState.UNLOADED if error is None else ModelState.FAILED)
         record.draining = False
         record.unload_requested = None
+        record.preloaded = None
+        self._bookings.release(record, ModelState.UNLOADED if error is None else ModelState.FAILED)
         record.stats.unload_count += 1
         if error is None:
             self._emit(EventKind.UNLOADED, record, device=device)
@@ -454,9 +479,7 @@ class Scheduler:
             record.last_error = f"unload failed: {error}"
             self._emit(EventKind.UNLOAD_FAILED, record, device=device, error=error)
         self._answer_unload_waiters(record)
-        self._moves.start_ready_loads(device)
-        self._check_stopped()
-        self._dispatch()
+        self._settle(freed=device)
 
     def on_offload_done(
         self, model_id: ModelId, warm: Handle | None, error: str | None, seconds: float
@@ -472,23 +495,21 @@ class Scheduler:
             self._emit(EventKind.OFFLOAD_FAILED, record, device=record.device, error=error)
             self._moves.start_ready_offloads()
             assert record.handle is not None
-            self._effects.start_unload(record.handle)
+            self._effects.start_unload(record.handle, self._moves.booked(record))
             return
         device = record.device
         assert device is not None
         size = warm.footprint if warm.footprint is not None else self.warm.size_of(record)
+        record.draining = False
         self._bookings.release(record, ModelState.WARM)
         self.warm.commit(record, size or record.estimate)
         record.warm = warm
-        record.draining = False
         record.stats.offload_count += 1
         self._emit(EventKind.OFFLOADED, record, device=device, bytes=size, seconds=seconds)
         reason, record.unload_requested = record.unload_requested, None
         if self._stopping or reason is not None:
             self._moves.drop(record, reason or "stopping")
-        self._moves.start_ready_loads(device)
-        self._check_stopped()
-        self._dispatch()
+        self._settle(freed=device)
 
     def _on_drop_done(self, record: ModelRecord, error: str | None) -> None:
         assert record.warm_dropping
@@ -499,9 +520,7 @@ class Scheduler:
         record.set_state(ModelState.UNLOADED)
         self._emit(EventKind.WARM_DROPPED, record, reason=reason, error=error)
         self._answer_unload_waiters(record)
-        self._moves.start_ready_offloads()
-        self._check_stopped()
-        self._dispatch()
+        self._settle(host_freed=True)
 
     def on_tick(self) -> None:
         """Periodic: unload models idle past their TTL, re-check starving waits."""
@@ -517,8 +536,22 @@ class Scheduler:
                 and now - record.stats.last_used >= ttl
             ):
                 self._moves.unload(record, f"idle for {ttl:g}s (ttl)")
+        if self.settings.high_watermark is not None:
+            self._unload_ahead_of_need(now)
         if self._queue.count:
             self._dispatch()
+
+    def _unload_ahead_of_need(self, now: float) -> None:
+        high, low = self.settings.high_watermark, self.settings.low_watermark_in_force
+        assert high is not None
+        demand = self.demand()
+        for account in self.ledger:
+            residents = self.residents(account.device)
+            for record in above_high_watermark(
+                account, residents, self.policy, now, demand, high, low
+            ):
+                reason = f"above the high watermark on {account.device} ({high:.0%})"
+                self._evict(record, reason)
 
     def on_memory_reading(self, reading: MemoryReading) -> None:
         """Periodic: the probe's view of a device. Others' use shrinks the usable
@@ -570,6 +603,7 @@ class Scheduler:
             hit,
         )
         record.leases[lease.lease_id] = lease
+        record.preloaded = None  # a request used it: it is traffic's now, not speculation
         record.stats.current_tasks = len(record.leases)
         record.stats.last_used = now
         return lease
@@ -578,7 +612,7 @@ class Scheduler:
         devices = self.devices_for(record)
         if not devices:
             raise DoesNotFit(record.model_id, "any device", record.estimate, 0)
-        fits = [d for d in devices if record.estimate <= self.ledger.account(d).budget]
+        fits = [d for d in devices if self.ledger.account(d).fits_ever(record.estimate)]
         if not fits:
             self.ledger.check_fits(record.model_id, devices[0], record.estimate)
 
@@ -587,6 +621,8 @@ class Scheduler:
             self._emit(EventKind.CIRCUIT_OPEN, record, failures=record.failures)
 
     def _remove_waiter(self, waiter: Waiter) -> bool:
+        if self._preloads.remove(waiter):
+            return True
         record = self._records.get(waiter.model_id)
         return record is not None and self._queue.remove(record, waiter)
 
@@ -613,6 +649,17 @@ class Scheduler:
             self._evict(victim, reason, keep=record)
         record.blocked_by = []
         self._moves.load(record, plan.device)
+
+    def _settle(self, freed: DeviceId | None = None, host_freed: bool = False) -> None:
+        """The end of every report from slow work, in one order: start the moves that
+        waited for the memory just freed (on ``freed``, or host RAM), answer a stop that
+        is now complete, then serve and plan what waits."""
+        if host_freed:
+            self._moves.start_ready_offloads()
+        if freed is not None:
+            self._moves.start_ready_loads(freed)
+        self._check_stopped()
+        self._dispatch()
 
     def _answer_unload_waiters(self, record: ModelRecord) -> None:
         waiters, record.unload_waiters = record.unload_waiters, []
@@ -705,6 +752,44 @@ class Scheduler:
                 self._reject_all(record, outcome.error)
         if self._set_draining(drain):
             self._dispatch_again = True  # a model serves again: grant its queue
+        if self._preloads and not self._queue.count:
+            self._start_preloads(now)
+
+    def _start_preloads(self, now: float) -> None:
+        """Start the waiting preloads that fit, most important first: only while no
+        request waits, and only into room nobody needs."""
+        demand = self.demand()
+        deferred: list[Waiter] = []
+        while self._preloads and not self._queue.count:
+            waiter = self._preloads.pop()
+            record = self._records.get(waiter.model_id)
+            if record is None:
+                continue  # forgotten meanwhile (its waiter was answered then)
+            if record.state in (ModelState.LOADING, ModelState.READY):
+                self._effects.grant(waiter, None)
+                continue
+            if record.state is ModelState.UNLOADING or record.warm_dropping:
+                deferred.append(waiter)  # try again once it has settled
+                continue
+            plan = self._plan(record, now, demand, {})
+            reason: str | None
+            if isinstance(plan, Go):
+                ranks = {v.model_id: v.preloaded for v in plan.victims}
+                reason = preload_refusal(plan, waiter.priority, ranks)
+            elif isinstance(plan, Wait):
+                reason = "no room now: " + ", ".join(str(h) for h in plan.holders)
+            else:
+                reason = str(plan.error)
+            if reason is not None:
+                self._emit(EventKind.PRELOAD_SKIPPED, record, reason=reason)
+                self._effects.reject(waiter, PreloadSkipped(record.model_id, reason))
+                continue
+            assert isinstance(plan, Go)
+            record.preloaded = waiter.priority
+            self._queue.push(record, waiter)  # answered when READY, as an explicit load
+            self._begin_load(record, plan)
+        for waiter in deferred:
+            self._preloads.push(waiter)
 
     def _plan(
         self,
@@ -716,7 +801,7 @@ class Scheduler:
         outcome: Go | Wait | Impossible | None = None
         for device in self.devices_for(record):
             account = self.ledger.account(device)
-            if record.estimate > account.budget:
+            if not account.fits_ever(record.estimate):
                 continue
             if device in held_for:
                 starving = held_for[device]
@@ -732,6 +817,9 @@ class Scheduler:
                     now,
                     demand,
                 )
+                caps = self._caps(device)
+                if caps and isinstance(plan, Go):
+                    plan = within_caps(record, plan, caps, self.policy, now, demand)
             if isinstance(plan, Go):
                 return plan
             # Report the first wait if any device may free up, else the first refusal.
@@ -739,6 +827,18 @@ class Scheduler:
                 outcome = plan
         assert outcome is not None, "request() refuses models that fit no device"
         return outcome
+
+    def _caps(self, device: DeviceId) -> list[Cap]:
+        """The count limits a load on ``device`` must stay within (usually none)."""
+        caps: list[Cap] = []
+        limit = self.settings.device_max_models.get(device)
+        if limit is not None:
+            loaded = [r for r in self.residents(device).values() if counts_toward(r)]
+            caps.append(Cap(device, limit, loaded))
+        if self.settings.max_models is not None:
+            loaded = [r for r in self._records.values() if counts_toward(r)]
+            caps.append(Cap("the pool", self.settings.max_models, loaded))
+        return caps
 
     def _set_draining(self, drain: set[ModelId]) -> bool:
         """Drain exactly ``drain``; True if a model stopped draining while requests wait."""

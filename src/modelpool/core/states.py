@@ -48,6 +48,25 @@ TRANSITIONS: dict[ModelState, frozenset[ModelState]] = {
     ModelState.FAILED: frozenset({ModelState.LOADING, ModelState.UNLOADED}),
 }
 
+SUB_STATES: dict[str, frozenset[ModelState]] = {
+    # LOADING, and the backend is at work (not just waiting for its victims to leave).
+    "load_started": frozenset({ModelState.LOADING}),
+    # UNLOADING toward WARM: the weights are being copied to host RAM.
+    "offloading": frozenset({ModelState.UNLOADING}),
+    # WARM, and its host copy is being freed (then UNLOADED).
+    "warm_dropping": frozenset({ModelState.WARM}),
+    # No new leases: it is to leave (a starving request needs its memory, or an
+    # explicit unload waits for its leases).
+    "draining": frozenset({ModelState.READY, ModelState.UNLOADING}),
+    # It must leave as soon as it can (an explicit unload, the pool stopping).
+    "unload_requested": frozenset(
+        {ModelState.LOADING, ModelState.READY, ModelState.UNLOADING, ModelState.WARM}
+    ),
+}
+"""A record's sub-states (flags on ``ModelRecord``) and the states each may be set in:
+setting one elsewhere, or leaving the state with one still set where it may not stay,
+is a bug, raised as ``IllegalTransition`` like a transition the table forbids."""
+
 RESIDENT = frozenset({ModelState.LOADING, ModelState.READY, ModelState.UNLOADING})
 """States in which a model holds (or is about to hold) device memory."""
 
@@ -56,3 +75,9 @@ def check_transition(model_id: ModelId, old: ModelState, new: ModelState) -> Non
     """Raise ``IllegalTransition`` unless ``old -> new`` is in the table."""
     if new not in TRANSITIONS[old]:
         raise IllegalTransition(f"model {model_id!r}: illegal transition {old} -> {new}")
+
+
+def check_sub_state(model_id: ModelId, state: ModelState, name: str) -> None:
+    """Raise ``IllegalTransition`` unless sub-state ``name`` may be set in ``state``."""
+    if state not in SUB_STATES[name]:
+        raise IllegalTransition(f"model {model_id!r}: {name} is not a sub-state of {state}")

@@ -12,10 +12,10 @@ import contextlib
 import threading
 from collections.abc import Coroutine, Iterator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar, Unpack
 
 if TYPE_CHECKING:
-    from modelpool.core.lease import Lease
+    from modelpool.core.lease import Lease, LeaseOptions
 
 T = TypeVar("T")
 
@@ -61,33 +61,18 @@ class SyncFacade:
 
         async def stop(self, drain_timeout: float | None = None) -> None: ...
 
-        async def acquire(
-            self,
-            model: str,
-            *,
-            task_id: str | None = None,
-            priority: int | None = None,
-            timeout: float | None = None,
-        ) -> Lease: ...
+        async def acquire(self, model: str, **options: Unpack[LeaseOptions]) -> Lease: ...
 
         def release(self, lease: Lease, ok: bool = True) -> None: ...
 
         def _require_loop(self) -> asyncio.AbstractEventLoop: ...
 
     @contextlib.contextmanager
-    def use_sync(
-        self,
-        model: str,
-        *,
-        task_id: str | None = None,
-        priority: int | None = None,
-        timeout: float | None = None,
-    ) -> Iterator[Lease]:
-        """``with pool.use_sync("id") as lease:`` from plain, non-async code."""
+    def use_sync(self, model: str, **options: Unpack[LeaseOptions]) -> Iterator[Lease]:
+        """``with pool.use_sync("id") as lease:`` from plain, non-async code; the same
+        options as ``pool.use``."""
         loop = self._sync_loop()
-        lease = asyncio.run_coroutine_threadsafe(
-            self.acquire(model, task_id=task_id, priority=priority, timeout=timeout), loop
-        ).result()
+        lease = asyncio.run_coroutine_threadsafe(self.acquire(model, **options), loop).result()
         ok = True
         try:
             yield lease

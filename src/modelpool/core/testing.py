@@ -15,7 +15,7 @@ from modelpool.core.events import EventKind, PoolEvent
 from modelpool.core.lease import Lease, Waiter
 from modelpool.core.ports import HOST, Handle
 from modelpool.errors import ModelPoolError
-from modelpool.types import DeviceId, ModelId
+from modelpool.types import Bytes, DeviceId, ModelId
 
 
 class ManualClock:
@@ -50,7 +50,7 @@ class RecordingEffects:
         self.calls.append(("load", spec.id))
         self.loads.append((spec.id, device))
 
-    def start_unload(self, handle: Handle) -> None:
+    def start_unload(self, handle: Handle, booked: Bytes = 0) -> None:
         self.calls.append(("unload", handle.model_id))
         self.unloads.append(handle.model_id)
 

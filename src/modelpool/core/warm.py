@@ -42,7 +42,7 @@ class WarmTier:
 
     def accepts(self, record: ModelRecord, size: Bytes) -> bool:
         """Whether ``record`` may go warm at all: its backend can offload and it fits."""
-        return record.model_id in self._offloadable and 0 < size <= self.account.budget
+        return record.model_id in self._offloadable and size > 0 and self.account.fits_ever(size)
 
     def make_room(
         self,

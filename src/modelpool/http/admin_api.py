@@ -1,4 +1,5 @@
-"""The management API under ``/admin``: inspect models, load, unload, pin, strategy, events.
+"""The management API under ``/admin``: inspect models, load, unload, pin, strategy,
+events, and the audit log of every operation (``@audited``).
 
 Errors here carry the pool's full message (a failed load's reason and log tail
 included): these routes are for operators, behind the admin key when one is set.
@@ -15,18 +16,20 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Query
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from modelpool.core.events import PoolEvent
+from modelpool.core.events import EventKind, PoolEvent
 from modelpool.errors import ModelPoolError, PluginNotFound
-from modelpool.http.errors import ApiError, from_pool_error
+from modelpool.http.audit_routes import audited, audited_routes
+from modelpool.http.errors import ApiError, bounded, from_pool_error
 from modelpool.http.state import ServerState
 
 KEEP_ALIVE_SECONDS = 15.0
 """A comment line this often keeps proxies from closing a quiet event stream."""
 LOG_LINES = 50
+ADMIN_ECHO_LIMIT = 4000
 
 
 def router(state: ServerState) -> APIRouter:
-    api = APIRouter(prefix="/admin", tags=["admin"])
+    api = APIRouter(prefix="/admin", tags=["admin"], route_class=audited_routes(state.audit))
     pool = state.pool
     background: set[asyncio.Task[None]] = set()
 
@@ -54,9 +57,15 @@ def router(state: ServerState) -> APIRouter:
 
     @api.get("/models/{model}")
     async def model(model: str) -> dict[str, Any]:
-        return {**view(model), "log_tail": pool.log_tail(model, LOG_LINES)}
+        found = view(model)
+        return {
+            **found,
+            "log_tail": pool.log_tail(model, LOG_LINES),
+            "upstream_errors": state.upstream_errors.recent(found["id"]),
+        }
 
     @api.post("/models/{model}/load", response_model=None)
+    @audited("load")
     async def load(model: str, wait: bool = True) -> dict[str, Any] | JSONResponse:
         found = view(model)  # unknown ids fail here, before anything starts
         if not wait:
@@ -71,7 +80,31 @@ def router(state: ServerState) -> APIRouter:
             raise _admin_error(error) from None
         return view(model)
 
+    @api.post("/models/{model}/preload", response_model=None)
+    @audited("preload")
+    async def preload(
+        model: str,
+        priority: Annotated[int | None, Query(ge=0, le=100)] = None,
+        wait: bool = True,
+    ) -> dict[str, Any] | JSONResponse:
+        """Load ahead of need, behind every request and only into room nobody needs;
+        ``preloaded: false`` with the ``reason`` when it was skipped."""
+        model_id = view(model)["id"]
+        if not wait:
+            task = asyncio.create_task(_preload_quietly(state, model_id, priority))
+            background.add(task)
+            task.add_done_callback(background.discard)
+            await asyncio.sleep(0)
+            return JSONResponse({"preloaded": None, "model": view(model)}, status_code=202)
+        try:
+            loaded = await pool.preload(model_id, priority)
+        except ModelPoolError as error:
+            raise _admin_error(error) from None
+        reason = None if loaded else _skip_reason(state, model_id)
+        return {"preloaded": loaded, "reason": reason, "model": view(model)}
+
     @api.post("/models/{model}/unload")
+    @audited("unload")
     async def unload(model: str) -> dict[str, Any]:
         found = view(model)
         try:
@@ -81,16 +114,19 @@ def router(state: ServerState) -> APIRouter:
         return view(model)
 
     @api.post("/models/{model}/pin")
+    @audited("pin")
     async def pin(model: str) -> dict[str, Any]:
         pool.pin(view(model)["id"])
         return view(model)
 
     @api.post("/models/{model}/unpin")
+    @audited("unpin")
     async def unpin(model: str) -> dict[str, Any]:
         pool.unpin(view(model)["id"])
         return view(model)
 
     @api.put("/strategy")
+    @audited("strategy")
     async def strategy(
         name: Annotated[str, Body(alias="strategy", min_length=1)],
         options: Annotated[dict[str, Any] | None, Body()] = None,
@@ -107,6 +143,14 @@ def router(state: ServerState) -> APIRouter:
     async def events(limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
         return {"events": [event.to_dict() for event in pool.recent_events(limit)]}
 
+    @api.get("/audit")
+    async def audit(limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
+        """The newest ``limit`` operations, newest first."""
+        if state.audit is None:
+            return {"entries": [], "path": None}
+        entries = await asyncio.to_thread(state.audit.recent, limit)  # reads files
+        return {"entries": entries, "path": str(state.audit.path)}
+
     @api.get("/events/stream")
     async def stream() -> StreamingResponse:
         return StreamingResponse(
@@ -122,6 +166,20 @@ async def _load_quietly(state: ServerState, model_id: str) -> None:
     """A load nobody waits for: its outcome is in the events and the model's view."""
     with contextlib.suppress(ModelPoolError):
         await state.pool.load(model_id)
+
+
+async def _preload_quietly(state: ServerState, model_id: str, priority: int | None) -> None:
+    """A preload nobody waits for: its outcome is in the events and the model's view."""
+    with contextlib.suppress(ModelPoolError):
+        await state.pool.preload(model_id, priority)
+
+
+def _skip_reason(state: ServerState, model_id: str) -> str | None:
+    """Why the last preload of ``model_id`` was skipped, from the pool's events."""
+    for event in reversed(state.pool.recent_events()):
+        if event.kind is EventKind.PRELOAD_SKIPPED and event.model_id == model_id:
+            return str(event.detail.get("reason"))
+    return None
 
 
 async def _event_stream(state: ServerState) -> AsyncIterator[bytes]:
@@ -164,5 +222,6 @@ async def _close(events: AsyncIterator[PoolEvent]) -> None:
 
 def _admin_error(error: ModelPoolError) -> ApiError:
     answer = from_pool_error(error)
-    answer.message = str(error)  # operators get the whole story
+    # Operators get the whole story, but not a megabyte of a client's text echoed back.
+    answer.message = bounded(str(error), ADMIN_ECHO_LIMIT)
     return answer

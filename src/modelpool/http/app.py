@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator
 from importlib import resources
 
@@ -20,15 +21,18 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import ASGIApp
 
 from modelpool import __version__
-from modelpool.config import ServerSettings
+from modelpool.config import AlertSettings, ServerSettings
 from modelpool.core.events import PoolEvent
 from modelpool.core.pool import ModelPool
-from modelpool.http import admin_api, openai_api, rollout_api
-from modelpool.http.errors import SERVER_ERROR, ApiError, error_response
+from modelpool.http import admin_api, openai_api, rollout_api, seed_routes
+from modelpool.http.audit import AuditLog
+from modelpool.http.errors import SERVER_ERROR, ApiError, error_response, invalid_request_message
 from modelpool.http.metrics import CONTENT_TYPE, ServerMetrics
 from modelpool.http.proxy import Upstream
 from modelpool.http.security import Guard
 from modelpool.http.state import ServerState
+from modelpool.http.upstream_errors import UpstreamErrorLog
+from modelpool.http.webhooks import Webhooks
 from modelpool.rollout import RolloutManager
 
 LEASE_GRACE_SECONDS = 5.0
@@ -40,16 +44,32 @@ def create_app(
     *,
     loopback: bool = True,
     rollouts: RolloutManager | None = None,
+    alerts: AlertSettings | None = None,
+    audit_path: str | os.PathLike[str] | None = None,
 ) -> ASGIApp:
     """The server for ``pool``. ``loopback``: bound to 127.0.0.1, so ``Host`` is checked.
-    ``rollouts`` (default: one without a state file) routes between model versions."""
+    ``rollouts`` (default: one without a state file) routes between model versions;
+    ``alerts``: the webhooks its health alerts are POSTed to; ``audit_path``: the audit
+    log's file (None: operations are not recorded)."""
     rollouts = rollouts if rollouts is not None else RolloutManager(pool)
-    state = ServerState(pool, settings, Upstream(), ServerMetrics(), rollouts=rollouts)
+    counters = ServerMetrics()
+    state = ServerState(pool, settings, Upstream(), counters, rollouts=rollouts)
+    state.upstream_errors = UpstreamErrorLog(model_log=pool.log_note)
+    webhooks = Webhooks(alerts or AlertSettings(), on_outcome=counters.observe_webhook)
+    counters.add_webhooks(sender.host for sender in webhooks.senders)
+    if audit_path is not None:
+        state.audit = AuditLog(
+            audit_path,
+            max_bytes=settings.audit_max_bytes,
+            keep=settings.audit_keep,
+            on_failure=counters.audit_write_failed,
+        )
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # Subscribed before the start, which loads pinned models: their events count too.
         feeding = asyncio.create_task(_feed_metrics(state, pool.events()))
+        webhooks.start(rollouts.health)  # before the pool: every alert is heard
         await pool.start()
         await rollouts.start()
         state.loop = asyncio.get_running_loop()
@@ -64,6 +84,7 @@ def create_app(
             # uvicorn has drained the connections by now (or given up on them); a lease
             # still out belongs to a request being cancelled, so wait only briefly.
             await pool.stop(drain_timeout=0 if state.forced else LEASE_GRACE_SECONDS)
+            await webhooks.stop()
             await state.http.aclose()
 
     app = FastAPI(
@@ -78,7 +99,8 @@ def create_app(
     _add_error_handlers(app)
     app.router.routes.extend(openai_api.routes(state))
     app.include_router(admin_api.router(state))
-    app.include_router(rollout_api.router(rollouts))
+    app.include_router(rollout_api.router(rollouts, state.audit))
+    app.router.routes.extend(seed_routes.routes(app))  # seed 003's paths, served by /admin
     dashboard = resources.files("modelpool.http").joinpath("static/dashboard.html").read_text()
 
     @app.get("/healthz", include_in_schema=False)
@@ -107,6 +129,7 @@ def create_app(
         admin_keys=settings.admin_keys,
         allowed_hosts=settings.allowed_hosts if loopback else None,
         max_body=settings.max_body,
+        allowed_origins=settings.allowed_origins,
     )
 
 
@@ -139,10 +162,8 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     async def invalid(_: Request, error: Exception) -> Response:
         assert isinstance(error, RequestValidationError)
-        first = error.errors()[0] if error.errors() else {}
-        where = ".".join(str(part) for part in first.get("loc", ()))
-        message = f"{where}: {first.get('msg', 'invalid')}" if where else "Invalid request"
-        return error_response(422, message, param=where or None)
+        message, where = invalid_request_message(error.errors())
+        return error_response(422, message, param=where)
 
     async def crashed(_: Request, error: Exception) -> Response:
         # Logged with its trace by the server; the client learns nothing of the inside.

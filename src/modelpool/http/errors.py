@@ -9,6 +9,7 @@ carry a stack trace, a log tail or a filesystem path: load failures point to
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from starlette.responses import JSONResponse
@@ -31,6 +32,8 @@ SERVER_ERROR = "server_error"
 
 RETRY_SECONDS = 5
 """``Retry-After`` for a full queue or a wait that timed out: long enough to matter."""
+ECHO_LIMIT = 200
+"""Characters of a client's own text (a model name) an error repeats back, at most."""
 
 
 class ApiError(Exception):
@@ -67,9 +70,25 @@ class ApiError(Exception):
         return JSONResponse({"error": body}, self.status, headers=headers)
 
 
+def bounded(text: str, limit: int = ECHO_LIMIT) -> str:
+    """``text`` cut to ``limit`` characters, saying how much was left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit} more characters)"
+
+
 def error_response(status: int, message: str, **details: Any) -> JSONResponse:
     """The answer for an error that is not raised (``details``: as ``ApiError`` takes)."""
     return ApiError(status, message, **details).response()
+
+
+def invalid_request_message(errors: Sequence[Any]) -> tuple[str, str | None]:
+    """The message of a 422 for a request that failed validation (FastAPI's
+    ``RequestValidationError.errors()``), and the parameter it names."""
+    first = errors[0] if errors else {}
+    where = ".".join(str(part) for part in first.get("loc", ()))
+    message = f"{where}: {first.get('msg', 'invalid')}" if where else "Invalid request"
+    return message, where or None
 
 
 def from_pool_error(error: ModelPoolError) -> ApiError:
@@ -77,7 +96,8 @@ def from_pool_error(error: ModelPoolError) -> ApiError:
     if isinstance(error, UnknownModel):
         return ApiError(
             404,
-            f"The model {error.model_id!r} does not exist; GET /v1/models lists the models",
+            f"The model {bounded(error.model_id)!r} does not exist; "
+            "GET /v1/models lists the models",
             code="model_not_found",
             param="model",
         )

@@ -13,7 +13,10 @@ Every series has bounded labels, so a client cannot grow the registry:
   scheduler's prose reason;
 * ``device`` is a device with a budget, or ``host`` for the warm tier;
 * ``version`` is a version an operator registered, ``strategy`` and ``status`` one of
-  the rollout's few names, ``level`` one of the health monitor's.
+  the rollout's few names, ``level`` one of the health monitor's;
+* ``url_host`` is the host (and port) of a webhook in the config, never its whole URL
+  or headers (they may hold secrets), ``outcome`` one of ``sent``, ``failed``,
+  ``dropped``.
 
 The only module that imports ``prometheus_client``; the app imports it lazily, so the
 library itself runs without the ``server`` extra.
@@ -21,7 +24,7 @@ library itself runs without the ``server`` extra.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -49,6 +52,7 @@ HOLDING = RESIDENT | {ModelState.WARM}
 
 LEVELS = {"ok": 0, "warning": 1, "critical": 2}
 ENDED = ("completed", "rolled_back", "aborted", "failed")
+WEBHOOK_OUTCOMES = ("sent", "failed", "dropped")
 
 
 class ServerMetrics:
@@ -196,6 +200,33 @@ class ServerMetrics:
             ["model", "strategy", "status"],
             registry=r,
         )
+
+        self._webhook_deliveries = Counter(
+            "modelpool_webhook_deliveries_total",
+            "Alerts handed to a webhook, by how it ended: sent, failed (given up after its "
+            "retries) or dropped (pushed out of a full queue, or unsent at shutdown).",
+            ["url_host", "outcome"],
+            registry=r,
+        )
+        self._audit_failures = Counter(
+            "modelpool_audit_write_failures_total",
+            "Audit log entries that could not be written (the operations went on).",
+            registry=r,
+        )
+
+    def add_webhooks(self, url_hosts: Iterable[str]) -> None:
+        """Webhooks' series exist at 0 from the start, so that rate() sees the first one."""
+        for url_host in url_hosts:
+            for outcome in WEBHOOK_OUTCOMES:
+                self._webhook_deliveries.labels(url_host, outcome)
+
+    def observe_webhook(self, url_host: str, outcome: str) -> None:
+        """One alert to the webhook at ``url_host`` ended in ``outcome``."""
+        self._webhook_deliveries.labels(url_host, outcome).inc()
+
+    def audit_write_failed(self) -> None:
+        """One entry of the audit log could not be written."""
+        self._audit_failures.inc()
 
     def observe_event(self, event: PoolEvent) -> None:
         """Count what ``event`` says happened (the app feeds every event of ``events()``)."""

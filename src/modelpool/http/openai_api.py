@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -24,12 +24,13 @@ from modelpool.errors import ModelPoolError
 from modelpool.http import local_models
 from modelpool.http.errors import SERVER_ERROR, ApiError, error_response, from_pool_error
 from modelpool.http.proxy import RelayResponse, forward, wait_for_disconnect
+from modelpool.http.request_json import json_object
+from modelpool.http.served import ENDPOINTS, serves
 from modelpool.http.state import ServerState
 
 T = TypeVar("T")
 log = logging.getLogger("modelpool.http")
 
-ENDPOINTS = ("chat/completions", "completions", "embeddings")
 WATCH_AFTER = 0.05
 """Seconds a request waits before its client's connection is watched for a disconnect."""
 STICKY_HEADER = "x-sticky-key"
@@ -125,7 +126,7 @@ async def _handle(state: ServerState, request: Request, path: str) -> Response |
     except ApiError as error:
         exchange.finish(error.status)  # an upstream failure was already counted as one
         return error.response()
-    except ClientGone:
+    except (ClientGone, ClientDisconnect):  # nobody reads an answer: a quiet 499
         exchange.finish(499)
         return Response(status_code=499)
     except asyncio.CancelledError:  # the server is stopping: not the model's fault
@@ -143,7 +144,7 @@ async def _answer(
     state: ServerState, request: Request, path: str, exchange: _Exchange
 ) -> Response | RelayResponse:
     body = await request.body()
-    payload = _json_object(body)
+    payload = json_object(body)
     name = payload.get("model")
     if not isinstance(name, str) or not name:
         raise ApiError(400, "'model' is required and must be a string", param="model")
@@ -157,6 +158,8 @@ async def _answer(
         raise from_pool_error(error) from None
     exchange.model = model_id
     spec = pool.spec(model_id)
+    if not serves(spec.backend, path):  # before any scheduling: nothing loads for a 400
+        raise _not_served(model_id, path)
     if spec.defaults or name != model_id:
         payload = {**spec.defaults, **payload, "model": model_id}
         body = json.dumps(payload).encode()
@@ -170,21 +173,16 @@ async def _answer(
     exchange.lease = lease
     if lease.endpoint is not None:
         return await _unless_client_leaves(
-            request.receive, forward(state.http, lease, path, body, exchange.finish)
+            request.receive,
+            forward(state.http, lease, path, body, exchange.finish, state.upstream_errors),
         )
-    if path != "embeddings":
-        raise ApiError(400, f"The model {model_id!r} does not serve /v1/{path}", param="model")
+    if path != "embeddings":  # a plugin's in-process model: known only once loaded
+        raise _not_served(model_id, path)
     return JSONResponse(await local_models.embeddings(lease, payload))
 
 
-def _json_object(body: bytes) -> dict[str, Any]:
-    try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise ApiError(400, "The request body is not valid JSON") from None
-    if not isinstance(payload, dict):
-        raise ApiError(400, "The request body must be a JSON object")
-    return payload
+def _not_served(model_id: str, path: str) -> ApiError:
+    return ApiError(400, f"The model {model_id!r} does not serve /v1/{path}", param="model")
 
 
 async def _unless_client_leaves(receive: Receive, work: Awaitable[T]) -> T:

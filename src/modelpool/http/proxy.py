@@ -5,11 +5,18 @@ The body goes upstream as the client sent it (re-encoded only when the model's
 passed through chunk by chunk as it arrives, never collected. The lease is returned
 when the last byte has gone out, or when the client leaves: then the upstream
 connection is closed too, which is how llama.cpp and vLLM learn to stop generating.
+
+An error answer is passed on only in OpenAI's shape and cleaned (``upstream_errors``).
+A stream the model's server breaks off never looks complete: the client gets an SSE
+``error`` event, then the body is aborted without its last chunk (``StreamBroken``
+raised to the server, which closes the connection), so HTTP clients and the ``openai``
+package raise instead of handing over a truncated answer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 
 import aiohttp
@@ -18,6 +25,7 @@ from starlette.types import Receive, Scope, Send
 
 from modelpool.core.lease import Lease
 from modelpool.http.errors import SERVER_ERROR, ApiError
+from modelpool.http.upstream_errors import UpstreamErrorLog, client_error
 
 Done = Callable[[int, bool], None]
 """Called once when the exchange is over: the status sent and whether the model was fine."""
@@ -26,6 +34,11 @@ PASSED_HEADERS = ("content-type", "x-request-id", "openai-processing-ms")
 """Upstream headers worth keeping; hop-by-hop ones and lengths are the server's own."""
 
 UPSTREAM_ERRORS = (aiohttp.ClientError,)
+
+
+class StreamBroken(Exception):
+    """A model's server broke off a stream: raised after the error event went out, so
+    the server aborts the response instead of ending it cleanly."""
 
 
 class Upstream:
@@ -54,12 +67,12 @@ class Upstream:
 
 
 async def forward(
-    client: Upstream, lease: Lease, path: str, body: bytes, done: Done
+    client: Upstream, lease: Lease, path: str, body: bytes, done: Done, errors: UpstreamErrorLog
 ) -> Response | RelayResponse:
     """Send ``body`` to ``path`` (``chat/completions``...) on the lease's server.
 
     Owns the lease from here: ``done`` is called exactly once, after which the caller
-    returns the lease.
+    returns the lease. Error answers and broken streams are recorded in ``errors``.
     """
     assert lease.endpoint is not None
     try:
@@ -80,19 +93,38 @@ async def forward(
             raise _unreachable(lease) from None
         finally:
             upstream.release()
-        done(upstream.status, upstream.status < 500)
+        if upstream.status >= 400:
+            errors.record(lease.model_id, upstream.status, content)
+            refusal = client_error(lease.model_id, upstream.status, content)
+            done(refusal.status, upstream.status < 500)  # counted as the client saw it
+            return refusal.response()
+        done(upstream.status, True)
         return Response(content, upstream.status, headers=headers)
-    return RelayResponse(_Relay(upstream, done))
+    return RelayResponse(_Relay(upstream, done, lease.model_id, errors))
 
 
 class _Relay:
     """A streamed upstream answer and what to do once it is over, whatever ends it."""
 
-    def __init__(self, upstream: aiohttp.ClientResponse, done: Done) -> None:
+    def __init__(
+        self, upstream: aiohttp.ClientResponse, done: Done, model_id: str, errors: UpstreamErrorLog
+    ) -> None:
         self.upstream, self.done = upstream, done
+        self.model_id, self.errors = model_id, errors
         # Until the last chunk went out: the client left, which is not the model's fault.
         self.status, self.fine = 499, True
         self.closed = False
+
+    def broken_event(self) -> bytes:
+        """The SSE event that tells the client the answer is incomplete, in OpenAI's shape."""
+        error = {
+            "message": f"The server of model {self.model_id!r} broke off the answer",
+            "type": SERVER_ERROR,
+            "param": None,
+            "code": "upstream_broke_off",
+        }
+        # A blank line first ends an event the model's server may have left half-sent.
+        return f"\n\nevent: error\ndata: {json.dumps({'error': error})}\n\n".encode()
 
     def close(self) -> None:
         if self.closed:
@@ -134,10 +166,13 @@ class RelayResponse:
             try:
                 async for chunk in relay.upstream.content.iter_any():
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            except UPSTREAM_ERRORS:
+            except UPSTREAM_ERRORS as error:
                 relay.status, relay.fine = 502, False  # the model's server broke off
-            else:
-                relay.status, relay.fine = self.status_code, self.status_code < 500
+                relay.errors.record(relay.model_id, 502, f"stream broken off: {error!r}")
+                event = relay.broken_event()
+                await send({"type": "http.response.body", "body": event, "more_body": True})
+                raise StreamBroken(f"the server of model {relay.model_id!r} broke off") from None
+            relay.status, relay.fine = self.status_code, self.status_code < 500
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
             gone = watcher.done() and not watcher.cancelled()

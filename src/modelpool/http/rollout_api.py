@@ -22,6 +22,8 @@ from modelpool.errors import (
     UnknownOperation,
     UnknownVersion,
 )
+from modelpool.http.audit import AuditLog
+from modelpool.http.audit_routes import audited, audited_routes
 from modelpool.http.errors import ApiError
 from modelpool.rollout import RolloutManager
 
@@ -45,14 +47,16 @@ class SwitchRequest(BaseModel):
 T = TypeVar("T")
 
 
-def router(rollouts: RolloutManager) -> APIRouter:
-    api = APIRouter(prefix="/admin", tags=["rollouts"])
+def router(rollouts: RolloutManager, audit: AuditLog | None = None) -> APIRouter:
+    """The routes; those that change something are written to ``audit``."""
+    api = APIRouter(prefix="/admin", tags=["rollouts"], route_class=audited_routes(audit))
 
     @api.get("/models/{model}/versions")
     async def versions(model: str) -> dict[str, Any]:
         return _guarded(lambda: rollouts.describe(model))
 
     @api.post("/models/{model}/versions", status_code=201)
+    @audited("register")
     async def register(
         model: str,
         version: Annotated[str, Body(min_length=1, max_length=64)],
@@ -67,6 +71,7 @@ def router(rollouts: RolloutManager) -> APIRouter:
         )
 
     @api.delete("/models/{model}/versions/{version}")
+    @audited("unregister")
     async def unregister(model: str, version: str) -> dict[str, Any]:
         try:
             await rollouts.unregister_version(model, version)
@@ -75,6 +80,7 @@ def router(rollouts: RolloutManager) -> APIRouter:
         return {"model": model, "version": version, "removed": True}
 
     @api.post("/rollouts", status_code=202)
+    @audited("rollout")
     async def start(switch: SwitchRequest) -> dict[str, Any]:
         try:
             result = await rollouts.switch_model(*switch.arguments())
@@ -98,10 +104,12 @@ def router(rollouts: RolloutManager) -> APIRouter:
         return _guarded(lambda: rollouts.get_switch_status(operation_id))
 
     @api.post("/rollouts/{operation_id}/abort")
+    @audited("abort")
     async def abort(operation_id: str) -> dict[str, Any]:
         return _guarded(lambda: rollouts.abort(operation_id))
 
     @api.post("/models/{model}/rollback")
+    @audited("rollback")
     async def rollback(model: str) -> dict[str, Any]:
         try:
             return await rollouts.rollback(model)

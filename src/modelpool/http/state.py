@@ -9,8 +9,10 @@ from typing import TYPE_CHECKING
 
 from modelpool.config import ServerSettings
 from modelpool.core.pool import ModelPool
+from modelpool.http.upstream_errors import UpstreamErrorLog
 
 if TYPE_CHECKING:
+    from modelpool.http.audit import AuditLog
     from modelpool.http.metrics import ServerMetrics
     from modelpool.http.proxy import Upstream
     from modelpool.rollout import RolloutManager
@@ -32,6 +34,10 @@ class ServerState:
     """A second signal: stop now, without waiting for leases."""
     loop: asyncio.AbstractEventLoop | None = None
     """The loop the server runs on, once it has started."""
+    upstream_errors: UpstreamErrorLog = field(default_factory=UpstreamErrorLog)
+    """Model servers' error answers, whole, for ``/admin`` (clients see them cleaned)."""
+    audit: AuditLog | None = None
+    """Where admin and rollout operations are recorded (None: nowhere)."""
 
     def begin_drain(self) -> None:
         """Shutdown has begun: not ready any more, and event streams end. Safe to call

@@ -1,22 +1,23 @@
 """RolloutManager: a model's versions, the traffic between them, and safe switches.
 
 It is the pool's ``Traffic``: every request for a model with versions is routed here,
-and every lease that comes back is recorded in the ``HealthMonitor``. It runs on the
-pool's loop and owns its state the way the scheduler owns the pool's: handlers that
-do not await, slow work (loading the versions, unloading the one left behind) in
-tasks that report back, time from the injected clock.
+and every lease that comes back is recorded in the ``HealthMonitor``. It is the thin
+async shell of the rollouts: it answers the public API (seed 003's switch calls, the
+versions, the admin routes) and leaves the thinking and the keeping to its parts:
 
-A switch (``switch_model``) is checked first (``validate_switch_request``: every
-problem at once) and refused before any traffic moves. It then loads the source and
-the target and pins both, so neither is evicted while they share traffic; memory for
-the target is taken by the pool's policy, and a target that cannot load or fit fails
-the operation with nothing moved. Each step of the plan changes the split; a guarded
-plan goes back to the source as soon as the target turns critical. Whatever version
-is left behind is unloaded once its in-flight requests are done.
+- ``decisions``: what an operation does next, when it rolls back, what is wrong with
+  a request. Pure functions of the operation, the health levels and the clock.
+- ``runner``: ``OperationRunner`` carries the decisions out on the pool (loads, pins,
+  traffic steps, unloads); ``book``: the operations kept and each model's live one.
+- ``operation``: one switch, its ``Status`` and the table of moves between them.
+- ``rollouts_file``: what ``<state_dir>/rollouts.json`` holds and how it is read back.
+- ``registry``: the versions and each model's split; ``routing``: the pick.
 
-Versions registered at run time, the split, and the operations are written to
-``<state_dir>/rollouts.json`` after every change. An operation found running at start
-was interrupted: it ends ``aborted`` and its model's traffic goes back to its source.
+Everything runs on the pool's loop, as the scheduler does: handlers that do not
+await, slow work in tasks that report back, time from the injected clock. A switch is
+checked first (every problem at once) and refused before any traffic moves. The state
+file is written after every change; an operation found running at start was
+interrupted: it ends ``aborted`` and its model's traffic goes back to its source.
 """
 
 from __future__ import annotations
@@ -25,35 +26,26 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from modelpool.config import Config, merged_thresholds
-from modelpool.config.versions import version_spec
 from modelpool.core.events import EventKind
 from modelpool.core.pool import ModelPool
-from modelpool.core.statefile import StateFile
-from modelpool.core.states import ModelState
-from modelpool.errors import (
-    ModelPoolError,
-    StateError,
-    SwitchRefused,
-    UnknownModel,
-    UnknownOperation,
-    UnknownVersion,
-)
-from modelpool.monitor.health import Alert, HealthMonitor, Level, Thresholds
+from modelpool.errors import StateError, SwitchRefused, UnknownModel
+from modelpool.monitor.health import HealthMonitor, Thresholds
+from modelpool.rollout import decisions
+from modelpool.rollout.book import OperationBook
 from modelpool.rollout.operation import Operation, Status, wall_time
-from modelpool.rollout.registry import VersionInfo, VersionRegistry
+from modelpool.rollout.registry import VersionRegistry
+from modelpool.rollout.rollouts_file import STATE_FILE, RolloutsFile
 from modelpool.rollout.routing import Weights, split
-from modelpool.rollout.strategies import PlanError, Strategy, make_plan, parse_strategy
+from modelpool.rollout.runner import OperationRunner
+from modelpool.rollout.strategies import Strategy, make_plan, parse_strategy
 
 log = logging.getLogger("modelpool.rollout")
-
-STATE_FILE = "rollouts.json"
-STATE_KIND, STATE_VERSION = "rollouts", 1
 
 
 @dataclass(frozen=True)
@@ -86,18 +78,14 @@ class RolloutManager:
         self._clock, self._wall = clock, wall
         self._rng = rng if rng is not None else random.Random()
         self._interval = interval
-        self._max_operations = max_operations
-        self._file = (
-            StateFile(Path(state_dir) / STATE_FILE, STATE_KIND, STATE_VERSION, check=_check)
-            if state_dir is not None
-            else None
-        )
+        self._file = RolloutsFile(state_dir) if state_dir is not None else None
         self.save_error: str | None = None
         self.registry = VersionRegistry(pool, self._rng)
-        self._operations: dict[str, Operation] = {}  # oldest first
-        self._active: dict[str, Operation] = {}  # model -> its pending or running operation
-        self._holds: dict[str, bool] = {}  # record pinned for an operation -> was it pinned
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._book = OperationBook(max_operations)
+        self._runner = OperationRunner(
+            pool, self.registry, self.health, self._book,
+            clock=clock, wall=wall, on_change=self._on_change,
+        )  # fmt: skip
         self._changed: asyncio.Event | None = None
         self._timer: asyncio.TimerHandle | None = None
 
@@ -128,7 +116,7 @@ class RolloutManager:
         self._changed = asyncio.Event()
         self._restore()
         self._pool.set_traffic(self)
-        self.health.add_handler(self._on_alert)
+        self.health.add_handler(self._runner.on_alert)
         if self._interval is not None:
             self._timer = asyncio.get_running_loop().call_later(self._interval, self._tick)
 
@@ -136,15 +124,12 @@ class RolloutManager:
         """Stop watching; operations stay as they are in the state file."""
         if self._timer is not None:
             self._timer.cancel()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._runner.cancel()
         self._pool.set_traffic(None)
 
     async def settle(self) -> None:
         """Until the work started so far (loads, unloads of versions left behind) is done."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self._runner.settle()
 
     def _tick(self) -> None:
         self.tick()
@@ -154,10 +139,7 @@ class RolloutManager:
     def tick(self) -> None:
         """Judge health as time has passed and take the steps that are due."""
         self.health.check()
-        now = self._clock()
-        for op in list(self._active.values()):
-            if op.status is Status.RUNNING:
-                self._evaluate(op, now)
+        self._runner.tick()
 
     # --- Traffic (the pool calls these) ---------------------------------------------
 
@@ -176,19 +158,19 @@ class RolloutManager:
     def versions(self, model: str) -> list[dict[str, Any]]:
         """Every version of ``model`` with its metadata, state and share of traffic."""
         base = self._base(model)
-        active = self._active.get(base)
-        return self.registry.listing(base, (active.source, active.target) if active else ())
+        live = self._book.live(base)
+        return self.registry.listing(base, (live.source, live.target) if live else ())
 
     def describe(self, model: str) -> dict[str, Any]:
         """``model``'s versions, split and running rollout, as ``/admin`` shows them."""
         base = self._base(model)
-        active = self._active.get(base)
+        live = self._book.live(base)
         return {
             "model": base,
             "serving": self.serving_version(base),
             "weights": dict(self.weights(base)),
             "versions": self.versions(base),
-            "rollout": active.summary() if active is not None else None,
+            "rollout": live.summary() if live is not None else None,
         }
 
     def models_with_versions(self) -> list[str]:
@@ -198,6 +180,10 @@ class RolloutManager:
     def weights(self, model: str) -> Weights:
         """``model``'s split now: (version, share) pairs, target first."""
         return self.registry.weights(self._base(model))
+
+    def serving_version(self, model: str) -> str:
+        """The version with the largest share (the one all traffic is on between rollouts)."""
+        return self.registry.serving(self._base(model))
 
     def register_version(
         self,
@@ -211,16 +197,11 @@ class RolloutManager:
         """Add ``version`` of ``model``: the model's settings with ``settings`` over them
         (backend options, memory, defaults...). ``ConfigError`` names what is wrong."""
         base = self._base(model)
-        if version in self.registry.versions[base]:
-            raise SwitchRefused(base, [f"version {version!r} is already registered"])
-        entry = {**(settings or {}), "author": author, "notes": notes}
-        spec = version_spec(self._pool.spec(base), version, entry)
-        info = VersionInfo(
-            base, version, spec.id, "runtime", author, notes, wall_time(self._wall()),
-            dict(settings or {}),
-        )  # fmt: skip
-        self.registry.add(info, spec)
-        self._pool.publish(EventKind.VERSION_REGISTERED, spec.id, version=version)
+        created = wall_time(self._wall())
+        info = self.registry.register(
+            base, version, settings or {}, author=author, notes=notes, created=created
+        )
+        self._pool.publish(EventKind.VERSION_REGISTERED, info.record, version=version)
         self._save()
         return next(v for v in self.versions(base) if v["version"] == version)
 
@@ -229,14 +210,8 @@ class RolloutManager:
         unloaded first, after its in-flight requests."""
         base = self._base(model)
         info = self.registry.info(base, version)
-        problems = []
-        if info.origin != "runtime":
-            problems.append(f"{version!r} is declared in the config file; remove it there")
-        if dict(self.weights(base)).get(version):
-            problems.append(f"{version!r} carries traffic; switch away from it first")
-        active = self._active.get(base)
-        if active is not None and version in (active.source, active.target):
-            problems.append(f"{version!r} is part of rollout {active.id}; abort it first")
+        share = dict(self.weights(base)).get(version, 0.0)
+        problems = decisions.unregister_problems(version, info.origin, share, self._book.live(base))
         if problems:
             raise SwitchRefused(base, problems)
         await self._pool.unload(info.record)
@@ -258,31 +233,17 @@ class RolloutManager:
             base = self._base(model_id)
         except UnknownModel as error:
             return {"valid": False, "errors": [str(error)]}
-        errors: list[str] = []
-        try:
-            make_plan(strategy, strategy_config)
-        except PlanError as error:
-            errors.extend(error.problems)
-        active = self._active.get(base)
-        if active is not None:
-            errors.append(f"rollout {active.id} of {base!r} is {active.status}; wait or abort it")
-        source = self.serving_version(base)
-        target = self.registry.versions[base].get(target_version)
-        if target is None:
-            known = list(self.registry.versions[base])
-            errors.append(str(UnknownVersion(base, target_version, known)))
-        elif target_version == source:
-            errors.append(f"{target_version!r} already serves all of {base!r}'s traffic")
-        else:
-            if self._pool.state(target.record) is ModelState.FAILED:
-                errors.append(f"{target.record} failed to load; load it explicitly to try again")
-            source_record = self.registry.versions[base][source].record
-            errors.extend(self._pool.fit_problems(source_record, target.record))
+        errors = decisions.switch_problems(
+            base,
+            target_version,
+            strategy,
+            strategy_config,
+            records={v: info.record for v, info in self.registry.versions[base].items()},
+            serving=self.serving_version(base),
+            active=self._book.live(base),
+            pool=self._pool,
+        )
         return {"valid": not errors, "errors": errors}
-
-    def serving_version(self, model: str) -> str:
-        """The version with the largest share (the one all traffic is on between rollouts)."""
-        return self.registry.serving(self._base(model))
 
     async def switch_model(
         self,
@@ -314,202 +275,52 @@ class RolloutManager:
             plan=make_plan(strategy, settings),
             created=self._wall(),
         )
-        self._operations[op.id] = op
-        self._active[base] = op
-        self._trim_history()
-        self._changed_op(op, f"{strategy} switch from {op.source} to {op.target} asked")
-        self._spawn(self._prepare(op))
+        self._runner.begin(op)
         return SwitchResult(True, op.id, str(op.status))
 
     def get_switch_status(self, operation_id: str) -> dict[str, Any]:
         """Seed 003: status, progress, steps and history of one operation."""
-        op = self._operations.get(operation_id)
-        if op is None:
-            raise UnknownOperation(operation_id)
-        return op.to_dict()
+        return self._book.get(operation_id).to_dict()
 
     def operations(self, model: str | None = None) -> list[dict[str, Any]]:
         """Summaries of the operations kept, newest first (of ``model`` if given)."""
-        base = self._base(model) if model is not None else None
-        return [
-            op.summary()
-            for op in reversed(self._operations.values())
-            if base is None or op.model == base
-        ]
+        return self._book.summaries(self._base(model) if model is not None else None)
 
     async def wait(self, operation_id: str, *statuses: Status) -> dict[str, Any]:
         """Until the operation has one of ``statuses`` (default: it has ended)."""
         assert self._changed is not None, "start() the manager first"
         while True:
-            status = self.get_switch_status(operation_id)
-            op = self._operations[operation_id]
+            op = self._book.get(operation_id)
             if op.status in statuses or (not statuses and op.ended):
-                return status
+                return op.to_dict()
             await self._changed.wait()
 
     def abort(self, operation_id: str) -> dict[str, Any]:
         """Stop an operation; traffic goes back to its source at once."""
-        op = self._operations.get(operation_id)
-        if op is None:
-            raise UnknownOperation(operation_id)
+        op = self._book.get(operation_id)
         if op.ended:
             raise SwitchRefused(op.model, [f"operation {op.id} has already ended ({op.status})"])
-        self._back_to_source(op, Status.ABORTED, "aborted by an operator")
+        self._runner.back_to_source(op, Status.ABORTED, "aborted by an operator")
         return op.to_dict()
 
     async def rollback(self, model_id: str) -> dict[str, Any]:
         """Back to the previous version: ends the running rollout of ``model_id``, or
         switches at once to the source of the last one that completed."""
         base = self._base(model_id)
-        active = self._active.get(base)
-        if active is not None:
-            self._back_to_source(active, Status.ROLLED_BACK, "rolled back by an operator")
-            return active.to_dict()
-        serving = self.serving_version(base)
-        done = [
-            op
-            for op in self._operations.values()
-            if op.model == base and op.status is Status.COMPLETED and op.target == serving
-        ]
-        if not done:
+        live = self._book.live(base)
+        if live is not None:
+            self._runner.back_to_source(live, Status.ROLLED_BACK, "rolled back by an operator")
+            return live.to_dict()
+        done = decisions.to_roll_back(self._book, base, self.serving_version(base))
+        if done is None:
             raise SwitchRefused(base, [f"nothing to roll back: no rollout of {base!r} completed"])
-        result = await self.switch_model(base, done[-1].source, Strategy.IMMEDIATE)
+        result = await self.switch_model(base, done.source, Strategy.IMMEDIATE)
         if not result.success:
             raise SwitchRefused(base, result.errors)
         assert result.operation_id is not None
-        op = self._operations[result.operation_id]
-        op.note(self._wall(), f"rollback of {done[-1].id}")
+        op = self._book.get(result.operation_id)
+        op.note(self._wall(), f"rollback of {done.id}")
         return op.to_dict()
-
-    # --- an operation's life ----------------------------------------------------------
-
-    async def _prepare(self, op: Operation) -> None:
-        """Load (and pin) the source and the target; then the first step."""
-        versions = self.registry.versions[op.model]
-        source, target = versions[op.source].record, versions[op.target].record
-        loading = source
-        try:
-            self._hold(source)
-            if op.strategy is not Strategy.IMMEDIATE:  # both will serve: both must stay
-                await self._pool.load(source)
-            loading = target
-            self._hold(target)
-            await self._pool.load(target)
-        except ModelPoolError as error:
-            if op.status is Status.PENDING:
-                self._end(op, Status.FAILED, f"{loading} could not be made ready: {error}")
-            return
-        if op.status is Status.PENDING:
-            op.status = Status.RUNNING
-            self._step(op, 0)
-
-    def _evaluate(self, op: Operation, now: float) -> None:
-        level = self.health.level(op.model, op.target)
-        if op.plan.guarded and level is Level.CRITICAL:
-            self._back_to_source(op, Status.ROLLED_BACK, self._why_critical(op))
-            return
-        if op.next_step_at is None or now < op.next_step_at:
-            return
-        if op.plan.hold_on_warning and level is Level.WARNING:
-            op.next_step_at = now + op.plan.period
-            self._changed_op(op, f"held at {op.share:.0%}: {op.target} is at warning")
-            return
-        self._step(op, op.step + 1)
-
-    def _step(self, op: Operation, step: int) -> None:
-        if step >= len(op.plan.shares):
-            if op.plan.then == "revert":
-                self._set_weights(op.model, split(op.target, op.source, 0.0))
-                op.share = 0.0
-                self._end(op, Status.COMPLETED, "test over; traffic back on the source")
-                self._spawn(self._unload(self.registry.versions[op.model][op.target].record))
-            else:
-                self._finish(op)
-            return
-        op.step, op.share = step, op.plan.shares[step]
-        self._set_weights(op.model, split(op.target, op.source, op.share))
-        if op.plan.period <= 0 and not op.plan.guarded:
-            self._finish(op)  # immediate: one step, nothing to watch
-            return
-        op.next_step_at = self._clock() + op.plan.period
-        self._changed_op(op, f"{op.target} takes {op.share:.0%} of traffic")
-
-    def _finish(self, op: Operation) -> None:
-        op.share = 1.0
-        self._set_weights(op.model, split(op.target, op.source, 1.0))
-        self._end(op, Status.COMPLETED, f"{op.target} takes all traffic")
-        self._spawn(self._unload(self.registry.versions[op.model][op.source].record))
-
-    def _back_to_source(self, op: Operation, status: Status, reason: str) -> None:
-        moved = op.status is Status.RUNNING
-        op.share = 0.0
-        if moved:
-            self._set_weights(op.model, split(op.target, op.source, 0.0))
-        self._end(op, status, reason)
-        self._spawn(self._unload(self.registry.versions[op.model][op.target].record))
-
-    def _end(self, op: Operation, status: Status, reason: str) -> None:
-        op.status, op.reason, op.next_step_at = status, reason, None
-        self._active.pop(op.model, None)
-        for version in (op.source, op.target):
-            info = self.registry.versions[op.model].get(version)
-            if info is not None:
-                self._release(info.record)
-        self._changed_op(op, reason)
-
-    def _why_critical(self, op: Operation) -> str:
-        stats = self.health.stats(op.model, op.target)
-        for alert in self.health.active_alerts():
-            if (alert.model_id, alert.version) == (op.model, op.target):
-                return (
-                    f"{op.target} is critical: {alert.metric} {alert.value:.3g} >= "
-                    f"{alert.threshold:.3g} over {stats.requests} requests in the last "
-                    f"{self.health.window:.0f}s"
-                )
-        return f"{op.target} is critical over {stats.requests} requests"
-
-    def _on_alert(self, alert: Alert) -> None:
-        self._pool.publish(
-            EventKind.ALERT,
-            alert.model_id,
-            version=alert.version,
-            level=str(alert.level),
-            metric=alert.metric,
-            value=alert.value,
-            threshold=alert.threshold,
-            resolved=alert.resolved,
-        )
-        op = self._active.get(alert.model_id)
-        if (
-            op is not None
-            and op.status is Status.RUNNING
-            and op.plan.guarded
-            and alert.version == op.target
-            and alert.level is Level.CRITICAL
-            and not alert.resolved
-        ):
-            self._back_to_source(op, Status.ROLLED_BACK, self._why_critical(op))
-
-    async def _unload(self, record: str) -> None:
-        """Let a version left behind finish its requests, then free its memory."""
-        if record in self._holds:
-            return  # a newer operation uses it again
-        try:
-            await self._pool.unload(record)
-        except ModelPoolError as error:
-            log.warning("could not unload %s after a rollout: %s", record, error)
-
-    # --- pinning the versions an operation uses ---------------------------------------
-
-    def _hold(self, record: str) -> None:
-        if record not in self._holds:
-            self._holds[record] = self._pool.pinned(record)
-            self._pool.pin(record)
-
-    def _release(self, record: str) -> None:
-        was_pinned = self._holds.pop(record, None)
-        if was_pinned is False:
-            self._pool.unpin(record)
 
     # --- bookkeeping ------------------------------------------------------------------
 
@@ -517,37 +328,19 @@ class RolloutManager:
         """The base id of the model ``model`` names (an id, alias or ``id@version``)."""
         return self._pool.spec(model).base_id
 
-    def _set_weights(self, model: str, weights: Weights) -> None:
-        # Saved with the operation's change that always follows: one write per step.
-        self.registry.set_weights(model, weights)
-        self._pool.publish(EventKind.ROUTE_CHANGED, model, weights=dict(weights))
-
-    def _changed_op(self, op: Operation, message: str) -> None:
-        op.note(self._wall(), message)
-        self._pool.publish(EventKind.ROLLOUT, op.model, **op.summary(), message=message)
+    def _on_change(self) -> None:
         self._save()
         if self._changed is not None:
             self._changed.set()
             self._changed = asyncio.Event()
 
-    def _trim_history(self) -> None:
-        ended = [op for op in self._operations.values() if op.ended]
-        for op in ended[: max(0, len(self._operations) - self._max_operations)]:
-            del self._operations[op.id]
-
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    # --- the state file ---------------------------------------------------------------
+    # --- the state file (its format: rollouts_file.py) -------------------------------
 
     def _save(self) -> None:
         if self._file is None:
             return
-        operations = [op.to_dict() for op in self._operations.values()]
         try:
-            self._file.save({"models": self.registry.saved(), "operations": operations})
+            self._file.save(self.registry.saved(), self._book)
             self.save_error = None
         except StateError as error:
             if self.save_error is None:
@@ -557,31 +350,19 @@ class RolloutManager:
     def _restore(self) -> None:
         if self._file is None:
             return
-        data = self._file.load()
+        saved = self._file.load()
         for warning in self._file.warnings:
             log.warning("%s", warning)
-        if data is None:
+        if saved is None:
             return
-        self.registry.restore(data["models"], STATE_FILE)
-        for saved_op in data["operations"]:
-            try:
-                op = Operation.from_dict(saved_op)
-            except (KeyError, ValueError, TypeError) as error:
-                log.warning("%s: an unreadable operation was dropped: %s", STATE_FILE, error)
-                continue
-            self._operations[op.id] = op
-            versions = self.registry.versions.get(op.model, {})
-            if not op.ended and op.source in versions:
-                # Interrupted by a stop or a crash: end it safely, on the source.
-                op.status, op.share = Status.ABORTED, 0.0
+        self.registry.restore(saved.models, STATE_FILE)
+        for op in saved.operations:
+            self._book.keep(op)
+            if decisions.interrupted(op, self.registry.versions.get(op.model, {})):
+                # Cut short by a stop or a crash: end it safely, on the source.
+                op.move_to(Status.ABORTED)
+                op.share = 0.0
                 op.reason = f"interrupted by a restart; traffic is back on {op.source}"
                 op.note(self._wall(), op.reason)
                 self.registry.set_weights(op.model, split(op.target, op.source, 0.0))
         self._save()
-
-
-def _check(data: Any) -> None:
-    if not isinstance(data, dict) or not isinstance(data.get("models"), dict):
-        raise ValueError("expected an object with 'models' and 'operations'")
-    if not isinstance(data.get("operations"), list):
-        raise ValueError("expected a list of operations")

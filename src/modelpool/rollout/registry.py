@@ -16,7 +16,8 @@ from typing import Any
 from modelpool.config import ModelSpec
 from modelpool.config.versions import version_spec
 from modelpool.core.pool import ModelPool
-from modelpool.errors import ModelPoolError, UnknownVersion
+from modelpool.errors import ModelPoolError, SwitchRefused, UnknownVersion
+from modelpool.plugins import PLUGINS
 from modelpool.rollout.routing import Weights, choose
 
 log = logging.getLogger("modelpool.rollout")
@@ -135,6 +136,28 @@ class VersionRegistry:
         self.versions[info.model][info.version] = info
         self._reroute(info.model)
 
+    def register(
+        self,
+        base: str,
+        version: str,
+        settings: Mapping[str, Any],
+        *,
+        author: str | None,
+        notes: str | None,
+        created: str,
+    ) -> VersionInfo:
+        """Add ``version`` of ``base`` at run time: its settings with ``settings`` over
+        them. ``SwitchRefused`` if the name is taken; ``ConfigError`` names a bad key."""
+        if version in self.versions[base]:
+            raise SwitchRefused(base, [f"version {version!r} is already registered"])
+        entry = {**settings, "author": author, "notes": notes}
+        spec = version_spec(self._pool.spec(base), version, entry, plugins=PLUGINS)
+        info = VersionInfo(
+            base, version, spec.id, "runtime", author, notes, created, dict(settings)
+        )
+        self.add(info, spec)
+        return info
+
     def remove(self, base: str, version: str) -> None:
         """Forget a version whose record holds nothing any more."""
         self._pool.remove_model(self.versions[base][version].record)
@@ -185,7 +208,9 @@ class VersionRegistry:
             return
         settings = dict(saved.get("settings") or {})
         try:
-            spec = version_spec(self._pool.spec(base), name, settings, source=source)
+            spec = version_spec(
+                self._pool.spec(base), name, settings, source=source, plugins=PLUGINS
+            )
             info = VersionInfo(
                 base, name, spec.id, "runtime", saved.get("author"), saved.get("notes"),
                 saved.get("created"), settings,

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelpool.config.schema import PoolSettings
-from modelpool.core.scheduler import SchedulerSettings
 from modelpool.plugins import POLICIES
 from modelpool.sim.bound import BOUND_LABEL, FurthestNextUsePolicy
 from modelpool.sim.engine import Simulation
@@ -90,7 +89,7 @@ def compare(
     warm_budget: Bytes | None = None,
     slo: float = 5.0,
     exact: bool = True,
-    settings: SchedulerSettings | None = None,
+    settings: PoolSettings | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> Comparison:
     """Replay ``workload`` once per strategy (all registered ones by default), once as

@@ -21,11 +21,11 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from modelpool.config import ModelSpec
+from modelpool.config import ModelSpec, PoolSettings
 from modelpool.core.events import PoolEvent
 from modelpool.core.lease import Lease, Waiter
 from modelpool.core.ports import HOST, EvictionPolicy, Handle
-from modelpool.core.scheduler import Scheduler, SchedulerSettings
+from modelpool.core.scheduler import Scheduler
 from modelpool.core.stats import percentile
 from modelpool.core.testing import ManualClock
 from modelpool.errors import ModelPoolError
@@ -60,7 +60,7 @@ class Simulation:
         exclusive: bool = False,
         slo: float = 5.0,
         label: str | None = None,
-        settings: SchedulerSettings | None = None,
+        settings: PoolSettings | None = None,
     ) -> None:
         unknown = sorted(set(workload.models()) - set(models.ids))
         if unknown:
@@ -84,12 +84,13 @@ class Simulation:
         self.scheduler = Scheduler(
             specs,
             {m.id: m.bytes for m in models.models},
-            dict(budgets if budgets is not None else models.budgets),
             policy,
             self,
             self.clock,
-            settings,
-            warm_budget=models.warm_budget if warm_budget is None else warm_budget,
+            (settings or PoolSettings()).changed(
+                budgets=dict(budgets if budgets is not None else models.budgets),
+                warm_budget=models.warm_budget if warm_budget is None else warm_budget,
+            ),
             offloadable=[m.id for m in models.models if m.offloadable],
         )
         self._events: list[tuple[float, int, Callable[..., None], tuple[Any, ...]]] = []
@@ -100,8 +101,13 @@ class Simulation:
         """waiter id -> (arrival time, service seconds)."""
         self._waits: list[float] = []
         self._counts = dict.fromkeys(
-            ("hits", "cold_loads", "warm_restores", "offloads", "unloads", "rejected"), 0
+            ("hits", "cold_loads", "warm_restores", "offloads", "unloads", "rejected", "preloads"),
+            0,
         )
+        self._preloading: set[int] = set()
+        """Waiter ids of preloads not yet answered."""
+        self._left = len(workload.requests)
+        """Requests still to arrive."""
         self._bytes_moved = 0
         self._load_seconds = 0.0
 
@@ -111,6 +117,7 @@ class Simulation:
         started = time.perf_counter()
         requests = self.workload.requests
         events = self._events
+        self._start_preloads()
         index = 0
         while index < len(requests) or events:
             arrival = requests[index].time if index < len(requests) else math.inf
@@ -122,7 +129,18 @@ class Simulation:
                 self.clock.now = arrival
                 self._arrive(index)
                 index += 1
+                self._left = len(requests) - index
         return self._result(time.perf_counter() - started)
+
+    def _start_preloads(self) -> None:
+        """The model set's preloads, handed to the scheduler at time 0, most important
+        first, as ``ModelPool.start`` does."""
+        preloads = sorted((m.preload, m.id) for m in self.models.models if m.preload is not None)
+        for priority, model_id in preloads:
+            waiter = self.scheduler.preload(model_id, priority)
+            self._preloading.add(waiter.waiter_id)
+        if preloads:
+            self._keep_ticking()
 
     def _at(self, delay: float, handler: Callable[..., None], *args: Any) -> None:
         heapq.heappush(self._events, (self.clock.now + delay, next(self._order), handler, args))
@@ -160,7 +178,10 @@ class Simulation:
     def _tick(self) -> None:
         self._tick_pending = False
         self.scheduler.on_tick()
-        if self.scheduler.waiting:
+        # Watermarks act on ticks even when nothing waits: keep the clock ticking while
+        # requests are still to come (not forever, or the replay would never end).
+        watermarks = self.scheduler.settings.high_watermark is not None and self._left > 0
+        if self.scheduler.waiting or watermarks:
             self._keep_ticking()
 
     # --- Effects: what the scheduler asks for, done on the virtual clock ----------
@@ -188,7 +209,7 @@ class Simulation:
         warm = Handle(model.id, HOST, footprint=model.bytes)
         self._at(seconds, self.scheduler.on_offload_done, model.id, warm, None, seconds)
 
-    def start_unload(self, handle: Handle) -> None:
+    def start_unload(self, handle: Handle, booked: Bytes = 0) -> None:
         if handle.device == HOST:
             self._at(DROP_SECONDS, self.scheduler.on_unload_done, handle.model_id)
             return
@@ -197,11 +218,18 @@ class Simulation:
         self._at(seconds, self.scheduler.on_unload_done, handle.model_id)
 
     def grant(self, waiter: Waiter, lease: Lease | None) -> None:
+        if waiter.waiter_id in self._preloading:
+            self._preloading.discard(waiter.waiter_id)
+            self._counts["preloads"] += 1
+            return
         arrived, service = self._waiting.pop(waiter.waiter_id, self._arriving)
-        assert lease is not None  # the simulation only asks for leases
+        assert lease is not None  # requests ask for leases; only preloads do not
         self._served(lease, self.clock.now - arrived, service)
 
     def reject(self, waiter: Waiter, error: ModelPoolError) -> None:
+        if waiter.waiter_id in self._preloading:
+            self._preloading.discard(waiter.waiter_id)  # skipped: no room nobody needed
+            return
         self._waiting.pop(waiter.waiter_id, None)
         self._counts["rejected"] += 1
 
@@ -229,6 +257,7 @@ class Simulation:
             warm_restores=counts["warm_restores"],
             offloads=counts["offloads"],
             unloads=counts["unloads"],
+            preloads=counts["preloads"],
             total_wait=math.fsum(waits),
             p95_wait=percentile(waits, 95),
             max_wait=waits[-1] if waits else 0.0,

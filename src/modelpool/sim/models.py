@@ -49,6 +49,8 @@ class SimModel:
     """Generated tokens per second (one request's stream; requests run concurrently)."""
     request_seconds: float = 0.0
     """Fixed seconds per request on top of the tokens (an image, a transcription)."""
+    preload: int | None = None
+    """Preloaded at the start with this priority (lower first); None: not preloaded."""
 
     @property
     def offloadable(self) -> bool:
@@ -135,6 +137,14 @@ class _ModelEntry(BaseModel):
     prefill_tps: float = Field(default=2000.0, gt=0)
     decode_tps: float = Field(default=50.0, gt=0)
     request_seconds: float = Field(default=0.0, ge=0)
+    preload: bool | int = False
+    """``true`` (with ``priority``) or a preload priority of its own, as in a pool config."""
+
+    @property
+    def preload_priority(self) -> int | None:
+        if self.preload is False:
+            return None
+        return self.priority if self.preload is True else int(self.preload)
 
     @field_validator("memory", mode="before")
     @classmethod
@@ -177,6 +187,7 @@ class _ModelSetFile(BaseModel):
                 prefill_tps=e.prefill_tps,
                 decode_tps=e.decode_tps,
                 request_seconds=e.request_seconds,
+                preload=e.preload_priority,
             )
             for model_id, e in self.models.items()
         )

@@ -40,6 +40,8 @@ class RunResult:
     """How long the replay took to compute."""
     exact: bool = False
     """True for the exact offline optimum: waits are its load costs in arrival order."""
+    preloads: int = 0
+    """Models the set preloads that were resident before any request needed them."""
 
     @property
     def hit_rate(self) -> float:

@@ -11,12 +11,14 @@ someone's export and the first run on it is the one that finds its quirks.
 from __future__ import annotations
 
 import csv
+import gzip
 import math
 import os
 import random
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TextIO
 
 from modelpool.sim.models import ModelSet
 from modelpool.sim.workload import Request, Workload
@@ -34,6 +36,7 @@ NON_LLM_TAGS = ("embedding", "image", "speech")
 """Tags of models that generate no tokens: their time per request is fixed."""
 
 AZURE_FILE = "AzureLLMInferenceTrace_conv.csv"
+AZURE_SHIPPED = AZURE_FILE + ".gz"
 AZURE_ENV = "MODELPOOL_AZURE_TRACE"
 
 # Header names that auto-detection accepts, compared after ``_normal`` (lower case,
@@ -58,33 +61,23 @@ def zipf_weights(n: int, exponent: float) -> list[float]:
 # --- the Azure trace -------------------------------------------------------------------
 
 
-def default_azure_path(*, cwd: Path | None = None, repo: Path | None = None) -> Path:
+def default_azure_path() -> Path:
     """Where the Azure trace is: ``$MODELPOOL_AZURE_TRACE`` (which must exist when set),
-    else ``shared/traces/`` found
-    from ``cwd`` (default: the current folder) upwards, else beside ``repo`` (default: this
-    checkout's root), which is how the project lays it out.
-    """
-    tried: list[str] = []
+    else the copy shipped inside this package (gzip-compressed; see ``sim/data/README.md``
+    for its license and attribution)."""
     env = os.environ.get(AZURE_ENV)
     if env:
         if Path(env).is_file():
             return Path(env)
-        # Said on purpose, not passed over: another copy found elsewhere would hide it.
+        # Said on purpose, not passed over: the shipped copy would hide the mistake.
         raise FileNotFoundError(f"${AZURE_ENV} names {env}, which is not a file")
-    relative = Path("shared") / "traces" / AZURE_FILE
-    cwd = cwd or Path.cwd()
-    for folder in (cwd, *cwd.parents):
-        if (folder / relative).is_file():
-            return folder / relative
-    tried.append(f"{relative} in {cwd} and each folder above it")
-    beside_repo = (repo or Path(__file__).resolve().parents[3]).parent / relative
-    if beside_repo.is_file():
-        return beside_repo
-    tried.append(str(beside_repo))
-    raise FileNotFoundError(
-        f"the Azure LLM inference trace ({AZURE_FILE}) is not found; looked at "
-        f"{'; '.join(tried)}. Set ${AZURE_ENV}, or give another file with --trace FILE"
-    )
+    shipped = Path(__file__).resolve().parent / "data" / AZURE_SHIPPED
+    if not shipped.is_file():  # only if the package was installed without its data
+        raise FileNotFoundError(
+            f"the Azure LLM inference trace is not installed at {shipped}. Set "
+            f"${AZURE_ENV}, or give another file with --trace FILE"
+        )
+    return shipped
 
 
 def azure_trace(
@@ -267,7 +260,7 @@ def _rows(source: Path) -> Iterator[tuple[int, list[str]]]:
     """Each non-blank row with the line it starts on. A missing file stays
     FileNotFoundError; a file that cannot be read or decoded is a ValueError."""
     try:
-        with source.open(newline="", encoding="utf-8-sig") as file:
+        with _open_text(source) as file:
             reader = csv.reader(file)
             line = 1
             for row in reader:
@@ -278,6 +271,13 @@ def _rows(source: Path) -> Iterator[tuple[int, list[str]]]:
         raise
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         raise ValueError(f"{source}: cannot read: {error}") from error
+
+
+def _open_text(source: Path) -> TextIO:
+    """``source`` as text for ``csv``; a ``.gz`` file is decompressed as it is read."""
+    if source.suffix == ".gz":
+        return gzip.open(source, "rt", newline="", encoding="utf-8-sig")
+    return source.open(newline="", encoding="utf-8-sig")
 
 
 def _columns(source: Path, rows: Sequence[tuple[int, list[str]]]) -> list[str]:

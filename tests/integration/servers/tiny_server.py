@@ -1,9 +1,16 @@
 """A tiny OpenAI-shaped server for the process backend's tests (stdlib only).
 
 Answers ``/health``, ``GET /v1/models`` and ``POST /v1/chat/completions`` (echoing the
-last user message after its ``--name``), and misbehaves on request: exits at start,
-never becomes healthy, dies later, ignores SIGTERM, forks a grandchild, fails a share
-of its answers with a 500.
+last user message after its ``--name``; streamed in chunked SSE with ``stream: true``),
+and misbehaves on request: exits at start, never becomes healthy, dies later, ignores
+SIGTERM, forks a grandchild, fails a share of its answers with a 500.
+
+Request fields that script one answer (a real client sends them as extra body fields):
+``tiny_chunks`` (stream this many chunks, default 3), ``tiny_chunk_seconds`` (pause
+between them), ``tiny_die_after`` (the process exits after this many chunks, as a
+crashing model server does mid-stream), ``tiny_error`` (``"traceback"``: a 500 with a
+plain-text Python traceback and file paths; ``"openai"``: a 400 in OpenAI's error shape
+whose message holds a file path; ``"html"``: a 502 page).
 """
 
 from __future__ import annotations
@@ -55,6 +62,8 @@ def main() -> None:
             return int(calls * share) > int((calls - 1) * share)
 
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive and chunked streams, as real servers
+
         def do_GET(self) -> None:
             if self.path == "/health":
                 self._send(503 if args.never_healthy else 200, "ok")
@@ -69,12 +78,70 @@ def main() -> None:
                 return
             length = int(self.headers.get("Content-Length", "0"))
             body = json.loads(self.rfile.read(length) or b"{}")
+            if body.get("tiny_error"):
+                self._scripted_error(body["tiny_error"])
+                return
             if should_fail():
                 self._send(500, {"error": {"message": f"{args.name}: scripted failure"}})
                 return
             users = [m for m in body.get("messages", []) if m.get("role") == "user"]
             text = f"{args.name}: {users[-1]['content'] if users else ''}"
+            if body.get("stream"):
+                self._stream(body, text)
+                return
             self._send(200, _completion(args.name, text))
+
+        def _stream(self, body: dict[str, Any], text: str) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            die_after = body.get("tiny_die_after")
+            for index in range(int(body.get("tiny_chunks", 3))):
+                if die_after is not None and index >= die_after:
+                    self.wfile.flush()
+                    print(f"{args.name}: dying mid-stream on purpose", flush=True)
+                    os._exit(3)
+                delta = {"role": "assistant", "content": f"{text} {index}"}
+                chunk = {
+                    "id": "chatcmpl-tiny",
+                    "object": "chat.completion.chunk",
+                    "created": int(time.time()),
+                    "model": args.name,
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
+                }
+                self._chunk(f"data: {json.dumps(chunk)}\n\n".encode())
+                time.sleep(float(body.get("tiny_chunk_seconds", 0)))
+            self._chunk(b"data: [DONE]\n\n")
+            self._chunk(b"")  # the last chunk: the answer is complete
+
+        def _chunk(self, data: bytes) -> None:
+            self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+            self.wfile.flush()
+
+        def _scripted_error(self, kind: str) -> None:
+            if kind == "openai":
+                message = "prompt too long for /srv/models/secret/weights.gguf (n_ctx 512)"
+                self._send(
+                    400,
+                    {
+                        "error": {
+                            "message": message,
+                            "type": "invalid_request_error",
+                            "param": "messages",
+                            "code": "context_length",
+                        }
+                    },
+                )
+            elif kind == "html":
+                self._send(502, "<html><body>Bad gateway at /opt/tiny/app.py</body></html>")
+            else:
+                trace = (
+                    "Traceback (most recent call last):\n"
+                    '  File "/srv/tiny/secret_module.py", line 12, in generate\n'
+                    "RuntimeError: CUDA out of memory\n"
+                )
+                self._send(500, trace)
 
         def _send(self, status: int, payload: Any) -> None:
             data = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from modelpool.config import ModelSpec
+from modelpool.config import ModelSpec, PoolSettings
 from modelpool.core.lease import Lease, Waiter
 from modelpool.core.ports import Handle
-from modelpool.core.scheduler import Scheduler, SchedulerSettings
+from modelpool.core.scheduler import Scheduler
 from modelpool.core.states import ModelState
 from modelpool.core.testing import ManualClock, RecordingEffects
 from modelpool.plugins import POLICIES
@@ -34,12 +34,10 @@ class Harness:
         self.s = Scheduler(
             specs,
             {spec.id: spec.memory or GB for spec in specs},
-            budgets or {"cpu": 8 * GB},
             POLICIES.get(policy)(),
             self.fx,
             self.clock,
-            SchedulerSettings(**settings),
-            warm_budget=warm_budget,
+            PoolSettings(budgets=budgets or {"cpu": 8 * GB}, warm_budget=warm_budget, **settings),
             offloadable=offloadable,
         )
 
@@ -95,6 +93,13 @@ class Harness:
         for model in models:
             self.s.load(model)
             self.settle()
+
+    def used_in_order(self, *models: str) -> None:
+        """Load each model and use it once, a second apart: the lru order is this order."""
+        for model in models:
+            self.clock.advance(1)
+            self.load(model)
+            self.s.release(self.lease(model))
 
     def settle(self) -> None:
         """Finish every unload, then every started load, until nothing is in flight."""

@@ -7,12 +7,15 @@ and after stop everything returns to zero.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from harness import GB, Harness
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from modelpool.core.lease import Lease, Waiter
+from modelpool.core.slots import counts_toward
 from modelpool.core.states import RESIDENT, ModelState
 from modelpool.errors import DoesNotFit, LoadFailed, QueueFull
 from modelpool.plugins import POLICIES
@@ -30,6 +33,8 @@ MODELS = {
 
 class PoolMachine(RuleBasedStateMachine):
     policy = "hybrid"
+    limits: ClassVar[dict[str, object]] = {}
+    """max_models and watermarks, set by a variant below."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -41,6 +46,7 @@ class PoolMachine(RuleBasedStateMachine):
             max_queue=20,
             warm_budget=7 * GB,
             offloadable=("a", "c", "x", "big"),  # big never fits the warm tier
+            **self.limits,
         )
         self.leases: list[Lease] = []
         self.waiters: list[Waiter] = []
@@ -188,6 +194,15 @@ class PoolMachine(RuleBasedStateMachine):
         assert len(present) <= 1, present
 
     @invariant()
+    def never_more_loaded_than_a_cap(self) -> None:
+        loaded = [r for r in self.h.s.records() if counts_toward(r)]
+        pool_cap = self.h.s.settings.max_models
+        assert pool_cap is None or len(loaded) <= pool_cap, [r.model_id for r in loaded]
+        for device, cap in self.h.s.settings.device_max_models.items():
+            on_device = [r.model_id for r in loaded if r.device == device]
+            assert len(on_device) <= cap, on_device
+
+    @invariant()
     def queue_count_is_exact(self) -> None:
         assert self.h.s.waiting == sum(len(r.waiters) for r in self.h.s.records())
 
@@ -212,6 +227,9 @@ SETTINGS = settings(
     stateful_step_count=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 TestPoolInvariants = PoolMachine.TestCase
+LIMITS = {"max_models": 3, "device_max_models": {"gpu:0": 1}, "high_watermark": 0.7}
+TestPoolInvariantsCapped = type("CappedPoolMachine", (PoolMachine,), {"limits": LIMITS}).TestCase
+TestPoolInvariantsCapped.settings = settings(SETTINGS, max_examples=200)
 TestPoolInvariants.settings = settings(SETTINGS, max_examples=200)
 for _name in POLICIES.names():
     _case = machine_for(_name).TestCase

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 
+import pytest
 from harness import GB, Harness
 
 from modelpool.core.events import EventKind
-from modelpool.core.memory_watch import BUDGET_STEP, assess, measure_processes
+from modelpool.core.memory_watch import (
+    BUDGET_STEP,
+    RELEASE_POLL_SECONDS,
+    assess,
+    confirm_release,
+    measure_processes,
+)
 from modelpool.core.ports import MemoryReading
 from modelpool.core.states import ModelState
+from modelpool.core.testing import ManualClock
 from modelpool.probes.static import StaticProbe
 from modelpool.probes.system import SystemProbe
 
@@ -87,3 +96,35 @@ def test_processes_are_measured_by_the_probe_that_can() -> None:
     assert own > 10 * 2**20  # this interpreter, with pytest loaded
     assert measure_processes(SystemProbe(), "cuda:0", [os.getpid()]) is None
     assert measure_processes(StaticProbe({"cpu": GB}), "cpu", [os.getpid()]) is None
+
+
+# --- confirming a release, on a manual clock -------------------------------------------
+
+
+def test_a_release_is_confirmed_when_the_probe_shows_the_memory_back() -> None:
+    clock = ManualClock(0.0)
+    probe = StaticProbe({"cuda:0": 16 * GB}, {"cuda:0": 10 * GB})
+
+    async def sleep(seconds: float) -> None:  # the driver frees the memory after 1.2 s
+        clock.advance(seconds)
+        if clock() >= 1.2:
+            probe.set_used("cuda:0", 6 * GB)
+
+    waited = asyncio.run(
+        confirm_release(probe, "cuda:0", 10 * GB, 4 * GB, 10.0, clock=clock, sleep=sleep)
+    )
+    assert waited == pytest.approx(1.2, abs=RELEASE_POLL_SECONDS)
+
+
+def test_a_release_never_seen_gives_up_at_the_timeout() -> None:
+    clock = ManualClock(0.0)
+    probe = StaticProbe({"cuda:0": 16 * GB}, {"cuda:0": 10 * GB})
+
+    async def sleep(seconds: float) -> None:
+        clock.advance(seconds)
+
+    waited = asyncio.run(
+        confirm_release(probe, "cuda:0", 10 * GB, 4 * GB, 3.0, clock=clock, sleep=sleep)
+    )
+    assert waited is None
+    assert 3.0 <= clock() < 3.0 + 2 * RELEASE_POLL_SECONDS

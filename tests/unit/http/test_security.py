@@ -135,13 +135,101 @@ async def test_bodies_over_the_limit_get_413_with_or_without_a_length() -> None:
         for _ in range(size // 256):
             yield b"x" * 256
 
+    json = {"content-type": "application/json"}
     async with http:
-        declared = await http.post("/v1/embeddings", content=b"x" * 1025)
-        streamed = await http.post("/v1/embeddings", content=chunked(2048))
-        fits = await http.post("/v1/embeddings", content=chunked(1024))
+        declared = await http.post("/v1/embeddings", content=b"x" * 1025, headers=json)
+        streamed = await http.post("/v1/embeddings", content=chunked(2048), headers=json)
+        fits = await http.post("/v1/embeddings", content=chunked(1024), headers=json)
     assert declared.status_code == 413
     assert declared.json()["error"]["code"] == "request_too_large"
     assert app.paths.count("/v1/embeddings") == 2  # the declared one never reached the app
     assert streamed.status_code == 413
     assert fits.status_code == 200
     assert len(fits.content) == 1024
+
+
+async def test_every_host_header_is_judged_not_only_the_last() -> None:
+    _, http = guarded()
+    async with http:
+        twice = [("host", "evil.example"), ("host", "127.0.0.1:8080")]
+        assert (await http.get("/v1/models", headers=twice)).status_code == 421
+        reversed_twice = [("host", "127.0.0.1:8080"), ("host", "evil.example")]
+        assert (await http.get("/v1/models", headers=reversed_twice)).status_code == 421
+        both_fine = [("host", "localhost"), ("host", "127.0.0.1:8080")]
+        assert (await http.get("/v1/models", headers=both_fine)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("origin", "status"),
+    [
+        ("http://127.0.0.1:8080", 200),  # the server's own page (the dashboard)
+        ("http://127.0.0.1:8080/", 200),
+        ("https://app.example", 200),  # listed in allowed_origins
+        ("https://APP.example", 200),
+        ("http://localhost:8080", 403),  # another origin than the Host asked for
+        ("http://127.0.0.1:9999", 403),  # another port is another site
+        ("https://evil.example", 403),
+        ("null", 403),  # a sandboxed frame or a file on disk
+    ],
+)
+async def test_browser_origins(origin: str, status: int) -> None:
+    app, http = guarded(allowed_origins=["https://app.example"])
+    async with http:
+        response = await http.post(
+            "/admin/models/a/load", headers={"origin": origin, "host": "127.0.0.1:8080"}
+        )
+    assert response.status_code == status
+    if status == 403:
+        assert response.json()["error"]["code"] == "origin_not_allowed"
+        assert app.paths == []
+
+
+@pytest.mark.parametrize(
+    ("method", "headers", "body", "status"),
+    [
+        ("POST", {"content-type": "text/plain"}, b'{"model": "a"}', 415),
+        ("POST", {"content-type": "application/x-www-form-urlencoded"}, b"model=a", 415),
+        ("POST", {"content-type": "multipart/form-data; boundary=x"}, b"--x--", 415),
+        ("POST", {}, b'{"model": "a"}', 415),  # a body with no type
+        ("PUT", {"content-type": "text/plain"}, b"{}", 415),
+        ("DELETE", {"content-type": "text/plain"}, b"", 415),
+        ("POST", {"content-type": "application/json"}, b'{"model": "a"}', 200),
+        ("POST", {"content-type": "Application/JSON; charset=utf-8"}, b"{}", 200),
+        ("POST", {}, b"", 200),  # ``curl -X POST .../load``: nothing to forge
+        ("GET", {"content-type": "text/plain"}, b"", 200),  # reads change nothing
+    ],
+)
+async def test_bodies_that_change_state_must_be_json(
+    method: str, headers: dict[str, str], body: bytes, status: int
+) -> None:
+    app, http = guarded()
+    async with http:
+        response = await http.request(method, "/admin/models/a/load", headers=headers, content=body)
+    assert response.status_code == status
+    if status == 415:
+        error = response.json()["error"]
+        assert error["code"] == "unsupported_media_type"
+        assert "application/json" in error["message"]
+        assert app.paths == []
+
+
+async def test_api_keys_are_case_sensitive() -> None:
+    _, http = guarded(api_keys=["Key-ABC"])
+    async with http:
+        exact = await http.get("/v1/models", headers={"authorization": "Bearer Key-ABC"})
+        lower = await http.get("/v1/models", headers={"authorization": "Bearer key-abc"})
+        upper = await http.get("/v1/models", headers={"x-api-key": "KEY-ABC"})
+    assert exact.status_code == 200
+    assert lower.status_code == 401
+    assert upper.status_code == 401
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br", "GZIP"])
+async def test_compressed_bodies_are_refused_not_inflated(encoding: str) -> None:
+    app, http = guarded()
+    headers = {"content-type": "application/json", "content-encoding": encoding}
+    async with http:
+        response = await http.post("/v1/chat/completions", headers=headers, content=b"\x1f\x8b")
+    assert response.status_code == 415
+    assert encoding.lower() in response.json()["error"]["message"]
+    assert app.paths == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import gzip
 import itertools
 from collections import Counter
 from collections.abc import Callable
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import modelpool
 from modelpool.sim.models import ModelSet, demo_model_set
 from modelpool.sim.traces import (
     AZURE_ENV,
@@ -145,7 +147,7 @@ def test_diurnal_rate_peaks_at_noon_with_day_models_and_nights_are_batch() -> No
 
 @pytest.fixture(scope="module")
 def azure_rows() -> list[dict[str, str]]:
-    with default_azure_path().open(newline="") as file:
+    with gzip.open(default_azure_path(), "rt", newline="") as file:
         return list(csv.DictReader(file))
 
 
@@ -188,14 +190,15 @@ def test_azure_speed_and_limit_scale_and_cut_the_trace(azure: Workload) -> None:
     assert fast.requests[-1].time == pytest.approx(azure.requests[99].time / 2)
 
 
-def test_a_missing_azure_trace_says_where_it_looked(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_azure_trace_ships_inside_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(AZURE_ENV, raising=False)
-    with pytest.raises(FileNotFoundError, match="--trace FILE") as error:
-        default_azure_path(cwd=tmp_path, repo=tmp_path / "repo")
-    assert str(tmp_path) in str(error.value)
-    # A variable that names no file is said as such, even when the trace is elsewhere.
+    shipped = default_azure_path()
+    assert shipped.is_relative_to(Path(modelpool.__file__).parent)
+    assert "CC-BY 4.0" in (shipped.parent / "README.md").read_text()
+
+
+def test_a_missing_azure_trace_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A variable that names no file is said as such, though the shipped copy is there.
     monkeypatch.setenv(AZURE_ENV, str(tmp_path / "gone.csv"))
     with pytest.raises(FileNotFoundError, match=r"MODELPOOL_AZURE_TRACE names .*gone\.csv"):
         default_azure_path()

@@ -1,5 +1,6 @@
-"""How ``cli_rollout``'s commands show what the server answered: versions, rollout
-operations, their history, and health alerts, as rich tables and one-line summaries.
+"""How the version and rollout commands (``versions``, ``rollout``) show what the
+server answered: versions, rollout operations, their history, and health alerts, as
+rich tables and one-line summaries.
 
 Each function takes the server's JSON (dicts, as ``ServerClient`` returns them) and
 returns what to print; none of them prints or talks to the server.
@@ -15,7 +16,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from modelpool.cli import _STATE_STYLE, _shorten
+from modelpool.cli.shared import STATE_STYLE, shorten
 
 _OP_STYLE = {
     "pending": "yellow",
@@ -71,7 +72,7 @@ def _table(*columns: str, right: tuple[str, ...] = (), wrap: str | None = None) 
 
 def _cut(text: Any) -> Text:
     """Free text in a table: one line, cut short on a narrow terminal."""
-    return Text(_shorten(str(text)) if text else "", no_wrap=True, overflow="ellipsis")
+    return Text(shorten(str(text)) if text else "", no_wrap=True, overflow="ellipsis")
 
 
 def _measure(metric: str, value: Any) -> str:
@@ -130,7 +131,7 @@ def versions_view(answer: dict[str, Any]) -> Group:
         state = str(view.get("state"))
         table.add_row(
             f"{view['version']}{' *' if view['version'] == serving else ''}",
-            Text(state, style=_STATE_STYLE.get(state, "dim")),
+            Text(state, style=STATE_STYLE.get(state, "dim")),
             percent(view.get("weight")),
             str(view.get("origin") or "-"),
             str(view.get("author") or "-"),

@@ -14,15 +14,17 @@ import contextlib
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
+from pydantic import ValidationError
 from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from modelpool.cli import EXIT_INVALID, JsonOption, _fail, _print_json, _warn, app, out
+from modelpool.cli.shared import EXIT_INVALID, JsonOption, app, fail, out, print_json, warn
+from modelpool.config import PoolSettings
 from modelpool.durations import parse_duration
 from modelpool.errors import PluginNotFound
 from modelpool.plugins import POLICIES
@@ -53,6 +55,23 @@ def _option(name: str, parse: Callable[[str], T], value: str | None) -> T | None
         return parse(value)
     except ValueError as error:
         raise ValueError(f"{name}: {error}") from None
+
+
+def _settings(base: PoolSettings, **changes: Any) -> PoolSettings:
+    """``base`` with the options given, each problem named by its option."""
+    try:
+        return base.changed(**changes)
+    except ValidationError as error:
+        problems = []
+        for detail in error.errors(include_url=False):
+            message = str(detail["msg"]).removeprefix("Value error, ")
+            loc = detail["loc"]
+            key, _, rest = message.partition(": ")
+            if not loc and rest:  # a cross-field problem names its key: pool.low_watermark
+                loc, message = (key.removeprefix("pool."),), rest
+            option = "--" + "-".join(str(part) for part in loc).replace("_", "-")
+            problems.append(f"{option}: {message}" if loc else message)
+        raise ValueError("; ".join(problems)) from None
 
 
 @app.command()
@@ -88,6 +107,17 @@ def simulate(
         str | None,
         typer.Option(help="The pool's starvation_limit to simulate (default: the pool's, 10s)."),
     ] = None,
+    high_watermark: Annotated[
+        float | None,
+        typer.Option(min=0.0, max=1.0, help="Unload idle models above this share of a budget."),
+    ] = None,
+    low_watermark: Annotated[
+        float | None,
+        typer.Option(min=0.0, max=1.0, help="...down to this share (default: 0.1 below)."),
+    ] = None,
+    max_models: Annotated[
+        int | None, typer.Option(min=1, help="At most this many models loaded at once.")
+    ] = None,
     out_dir: Annotated[
         Path, typer.Option("--out", help="Folder for the table, JSON and plot.")
     ] = Path("simulation"),
@@ -98,7 +128,6 @@ def simulate(
     as_json: JsonOption = False,
 ) -> None:
     """Replay a workload against every strategy, exclusive, and the offline bound."""
-    from modelpool.core.scheduler import SchedulerSettings
     from modelpool.sim.compare import compare
     from modelpool.sim.files import write_results
     from modelpool.sim.models import ModelSet, parse_budgets
@@ -111,7 +140,13 @@ def simulate(
         warm = _option("--warm-budget", parse_size, warm_budget)
         slo_seconds = _option("--slo", parse_duration, slo) or 0.0
         limit = _option("--starvation-limit", parse_duration, starvation_limit)
-        settings = SchedulerSettings(starvation_limit=limit) if limit is not None else None
+        settings = _settings(
+            PoolSettings(),
+            starvation_limit=limit,
+            high_watermark=high_watermark,
+            low_watermark=low_watermark,
+            max_models=max_models,
+        )
         length = _option("--duration", parse_duration, duration)
         names = list(strategy) if strategy else None
         for name in names or ():
@@ -125,7 +160,7 @@ def simulate(
             trace=trace,
         )
     except (ValueError, OSError, PluginNotFound) as error:
-        raise _fail(str(error), EXIT_INVALID) from None
+        raise fail(str(error), EXIT_INVALID) from None
 
     live = not as_json and sys.stderr.isatty()
     watching = Console(stderr=True).status("replaying") if live else contextlib.nullcontext()
@@ -150,11 +185,11 @@ def simulate(
         written = write_results(comparison, out_dir, plot=plot)
     except RuntimeError as error:  # no matplotlib: keep the table, say how to get plots
         written = write_results(comparison, out_dir, plot=False)
-        _warn(f"note: {error}")
+        warn(f"note: {error}")
     except OSError as error:
-        raise _fail(f"cannot write results under {out_dir}: {error}", EXIT_INVALID) from None
+        raise fail(f"cannot write results under {out_dir}: {error}", EXIT_INVALID) from None
     if as_json:
-        _print_json(comparison.as_dict() | {"files": [str(p) for p in written]})
+        print_json(comparison.as_dict() | {"files": [str(p) for p in written]})
         return
     table = Table(box=box.SIMPLE_HEAD, title=f"modelpool simulate: {chosen.name}")
     for n, header in enumerate(HEADERS):
@@ -214,9 +249,9 @@ def bench(
                 progress=(lambda step: status.update(f"replaying {step}")) if status else None,
             )
     except (ValueError, OSError) as error:
-        raise _fail(str(error), EXIT_INVALID) from None
+        raise fail(str(error), EXIT_INVALID) from None
     if as_json:
-        _print_json({"notes": notes, "workloads": [c.as_dict() for c in comparisons]})
+        print_json({"notes": notes, "workloads": [c.as_dict() for c in comparisons]})
         return
     table = Table(
         box=box.SIMPLE_HEAD, title=f"modelpool bench: {model_set.name}, wait ÷ the bound's"
