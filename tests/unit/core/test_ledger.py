@@ -196,6 +196,7 @@ def test_an_under_estimated_load_shows_up_as_over_budget() -> None:
         "reserved": 0,
         "leaving": 0,
         "free": 0,  # never negative
+        "peak": 9 * GB,
     }
 
 
@@ -221,8 +222,16 @@ def test_snapshot_reports_each_sum() -> None:
             "reserved": 3 * GB,
             "leaving": 2 * GB,
             "free": 5 * GB,  # 8 − (2 − 2) − 3
+            "peak": 2 * GB,  # what was ever held at once: a, not b's reservation
         },
-        "cuda:0": {"budget": 4 * GB, "committed": 0, "reserved": 0, "leaving": 0, "free": 4 * GB},
+        "cuda:0": {
+            "budget": 4 * GB,
+            "committed": 0,
+            "reserved": 0,
+            "leaving": 0,
+            "free": 4 * GB,
+            "peak": 0,
+        },
     }
 
 

@@ -17,6 +17,7 @@ from modelpool.http.errors import ApiError
 from modelpool.http.security import Guard
 
 KEY = "Sk-MixedCase-42"
+JSON = {"content-type": "application/json"}  # the gate takes no other body on a POST
 
 
 class EchoApp:
@@ -200,8 +201,8 @@ async def test_host_names_are_read_without_port_case_or_spaces(host: str, status
 async def test_a_body_of_exactly_the_limit_passes_and_one_byte_more_does_not() -> None:
     app, http = gate(api_keys=[], max_body=1024)
     async with http:
-        fits = await http.post("/v1/embeddings", content=b"x" * 1024)
-        over = await http.post("/v1/embeddings", content=b"x" * 1025)
+        fits = await http.post("/v1/embeddings", content=b"x" * 1024, headers=JSON)
+        over = await http.post("/v1/embeddings", content=b"x" * 1025, headers=JSON)
     assert fits.status_code == 200
     assert len(fits.content) == 1024
     assert over.status_code == 413
@@ -217,8 +218,8 @@ async def test_a_streamed_body_of_exactly_the_limit_passes() -> None:
             yield b"y" * min(size, total - start)
 
     async with http:
-        fits = await http.post("/v1/embeddings", content=chunks(1000))
-        over = await http.post("/v1/embeddings", content=chunks(1001))
+        fits = await http.post("/v1/embeddings", content=chunks(1000), headers=JSON)
+        over = await http.post("/v1/embeddings", content=chunks(1001), headers=JSON)
     assert fits.status_code == 200
     assert len(fits.content) == 1000
     assert over.status_code == 413
@@ -263,7 +264,7 @@ async def test_a_streamed_body_over_the_limit_names_the_limit() -> None:
             yield b"z" * 50
 
     async with http:
-        over = await http.post("/v1/embeddings", content=chunks())
+        over = await http.post("/v1/embeddings", content=chunks(), headers=JSON)
     assert over.status_code == 413
     assert over.json()["error"] == {
         "message": "Request body larger than 100 bytes",
