@@ -262,3 +262,7 @@ def test_loads_started_side_by_side_add_up() -> None:
     books.start("cpu", "b")
     assert sums(books) == (0, 0, 5 * GB, 5 * GB)
     assert books.account("cpu").physical_free == 3 * GB
+    assert books.account("cpu").peak == 5 * GB  # loads in flight hold memory too
+    books.commit("cpu", "a", 2 * GB)
+    books.cancel("cpu", "b")
+    assert books.account("cpu").peak == 5 * GB  # the most ever held, not what is held now
