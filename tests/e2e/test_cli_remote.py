@@ -103,13 +103,14 @@ def test_status_json_is_the_servers_answer(server: Server) -> None:
 def test_models_lists_every_model_with_its_state(server: Server) -> None:
     result = remote(server, "models")
     assert result.returncode == 0, result.stderr
-    rows = {
-        line.split()[0]: line.split() for line in result.stdout.splitlines()[3:] if line.strip()
-    }
-    assert set(CONFIG["models"]) <= set(rows)
-    assert rows["resident"][1:5] == ["*", "ready", "cpu", "1.0"]
-    assert rows["unloadable"][1:3] != ["ready"]  # nobody loaded it
-    assert "* pinned" in result.stdout
+    lines = [line.split() for line in result.stdout.splitlines() if line.strip()]
+    rows = {cells[0]: cells[1:] for cells in lines if cells[0] in CONFIG["models"]}
+    assert set(rows) == set(CONFIG["models"])
+    shown = {model: cells[1] if cells[0] == "*" else cells[0] for model, cells in rows.items()}
+    assert shown == states(server)  # each row shows its model's own state, as the server has it
+    assert rows["resident"][:4] == ["*", "ready", "cpu", "1.0"]
+    assert [model for model, cells in rows.items() if cells[0] == "*"] == ["resident"]
+    assert lines[-1] == ["*", "pinned"]
 
 
 def test_models_json_gives_every_view(server: Server) -> None:

@@ -79,6 +79,15 @@ def until_ended(server: Server, operation_id: str) -> dict[str, Any]:
     return op
 
 
+def until_started(server: Server, operation_id: str) -> dict[str, Any]:
+    """Until the operation is past ``pending`` (its versions are loaded)."""
+    deadline = time.monotonic() + TIMEOUT
+    while (op := admin(server, f"rollouts/{operation_id}"))["status"] == "pending":
+        assert time.monotonic() < deadline, op
+        time.sleep(0.05)  # polling the API as an operator would
+    return op
+
+
 def start(server: Server, target: str, strategy: str, **settings: Any) -> dict[str, Any]:
     body = {"model": "tiny", "target_version": target, "strategy": strategy, "config": settings}
     return admin(server, "rollouts", "POST", status=202, json=body)
@@ -87,8 +96,7 @@ def start(server: Server, target: str, strategy: str, **settings: Any) -> dict[s
 def test_a_canary_of_a_failing_version_rolls_back_and_raises_an_alert(server: Server) -> None:
     assert ask(server) == "tiny-v1"
     op = start(server, "bad", "canary", initial_percentage=50, period="10m")
-    while admin(server, f"rollouts/{op['operation_id']}")["status"] == "pending":
-        time.sleep(0.05)
+    until_started(server, op["operation_id"])
     outcomes: Counter[str] = Counter()
     for _ in range(120):
         try:
@@ -138,8 +146,7 @@ def test_switch_pin_sticky_rollback_abort_and_runtime_versions(server: Server) -
     assert ask(server) == "tiny-v1"
 
     ab = start(server, "v2", "ab", percentage=50, duration="10m")
-    while admin(server, f"rollouts/{ab['operation_id']}")["status"] == "pending":
-        time.sleep(0.05)
+    until_started(server, ab["operation_id"])
     seen = {user: {ask(server, **{"X-Sticky-Key": user}) for _ in range(3)} for user in "abcdefgh"}
     assert all(len(versions) == 1 for versions in seen.values()), seen
     assert {v for versions in seen.values() for v in versions} == {"tiny-v1", "tiny-v2"}

@@ -118,7 +118,9 @@ def test_canary_through_the_admin_api_then_sigkill_and_restart(tmp_path: Path) -
             json={"version": "v3", "settings": {"n_ctx": 256}, "author": "ops"},
         )
         with SteadyClient(server) as steady:
+            ready_by = time.monotonic() + ROLLOUT_TIMEOUT
             while steady.answers < 3:  # v1 is loaded and serving before the switch
+                assert time.monotonic() < ready_by, steady.failures
                 time.sleep(0.05)
             started = admin(
                 server,

@@ -9,8 +9,34 @@ from collections.abc import AsyncIterator
 
 from modelpool import EventKind, FakeBackend, ModelPool, ModelSpec, ModelState, StaticProbe
 from modelpool.core.events import PoolEvent
+from modelpool.core.ports import MemoryReading
+from modelpool.types import Bytes, DeviceId
 
 GB = 10**9
+
+
+class CountedProbe(StaticProbe):
+    """A StaticProbe that lets a test wait until the pool has read it ``n`` more times:
+    the pool's ticks and its unload confirmation are the only readers, so that many
+    reads means that many looks at the memory, whatever the wall clock did."""
+
+    def __init__(self, totals: dict[DeviceId, Bytes]) -> None:
+        super().__init__(totals)
+        self.reads = 0
+        self._read = asyncio.Event()
+
+    def read(self, device: DeviceId) -> MemoryReading | None:
+        self.reads += 1
+        self._read.set()
+        return super().read(device)
+
+    async def read_more(self, n: int) -> None:
+        """Until ``n`` reads after this call (bounded: a probe nobody reads fails)."""
+        goal = self.reads + n
+        async with asyncio.timeout(10):
+            while self.reads < goal:
+                self._read.clear()
+                await self._read.wait()
 
 
 def spec(model_id: str, device: str = "cpu", **fields: object) -> ModelSpec:
@@ -100,7 +126,7 @@ async def test_memory_taken_by_other_processes_shrinks_the_budget_and_evicts() -
 
 
 async def test_drift_between_ledger_and_probe_is_reported_once() -> None:
-    probe = StaticProbe({"cpu": 64 * GB})
+    probe = CountedProbe({"cpu": 64 * GB})
     pool = ModelPool(
         [spec("a")],
         budgets={"cpu": 8 * GB},
@@ -116,14 +142,14 @@ async def test_drift_between_ledger_and_probe_is_reported_once() -> None:
         drift = await first(events, EventKind.MEMORY_DRIFT)
         assert (drift.detail["drift"], drift.detail["ledger"]) == (3 * GB, 4 * GB)
         probe.set_used("cpu", 4 * GB + 3 * GB + 1)
-        await pool.load("a")  # ticks pass meanwhile; none may report the same drift again
-        await asyncio.sleep(0.1)
+        await pool.load("a")
+        await probe.read_more(5)  # five more ticks: none may report the same drift again
     kinds = [e.kind for e in pool.recent_events()]
     assert kinds.count(EventKind.MEMORY_DRIFT) == 1
 
 
 async def test_a_gpu_unload_completes_when_the_probe_shows_the_memory_back() -> None:
-    probe = StaticProbe({"cuda:0": 16 * GB})
+    probe = CountedProbe({"cuda:0": 16 * GB})
     pool = gpu_pool(probe, release_timeout=30)
     async with pool:
         await pool.load("a")
@@ -132,7 +158,7 @@ async def test_a_gpu_unload_completes_when_the_probe_shows_the_memory_back() -> 
         unload = asyncio.create_task(pool.unload("a"))
         await first(events, EventKind.UNLOAD_STARTED)
         for _ in range(3):  # the backend returned at once; the probe has not seen it yet
-            await asyncio.sleep(0.06)
+            await probe.read_more(1)
             assert pool.state("a") is ModelState.UNLOADING
         probe.set_used("cuda:0", 0)
         await unload
