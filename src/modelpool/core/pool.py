@@ -486,9 +486,11 @@ class ModelPool(SyncFacade):
         self,
         strategy: str | ModelSwitchingStrategy | EvictionPolicy,
         options: Mapping[str, Any] | None = None,
+        **why: Any,
     ) -> None:
-        """Change the eviction policy at run time, by name, enum member or instance."""
-        self._scheduler.set_policy(make_policy(strategy, options))
+        """Change the eviction policy at run time, by name, enum member or instance;
+        ``why`` (e.g. ``strategy: auto``'s reason and table) goes into the event."""
+        self._scheduler.set_policy(make_policy(strategy, options), **why)
 
     @property
     def strategy(self) -> str:
