@@ -134,3 +134,18 @@ def test_a_fixed_strategy_pool_cannot_run_auto() -> None:
     pool = ModelPool([], budgets={"cpu": "1GB"}, strategy="lru")
     with pytest.raises(ConfigError, match="auto needs strategy: auto"):
         AutoStrategy(pool)
+
+
+def test_an_evaluation_of_a_pool_with_one_model_is_a_no_op() -> None:
+    clock = ManualClock(0.0)
+    models = [ModelSpec(id="only", backend="fake", memory=GB, device="cpu")]
+    pool = ModelPool(models, budgets={"cpu": "1GB"}, strategy="auto", clock=clock)
+    assert pool.traffic_window is not None
+    for second in range(20):
+        pool.traffic_window.record("only", float(second), 0.5)
+    auto = AutoStrategy(pool)  # the real replay
+    evaluation = asyncio.run(auto.evaluate())
+    assert (evaluation.chosen, evaluation.table, evaluation.error) == ("hybrid", [], None)
+    assert evaluation.why.startswith("nothing to compare")
+    assert pool.strategy == "hybrid"
+    assert not [e for e in pool.recent_events() if e.kind is EventKind.STRATEGY_CHANGED]
