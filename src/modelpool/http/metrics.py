@@ -304,7 +304,8 @@ class ServerMetrics:
             self._set_reading(self._observed_total, device, books.get("observed_total"))
         self._set_books(HOST, status["warm_memory"])
         self._strategy.clear()  # only the strategy in force shows
-        self._strategy.labels(status["strategy"]).set(1)
+        if "strategy" in status:
+            self._strategy.labels(status["strategy"]).set(1)
         self._queue_waiting.set(status["queue"]["waiting"])
         self._queue_max.set(status["queue"]["max"])
         return generate_latest(self.registry)
