@@ -1,7 +1,7 @@
 """``strategy: auto`` in a running server: its evaluations show in ``GET /admin/strategy``,
 in ``modelpool strategy`` and in the metrics.
 
-Which strategy wins is the integration test's part (tests/integration/test_auto_strategy.py,
+Which strategy wins is the integration test's part (tests/integration/test_strategy_auto_pool.py,
 on a manual clock); here the evaluations run on the server's own timer over real traffic.
 """
 

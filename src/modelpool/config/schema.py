@@ -312,6 +312,10 @@ class AutoOptions(BaseModel):
     """A candidate must wait this share less in total than the current strategy to win."""
     timeout: Annotated[Seconds, Field(gt=0)] = 60.0
     """A replay running longer is skipped (logged); the strategy stays."""
+    replay_in: Literal["process", "thread"] = "process"
+    """Where replays run: a worker process of their own (requests never share the
+    interpreter with one), or a thread of the server's (cheaper to start; a replay then
+    holds the interpreter lock in turns with the requests)."""
 
     @field_validator("candidates")
     @classmethod

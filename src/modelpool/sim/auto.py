@@ -14,6 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import pickle
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,7 +33,10 @@ from modelpool.sim.replay import PoolPicture, picture_of, replay_table
 log = logging.getLogger("modelpool.auto")
 
 Replay = Callable[[Sequence[Arrival], PoolPicture, Sequence[str], str], list[CandidateRow]]
-"""What replays a window: ``replay_table`` (a test may pass a fake)."""
+"""What replays a window: ``replay_table`` (a test may pass a fake, run on a thread)."""
+WORKER = "modelpool.sim.replay_worker"
+TAIL = 500
+"""Characters of a failed worker's stderr kept in the log and the event."""
 
 
 @dataclass(frozen=True)
@@ -74,8 +80,10 @@ class AutoStrategy:
         pool: ModelPool,
         options: AutoOptions | None = None,
         *,
-        replay: Replay = replay_table,
+        replay: Replay | None = None,
     ) -> None:
+        """``replay``: None replays for real (in a worker process or a thread, as
+        ``replay_in`` says); a callable given here runs on a thread."""
         window = pool.traffic_window
         if window is None:
             where = "pool.strategy"
@@ -86,7 +94,9 @@ class AutoStrategy:
         self.options = options if options is not None else pool.settings.auto_options
         self._replay = replay
         self._task: asyncio.Task[None] | None = None
-        self._replaying: asyncio.Future[list[CandidateRow]] | None = None
+        self._replaying: asyncio.Task[list[CandidateRow]] | None = None
+        self._process: asyncio.subprocess.Process | None = None
+        """The worker process of the replay in progress (``replay_in: process``)."""
         self.last: Evaluation | None = None
         self.evaluations = 0
         self.switches = 0
@@ -121,11 +131,46 @@ class AutoStrategy:
             self._task = asyncio.get_running_loop().create_task(self._every_interval())
 
     async def stop(self) -> None:
+        """No more evaluations; a replay in a worker process is killed."""
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self._abandon_replay()
+
+    async def _abandon_replay(self) -> None:
+        """Kill the worker process of a replay in progress, if any, and wait for it."""
+        if self._process is not None and self._process.returncode is None:
+            self._process.kill()
+        replaying = self._replaying
+        if replaying is not None and self._process is not None:
+            await asyncio.wait({replaying})
+            if not replaying.cancelled():
+                replaying.exception()  # seen: it was abandoned on purpose
+
+    async def _run_replay(
+        self, arrivals: list[Arrival], picture: PoolPicture, current: str
+    ) -> list[CandidateRow]:
+        args = (arrivals, picture, self.candidates, current)
+        if self._replay is not None or self.options.replay_in == "thread":
+            return await asyncio.to_thread(self._replay or replay_table, *args)
+        path = os.pathsep.join(p for p in sys.path if p)  # the modelpool this one runs
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", WORKER,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, env={**os.environ, "PYTHONPATH": path},
+        )  # fmt: skip
+        self._process = process
+        try:
+            out, err = await process.communicate(pickle.dumps(args))
+        finally:
+            self._process = None
+        if process.returncode != 0:
+            tail = err.decode(errors="replace")[-TAIL:].strip()
+            raise RuntimeError(f"the replay process exited with {process.returncode}: {tail}")
+        table: list[CandidateRow] = pickle.loads(out)
+        return table
 
     async def _every_interval(self) -> None:
         while True:
@@ -144,12 +189,13 @@ class AutoStrategy:
             return self._skipped(now, current, 0, "the previous replay is still running")
         arrivals = self._window.arrivals(now)
         picture = picture_of(status, pool.settings)
-        replaying = asyncio.get_running_loop().run_in_executor(
-            None, self._replay, arrivals, picture, self.candidates, current
+        replaying = asyncio.get_running_loop().create_task(
+            self._run_replay(arrivals, picture, current)
         )
         self._replaying = replaying
         done, _ = await asyncio.wait({replaying}, timeout=self.options.timeout)
         if not done:
+            await self._abandon_replay()  # a process is killed; a thread runs on, unheard
             seconds = self.options.timeout
             return self._skipped(now, current, len(arrivals), f"ran past {seconds:g} s")
         try:

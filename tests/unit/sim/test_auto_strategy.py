@@ -10,6 +10,7 @@ import asyncio
 import threading
 from collections.abc import Sequence
 
+import psutil
 import pytest
 
 from modelpool import ModelPool, ModelSpec
@@ -18,7 +19,7 @@ from modelpool.core.events import EventKind
 from modelpool.core.testing import ManualClock
 from modelpool.core.traffic_window import Arrival
 from modelpool.errors import ConfigError
-from modelpool.sim.auto import AutoStrategy
+from modelpool.sim.auto import AutoStrategy, Evaluation
 from modelpool.sim.auto_choice import CandidateRow
 from modelpool.sim.replay import PoolPicture
 
@@ -27,7 +28,10 @@ GB = 10**9
 
 def auto_pool(clock: ManualClock) -> ModelPool:
     models = [ModelSpec(id=i, backend="fake", memory=GB, device="cpu") for i in ("a", "b")]
-    return ModelPool(models, budgets={"cpu": "1GB"}, strategy="auto", clock=clock)
+    return ModelPool(
+        models, budgets={"cpu": "1GB"}, strategy="auto", clock=clock,
+        auto_options={"replay_in": "thread"},  # the fakes below live in this process
+    )  # fmt: skip
 
 
 class FakeReplay:
@@ -114,7 +118,7 @@ def test_a_replay_past_the_timeout_is_skipped_and_the_next_waits_for_it_to_end()
         release.wait(timeout=30)
         return [CandidateRow("hybrid", 10.0, 1.0, 1), CandidateRow("lru", 0.0, 0.0, 0)]
 
-    options = AutoOptions(timeout=0.05)
+    options = AutoOptions(timeout=0.05, replay_in="thread")
     auto = AutoStrategy(pool, options, replay=stuck)
 
     async def scenario() -> tuple[str | None, str | None]:
@@ -143,9 +147,36 @@ def test_an_evaluation_of_a_pool_with_one_model_is_a_no_op() -> None:
     assert pool.traffic_window is not None
     for second in range(20):
         pool.traffic_window.record("only", float(second), 0.5)
-    auto = AutoStrategy(pool)  # the real replay
-    evaluation = asyncio.run(auto.evaluate())
+    auto = AutoStrategy(pool)  # the real replay, in its worker process
+
+    async def once() -> Evaluation:
+        try:
+            return await auto.evaluate()
+        finally:
+            await auto.stop()  # the worker process ends with it
+
+    evaluation = asyncio.run(once())
     assert (evaluation.chosen, evaluation.table, evaluation.error) == ("hybrid", [], None)
     assert evaluation.why.startswith("nothing to compare")
     assert pool.strategy == "hybrid"
     assert not [e for e in pool.recent_events() if e.kind is EventKind.STRATEGY_CHANGED]
+
+
+def test_a_replay_process_past_the_timeout_is_killed_and_skipped() -> None:
+    clock = ManualClock(0.0)
+    models = [ModelSpec(id=i, backend="fake", memory=GB, device="cpu") for i in ("a", "b")]
+    pool = ModelPool(models, budgets={"cpu": "1GB"}, strategy="auto", clock=clock)
+    assert pool.traffic_window is not None
+    for second in range(20):
+        pool.traffic_window.record("ab"[second % 2], float(second), 0.5)
+    # A worker process cannot even start its interpreter in 10 ms.
+    auto = AutoStrategy(pool, AutoOptions(timeout=0.01, replay_in="process"))
+
+    async def once() -> tuple[Evaluation, list[psutil.Process]]:
+        evaluation = await auto.evaluate()
+        return evaluation, psutil.Process().children(recursive=True)
+
+    evaluation, left = asyncio.run(once())
+    assert evaluation.error == "ran past 0.01 s"
+    assert pool.strategy == "hybrid"
+    assert left == []  # killed and reaped, not left running

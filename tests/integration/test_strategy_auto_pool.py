@@ -54,7 +54,7 @@ def test_from_phases_to_bursts_the_pool_switches_once_and_says_why() -> None:
         backends={"fake": ClockedFakeBackend(clock)},
         clock=clock,
     )
-    auto = AutoStrategy(pool)
+    auto = AutoStrategy(pool)  # replays in a worker process, as in a server
 
     async def scenario() -> list[tuple[str, str]]:
         chosen = []
@@ -67,6 +67,7 @@ def test_from_phases_to_bursts_the_pool_switches_once_and_says_why() -> None:
             chosen.append(((await auto.evaluate()).current, pool.strategy))
             await play(pool, clock, ["big", "s1", "s2", "s1", "s2"], rounds=10)
             chosen.append(((await auto.evaluate()).current, pool.strategy))
+            await auto.stop()
         return chosen
 
     steps = asyncio.run(scenario())
