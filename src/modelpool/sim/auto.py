@@ -98,6 +98,9 @@ class AutoStrategy:
         self._process: asyncio.subprocess.Process | None = None
         """The worker process of the replay in progress (``replay_in: process``)."""
         self.last: Evaluation | None = None
+        """The latest evaluation, skipped or not."""
+        self.last_compared: Evaluation | None = None
+        """The latest evaluation whose replay ran: its table is what ``status`` shows."""
         self.evaluations = 0
         self.switches = 0
         self.skipped = 0
@@ -120,7 +123,8 @@ class AutoStrategy:
             "evaluations": self.evaluations,
             "switches": self.switches,
             "skipped": self.skipped,
-            "last": self.last.as_dict() if self.last is not None else None,
+            "last": self.last_compared.as_dict() if self.last_compared is not None else None,
+            "last_skipped": self.last.error if self.last is not None else None,
         }
 
     # --- running -------------------------------------------------------------------
@@ -228,6 +232,7 @@ class AutoStrategy:
         self.last = evaluation
         if evaluation.error is None:
             self.why = evaluation.why
+            self.last_compared = evaluation
         detail = evaluation.as_dict()
         del detail["at"]  # the event has its own
         self._pool.publish(EventKind.STRATEGY_EVALUATED, None, **detail)

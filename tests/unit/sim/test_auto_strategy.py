@@ -101,6 +101,8 @@ def test_a_failing_replay_is_logged_and_skipped_and_the_strategy_stays(
     assert evaluation.error is not None
     assert "replay broke" in evaluation.error
     assert auto.skipped == 1
+    assert auto.status()["last"] is None  # no table yet: nothing was compared
+    assert "replay broke" in auto.status()["last_skipped"]
     assert "replay skipped" in caplog.text
     event = pool.recent_events()[-1]
     assert event.kind is EventKind.STRATEGY_EVALUATED
