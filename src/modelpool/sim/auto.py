@@ -95,8 +95,6 @@ class AutoStrategy:
         self._replay = replay
         self._task: asyncio.Task[None] | None = None
         self._replaying: asyncio.Task[list[CandidateRow]] | None = None
-        self._process: asyncio.subprocess.Process | None = None
-        """The worker process of the replay in progress (``replay_in: process``)."""
         self.last: Evaluation | None = None
         """The latest evaluation, skipped or not."""
         self.last_compared: Evaluation | None = None
@@ -144,20 +142,23 @@ class AutoStrategy:
         await self._abandon_replay()
 
     async def _abandon_replay(self) -> None:
-        """Kill the worker process of a replay in progress, if any, and wait for it."""
-        if self._process is not None and self._process.returncode is None:
-            self._process.kill()
+        """Stop a replay in progress in a worker process (killed and reaped) and wait for
+        it; one on a thread cannot be stopped: it runs on, and no other starts meanwhile."""
         replaying = self._replaying
-        if replaying is not None and self._process is not None:
-            await asyncio.wait({replaying})
-            if not replaying.cancelled():
-                replaying.exception()  # seen: it was abandoned on purpose
+        if replaying is None or replaying.done() or not self._in_process:
+            return
+        replaying.cancel()
+        await asyncio.wait({replaying})
+
+    @property
+    def _in_process(self) -> bool:
+        return self._replay is None and self.options.replay_in == "process"
 
     async def _run_replay(
         self, arrivals: list[Arrival], picture: PoolPicture, current: str
     ) -> list[CandidateRow]:
         args = (arrivals, picture, self.candidates, current)
-        if self._replay is not None or self.options.replay_in == "thread":
+        if not self._in_process:
             return await asyncio.to_thread(self._replay or replay_table, *args)
         path = os.pathsep.join(p for p in sys.path if p)  # the modelpool this one runs
         process = await asyncio.create_subprocess_exec(
@@ -165,11 +166,12 @@ class AutoStrategy:
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE, env={**os.environ, "PYTHONPATH": path},
         )  # fmt: skip
-        self._process = process
         try:
             out, err = await process.communicate(pickle.dumps(args))
         finally:
-            self._process = None
+            if process.returncode is None:  # cancelled: past the timeout, or stopping
+                process.kill()
+                await process.wait()
         if process.returncode != 0:
             tail = err.decode(errors="replace")[-TAIL:].strip()
             raise RuntimeError(f"the replay process exited with {process.returncode}: {tail}")
