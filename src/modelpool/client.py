@@ -274,6 +274,11 @@ class ServerClient(_Closing):
         entries: list[dict[str, Any]] = answer["entries"]
         return entries
 
+    def strategy(self) -> dict[str, Any]:
+        """``GET /admin/strategy``: the strategy in force, why, and (``strategy: auto``)
+        the last evaluation's table."""
+        return self._json("GET", "/admin/strategy")
+
     def alerts(self) -> list[dict[str, Any]]:
         """``GET /admin/alerts``: the active health alerts."""
         alerts: list[dict[str, Any]] = self._json("GET", "/admin/alerts")["alerts"]

@@ -130,6 +130,14 @@ def test_strategy_change_and_a_clear_refusal(server: Server) -> None:
     call(server, "PUT", "strategy", json={"strategy": "lru"})
 
 
+def test_a_fixed_strategy_says_so_with_no_table(server: Server) -> None:
+    shown = call(server, "GET", "strategy").json()
+    assert shown["strategy"] == "lru"
+    assert shown["auto"] is False
+    assert shown["last"] is None
+    assert shown["why"].startswith("fixed")
+
+
 def test_events_as_json_and_as_a_live_stream(server: Server) -> None:
     received: list[dict[str, Any]] = []
     connected = threading.Event()

@@ -218,3 +218,20 @@ def test_a_server_that_stops_answering_shows_a_banner(page: Page) -> None:
         expect(page.locator("#banner")).to_contain_text("Connection lost")
         expect(page.locator("#stream")).to_have_attribute("data-stream", "down")
         expect(model_row(page, "alpha")).to_be_visible()  # the last picture stays
+
+
+def test_strategy_auto_shows_as_such_with_its_last_table_on_hover(page: Page) -> None:
+    auto = {
+        **CONFIG,
+        "pool": {**CONFIG["pool"], "strategy": "auto", "auto_options": {"interval": "0.3s"}},
+    }
+    with running_server(auto) as server:
+        for model in ("alpha", "beta", "alpha"):  # two models: something to compare
+            httpx.post(f"{server.url}/admin/models/{model}/load", timeout=30)
+            httpx.post(f"{server.v1}/embeddings", json={"model": model, "input": "x"}, timeout=30)
+        page.goto(f"{server.url}/ui")
+        expect(page.locator("#strategy")).to_have_text(re.compile(r"^\w+ \(auto\)$"))
+        # each evaluation is an event, and an event refreshes the page: the title follows
+        expect(page.locator("#strategy")).to_have_attribute(
+            "title", re.compile(r"cost_aware: [\d.]+ s waited, \d+ cold loads")
+        )

@@ -8,7 +8,7 @@
 The modules, each importing only those below it (import-linter checks it)::
 
     __init__         app (every command registered) and main()
-    local remote demo versions rollout simulate
+    local remote demo versions rollout simulate strategy
                      the commands, a group each
     rollout_shared   what the version and rollout commands share: --set, refusals
     pool_views rollout_views
@@ -29,6 +29,7 @@ from modelpool.cli import rollout  # noqa: F401  rollout, rollout-status, rollou
 from modelpool.cli import simulate  # noqa: F401  simulate, bench
 from modelpool.cli import top  # noqa: F401  top
 from modelpool.cli import logs  # noqa: F401  logs
+from modelpool.cli import strategy  # noqa: F401  strategy
 
 # isort: on
 from modelpool.cli.shared import DEFAULT_URL, app

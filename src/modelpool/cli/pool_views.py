@@ -261,3 +261,38 @@ def summary(status: dict[str, Any]) -> Group:
             f"{info['p50_response_time'] * 1000:.0f}/{info['p95_response_time'] * 1000:.0f}",
         )
     return Group(Text("summary", style="bold"), *(Text(line) for line in lines), table)
+
+
+def strategy_view(answer: dict[str, Any]) -> Group:
+    """``GET /admin/strategy``: the strategy, why, and the last evaluation's table (per
+    candidate: total and p95 wait, cold loads), the chosen row in bold."""
+    mode = "auto" if answer.get("auto") else "fixed"
+    lines: list[Any] = [
+        Text.assemble(("strategy ", "dim"), (str(answer["strategy"]), "bold"), f" ({mode})"),
+        Text(str(answer.get("why", ""))),
+    ]
+    last = answer.get("last")
+    if last:
+        lines.append(
+            Text(
+                f"last evaluation: {last['requests']} requests replayed, "
+                f"{answer.get('evaluations', 0)} evaluations, {answer.get('switches', 0)} "
+                f"switches, {answer.get('skipped', 0)} skipped",
+                "dim",
+            )
+        )
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+        for column in ("strategy", "total wait", "p95 wait", "cold loads", "restores"):
+            table.add_column(column, justify="left" if column == "strategy" else "right")
+        for row in last["table"]:
+            style = "bold" if row["strategy"] == last["chosen"] else ""
+            table.add_row(
+                row["strategy"],
+                f"{row['total_wait']:.1f} s",
+                f"{row['p95_wait']:.2f} s",
+                str(row["cold_loads"]),
+                str(row.get("warm_restores", 0)),
+                style=style,
+            )
+        lines.append(table)
+    return Group(*lines)

@@ -9,7 +9,10 @@ and the line.
 
 from modelpool.config.alerts import AlertSettings, WebhookSettings
 from modelpool.config.schema import (
+    AUTO_STARTS_FROM,
+    AUTO_STRATEGY,
     DEFAULT_STATE_DIR,
+    AutoOptions,
     Config,
     HealthSettings,
     ModelSpec,
@@ -26,7 +29,10 @@ from modelpool.config.versions import (
 )
 
 __all__ = [
+    "AUTO_STARTS_FROM",
+    "AUTO_STRATEGY",
     "AlertSettings",
+    "AutoOptions",
     "DEFAULT_STATE_DIR",
     "Config",
     "HealthSettings",

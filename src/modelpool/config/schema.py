@@ -362,13 +362,52 @@ class ServerSettings(BaseModel):
     ``reasoning_content`` deltas (shown by chat front ends as the model's thinking)."""
 
 
+AUTO_STRATEGY = "auto"
+"""The strategy that picks a registered one by replaying the pool's own traffic."""
+AUTO_STARTS_FROM = "hybrid"
+"""What a pool with ``strategy: auto`` runs until its first evaluation says otherwise."""
+
+
+class AutoOptions(BaseModel):
+    """``strategy: auto``: how often the pool replays its recent traffic, and when it switches."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    interval: Annotated[Seconds, Field(gt=0)] = 300.0
+    """Seconds between evaluations."""
+    window: Annotated[Seconds, Field(gt=0)] = 3600.0
+    """The traffic replayed: requests of the last ``window`` seconds..."""
+    max_requests: int = Field(default=100_000, ge=1)
+    """...and at most this many of them (the most recent)."""
+    candidates: list[str] = Field(default_factory=list)
+    """Strategies compared (empty: every registered one)."""
+    hysteresis: float = Field(default=0.10, ge=0, lt=1)
+    """A candidate must wait this share less in total than the current strategy to win."""
+    timeout: Annotated[Seconds, Field(gt=0)] = 60.0
+    """A replay running longer is skipped (logged); the strategy stays."""
+    replay_in: Literal["process", "thread"] = "process"
+    """Where replays run: a worker process of their own (requests never share the
+    interpreter with one), or a thread of the server's (cheaper to start; a replay then
+    holds the interpreter lock in turns with the requests)."""
+
+    @field_validator("candidates")
+    @classmethod
+    def _known_candidates(cls, names: list[str], info: ValidationInfo) -> list[str]:
+        plugins = plugins_of(info)
+        return [_registered(plugins.policies if plugins else POLICIES, str(n)) for n in names]
+
+
 class PoolSettings(BaseModel):
     """How the pool decides: eviction strategy, memory budgets, queue and timers."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     strategy: str = "hybrid"
+    """A registered strategy, or ``auto``: replay the recent traffic every
+    ``auto_options.interval`` and switch to the strategy that would have waited least."""
     strategy_options: dict[str, Any] = Field(default_factory=dict)
+    auto_options: AutoOptions = Field(default_factory=AutoOptions)
+    """Used when ``strategy`` is ``auto``."""
     budgets: dict[BudgetDevice, Size] = Field(default_factory=dict)
     warm_budget: Size = 0
     """Host RAM for WARM copies of evicted in-process models (0: no warm tier)."""
@@ -437,9 +476,16 @@ class PoolSettings(BaseModel):
     @field_validator("strategy")
     @classmethod
     def _known_strategy(cls, name: str, info: ValidationInfo) -> str:
+        if str(name) == AUTO_STRATEGY:
+            return AUTO_STRATEGY
         plugins = plugins_of(info)
         # An enum member becomes its plain name.
         return registered(plugins.policies if plugins else POLICIES, str(name))
+
+    @property
+    def starting_strategy(self) -> str:
+        """The strategy the pool starts with: ``auto`` starts from ``AUTO_STARTS_FROM``."""
+        return AUTO_STARTS_FROM if self.strategy == AUTO_STRATEGY else self.strategy
 
     @model_validator(mode="after")
     def _options_fit_the_strategy(self, info: ValidationInfo) -> Self:
@@ -448,7 +494,7 @@ class PoolSettings(BaseModel):
             return self  # checked by whoever passes the registries (the wiring), or on use
         # Build the policy once: its constructor is what knows which options it takes.
         try:
-            plugins.policies.get(self.strategy)(**self.strategy_options)
+            plugins.policies.get(self.starting_strategy)(**self.strategy_options)
         except (TypeError, ValueError) as error:
             message = f"not valid for strategy {self.strategy!r}: {error}"
             return report(self, [((), message)], info, ("pool", "strategy_options"))

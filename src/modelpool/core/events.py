@@ -38,6 +38,10 @@ class EventKind(StrEnum):
     """No new leases: the model will be evicted once its leases return."""
     OVER_BUDGET = "over_budget"
     STRATEGY_CHANGED = "strategy_changed"
+    """``detail``: ``old``, ``new``; when ``strategy: auto`` switched, ``why`` and ``table``."""
+    STRATEGY_EVALUATED = "strategy_evaluated"
+    """``strategy: auto`` replayed its window: ``detail["table"]`` per candidate (total
+    and p95 wait, cold loads), ``chosen``, ``why``; ``error`` when the replay was skipped."""
     PINNED = "pinned"
     UNPINNED = "unpinned"
     REJECTED = "rejected"

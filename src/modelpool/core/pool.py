@@ -19,7 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Unpack
 
-from modelpool.config import Config, ModelSpec, PoolSettings, record_specs
+from modelpool.config import AUTO_STRATEGY, Config, ModelSpec, PoolSettings, record_specs
 from modelpool.core.effects import AsyncEffects
 from modelpool.core.estimates import EstimateStore
 from modelpool.core.events import EventKind, PoolEvent
@@ -40,6 +40,7 @@ from modelpool.core.queries import can_fit, fit_problems, require_free, resource
 from modelpool.core.scheduler import Scheduler
 from modelpool.core.states import ModelState
 from modelpool.core.sync import LoopThread, SyncFacade
+from modelpool.core.traffic_window import TrafficWindow
 from modelpool.errors import (
     ConfigError,
     ConfigIssue,
@@ -140,7 +141,7 @@ class ModelPool(SyncFacade):
         self._scheduler = Scheduler(
             specs,
             {spec.id: self._estimate(spec) for spec in specs},
-            policy or make_policy(settings.strategy, settings.strategy_options),
+            policy or make_policy(settings.starting_strategy, settings.strategy_options),
             self._effects,
             clock,
             settings,
@@ -156,6 +157,13 @@ class ModelPool(SyncFacade):
         self._events: deque[PoolEvent] = deque(maxlen=EVENT_HISTORY)
         self._listeners: list[asyncio.Queue[PoolEvent]] = []
         self._traffic: Traffic | None = None
+        auto = settings.auto_options
+        self.traffic_window = (
+            TrafficWindow(auto.window, auto.max_requests)
+            if settings.strategy == AUTO_STRATEGY
+            else None
+        )
+        """The recent requests ``strategy: auto`` replays (None: the strategy is fixed)."""
 
     @classmethod
     def from_config(cls, config: Config, **overrides: Any) -> ModelPool:
@@ -355,6 +363,9 @@ class ModelPool(SyncFacade):
         if lease.released:
             return
         self._scheduler.release(lease, ok)
+        if self.traffic_window is not None:
+            held = self._clock() - lease.granted_at
+            self.traffic_window.record(lease.model_id, lease.granted_at, held)
         if self._traffic is not None:
             self._traffic.record(lease.model_id, self._clock() - lease.granted_at, ok)
 
@@ -475,9 +486,11 @@ class ModelPool(SyncFacade):
         self,
         strategy: str | ModelSwitchingStrategy | EvictionPolicy,
         options: Mapping[str, Any] | None = None,
+        **why: Any,
     ) -> None:
-        """Change the eviction policy at run time, by name, enum member or instance."""
-        self._scheduler.set_policy(make_policy(strategy, options))
+        """Change the eviction policy at run time, by name, enum member or instance;
+        ``why`` (e.g. ``strategy: auto``'s reason and table) goes into the event."""
+        self._scheduler.set_policy(make_policy(strategy, options), **why)
 
     @property
     def strategy(self) -> str:

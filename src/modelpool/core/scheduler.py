@@ -342,10 +342,11 @@ class Scheduler:
         record = self.resolve(name)
         record.spec = record.spec.model_copy(update={"ttl": ttl})
 
-    def set_policy(self, policy: EvictionPolicy) -> None:
+    def set_policy(self, policy: EvictionPolicy, **detail: Any) -> None:
+        """Evict by ``policy`` from now on; ``detail`` (why) goes into the event."""
         old = self.policy.name
         self.policy = policy
-        self._emit(EventKind.STRATEGY_CHANGED, None, old=old, new=policy.name)
+        self._emit(EventKind.STRATEGY_CHANGED, None, old=old, new=policy.name, **detail)
 
     def stop(self, token: Any = None, force: bool = False) -> Waiter:
         """Refuse new requests, fail waiting ones, unload everything as leases return.

@@ -144,6 +144,18 @@ def router(state: ServerState) -> APIRouter:
         pool.unpin(view(model)["id"])
         return view(model)
 
+    @api.get("/strategy")
+    async def strategy_now() -> dict[str, Any]:
+        """The strategy in force, why, and (``strategy: auto``) the last evaluation's table."""
+        if state.auto is not None:
+            return state.auto.status()
+        return {
+            "strategy": pool.strategy,
+            "auto": False,
+            "why": "fixed: auto is off (pool.strategy in the config, or PUT /admin/strategy)",
+            "last": None,
+        }
+
     @api.put("/strategy")
     @audited("strategy")
     async def strategy(

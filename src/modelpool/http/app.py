@@ -21,7 +21,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import ASGIApp
 
 from modelpool import __version__
-from modelpool.config import AlertSettings, ServerSettings
+from modelpool.config import AUTO_STRATEGY, AlertSettings, ServerSettings
 from modelpool.core.events import PoolEvent
 from modelpool.core.pool import ModelPool
 from modelpool.http import admin_api, openai_api, rollout_api, seed_routes
@@ -34,6 +34,7 @@ from modelpool.http.state import ServerState
 from modelpool.http.upstream_errors import UpstreamErrorLog
 from modelpool.http.webhooks import Webhooks
 from modelpool.rollout import RolloutManager
+from modelpool.sim.auto import AutoStrategy
 
 LEASE_GRACE_SECONDS = 5.0
 
@@ -54,6 +55,8 @@ def create_app(
     rollouts = rollouts if rollouts is not None else RolloutManager(pool)
     counters = ServerMetrics()
     state = ServerState(pool, settings, Upstream(), counters, rollouts=rollouts)
+    if pool.settings.strategy == AUTO_STRATEGY:
+        state.auto = AutoStrategy(pool)
     state.upstream_errors = UpstreamErrorLog(model_log=pool.log_note)
     webhooks = Webhooks(alerts or AlertSettings(), on_outcome=counters.observe_webhook)
     counters.add_webhooks(sender.host for sender in webhooks.senders)
@@ -72,6 +75,8 @@ def create_app(
         webhooks.start(rollouts.health)  # before the pool: every alert is heard
         await pool.start()
         await rollouts.start()
+        if state.auto is not None:
+            state.auto.start()
         state.loop = asyncio.get_running_loop()
         state.ready = True
         try:
@@ -80,6 +85,8 @@ def create_app(
             state.ready = False
             state.draining.set()
             feeding.cancel()
+            if state.auto is not None:
+                await state.auto.stop()
             await rollouts.stop()
             # uvicorn has drained the connections by now (or given up on them); a lease
             # still out belongs to a request being cancelled, so wait only briefly.

@@ -14,6 +14,8 @@ Every series has bounded labels, so a client cannot grow the registry:
 * ``device`` is a device with a budget, or ``host`` for the warm tier;
 * ``version`` is a version an operator registered, ``strategy`` and ``status`` one of
   the rollout's few names, ``level`` one of the health monitor's;
+* ``strategy`` in ``modelpool_strategy`` is a registered strategy's name (the pool
+  runs only those), ``outcome`` of an evaluation one of ``EVALUATION_OUTCOMES``;
 * ``url_host`` is the host (and port) of a webhook in the config, never its whole URL
   or headers (they may hold secrets), ``outcome`` one of ``sent``, ``failed``,
   ``dropped``.
@@ -53,6 +55,11 @@ HOLDING = RESIDENT | {ModelState.WARM}
 LEVELS = {"ok": 0, "warning": 1, "critical": 2}
 ENDED = ("completed", "rolled_back", "aborted", "failed")
 WEBHOOK_OUTCOMES = ("sent", "failed", "dropped")
+
+
+EVALUATION_OUTCOMES = ("kept", "switched", "skipped")
+"""How a ``strategy: auto`` evaluation ended: the strategy stayed, changed, or the
+replay was skipped (it failed or ran long)."""
 
 
 class ServerMetrics:
@@ -201,6 +208,21 @@ class ServerMetrics:
             registry=r,
         )
 
+        self._strategy = Gauge(
+            "modelpool_strategy",
+            "1 for the eviction strategy the pool runs now (strategy: auto may change it).",
+            ["strategy"],
+            registry=r,
+        )
+        self._evaluations = Counter(
+            "modelpool_strategy_evaluations_total",
+            "strategy: auto evaluations (replays of the recent traffic), by outcome.",
+            ["outcome"],
+            registry=r,
+        )
+        for outcome in EVALUATION_OUTCOMES:
+            self._evaluations.labels(outcome)  # at 0 from the start, for rate()
+
         self._webhook_deliveries = Counter(
             "modelpool_webhook_deliveries_total",
             "Alerts handed to a webhook, by how it ended: sent, failed (given up after its "
@@ -231,6 +253,8 @@ class ServerMetrics:
     def observe_event(self, event: PoolEvent) -> None:
         """Count what ``event`` says happened (the app feeds every event of ``events()``)."""
         model, kind, detail = event.model_id, event.kind, event.detail
+        if kind is EventKind.STRATEGY_EVALUATED:
+            self._evaluations.labels(_evaluation_outcome(detail)).inc()
         if model is None:
             return  # pool-wide events (budget, drift, strategy) show in the gauges instead
         if kind is EventKind.LOADED:
@@ -279,6 +303,9 @@ class ServerMetrics:
             self._set_reading(self._observed_used, device, books.get("observed_used"))
             self._set_reading(self._observed_total, device, books.get("observed_total"))
         self._set_books(HOST, status["warm_memory"])
+        self._strategy.clear()  # only the strategy in force shows
+        if "strategy" in status:
+            self._strategy.labels(status["strategy"]).set(1)
         self._queue_waiting.set(status["queue"]["waiting"])
         self._queue_max.set(status["queue"]["max"])
         return generate_latest(self.registry)
@@ -316,3 +343,9 @@ class ServerMetrics:
             gauge.remove(device)
         else:
             gauge.labels(device).set(value)
+
+
+def _evaluation_outcome(detail: Mapping[str, Any]) -> str:
+    if detail.get("error"):
+        return "skipped"
+    return "switched" if detail.get("switched") else "kept"

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from modelpool.http.metrics import ServerMetrics
     from modelpool.http.proxy import Upstream
     from modelpool.rollout import RolloutManager
+    from modelpool.sim.auto import AutoStrategy
 
 
 @dataclass(eq=False)
@@ -25,6 +26,8 @@ class ServerState:
     http: Upstream
     metrics: ServerMetrics | None = None
     rollouts: RolloutManager | None = None
+    auto: AutoStrategy | None = None
+    """The ``strategy: auto`` evaluations (None: the config fixes the strategy)."""
     started_at: float = field(default_factory=time.time)
     ready: bool = False
     """True from the pool's start until shutdown begins (``/readyz``)."""

@@ -28,6 +28,7 @@ from modelpool.core.ports import HOST, EvictionPolicy, Handle
 from modelpool.core.scheduler import Scheduler
 from modelpool.core.stats import percentile
 from modelpool.core.testing import ManualClock
+from modelpool.core.traffic_window import Arrival
 from modelpool.errors import ModelPoolError
 from modelpool.sim.models import ModelSet
 from modelpool.sim.results import RunResult
@@ -61,7 +62,10 @@ class Simulation:
         slo: float = 5.0,
         label: str | None = None,
         settings: PoolSettings | None = None,
+        every: tuple[float, Callable[[Simulation], None]] | None = None,
     ) -> None:
+        """``every``: (seconds, hook) calls ``hook(self)`` every so many virtual seconds
+        while requests are still to come (``strategy: auto`` replayed: ``sim/auto_replay``)."""
         unknown = sorted(set(workload.models()) - set(models.ids))
         if unknown:
             raise ValueError(
@@ -110,6 +114,9 @@ class Simulation:
         """Requests still to arrive."""
         self._bytes_moved = 0
         self._load_seconds = 0.0
+        self._every = every
+        self.arrived: list[Arrival] = []
+        """The requests so far, with their service seconds (what a pool's window holds)."""
 
     # --- the event loop -----------------------------------------------------------
 
@@ -118,6 +125,8 @@ class Simulation:
         requests = self.workload.requests
         events = self._events
         self._start_preloads()
+        if self._every is not None:
+            self._at(self._every[0], self._periodic)
         index = 0
         while index < len(requests) or events:
             arrival = requests[index].time if index < len(requests) else math.inf
@@ -142,6 +151,13 @@ class Simulation:
         if preloads:
             self._keep_ticking()
 
+    def _periodic(self) -> None:
+        assert self._every is not None
+        seconds, hook = self._every
+        hook(self)
+        if self._left > 0:
+            self._at(seconds, self._periodic)
+
     def _at(self, delay: float, handler: Callable[..., None], *args: Any) -> None:
         heapq.heappush(self._events, (self.clock.now + delay, next(self._order), handler, args))
 
@@ -151,6 +167,8 @@ class Simulation:
         service = request.service
         if service is None:
             service = model.service_seconds(request.prompt_tokens, request.output_tokens)
+        if self._every is not None:
+            self.arrived.append(Arrival(request.time, request.model, service))
         # The scheduler may grant a queued request inside ``request`` itself (its model
         # was just freed by a drain): ``grant`` then finds it here.
         self._arriving = (request.time, service)

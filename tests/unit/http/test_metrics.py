@@ -279,3 +279,21 @@ def test_each_server_has_its_own_registry_in_the_classic_text_format() -> None:
     assert label_sets(scrape(first, status), "modelpool_requests_total") != []
     assert label_sets(scrape(second, status), "modelpool_requests_total") == []
     assert CONTENT_TYPE.startswith("text/plain; version=0.0.4")
+
+
+def test_the_strategy_in_force_and_auto_evaluations_by_outcome() -> None:
+    pool, _ = make_pool(spec("a"), spec("b"))
+    metrics = ServerMetrics()
+    samples = scrape(metrics, pool.get_resource_status())
+    assert label_sets(samples, "modelpool_strategy") == [{"strategy": "lru"}]
+    for outcome in ("kept", "switched", "skipped"):  # at 0 before the first evaluation
+        assert value(samples, "modelpool_strategy_evaluations_total", outcome=outcome) == 0
+    pool.publish(EventKind.STRATEGY_EVALUATED, None, switched=False, error=None)
+    pool.publish(EventKind.STRATEGY_EVALUATED, None, switched=True, error=None)
+    pool.publish(EventKind.STRATEGY_EVALUATED, None, switched=False, error="ran past 60 s")
+    pool.set_switching_strategy("cost_aware")
+    samples = scrape(feed(metrics, pool), pool.get_resource_status())
+    assert label_sets(samples, "modelpool_strategy") == [{"strategy": "cost_aware"}]
+    assert value(samples, "modelpool_strategy", strategy="cost_aware") == 1
+    for outcome in ("kept", "switched", "skipped"):
+        assert value(samples, "modelpool_strategy_evaluations_total", outcome=outcome) == 1
