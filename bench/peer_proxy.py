@@ -49,7 +49,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +62,7 @@ from proxy_overhead import (
     HOST,
     MODES,
     Connection,
+    Plan,
     Target,
     cpu_seconds,
     describe_stack,
@@ -93,18 +93,7 @@ PROXIES = ("modelpool", "litellm")
 PATHS = ("direct", *PROXIES)
 
 
-@dataclass(frozen=True)
-class Plan:
-    """How many requests and how long: the full run, or ``--quick``."""
-
-    warmup: int
-    rounds: int
-    per_round: int
-    concurrency: int
-    slices: int
-    slice_seconds: float
-
-
+# The same knobs as proxy_overhead's, fewer of each: LiteLLM is a hundred times slower.
 FULL = Plan(warmup=100, rounds=7, per_round=60, concurrency=16, slices=3, slice_seconds=3.0)
 QUICK = Plan(warmup=20, rounds=3, per_round=30, concurrency=16, slices=1, slice_seconds=1.0)
 

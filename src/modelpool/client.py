@@ -302,16 +302,7 @@ class ServerClient(_Closing):
         is unloaded (or the caller stops iterating)."""
         path = f"/admin/models/{_segment(model_id)}/logs"
         params = {"lines": str(lines), "follow": "true"}
-        timeout = httpx.Timeout(self.timeout, read=STREAM_READ_TIMEOUT)
-        request = self._http.build_request("GET", path, params=params, timeout=timeout)
-        try:
-            response = self._http.send(request, stream=True)
-        except httpx.TransportError as error:
-            raise self._transport_error(error) from None
-        if response.status_code >= 400:
-            response.read()
-            response.close()
-            raise _api_error(response)
+        response = self._open_stream(path, params)
         try:
             event = "message"
             for line in response.iter_lines():
@@ -338,8 +329,12 @@ class ServerClient(_Closing):
         Returns once the server has subscribed (its first line came), so whatever the
         caller does next shows up in the stream. Close it, or use it in ``with``.
         """
+        return EventStream(self._open_stream("/admin/events/stream"), self._transport_error)
+
+    def _open_stream(self, path: str, params: dict[str, str] | None = None) -> httpx.Response:
+        """A streamed GET whose answer's head has come (an error answer raises)."""
         timeout = httpx.Timeout(self.timeout, read=STREAM_READ_TIMEOUT)
-        request = self._http.build_request("GET", "/admin/events/stream", timeout=timeout)
+        request = self._http.build_request("GET", path, params=params, timeout=timeout)
         try:
             response = self._http.send(request, stream=True)
         except httpx.TransportError as error:
@@ -348,7 +343,7 @@ class ServerClient(_Closing):
             response.read()
             response.close()
             raise _api_error(response)
-        return EventStream(response, self._transport_error)
+        return response
 
     # --- plumbing -----------------------------------------------------------------------
 

@@ -394,7 +394,7 @@ class AutoOptions(BaseModel):
     @classmethod
     def _known_candidates(cls, names: list[str], info: ValidationInfo) -> list[str]:
         plugins = plugins_of(info)
-        return [_registered(plugins.policies if plugins else POLICIES, str(n)) for n in names]
+        return [registered(plugins.policies if plugins else POLICIES, str(n)) for n in names]
 
 
 class PoolSettings(BaseModel):
