@@ -40,7 +40,7 @@ from openai import AsyncOpenAI
 
 from machine import cpu_name
 from modelpool.bootstrap import DEFAULT_BUDGET, default_models
-from modelpool.config.schema import PoolSettings
+from modelpool.config import PoolSettings
 from server import pool_figures, running_server
 
 RESULTS = Path(__file__).parent / "results"

@@ -1,6 +1,8 @@
 """Configuration: ``ModelSpec`` and ``Config``, validated by pydantic, from YAML and env.
 
-``schema`` holds the models, ``versions`` a model's versions and health thresholds,
+``schema`` holds the models and the loader, ``settings`` the server, pool and health
+sections, ``versions`` a model's versions and health thresholds, ``checks`` what both
+need to check plug-ins,
 ``fields`` the reusable field types (sizes, durations, ids, devices), ``env`` the
 ``MODELPOOL_*`` overrides, ``alerts`` where health alerts are sent, ``issues`` the
 translation of validation errors into ``ConfigIssue``s that name the file, the key path
@@ -8,19 +10,16 @@ and the line.
 """
 
 from modelpool.config.alerts import AlertSettings, WebhookSettings
-from modelpool.config.schema import (
+from modelpool.config.schema import Config, ModelSpec, record_specs, version_spec
+from modelpool.config.settings import (
     AUTO_STARTS_FROM,
     AUTO_STRATEGY,
     DEFAULT_STATE_DIR,
     AutoOptions,
-    Config,
     HealthSettings,
-    ModelSpec,
     PoolSettings,
     ServerSettings,
     default_state_dir,
-    record_specs,
-    version_spec,
 )
 from modelpool.config.versions import (
     ThresholdSettings,

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from modelpool.config.schema import PoolSettings
+from modelpool.config import PoolSettings
 from modelpool.plugins import POLICIES
 from modelpool.sim.bound import BOUND_LABEL, FurthestNextUsePolicy
 from modelpool.sim.engine import Simulation
