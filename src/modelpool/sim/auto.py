@@ -161,11 +161,20 @@ class AutoStrategy:
         if not self._in_process:
             return await asyncio.to_thread(self._replay or replay_table, *args)
         path = os.pathsep.join(p for p in sys.path if p)  # the modelpool this one runs
-        process = await asyncio.create_subprocess_exec(
+        starting = asyncio.ensure_future(asyncio.create_subprocess_exec(
             sys.executable, "-m", WORKER,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE, env={**os.environ, "PYTHONPATH": path},
-        )  # fmt: skip
+        ))  # fmt: skip
+        try:
+            process = await asyncio.shield(starting)
+        except asyncio.CancelledError:
+            # Cancelled while the process was being started: it starts all the same, so
+            # it is killed and reaped here, or it would outlive the replay.
+            started = await starting
+            started.kill()
+            await started.wait()
+            raise
         try:
             out, err = await process.communicate(pickle.dumps(args))
         finally:
