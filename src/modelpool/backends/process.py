@@ -37,6 +37,8 @@ import os
 import re
 import signal
 import socket
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal, Self
@@ -488,12 +490,30 @@ def _expand(path: str | None) -> str | None:
     return None if path is None else os.path.expanduser(path)
 
 
-def _free_port() -> int:
-    """A port nothing listens on now (the OS picks it); the server binds it right after."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
+PORT_QUARANTINE_SECONDS = 300.0
+"""A port handed to one server is not handed to another for this long."""
+_handed_out: dict[int, float] = {}
+
+
+def _free_port(clock: Callable[[], float] = time.monotonic) -> int:
+    """A port nothing listens on now (the OS picks it); the server binds it right after.
+
+    Never one handed to another server in the last ``PORT_QUARANTINE_SECONDS``: a
+    request holding a lease on a server that just died would otherwise reach whatever
+    server the OS gave its port to next (another model answering for it, silently); a
+    dead port instead refuses the connection, which is a clear 502.
+    """
+    now = clock()
+    for stale in [p for p, at in _handed_out.items() if now - at > PORT_QUARANTINE_SECONDS]:
+        del _handed_out[stale]
+    for _ in range(64):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((HOST, 0))
+            port: int = sock.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out[port] = now
+            return port
+    raise RuntimeError("no port free on 127.0.0.1 that no recent server had")
 
 
 def _check_port_free(port: int, model_id: ModelId) -> None:
