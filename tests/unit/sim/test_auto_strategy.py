@@ -7,6 +7,7 @@ the evaluation around them, on a manual clock.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Sequence
 
@@ -174,9 +175,18 @@ def test_a_replay_process_past_the_timeout_is_killed_and_skipped() -> None:
     # A worker process cannot even start its interpreter in 10 ms.
     auto = AutoStrategy(pool, AutoOptions(timeout=0.01, replay_in="process"))
 
-    async def once() -> tuple[Evaluation, list[psutil.Process]]:
+    def replay_workers() -> list[int]:
+        """This process's replay workers (other tests may have children of their own)."""
+        found = []
+        for child in psutil.Process().children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                if "modelpool.sim.replay_worker" in " ".join(child.cmdline()):
+                    found.append(child.pid)
+        return found
+
+    async def once() -> tuple[Evaluation, list[int]]:
         evaluation = await auto.evaluate()
-        return evaluation, psutil.Process().children(recursive=True)
+        return evaluation, replay_workers()
 
     evaluation, left = asyncio.run(once())
     assert evaluation.error == "ran past 0.01 s"
