@@ -64,12 +64,11 @@ from proxy_overhead import (
     Connection,
     Plan,
     Target,
-    cpu_seconds,
     describe_stack,
     load_echo,
     percentile,
     running_modelpool,
-    throughput_slice,
+    throughput,
     timed,
 )
 from run_all import ratio
@@ -243,34 +242,6 @@ async def latency_rounds(
     return rounds
 
 
-async def throughput_rotated(
-    targets: list[Target], stream: bool, plan: Plan, cpu: dict[str, list[psutil.Process]]
-) -> dict[str, dict[str, Any]]:
-    """Per target: median requests/s over the slices, CPU µs per request of its processes."""
-    for target in targets:  # warm-up slice, not counted
-        await throughput_slice(target, stream, plan.concurrency, min(1.0, plan.slice_seconds))
-    rates: dict[str, list[float]] = {t.name: [] for t in targets}
-    used = dict.fromkeys(rates, 0.0)
-    count = dict.fromkeys(rates, 0)
-    for slice_ in range(plan.slices):
-        for target in rotated(targets, slice_):
-            before = cpu_seconds(cpu[target.name])
-            done, elapsed = await throughput_slice(
-                target, stream, plan.concurrency, plan.slice_seconds
-            )
-            used[target.name] += cpu_seconds(cpu[target.name]) - before
-            count[target.name] += done
-            rates[target.name].append(done / elapsed)
-    return {
-        name: {
-            "rps": round(statistics.median(rates[name]), 1),
-            "rps_slices": [round(r, 1) for r in rates[name]],
-            "cpu_us_per_request": round(used[name] / count[name] * 1e6, 1),
-        }
-        for name in rates
-    }
-
-
 def summarise(rounds: dict[str, list[list[float]]]) -> dict[str, Any]:
     """Per path its pooled percentiles; per proxy the median over rounds of its added
     p50 and p95 (the proxy's percentile minus direct's in the same round)."""
@@ -307,7 +278,7 @@ async def measure(
     for mode in MODES:
         stream = mode == "streaming"
         row = summarise(await latency_rounds(targets, stream, plan))
-        rates = await throughput_rotated(targets, stream, plan, cpu)
+        rates = await throughput(targets, stream, plan, cpu, order=rotated)
         row["throughput"] = rates
         row["share_of_direct"] = {
             proxy: round(rates[proxy]["rps"] / rates["direct"]["rps"], 4) for proxy in PROXIES

@@ -44,7 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -232,18 +232,28 @@ def cpu_seconds(processes: list[psutil.Process]) -> float:
     return total
 
 
+def alternated(targets: list[Target], turn: int) -> list[Target]:
+    """The targets in order on even turns, reversed on odd ones."""
+    return targets if turn % 2 == 0 else list(reversed(targets))
+
+
 async def throughput(
-    targets: list[Target], stream: bool, plan: Plan, cpu: dict[str, list[psutil.Process]]
+    targets: list[Target],
+    stream: bool,
+    plan: Plan,
+    cpu: dict[str, list[psutil.Process]],
+    order: Callable[[list[Target], int], list[Target]] = alternated,
 ) -> dict[str, dict[str, Any]]:
     """Per target: median requests/s over ``plan.slices`` slices, and the CPU µs per
-    request of the processes in ``cpu[target]`` (summed over every slice)."""
+    request of the processes in ``cpu[target]`` (summed over every slice); ``order``
+    says who goes first in each slice, so that drift lands on every target alike."""
     for target in targets:  # warm-up slice, not counted
         await throughput_slice(target, stream, plan.concurrency, min(1.0, plan.slice_seconds))
     rates: dict[str, list[float]] = {t.name: [] for t in targets}
     used = dict.fromkeys(rates, 0.0)
     count = dict.fromkeys(rates, 0)
     for slice_ in range(plan.slices):
-        for target in targets if slice_ % 2 == 0 else list(reversed(targets)):
+        for target in order(targets, slice_):
             before = cpu_seconds(cpu[target.name])
             done, elapsed = await throughput_slice(
                 target, stream, plan.concurrency, plan.slice_seconds
