@@ -80,6 +80,7 @@ from modelpool.config.issues import (
     unknown_key_message,
     yaml_syntax_issue,
 )
+from modelpool.config.placement import Devices, ReplicaSettings, Share, split_problem
 from modelpool.config.settings import (
     HealthSettings,
     PoolSettings,
@@ -144,6 +145,16 @@ class ModelSpec(BaseModel):
     ) = None
     """What it serves under ``/v1`` (``chat``: chat/completions); anything else is a 400
     before any load. None: its backend's default (``modelpool.http.served``)."""
+    devices: Devices | None = None
+    """Spread over this many devices (any that fit), or these; None: one (``device``)."""
+    split: tuple[Share, ...] | None = None
+    """The share of the model's memory on each of its ``devices`` (default: by free memory)."""
+    replicas: ReplicaSettings | None = None
+    """Serve this id with several loaded copies (``id#1``, ``id#2``...); None: one."""
+    max_concurrent: Annotated[int, Field(ge=1)] | None = None
+    """Requests one copy serves at once; more wait in the model's queue (None: no limit)."""
+    max_queue: Annotated[int, Field(ge=1)] | None = None
+    """Requests that may wait for this model; more get a 429 (None: the pool's ``max_queue``)."""
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -194,6 +205,19 @@ class ModelSpec(BaseModel):
             versions_problems(data, _validator(cls), check_files=check_files, plugins=plugins)
         )
         return report(data, problems, info, ("models", str(data.get("id"))))
+
+    @model_validator(mode="after")
+    def _placement_fits_together(self) -> Self:
+        if self.devices is not None and self.device != "auto":
+            raise ValueError(
+                f"both device ({self.device!r}) and devices are given: use 'devices' alone "
+                "to say which devices a model spans"
+            )
+        if self.split is not None:
+            problem = split_problem(self.devices, self.split)
+            if problem is not None:
+                raise ValueError(f"split: {problem}")
+        return self
 
     @field_validator("backend")
     @classmethod

@@ -221,6 +221,8 @@ class PoolSettings(BaseModel):
     """At most this many models loaded at once in the pool (None: memory decides alone)."""
     device_max_models: dict[BudgetDevice, Annotated[int, Field(ge=1)]] = Field(default_factory=dict)
     """At most this many models loaded at once on a device (``cuda:0: 2``)."""
+    group_scope: Literal["device", "box"] = "device"
+    """Where an exclusive ``group`` holds: one member per device, or one in the whole box."""
     high_watermark: float | None = Field(default=None, gt=0, le=1)
     """Share of a device's budget above which idle models are unloaded ahead of need
     (seed 000's ``auto_switch_threshold``, e.g. 0.8); None: only when room is needed."""

@@ -28,6 +28,31 @@ class Handle:
     """Backend-private state (a process, a port...)."""
     pids: tuple[int, ...] = ()
     """Processes serving the model (their trees are measured by the probe)."""
+    devices: tuple[DeviceId, ...] = ()
+    """Every device the model uses when it spans several (``device`` is the first);
+    empty for a model on one device."""
+
+    @property
+    def all_devices(self) -> tuple[DeviceId, ...]:
+        """The devices the model's memory is on: ``devices``, or just ``device``."""
+        return self.devices or (self.device,)
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where the scheduler put a model: its devices (the first is the main one) and the
+    share of its memory on each (summing to 1)."""
+
+    devices: tuple[DeviceId, ...]
+    split: tuple[float, ...]
+
+    @property
+    def device(self) -> DeviceId:
+        return self.devices[0]
+
+    @classmethod
+    def one(cls, device: DeviceId) -> Placement:
+        return cls((device,), (1.0,))
 
 
 HOST: DeviceId = "host"

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
 
 from modelpool.core.handle import HOST as HOST
 from modelpool.core.handle import Handle as Handle
+from modelpool.core.handle import Placement as Placement
 from modelpool.types import Bytes, DeviceId, ModelId
 
 if TYPE_CHECKING:
@@ -133,6 +134,15 @@ class Backend(Protocol):
     async def load(self, spec: ModelSpec, device: DeviceId) -> Handle: ...
 
     async def unload(self, handle: Handle) -> None: ...
+
+
+@runtime_checkable
+class SpansDevices(Protocol):
+    """A backend that can load one model across several devices (``devices: 2``):
+    llama.cpp's ``--tensor-split``, vLLM's tensor parallelism. The handle it returns
+    lists them all in ``Handle.devices``."""
+
+    async def load_across(self, spec: ModelSpec, placement: Placement) -> Handle: ...
 
 
 @runtime_checkable
