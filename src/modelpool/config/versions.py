@@ -70,6 +70,9 @@ OVERRIDABLE = (
     "options",
     "memory",
     "device",
+    "devices",
+    "split",
+    "max_concurrent",
     "priority",
     "ttl",
     "group",
@@ -86,6 +89,8 @@ PER_MODEL = (
     "thresholds",
     "preload",
     "endpoints",
+    "replicas",
+    "max_queue",
 )
 """The ``ModelSpec`` fields that belong to the model: the same for every version."""
 
