@@ -23,7 +23,9 @@ from modelpool.core.ports import (
     Clock,
     Handle,
     MemoryProbe,
+    Placement,
     Reports,
+    SpansDevices,
     WarmCapable,
     WatchesExit,
 )
@@ -107,8 +109,8 @@ class AsyncEffects:
 
     # --- slow effects: tasks that report back --------------------------------------
 
-    def start_load(self, spec: ModelSpec, device: DeviceId) -> None:
-        self._loads[spec.id] = self._spawn(self._load(spec, device))
+    def start_load(self, spec: ModelSpec, placement: Placement) -> None:
+        self._loads[spec.id] = self._spawn(self._load(spec, placement))
 
     def abort_loads(self) -> None:
         """A forced stop: loads in flight are cancelled (a backend stops what it started)
@@ -142,10 +144,16 @@ class AsyncEffects:
     def _backend(self, model_id: ModelId) -> Backend:
         return self._backends[self._spec_of(model_id).backend]
 
-    async def _load(self, spec: ModelSpec, device: DeviceId) -> None:
+    async def _load(self, spec: ModelSpec, placement: Placement) -> None:
         started = self._clock()
+        backend = self._backends[spec.backend]
         try:
-            handle = await self._backends[spec.backend].load(spec, device)
+            if len(placement.devices) > 1:
+                # The config refuses ``devices`` for a backend that cannot span them.
+                assert isinstance(backend, SpansDevices)
+                handle = await backend.load_across(spec, placement)
+            else:
+                handle = await backend.load(spec, placement.device)
         except Exception as error:  # any backend failure: the model is FAILED, others go on
             self.reports.on_load_done(spec.id, None, describe(error), self._clock() - started)
             return

@@ -15,7 +15,7 @@ from typing import Any
 
 from modelpool.core.bookings import Bookings
 from modelpool.core.events import EventKind
-from modelpool.core.ports import Effects
+from modelpool.core.ports import Effects, Placement
 from modelpool.core.record import ModelRecord
 from modelpool.core.states import ModelState
 from modelpool.core.warm import WarmTier
@@ -114,7 +114,7 @@ class Moves:
             self._effects.start_restore(record.warm, device)
             return
         self._emit(EventKind.LOAD_STARTED, record, **detail)
-        self._effects.start_load(record.spec, device)
+        self._effects.start_load(record.spec, Placement.one(device))
 
     def start_ready_loads(self, device: DeviceId) -> None:
         """Memory came back on ``device``: start the loads that were waiting for it."""

@@ -237,7 +237,7 @@ class Effects(Protocol):
     implement them with a recorder and call the scheduler's handlers directly.
     """
 
-    def start_load(self, spec: ModelSpec, device: DeviceId) -> None:
+    def start_load(self, spec: ModelSpec, placement: Placement) -> None:
         """Begin loading; report back with ``Scheduler.on_load_done``."""
 
     def start_unload(self, handle: Handle, booked: Bytes = 0) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 from modelpool.config import ModelSpec
 from modelpool.core.events import EventKind, PoolEvent
 from modelpool.core.lease import Lease, Waiter
-from modelpool.core.ports import HOST, Handle
+from modelpool.core.ports import HOST, Handle, Placement
 from modelpool.errors import ModelPoolError
 from modelpool.types import Bytes, DeviceId, ModelId
 
@@ -45,10 +45,13 @@ class RecordingEffects:
     rejected: dict[int, ModelPoolError] = field(default_factory=dict)
     events: list[PoolEvent] = field(default_factory=list)
     handles: dict[ModelId, Handle] = field(default_factory=dict)
+    placements: dict[ModelId, Placement] = field(default_factory=dict)
+    """The last placement each model was loaded with."""
 
-    def start_load(self, spec: ModelSpec, device: DeviceId) -> None:
+    def start_load(self, spec: ModelSpec, placement: Placement) -> None:
         self.calls.append(("load", spec.id))
-        self.loads.append((spec.id, device))
+        self.loads.append((spec.id, placement.device))
+        self.placements[spec.id] = placement
 
     def start_unload(self, handle: Handle, booked: Bytes = 0) -> None:
         self.calls.append(("unload", handle.model_id))

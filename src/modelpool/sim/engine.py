@@ -24,7 +24,7 @@ from typing import Any
 from modelpool.config import ModelSpec, PoolSettings
 from modelpool.core.events import PoolEvent
 from modelpool.core.lease import Lease, Waiter
-from modelpool.core.ports import HOST, EvictionPolicy, Handle
+from modelpool.core.ports import HOST, EvictionPolicy, Handle, Placement
 from modelpool.core.scheduler import Scheduler
 from modelpool.core.stats import percentile
 from modelpool.core.testing import ManualClock
@@ -204,7 +204,8 @@ class Simulation:
 
     # --- Effects: what the scheduler asks for, done on the virtual clock ----------
 
-    def start_load(self, spec: ModelSpec, device: DeviceId) -> None:
+    def start_load(self, spec: ModelSpec, placement: Placement) -> None:
+        device = placement.device
         model = self.models[spec.id]
         self._counts["cold_loads"] += 1
         self._moved(model.bytes, model.load_seconds)

@@ -20,7 +20,7 @@ from modelpool.core.effects import AsyncEffects
 from modelpool.core.estimates import EstimateStore
 from modelpool.core.events import EventKind, PoolEvent
 from modelpool.core.lease import Lease, Waiter
-from modelpool.core.ports import Handle
+from modelpool.core.ports import Handle, Placement
 
 GB = 10**9
 
@@ -84,7 +84,7 @@ class Rig:
         return task
 
     async def loaded(self, model_id: str, device: str = "cpu") -> Handle:
-        self.effects.start_load(self.specs[model_id], device)
+        self.effects.start_load(self.specs[model_id], Placement.one(device))
         call = await self.reports.next()
         assert call[:2] == ("load", model_id)
         handle: Handle = call[2]
@@ -105,7 +105,7 @@ async def test_a_load_reports_its_handle_and_remembers_a_measured_footprint(tmp_
 
 async def test_a_failed_load_reports_the_reason_not_a_traceback() -> None:
     rig = Rig(fake("a", fail_loads=1, fail_message="weights are gone"))
-    rig.effects.start_load(rig.specs["a"], "cpu")
+    rig.effects.start_load(rig.specs["a"], Placement.one("cpu"))
     call = await rig.reports.next()
     assert call == ("load", "a", None, "RuntimeError: weights are gone")
 
