@@ -43,10 +43,8 @@ class Moves:
         self._effects.start_unload(record.handle, self.booked(record))
 
     def booked(self, record: ModelRecord) -> Bytes:
-        """The bytes the ledger holds for ``record`` on its device (0 if none)."""
-        if record.device is None or record.device not in self._bookings.ledger:
-            return 0
-        return self._bookings.ledger.account(record.device).committed.get(record.model_id, 0)
+        """The bytes the ledger holds for ``record`` over its devices (0 if none)."""
+        return self._bookings.booked(record)
 
     def evict(self, record: ModelRecord, reason: str, make_room: MakeRoom | None) -> None:
         """Free the device: to the warm tier when it can take the model, else unload.
@@ -57,6 +55,8 @@ class Moves:
     def _offload(self, record: ModelRecord, reason: str, make_room: MakeRoom) -> bool:
         assert record.handle is not None
         assert record.device is not None
+        if len(record.devices) > 1:
+            return False  # a warm copy comes back to one device; this one spans several
         size = self._bookings.ledger.account(record.device).committed[record.model_id]
         if not self._warm.accepts(record, size):
             return False
@@ -97,24 +97,27 @@ class Moves:
 
     # --- onto a device --------------------------------------------------------------
 
-    def load(self, record: ModelRecord, device: DeviceId) -> None:
-        """Book ``record`` on ``device``; it starts once its victims are gone."""
-        self._bookings.reserve(record, device)
+    def load(self, record: ModelRecord, placement: Placement) -> None:
+        """Book ``record`` where it is placed; it starts once its victims are gone."""
+        self._bookings.reserve(record, placement)
         self._start_load_if_free(record)
 
     def _start_load_if_free(self, record: ModelRecord) -> None:
         if not self._bookings.can_start(record):
             return
         self._bookings.start(record)
-        device = record.device
+        device, placement = record.device, record.placement
         assert device is not None
+        assert placement is not None
         detail: dict[str, Any] = {"device": device, "bytes": record.estimate}
+        if len(placement.devices) > 1:
+            detail["devices"] = list(placement.devices)
         if record.warm is not None:
             self._emit(EventKind.LOAD_STARTED, record, **detail, restore=True)
             self._effects.start_restore(record.warm, device)
             return
         self._emit(EventKind.LOAD_STARTED, record, **detail)
-        self._effects.start_load(record.spec, Placement.one(device))
+        self._effects.start_load(record.spec, placement)
 
     def start_ready_loads(self, device: DeviceId) -> None:
         """Memory came back on ``device``: start the loads that were waiting for it."""
