@@ -94,6 +94,52 @@ def place_one(
     return refusal
 
 
+def _first_go(accounts: Sequence[DeviceAccount], need: Bytes, plan_on: PlanOn) -> Plan:
+    refusal: Plan | None = None
+    for account in accounts:
+        if not account.fits_ever(need):
+            continue
+        plan = plan_on(account, need)
+        if isinstance(plan, Go):
+            return plan
+        if refusal is None or (isinstance(plan, Wait) and not isinstance(refusal, Wait)):
+            refusal = plan
+    assert refusal is not None, "the scheduler refuses models that fit no device"
+    return refusal
+
+
+def most_room(
+    accounts: Sequence[DeviceAccount],
+    need: Bytes,
+    plan_on: PlanOn,
+    policy: EvictionPolicy,
+    now: float,
+) -> Plan:
+    """The device with the most room first, evicting there if it must (``placement:
+    most_room``, what the pool did before placement by cost; kept for comparison)."""
+    by_room = sorted(accounts, key=lambda a: -a.planned_free)
+    return _first_go(by_room, need, plan_on)
+
+
+def first_fit(
+    accounts: Sequence[DeviceAccount],
+    need: Bytes,
+    plan_on: PlanOn,
+    policy: EvictionPolicy,
+    now: float,
+) -> Plan:
+    """The first device in budget order that can take the model (``placement: first_fit``)."""
+    return _first_go(accounts, need, plan_on)
+
+
+PLACEMENTS: Mapping[str, Callable[..., Plan]] = {
+    "cost": place_one,
+    "most_room": most_room,
+    "first_fit": first_fit,
+}
+"""``pool.placement``: how a model for one device picks it."""
+
+
 def place_across(
     accounts: Sequence[DeviceAccount],
     need: Bytes,

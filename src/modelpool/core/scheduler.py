@@ -37,7 +37,7 @@ from modelpool.core.lease import Lease, Waiter
 from modelpool.core.ledger import DeviceAccount, MemoryLedger
 from modelpool.core.memory_watch import MemoryWatch
 from modelpool.core.moves import Moves
-from modelpool.core.placement import place_across, place_one, spread
+from modelpool.core.placement import PLACEMENTS, place_across, spread
 from modelpool.core.planner import Go, Impossible, Plan, Wait, choose_drain, plan_load
 from modelpool.core.ports import (
     HOST,
@@ -862,7 +862,8 @@ class Scheduler:
         accounts = [self.ledger.account(d) for d in self.devices_for(record)]
         count = record.spec.devices
         if count is None:
-            return place_one(accounts, record.estimate, plan_on, self.policy, now)
+            place = PLACEMENTS[self.settings.placement]
+            return place(accounts, record.estimate, plan_on, self.policy, now)
         fixed = isinstance(count, tuple)
         count = len(count) if isinstance(count, tuple) else count
         split = record.spec.split

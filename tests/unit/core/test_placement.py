@@ -296,3 +296,17 @@ def test_placement_event_and_status_name_every_device() -> None:
     started = [e for e in h.fx.events if e.kind.name == "LOAD_STARTED"]
     assert started
     assert len(started[-1].detail["devices"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("placement", "device"), [("cost", "cuda:1"), ("most_room", "cuda:0"), ("first_fit", "cuda:0")]
+)
+def test_pool_placement_setting_picks_the_rule(placement: str, device: str) -> None:
+    models = {
+        "held": {"memory": 5 * GB, "device": "cuda:1"},
+        "new": {"memory": 3 * GB, "device": "auto"},
+    }
+    h = Harness(models, budgets={"cuda:0": 8 * GB, "cuda:1": 8 * GB}, placement=placement)
+    h.load("held")
+    h.load("new")
+    assert h.s.resolve("new").device == device
