@@ -19,7 +19,7 @@ from modelpool.core.ports import Effects, Placement
 from modelpool.core.record import ModelRecord
 from modelpool.core.states import ModelState
 from modelpool.core.warm import WarmTier
-from modelpool.types import Bytes, DeviceId
+from modelpool.types import Bytes, DeviceId, ModelId
 
 Emit = Callable[..., None]
 """``emit(kind, record, **detail)``: the scheduler's event publisher."""
@@ -33,6 +33,8 @@ class Moves:
         self._warm = warm
         self._effects = effects
         self._emit = emit
+        self._why: dict[ModelId, str] = {}
+        """Why each booked load's device was chosen, until the load starts."""
 
     # --- off a device ---------------------------------------------------------------
 
@@ -97,9 +99,11 @@ class Moves:
 
     # --- onto a device --------------------------------------------------------------
 
-    def load(self, record: ModelRecord, placement: Placement) -> None:
-        """Book ``record`` where it is placed; it starts once its victims are gone."""
+    def load(self, record: ModelRecord, placement: Placement, why: str = "") -> None:
+        """Book ``record`` where it is placed; it starts once its victims are gone.
+        ``why`` the device was chosen goes into the load's event."""
         self._bookings.reserve(record, placement)
+        self._why[record.model_id] = why
         self._start_load_if_free(record)
 
     def _start_load_if_free(self, record: ModelRecord) -> None:
@@ -112,6 +116,9 @@ class Moves:
         detail: dict[str, Any] = {"device": device, "bytes": record.estimate}
         if len(placement.devices) > 1:
             detail["devices"] = list(placement.devices)
+        why = self._why.pop(record.model_id, "")
+        if why:
+            detail["placed"] = why
         if record.warm is not None:
             self._emit(EventKind.LOAD_STARTED, record, **detail, restore=True)
             self._effects.start_restore(record.warm, device)

@@ -23,6 +23,7 @@ No I/O, no logging, no clock: the same books give the same answer.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Protocol, runtime_checkable
 
 from modelpool.core.bookings import shares
@@ -32,6 +33,7 @@ from modelpool.core.ports import Candidate, EvictionPolicy, Placement
 from modelpool.core.record import ModelRecord
 from modelpool.core.stats import decayed
 from modelpool.types import Bytes, DeviceId
+from modelpool.units import format_size
 
 PlanOn = Callable[[DeviceAccount, Bytes], Plan]
 """What loading the model takes on one device, for ``need`` of its bytes there."""
@@ -74,22 +76,29 @@ def place_one(
     # Fast path: a device with room now, tightest first; the first that needs no
     # eviction (its group or caps may still ask for one) is the answer.
     free = sorted((a.planned_free - need, i) for i, a in fitting if a.planned_free >= need)
-    for _, i in free:
+    for left, i in free:
         plan = plan_on(accounts[i], need)
         if isinstance(plan, Go) and not plan.victims:
-            return plan
+            return replace(plan, why=f"room without eviction, best fit ({format_size(left)} left)")
     best: tuple[tuple[bool, float, Bytes, int], Go] | None = None
     refusal: Plan | None = None
+    options = 0
     for i, account in fitting:
         plan = plan_on(account, need)
         if isinstance(plan, Go):
+            options += 1
             key = _rank(plan, account, need, policy, now, i)
             if best is None or key < best[0]:
                 best = (key, plan)
         elif refusal is None or (isinstance(plan, Wait) and not isinstance(refusal, Wait)):
             refusal = plan  # the first wait if any device may free up, else a refusal
     if best is not None:
-        return best[1]
+        (evicts, cost, left, _), plan = best
+        if not evicts:
+            why = f"room after its group left, best fit ({format_size(left)} left)"
+        else:
+            why = f"least reload cost ({cost:.1f} s) of {options} device(s) that could make room"
+        return replace(plan, why=why)
     assert refusal is not None, "the scheduler refuses models that fit no device"
     return refusal
 
@@ -186,7 +195,8 @@ def place_across(
         weights = list(split)
     total = sum(weights)
     placement = Placement(devices, tuple(w / total for w in weights))
-    return Go(placement.device, victims, placement)
+    how = "where the config says" if fixed else f"the {count} cheapest to make room on"
+    return Go(placement.device, victims, placement, f"spread over {count} devices, {how}")
 
 
 def _not_now(

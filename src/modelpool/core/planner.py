@@ -29,6 +29,8 @@ class Go:
     victims: list[ModelRecord]
     spans: Placement | None = None
     """Every device and share when the model spreads over several (None: ``device``)."""
+    why: str = ""
+    """Why placement chose this device (named in the load's event)."""
 
     @property
     def placement(self) -> Placement:

@@ -689,7 +689,7 @@ class Scheduler:
             reason = f"evicted by {self.policy.name} for {record.model_id}"
             self._evict(victim, reason, keep=record)
         record.blocked_by = []
-        self._moves.load(record, plan.placement)
+        self._moves.load(record, plan.placement, plan.why)
 
     def _settle(self, freed: Iterable[DeviceId] = (), host_freed: bool = False) -> None:
         """The end of every report from slow work, in one order: start the moves that

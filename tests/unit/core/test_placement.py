@@ -296,6 +296,21 @@ def test_placement_event_and_status_name_every_device() -> None:
     started = [e for e in h.fx.events if e.kind.name == "LOAD_STARTED"]
     assert started
     assert len(started[-1].detail["devices"]) == 2
+    assert started[-1].detail["placed"] == "spread over 2 devices, the 2 cheapest to make room on"
+
+
+def test_the_load_event_says_why_its_device_was_chosen() -> None:
+    models = {
+        "slow": {"memory": 6 * GB, "device": "cuda:0"},
+        "quick": {"memory": 6 * GB, "device": "cuda:1"},
+        "new": {"memory": 4 * GB, "device": "auto"},
+    }
+    h = Harness(models, budgets={"cuda:0": 8 * GB, "cuda:1": 8 * GB, "cuda:2": 5 * GB})
+    h.load("slow", "quick")
+    h.load("new")
+    started = [e for e in h.fx.events if e.kind.name == "LOAD_STARTED" and e.model_id == "new"]
+    assert started[-1].detail["device"] == "cuda:2"
+    assert started[-1].detail["placed"] == "room without eviction, best fit (953.7 MiB left)"
 
 
 @pytest.mark.parametrize(
