@@ -832,6 +832,11 @@ class Scheduler:
         for waiter in deferred:
             self._preloads.push(waiter)
 
+    def plan(self, record: ModelRecord, now: float) -> Plan:
+        """Where ``record`` would go now and what would leave first (a query: nothing
+        changes)."""
+        return self._plan(record, now, self.demand(), {})
+
     def _plan(
         self,
         record: ModelRecord,

@@ -325,3 +325,22 @@ def test_pool_placement_setting_picks_the_rule(placement: str, device: str) -> N
     h.load("held")
     h.load("new")
     assert h.s.resolve("new").device == device
+
+
+def test_status_shows_each_devices_memory_by_model() -> None:
+    from modelpool.core.queries import resource_status
+
+    models = {
+        "wide": {"memory": 12 * GB, "device": "auto", "devices": ["cuda:0", "cuda:1"]},
+        "one": {"memory": 2 * GB, "device": "cuda:2"},
+    }
+    h = Harness(models, budgets=BOX)
+    h.load("wide", "one")
+    status = resource_status(h.s, None, h.clock())
+    memory = status["memory_info"]
+    assert memory["cuda:0"]["models"] == {"wide": 6 * GB}
+    assert memory["cuda:1"]["models"] == {"wide": 6 * GB}
+    assert memory["cuda:2"]["models"] == {"one": 2 * GB}
+    assert memory["cuda:3"]["models"] == {}
+    assert status["model_resources"]["wide"]["devices"] == {"cuda:0": 6 * GB, "cuda:1": 6 * GB}
+    assert status["model_resources"]["wide"]["memory_bytes"] == 12 * GB
