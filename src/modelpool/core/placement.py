@@ -90,8 +90,8 @@ def place_one(
             key = _rank(plan, account, need, policy, now, i)
             if best is None or key < best[0]:
                 best = (key, plan)
-        elif refusal is None or (isinstance(plan, Wait) and not isinstance(refusal, Wait)):
-            refusal = plan  # the first wait if any device may free up, else a refusal
+        else:
+            refusal = _closer(refusal, plan, accounts)
     if best is not None:
         (evicts, cost, left, _), plan = best
         if not evicts:
@@ -101,6 +101,20 @@ def place_one(
         return replace(plan, why=why)
     assert refusal is not None, "the scheduler refuses models that fit no device"
     return refusal
+
+
+def _closer(known: Plan | None, plan: Plan, accounts: Sequence[DeviceAccount]) -> Plan:
+    """Of two refusals, the one to report and act on: a wait beats a refusal (memory
+    may come back there), and of two waits the one on the device with the most room,
+    where a starving request drains (replays: nearest-to-fitting by bytes still missing
+    drained hot models more often and waited longer on zipf and diurnal traffic)."""
+    if known is None or (isinstance(plan, Wait) and not isinstance(known, Wait)):
+        return plan
+    if isinstance(plan, Wait) and isinstance(known, Wait):
+        room = {a.device: a.planned_free for a in accounts}
+        if room[plan.device] > room[known.device]:
+            return plan
+    return known
 
 
 def _first_go(accounts: Sequence[DeviceAccount], need: Bytes, plan_on: PlanOn) -> Plan:
@@ -174,7 +188,7 @@ def place_across(
                 plans.append((plan_on(account, part), account, part))
     goes = [(p, a, part) for p, a, part in plans if isinstance(p, Go)]
     if (fixed and len(goes) < len(plans)) or len(goes) < count:
-        return _not_now(plans, accounts, need, count)
+        return _not_now(plans, count if not fixed else len(plans))
     if not fixed:
         index = {a.device: i for i, a in enumerate(accounts)}
         goes.sort(key=lambda g: _rank(g[0], g[1], g[2], policy, now, index[g[1].device]))
@@ -199,23 +213,31 @@ def place_across(
     return Go(placement.device, victims, placement, f"spread over {count} devices, {how}")
 
 
-def _not_now(
-    plans: Sequence[tuple[Plan, DeviceAccount, Bytes]],
-    accounts: Sequence[DeviceAccount],
-    need: Bytes,
-    count: int,
-) -> Plan:
-    """Not enough devices can take their part now: wait if enough may free up."""
-    hopeful = [p for p, _, _ in plans if not isinstance(p, Impossible)]
-    waits = [p for p in hopeful if isinstance(p, Wait)]
-    if len(hopeful) >= count and waits:
-        return waits[0]
-    refusals = [p for p, _, _ in plans if isinstance(p, Impossible)]
-    if refusals:
-        return refusals[0]
-    if waits:
-        return waits[0]
-    raise AssertionError(f"no device of {[a.device for a in accounts]} for {need} B")
+def _not_now(plans: Sequence[tuple[Plan, DeviceAccount, Bytes]], count: int) -> Plan:
+    """Fewer than ``count`` devices can take their part now. If enough may free up,
+    wait for the ``count`` nearest to it (those that could go now first, then by the
+    bytes still missing) as a whole: one wait naming every holder, holding all of those
+    devices once it starves. Otherwise the first refusal."""
+    hopeful = [(p, a) for p, a, _ in plans if not isinstance(p, Impossible)]
+    if len(hopeful) < count:
+        refusal = next(p for p, _, _ in plans if isinstance(p, Impossible))
+        return refusal
+    order = {a.device: i for i, (_, a) in enumerate(hopeful)}
+    hopeful.sort(
+        key=lambda pa: (pa[0].shortfall if isinstance(pa[0], Wait) else 0, order[pa[1].device])
+    )
+    chosen = hopeful[:count]
+    waits = [p for p, _ in chosen if isinstance(p, Wait)]
+    drainable: list[ModelRecord] = []
+    for wait in waits:
+        drainable.extend(r for r in wait.drainable if r not in drainable)
+    return Wait(
+        waits[0].device,
+        [h for wait in waits for h in wait.holders],
+        drainable,
+        sum(wait.shortfall for wait in waits),
+        tuple(a.device for _, a in chosen),
+    )
 
 
 def spread(

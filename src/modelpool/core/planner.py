@@ -43,6 +43,9 @@ class Wait:
     holders: list[Holder]
     drainable: list[ModelRecord]
     shortfall: Bytes
+    hold: tuple[DeviceId, ...] = ()
+    """Every device a model spread over several waits for (empty: just ``device``):
+    once it starves, no other load may take their room."""
 
 
 @dataclass(frozen=True, slots=True)

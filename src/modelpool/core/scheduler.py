@@ -786,7 +786,8 @@ class Scheduler:
                     )
                 record.blocked_by = outcome.holders
                 if starving:
-                    held_for.setdefault(outcome.device, record)
+                    for device in outcome.hold or (outcome.device,):
+                        held_for.setdefault(device, record)
                     chosen = choose_drain(outcome, self.policy, now, demand)
                     drain.update(r.model_id for r in chosen)
             elif isinstance(outcome, Impossible):
