@@ -16,7 +16,12 @@ from modelpool.config import ModelSpec
 from modelpool.core.estimates import EstimateStore, plausible_footprint
 from modelpool.core.events import EventKind, PoolEvent
 from modelpool.core.lease import Lease, Waiter
-from modelpool.core.memory_watch import Sleep, confirm_release, measure_processes
+from modelpool.core.memory_watch import (
+    Sleep,
+    confirm_release,
+    measure_processes_across,
+    total_across,
+)
 from modelpool.core.ports import (
     HOST,
     Backend,
@@ -175,16 +180,18 @@ class AsyncEffects:
             # A server process says nothing of its memory: the probe measures its tree.
             # Unknown (None, or a failed probe) or implausible (0, more than the device
             # holds) keeps the estimate booked, and nothing is remembered.
+            # A model across devices is measured on each of them, and summed.
+            devices = handle.all_devices
             measured = _evidence(
-                probe, lambda: measure_processes(probe, handle.device, handle.pids)
+                probe, lambda: measure_processes_across(probe, devices, handle.pids)
             )
-            reading = _evidence(probe, lambda: probe.read(handle.device)) if measured else None
-            if plausible_footprint(measured, reading.total if reading is not None else None):
+            total = _evidence(probe, lambda: total_across(probe, devices)) if measured else None
+            if plausible_footprint(measured, total):
                 handle.footprint = measured
             elif measured is not None:
                 log.warning(
                     "%s: measured %s bytes on %s, not plausible: the estimate stands",
-                    spec.id, f"{measured:,}", handle.device,
+                    spec.id, f"{measured:,}", ", ".join(devices),
                 )  # fmt: skip
         if handle.footprint is not None and self._estimates is not None:
             self._estimates.record(spec, handle.footprint)

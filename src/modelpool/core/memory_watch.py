@@ -41,6 +41,32 @@ def measure_processes(probe: MemoryProbe, device: DeviceId, pids: Sequence[int])
     return probe.process_bytes(device, pids)
 
 
+def measure_processes_across(
+    probe: MemoryProbe, devices: Sequence[DeviceId], pids: Sequence[int]
+) -> Bytes | None:
+    """Bytes ``pids`` and their children hold on all of ``devices`` together (a model
+    that spans several); None if any one is unknown: a part left out would book the
+    model as smaller than it is."""
+    total = 0
+    for device in devices:
+        held = measure_processes(probe, device, pids)
+        if held is None:
+            return None
+        total += held
+    return total
+
+
+def total_across(probe: MemoryProbe, devices: Sequence[DeviceId]) -> Bytes | None:
+    """What ``devices`` hold together, as the probe reads them; None if any is unknown."""
+    total = 0
+    for device in devices:
+        reading = probe.read(device)
+        if reading is None:
+            return None
+        total += reading.total
+    return total
+
+
 Sleep = Callable[[float], Awaitable[None]]
 
 
