@@ -124,11 +124,11 @@ def env_problem(env: Mapping[str, str]) -> str | None:
     given = [name for name in VISIBILITY_VARIABLES if name in env]
     if not given:
         return None
+    verb = "is" if len(given) == 1 else "are"
     return (
-        f"env sets {', '.join(given)}, which the pool sets from the model's placement "
-        "(device: cuda:N, or devices: [...]); remove it and place the model instead"
+        f"{', '.join(given)} {verb} set by the pool from the model's placement (device: "
+        "cuda:N, or devices: [...]); remove it from env and place the model instead"
     )
-
 
 __all__ = [
     "DEVICE_PLACEHOLDERS",
