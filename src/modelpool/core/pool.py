@@ -56,7 +56,14 @@ log = logging.getLogger("modelpool")
 
 EVENT_HISTORY = 1000
 RETUNABLE = frozenset(
-    {"high_watermark", "low_watermark", "max_models", "device_max_models", "reap_interval"}
+    {
+        "high_watermark",
+        "low_watermark",
+        "max_models",
+        "device_max_models",
+        "reap_interval",
+        "placement",
+    }
 )
 """The settings ``ModelPool.retune`` may change while the pool runs."""
 
