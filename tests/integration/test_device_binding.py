@@ -49,9 +49,8 @@ def server(model_id: str, *notes: str, **fields: Any) -> ModelSpec:
     command = [sys.executable, TINY, "--port", "${PORT}", "--name", "${MODEL_ID}"]
     for note in notes:
         command += ["--note", note]
-    return ModelSpec(
-        id=model_id, backend="process", memory=GB, options={"command": command}, **fields
-    )
+    fields = {"memory": GB, **fields}
+    return ModelSpec(id=model_id, backend="process", options={"command": command}, **fields)
 
 
 async def started_with(endpoint: str | None) -> dict[str, Any]:
@@ -110,6 +109,40 @@ async def test_a_model_on_cuda_2_sees_only_gpu_2_and_its_index() -> None:
         assert placed in GPUS
         assert seen["env"]["CUDA_VISIBLE_DEVICES"] == placed.removeprefix("cuda:")
     assert gone(pid)
+
+
+async def test_the_pool_places_a_model_across_devices_and_its_server_sees_them() -> None:
+    """The scheduler books the model on two ledgers; the one server it starts sees
+    exactly those two GPUs and the split they were booked with."""
+    listed = server(
+        "listed", "${DEVICE_INDICES}", "${TENSOR_SPLIT}", memory=8 * GB,
+        devices=["cuda:1", "cuda:3"], split=[1, 3],
+    )  # fmt: skip
+    # 30 GB fits on no one 24 GB GPU: any two of them.
+    large = server("large", "${DEVICE_INDICES}", "${DEVICE_COUNT}", memory=30 * GB, devices=2)
+    backend = ProcessBackend()
+    pool = ModelPool(
+        [listed, large],
+        budgets=dict.fromkeys(GPUS, 24 * GB),
+        probe=StaticProbe(dict.fromkeys(GPUS, 24 * GB)),
+        strategy="lru",
+        backends={"process": backend},
+    )
+    async with pool:
+        async with pool.use("listed") as lease:
+            assert lease.handle.devices == ("cuda:1", "cuda:3")
+            seen = await started_with(lease.endpoint)
+        assert seen["env"]["CUDA_VISIBLE_DEVICES"] == "1,3"
+        assert notes(seen["argv"]) == ["1,3", "0.25,0.75"]
+        async with pool.use("large") as lease:
+            spanned = lease.handle.devices
+            seen = await started_with(lease.endpoint)
+            pids = [*lease.handle.pids]
+        assert len(spanned) == 2
+        indices = ",".join(device.removeprefix("cuda:") for device in spanned)
+        assert seen["env"]["CUDA_VISIBLE_DEVICES"] == indices
+        assert notes(seen["argv"]) == [indices, "2"]
+    assert all(gone(pid) for pid in pids)
 
 
 async def test_a_model_on_the_cpu_sees_no_gpu() -> None:
