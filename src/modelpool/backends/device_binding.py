@@ -130,6 +130,7 @@ def env_problem(env: Mapping[str, str]) -> str | None:
         "cuda:N, or devices: [...]); remove it from env and place the model instead"
     )
 
+
 __all__ = [
     "DEVICE_PLACEHOLDERS",
     "VISIBILITY_VARIABLES",

@@ -86,12 +86,42 @@ async def confirm_release(
     shows up late, and no event says when: the probe is polled (``clock`` and ``sleep``
     are the pool's, a manual pair in tests).
     """
+    return await confirm_release_across(
+        probe, (device,), used_before, size, timeout, clock=clock, sleep=sleep
+    )
+
+
+def used_across(probe: MemoryProbe, devices: Sequence[DeviceId]) -> Bytes | None:
+    """What ``devices`` have in use together, as the probe reads them; None if any is
+    unknown."""
+    used = 0
+    for device in devices:
+        reading = probe.read(device)
+        if reading is None:
+            return None
+        used += reading.used
+    return used
+
+
+async def confirm_release_across(
+    probe: MemoryProbe,
+    devices: Sequence[DeviceId],
+    used_before: Bytes,
+    size: Bytes,
+    timeout: float,
+    *,
+    clock: Clock = time.monotonic,
+    sleep: Sleep = asyncio.sleep,
+) -> float | None:
+    """``confirm_release`` over a model that spans ``devices``: ``size`` (its bytes on
+    all of them) is looked for in what they use together, ``used_before`` likewise;
+    its parts need not leave each device in the booked proportions."""
     started = clock()
     target = used_before - int(size * RELEASED_SHARE)
     while True:
-        reading = probe.read(device)
+        used = used_across(probe, devices)
         waited = clock() - started
-        if reading is None or reading.used <= target:
+        if used is None or used <= target:
             return waited
         if waited >= timeout:
             return None

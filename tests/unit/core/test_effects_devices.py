@@ -1,6 +1,7 @@
 """AsyncEffects measures a server process on every device it was given (issue 17,
 point 1): a model across ``cuda:1`` and ``cuda:3`` holds what NVML lists for its
-process on both, summed; a part NVML cannot tell keeps the estimate.
+process on both, summed; a part NVML cannot tell keeps the estimate. Its unload is
+confirmed on all of its devices together, as its bytes were booked.
 
 The probe is the real ``NvmlProbe`` over a fake NVML (``gpu_fakes``) with four GPUs.
 """
@@ -15,6 +16,7 @@ from gpu_fakes import GB, FakeGpu, FakeNvml
 
 from modelpool.config import ModelSpec
 from modelpool.core.effects import AsyncEffects
+from modelpool.core.events import EventKind, PoolEvent
 from modelpool.core.ports import Handle, Placement
 from modelpool.probes.nvml import NvmlProbe
 from modelpool.types import DeviceId
@@ -24,7 +26,11 @@ SERVER_PID = 2_000_000_001
 
 
 class ServerBackend:
-    """Loads return what a process backend's do: the server's pid and its devices."""
+    """Loads return what a process backend's do: the server's pid and its devices; an
+    unload ends the server, whose memory leaves every GPU at once."""
+
+    def __init__(self, gpus: list[FakeGpu] | None = None) -> None:
+        self.gpus = gpus or []
 
     async def load(self, spec: ModelSpec, device: DeviceId) -> Handle:
         return Handle(spec.id, device, pids=(SERVER_PID,))
@@ -33,7 +39,8 @@ class ServerBackend:
         return Handle(spec.id, placement.device, pids=(SERVER_PID,), devices=placement.devices)
 
     async def unload(self, handle: Handle) -> None:
-        return None
+        for gpu in self.gpus:
+            gpu.processes.pop(SERVER_PID, None)
 
 
 class LoadReports:
@@ -41,13 +48,15 @@ class LoadReports:
 
     def __init__(self) -> None:
         self.loaded: asyncio.Queue[tuple[Handle | None, str | None]] = asyncio.Queue()
+        self.unloaded: asyncio.Queue[str | None] = asyncio.Queue()
 
     def on_load_done(
         self, model_id: str, handle: Handle | None, error: str | None, seconds: float
     ) -> None:
         self.loaded.put_nowait((handle, error))
 
-    def on_unload_done(self, model_id: str, error: str | None = None) -> None: ...
+    def on_unload_done(self, model_id: str, error: str | None = None) -> None:
+        self.unloaded.put_nowait(error)
 
     def on_offload_done(
         self, model_id: str, warm: Handle | None, error: str | None, seconds: float
@@ -56,9 +65,9 @@ class LoadReports:
     def on_lost(self, model_id: str, handle: Handle, reason: str) -> None: ...
 
 
-def four_gpus(held: dict[int, int]) -> NvmlProbe:
-    """NVML over four 24 GB GPUs; the server holds ``held[i]`` bytes on GPU i."""
-    gpus = [
+def gpus_holding(held: dict[int, int]) -> list[FakeGpu]:
+    """Four 24 GB GPUs; the server holds ``held[i]`` bytes on GPU i."""
+    return [
         FakeGpu(
             f"GPU-0000000{index}-0000-0000-0000-000000000000",
             f"00000000:{16 + index:02x}:00.0",
@@ -67,7 +76,14 @@ def four_gpus(held: dict[int, int]) -> NvmlProbe:
         )
         for index in range(4)
     ]
+
+
+def nvml(gpus: list[FakeGpu]) -> NvmlProbe:
     return NvmlProbe(FakeNvml(gpus), environ={}, torch_cuda=lambda: None, pid=1)
+
+
+def four_gpus(held: dict[int, int]) -> NvmlProbe:
+    return nvml(gpus_holding(held))
 
 
 async def footprint(probe: NvmlProbe, placement: Placement) -> int | None:
@@ -120,3 +136,53 @@ async def test_a_part_nvml_cannot_tell_keeps_the_estimate() -> None:
 async def test_a_footprint_larger_than_one_device_is_plausible_across_two() -> None:
     """30 GB over two 24 GB GPUs: set against what they hold together, not the first."""
     assert await footprint(four_gpus({1: 12 * GB, 3: 18 * GB}), ACROSS) == 30 * GB
+
+
+async def test_an_unload_across_devices_is_confirmed_on_all_of_them() -> None:
+    """2 GB on cuda:1 and 6 GB on cuda:3, 8 GB booked: the main device alone never
+    gives back half of the 8 GB, which would read as memory not coming back."""
+    gpus = gpus_holding({1: 2 * GB, 3: 6 * GB})
+    reports = LoadReports()
+    events: list[PoolEvent] = []
+    effects = AsyncEffects(
+        {"fake": ServerBackend(gpus)},
+        lambda model_id: ModelSpec(id="m", backend="fake", memory=8 * GB, devices=2),
+        spawn=asyncio.get_running_loop().create_task,
+        publish=events.append,
+        release=lambda lease: None,
+        clock=asyncio.get_running_loop().time,
+        probe=nvml(gpus),
+        confirms_release=lambda device: True,
+        release_timeout=0.3,
+    )
+    effects.report_to(reports)
+    handle = Handle("m", "cuda:1", pids=(SERVER_PID,), devices=("cuda:1", "cuda:3"))
+    effects.start_unload(handle, booked=8 * GB)
+    async with asyncio.timeout(5):
+        assert await reports.unloaded.get() is None
+    assert [event.kind for event in events] == []
+
+
+async def test_an_unload_across_devices_not_seen_coming_back_is_drift() -> None:
+    gpus = gpus_holding({1: 2 * GB, 3: 6 * GB})
+    reports = LoadReports()
+    events: list[PoolEvent] = []
+    effects = AsyncEffects(
+        {"fake": ServerBackend()},  # "unloads" without freeing anything
+        lambda model_id: ModelSpec(id="m", backend="fake", memory=8 * GB, devices=2),
+        spawn=asyncio.get_running_loop().create_task,
+        publish=events.append,
+        release=lambda lease: None,
+        clock=asyncio.get_running_loop().time,
+        probe=nvml(gpus),
+        confirms_release=lambda device: True,
+        release_timeout=0.2,
+    )
+    effects.report_to(reports)
+    handle = Handle("m", "cuda:1", pids=(SERVER_PID,), devices=("cuda:1", "cuda:3"))
+    effects.start_unload(handle, booked=8 * GB)
+    async with asyncio.timeout(5):
+        assert await reports.unloaded.get() is None
+    [drift] = events
+    assert drift.kind is EventKind.MEMORY_DRIFT
+    assert drift.detail["device"] == "cuda:1, cuda:3"
