@@ -75,8 +75,11 @@ def gone(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return True
-    stat = Path(f"/proc/{pid}/stat").read_text() if Path(f"/proc/{pid}").exists() else ""
-    return not stat or stat[stat.rfind(")") + 2] in "ZX"
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat[stat.rfind(")") + 2] in "ZX"  # only its zombie is left
 
 
 async def test_a_model_on_cuda_2_sees_only_gpu_2_and_its_index() -> None:
