@@ -306,6 +306,8 @@ def test_strategy_auto_shows_as_such_with_its_last_table_on_hover(page: Page) ->
 def test_the_charts_draw_the_pool_and_the_request_rate_moves_with_traffic(
     page: Page, server: Server
 ) -> None:
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(request.url))
     page.goto(f"{server.url}/ui")
     rates = chart(page, "rps")
     # Two samples of the status at least, and no traffic yet: nothing to draw.
@@ -328,6 +330,9 @@ def test_the_charts_draw_the_pool_and_the_request_rate_moves_with_traffic(
     expect(cpu.locator(".legend")).to_contain_text("chatty")
     expect(chart(page, "loads").locator('rect[data-series="chatty"]')).to_have_count(1)
     expect(rates.locator("svg")).to_have_attribute("aria-label", re.compile(r"chatty \d"))
+    # Drawn by the page itself: nothing was fetched from anywhere but the server.
+    assert asked
+    assert [url for url in asked if not url.startswith(server.url + "/")] == []
 
 
 def test_the_versions_panel_rolls_back_and_aborts_through_the_rollout_routes(
