@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from modelpool.core.ledger import DeviceAccount
 from modelpool.core.planner import Go, booked_bytes, holder
 from modelpool.core.ports import HOST, MemoryProbe
 from modelpool.core.record import ModelRecord
@@ -74,16 +75,24 @@ def resource_status(scheduler: Scheduler, probe: MemoryProbe | None, now: float)
             "last_error": record.last_error,
             **record.stats.snapshot(now),
         }
+    warm = scheduler.warm.ledger.snapshot()[HOST]
+    warm["models"] = warm_bytes_by_model(scheduler.warm.ledger.account(HOST))
     return {
         "clock": now,
         "strategy": scheduler.policy.name,
         "loaded_models": [r.model_id for r in scheduler.records() if r.state is ModelState.READY],
         "active_allocations": allocations,
         "memory_info": memory,
-        "warm_memory": scheduler.warm.ledger.snapshot()[HOST],
+        "warm_memory": warm,
         "model_resources": models,
         "queue": {"waiting": scheduler.waiting, "max": scheduler.settings.max_queue},
     }
+
+
+def warm_bytes_by_model(account: DeviceAccount) -> dict[ModelId, Bytes]:
+    """What each model holds in the warm tier (host RAM), as ``memory_info[d]["models"]``
+    says for a device: kept there (leaving included) or reserved for an offload."""
+    return {**account.reserved, **account.committed}
 
 
 def fit_problems(scheduler: Scheduler, models: list[str]) -> list[str]:
