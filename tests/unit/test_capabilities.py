@@ -55,7 +55,7 @@ EXPECTED_BACKENDS = {
     },
     "torch": {"estimate", "warm tier", "prepare"},
     "callable": set(),
-    "fake": {"estimate", "watch exit", "warm tier"},
+    "fake": {"estimate", "watch exit", "warm tier", "spans devices"},
 }
 EXPECTED_PROBES = {"nvml": True, "system": True, "auto": True, "static": False, "torch": False}
 
