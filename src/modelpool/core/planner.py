@@ -69,7 +69,12 @@ def plan_load(
     now: float,
     demand: Mapping[str, float],
 ) -> Plan:
-    """Plan loading ``target`` on ``account``'s device, where ``residents`` are booked."""
+    """Plan loading ``target`` on ``account``'s device, where ``residents`` are booked.
+
+    A remote model (``spec.remote``) books nothing: it goes at once, displacing nobody,
+    and it is never a victim or a holder of anyone else's plan."""
+    if target.spec.remote:
+        return Go(account.device, [])
     need = target.estimate
     group = target.spec.group
     forced: list[ModelRecord] = []
@@ -111,7 +116,7 @@ def plan_load(
         r.candidate()
         for r in residents.values()
         if r.state is ready and not r.leases and not r.pinned and r is not target
-        and r.spec.id not in taken
+        and r.spec.id not in taken and not r.spec.remote
     ]  # fmt: skip
     chosen: list[ModelRecord] = []
     if candidates:
@@ -130,7 +135,10 @@ def plan_load(
     stuck = [
         r
         for r in residents.values()
-        if r is not target and r.spec.id not in taken and r.state is not ModelState.UNLOADING
+        if r is not target
+        and r.spec.id not in taken
+        and r.state is not ModelState.UNLOADING
+        and not r.spec.remote
     ]
     holders = [holder(account, r) for r in stuck]
     drainable = [r for r in stuck if r.state is ModelState.READY and r.leases and not r.pinned]
