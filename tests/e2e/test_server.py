@@ -419,7 +419,9 @@ def test_a_second_signal_stops_at_once_and_still_ends_the_model_servers() -> Non
             running.process.send_signal(signal.SIGINT)  # impatient: skip the drain
             running.process.wait(60)  # so that a hang fails here, not at the suite's timeout
             took = time.monotonic() - impatient
-            assert took < 5.0, f"{took:.1f}s: not at once (the drain would take 30 s)"
+            # "At once" is against the 30 s drain: ending the model servers took up to
+            # 8 s on a 2-core machine under the load of a parallel suite.
+            assert took < 20.0, f"{took:.1f}s: not at once (the drain would take 30 s)"
         assert "Application shutdown complete" in running.log()
         psutil.wait_procs(llama, timeout=10)
         assert not [p for p in llama if p.is_running() and p.status() != "zombie"]
