@@ -30,7 +30,7 @@ from modelpool.core.stats import percentile
 from modelpool.core.testing import ManualClock
 from modelpool.core.traffic_window import Arrival
 from modelpool.errors import ModelPoolError
-from modelpool.sim.models import ModelSet
+from modelpool.sim.models import ModelSet, SimModel
 from modelpool.sim.results import RunResult
 from modelpool.sim.workload import Workload
 from modelpool.types import Bytes, DeviceId, ModelId
@@ -41,6 +41,20 @@ TICK_SECONDS = 1.0
 ``reap_interval`` default): it is what lets a starving request drain busy models."""
 DROP_SECONDS = 0.05
 """Freeing a warm copy in host RAM."""
+
+
+def _spec(model: SimModel, group: str | None) -> ModelSpec:
+    """The pool spec a simulated model stands for. A version's record (``m@v2``, from a
+    pool's own picture) is named as the pool names it: validated under its model's id,
+    then given its own, as ``config.version_spec`` does."""
+    base, _, version = model.id.partition("@")
+    spec = ModelSpec(
+        id=base, backend="fake", memory=model.bytes, device=model.device,
+        devices=model.devices, tags=model.tags, priority=model.priority, group=group,
+    )  # fmt: skip
+    if not version:
+        return spec
+    return spec.model_copy(update={"id": model.id, "version": version})
 
 
 class Simulation:
@@ -78,13 +92,7 @@ class Simulation:
         self.slo = slo
         self.clock = ManualClock(0.0)
         group = EXCLUSIVE_GROUP if exclusive else None
-        specs = [
-            ModelSpec(
-                id=m.id, backend="fake", memory=m.bytes, device=m.device, devices=m.devices,
-                tags=m.tags, priority=m.priority, group=group,
-            )
-            for m in models.models
-        ]  # fmt: skip
+        specs = [_spec(m, group) for m in models.models]
         self.scheduler = Scheduler(
             specs,
             {m.id: m.bytes for m in models.models},

@@ -70,3 +70,18 @@ def test_an_empty_window_and_a_one_model_window_replay_nothing() -> None:
         replay_table(only_a, picture_of(one.get_resource_status(), one.settings), [], "hybrid")
         == []
     )
+
+
+def test_a_pool_with_versions_replays_them_under_their_own_names() -> None:
+    # A version's record is "model@v2", which no config may name a model: the replay
+    # used to refuse the whole picture, and strategy: auto never compared anything.
+    base = ModelSpec(
+        id="a", backend="fake", memory=4 * GB, device="cpu", versions={"v2": {"memory": "3GB"}}
+    )
+    others = [ModelSpec(id=i, backend="fake", memory=4 * GB, device="cpu") for i in "bc"]
+    pool = ModelPool([base, *others], budgets={"cpu": "8GB"}, strategy="auto")
+    picture = picture_of(pool.get_resource_status(), pool.settings)
+    assert "a@v2" in [m.id for m in picture.models]
+    window = [*scripted_window(), Arrival(10_000.0, "a@v2", 0.5)]
+    table = replay_table(window, picture, ["lru"], current="hybrid")
+    assert sorted(r.strategy for r in table) == ["hybrid", "lru"]
