@@ -7,6 +7,7 @@
 * ``diurnal``: a day's load curve, interactive models by day and batch ones by night.
 * ``fragmentation``: small models always, large ones in turns, on a box of several
   devices: packing the small ones leaves holes the large ones fit.
+* ``hot``: one model takes most of the traffic (where a second copy of it pays).
 
 Each generator takes ``(models, *, requests, duration, seed, **knobs)`` and gives
 exactly ``requests`` requests in ``[0, duration)``, the same ones for the same seed
@@ -41,6 +42,7 @@ __all__ = [
     "diurnal",
     "azure",
     "fragmentation",
+    "hot",
     "WORKLOADS",
     "make_workload",
 ]
@@ -297,7 +299,36 @@ def fragmentation(
     )
 
 
+def hot(
+    models: ModelSet,
+    *,
+    requests: int = REQUESTS,
+    duration: float = DURATION,
+    seed: int = 0,
+    share: float = 0.6,
+    model: str | None = None,
+) -> Workload:
+    """One model takes ``share`` of the traffic (``model``, default the set's first),
+    the others the rest at random: where a second copy of it pays (``replicas``).
+
+    Uniform arrivals over ``duration``.
+    """
+    _check(models, requests, duration)
+    if not 0 < share < 1:
+        raise ValueError(f"hot: share must be between 0 and 1, not {share}")
+    chosen = models[model] if model is not None else models.models[0]
+    others = [m for m in models.models if m is not chosen] or [chosen]
+    rng = random.Random(seed)
+    out = [
+        _request(rng, time, chosen if rng.random() < share else rng.choice(others))
+        for time in _uniform_times(rng, requests, duration)
+    ]
+    knobs = {"share": share, "model": chosen.id}
+    return _workload("hot", out, seed, duration, knobs, f"{chosen.id} takes {share:.0%}")
+
+
 WORKLOADS: dict[str, Callable[..., Workload]] = {
+    "hot": hot,
     "fragmentation": fragmentation,
     "zipf": zipf_drift,
     "bursty": bursty,

@@ -30,7 +30,7 @@ from modelpool.sim.workloads import (
     zipf_drift,
 )
 
-SYNTHETIC = ["zipf", "bursty", "phases", "diurnal", "fragmentation"]
+SYNTHETIC = ["zipf", "bursty", "phases", "diurnal", "fragmentation", "hot"]
 MODELS = demo_model_set()
 
 
@@ -332,3 +332,14 @@ def test_fragmentation_keeps_small_models_busy_and_large_ones_in_turns() -> None
         in_turn = {r.model for r in workload.requests
                    if turn * 300 <= r.time < (turn + 1) * 300 and r.model not in small}  # fmt: skip
         assert len(in_turn) <= 3, (turn, in_turn)
+
+
+def test_hot_sends_its_share_to_one_model() -> None:
+    from modelpool.sim.workloads import hot
+
+    workload = hot(MODELS, requests=4000, seed=3, share=0.6, model="phi-3.5-mini")
+    asked = [r.model for r in workload.requests]
+    assert 0.57 < asked.count("phi-3.5-mini") / len(asked) < 0.63
+    assert len(set(asked)) == len(MODELS.models)
+    with pytest.raises(ValueError, match="share must be between 0 and 1"):
+        hot(MODELS, share=1.0)
