@@ -1,0 +1,82 @@
+"""Applying a config diff (``config/diff.py``) to a running pool, through its public
+methods only.
+
+Everything that can change at once changes in one step of the pool's loop, so no
+request sees half a config: the live settings, the metadata of every updated model
+(and of every reloaded one: its aliases, tags and priority do not wait), the removed
+models taken out of service, the new models added, the reloaded ones marked to unload.
+Then it waits for the slow part: removed models unloading once their leases are back
+(then forgotten), reloaded ones unloading and, if they were loaded, loading again with
+their new settings. Unchanged models are never touched: their leases and requests go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from modelpool.config.diff import ConfigDiff
+from modelpool.core.pool import ModelPool
+from modelpool.core.states import RESIDENT
+from modelpool.errors import ModelPoolError
+
+log = logging.getLogger("modelpool.reload")
+
+
+async def apply_diff(pool: ModelPool, diff: ConfigDiff) -> list[str]:
+    """Apply ``diff`` to ``pool``; the problems met on the way (a reloaded model that
+    failed to load again...), each naming its model. Call on the pool's loop."""
+    # --- at once: one step of the loop ----------------------------------------------
+    pool.reconfigure(diff.pool_settings)
+    metadata = [change.spec for change in diff.updated]
+    metadata += [change.metadata_now for change in diff.reloaded]
+    if metadata:
+        pool.update_models(metadata)
+    removals = [pool.retire_model(model_id) for model_id in diff.removed]
+    for spec in diff.added:
+        pool.add_model(spec)
+    was_resident = {c.model_id for c in diff.reloaded if pool.state(c.model_id) in RESIDENT}
+    replacements = {change.model_id: pool.replace_model(change.spec) for change in diff.reloaded}
+
+    # --- then the slow part ------------------------------------------------------------
+    problems: list[str] = []
+    loads = [
+        _load_again(pool, model_id, task, model_id in was_resident)
+        for model_id, task in replacements.items()
+    ]
+    loads += [_load_pinned(pool, spec.id) for spec in diff.added if spec.pinned]
+    loads += [
+        _load_pinned(pool, change.model_id)
+        for change in diff.updated
+        if change.spec.pinned and not change.old.pinned
+    ]
+    for outcome in await asyncio.gather(*removals, *loads, return_exceptions=True):
+        if isinstance(outcome, str):
+            problems.append(outcome)
+        elif isinstance(outcome, BaseException):
+            problems.append(f"{type(outcome).__name__}: {outcome}")
+    return problems
+
+
+async def _load_again(
+    pool: ModelPool, model_id: str, replaced: asyncio.Task[None], was_resident: bool
+) -> str | None:
+    """Wait until the new settings are in force; load the model again if it was loaded."""
+    await replaced
+    if not was_resident:
+        return None
+    try:
+        await pool.load(model_id)
+    except ModelPoolError as error:
+        log.warning("%s did not load again with its new settings: %s", model_id, error)
+        return f"{model_id}: did not load again with its new settings: {error}"
+    return None
+
+
+async def _load_pinned(pool: ModelPool, model_id: str) -> str | None:
+    """A model the reload pinned is loaded, as pinned models are at start."""
+    try:
+        await pool.load(model_id)
+    except ModelPoolError as error:
+        return f"{model_id}: pinned, but did not load: {error}"
+    return None
