@@ -561,6 +561,14 @@ class ModelPool(SyncFacade):
             if record.spec.base_id == base
         }
 
+    def check_model(self, spec: ModelSpec) -> None:
+        """Raise the ``ConfigError`` that adding ``spec`` (or replacing a model's settings
+        with it) would: no budget for its device, no memory estimate. Adds nothing."""
+        if spec.backend not in self._backends:
+            self._backends[spec.backend] = BACKENDS.get(spec.backend)()
+        self._check_devices([spec])
+        self._estimate(spec)
+
     def add_model(self, spec: ModelSpec) -> None:
         """Make ``spec`` loadable from now on (a version registered at run time).
         Call on the pool's loop; raises ``ValueError`` if one of its names is taken."""

@@ -25,7 +25,11 @@ log = logging.getLogger("modelpool.reload")
 
 async def apply_diff(pool: ModelPool, diff: ConfigDiff) -> list[str]:
     """Apply ``diff`` to ``pool``; the problems met on the way (a reloaded model that
-    failed to load again...), each naming its model. Call on the pool's loop."""
+    failed to load again...), each naming its model. A ``ConfigError`` (a device with
+    no budget, a model with no memory estimate) is raised before anything changes.
+    Call on the pool's loop."""
+    for spec in [*diff.added, *(change.spec for change in diff.reloaded)]:
+        pool.check_model(spec)
     # --- at once: one step of the loop ----------------------------------------------
     pool.reconfigure(diff.pool_settings)
     metadata = [change.spec for change in diff.updated]

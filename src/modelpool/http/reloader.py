@@ -1,0 +1,224 @@
+"""``Reloader``: the server reads its config file again, and applies what changed.
+
+Three ways in, one path: ``POST /admin/reload`` (and ``modelpool reload``), SIGHUP to
+the server process, and ``serve --watch`` (the file is looked at every
+``WATCH_SECONDS``; a change of its content starts a reload). Each reload:
+
+1. reads and validates the file as ``serve`` did at start (``Config.load``, the same
+   plug-ins, ``MODELPOOL_*`` overrides from the environment). A file with problems
+   changes nothing: every problem (file, line, key) is in the answer and the log;
+2. compares it with the config the pool runs (``config/diff.py``) and applies the
+   difference (``core/reload.py``): unchanged models are not touched;
+3. publishes one ``config_reloaded`` event and writes one audit line, with the diff.
+
+Reloads run one at a time: a second one waits for the first to finish, then compares
+the file with what the first left running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from modelpool.config import Config, merged_thresholds
+from modelpool.config.diff import ConfigDiff, diff_configs
+from modelpool.core.events import EventKind
+from modelpool.core.pool import ModelPool
+from modelpool.core.reload import apply_diff
+from modelpool.errors import ConfigError, ConfigIssue
+from modelpool.http.audit import NO_KEY, AuditLog, Caller
+from modelpool.monitor.health import HealthMonitor, Thresholds
+from modelpool.plugins import PLUGINS
+
+log = logging.getLogger("modelpool.reload")
+
+OPERATION = "reload"
+"""The reload's name in the audit log."""
+WATCH_SECONDS = 0.25
+"""How often ``serve --watch`` looks at the file: a saved change applies within a second."""
+
+
+@dataclass(frozen=True)
+class ReloadOutcome:
+    """What one reload did: applied (with its diff), or refused (with every issue)."""
+
+    source: str
+    origin: str
+    """Who asked: ``http``, ``sighup`` or ``watch``."""
+    diff: ConfigDiff | None = None
+    issues: list[ConfigIssue] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    """What went wrong while applying (a reloaded model that did not load again)."""
+
+    @property
+    def ok(self) -> bool:
+        return self.diff is not None
+
+    def summary(self) -> dict[str, Any]:
+        """The outcome as plain data: the HTTP answer, the event, the audit line."""
+        shown: dict[str, Any] = {"ok": self.ok, "source": self.source, "origin": self.origin}
+        if self.diff is not None:
+            shown |= {"changed": not self.diff.empty, **self.diff.summary()}
+            shown["problems"] = list(self.problems)
+        else:
+            shown["issues"] = [issue_data(issue) for issue in self.issues]
+        return shown
+
+
+def issue_data(issue: ConfigIssue) -> dict[str, Any]:
+    """One config problem as JSON: where (file, line, key) and what, and the whole line."""
+    return {
+        "source": issue.source,
+        "line": issue.line,
+        "path": issue.path,
+        "message": issue.message,
+        "text": str(issue),
+    }
+
+
+class Reloader:
+    """Reads ``config``'s file again on demand, on SIGHUP, or when it changes (``watch``)."""
+
+    def __init__(
+        self,
+        pool: ModelPool,
+        config: Config,
+        *,
+        health: HealthMonitor | None = None,
+        audit: AuditLog | None = None,
+        watch: bool = False,
+        sighup: bool = False,
+    ) -> None:
+        """``config``: the config the pool was built from; its ``source`` must be a file.
+        ``health``: where models' health thresholds go; ``audit``: where each reload is
+        recorded. ``watch``: reload when the file changes; ``sighup``: reload on SIGHUP
+        (the process's main thread only: the server's)."""
+        path = Path(config.source)
+        if not path.is_file():
+            raise ValueError(f"{config.source}: not a file the config can be read again from")
+        self.path = path.resolve()
+        self.config = config
+        """The config the pool runs (a change that waits for a restart: as it runs)."""
+        self._pool, self._health, self._audit = pool, health, audit
+        self._watch, self._sighup = watch, sighup
+        self._lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Install the SIGHUP handler and start watching, as asked. Call on the loop."""
+        self._loop = asyncio.get_running_loop()
+        if self._sighup:
+            self._loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+        if self._watch:
+            self._spawn(self._watch_file())
+            log.info("watching %s: a change is applied within a second", self.path)
+
+    async def stop(self) -> None:
+        """Stop listening and watching; a reload under way is cancelled."""
+        if self._loop is not None and self._sighup:
+            self._loop.remove_signal_handler(signal.SIGHUP)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _on_sighup(self) -> None:
+        log.info("SIGHUP: reading %s again", self.path)
+        self._spawn(self._reload_quietly("sighup"))
+
+    async def _reload_quietly(self, origin: str) -> None:
+        try:
+            await self.reload(origin)
+        except Exception:  # logged with its trace; the server goes on with its config
+            log.exception("the %s reload of %s failed", origin, self.path)
+
+    # --- one reload ---------------------------------------------------------------------
+
+    async def reload(self, origin: str = "http", caller: Caller | None = None) -> ReloadOutcome:
+        """Read the file, validate it, apply the difference; after any reload under way."""
+        async with self._lock:
+            return await self._reload(origin, caller or Caller(origin, NO_KEY))
+
+    async def _reload(self, origin: str, caller: Caller) -> ReloadOutcome:
+        source = str(self.path)
+        try:
+            new = await asyncio.to_thread(Config.load, self.path, plugins=PLUGINS)
+            diff = diff_configs(self.config, new)
+            problems = await apply_diff(self._pool, diff)
+        except ConfigError as error:
+            return self._refused(ReloadOutcome(source, origin, issues=error.issues), caller)
+        self.config = diff.running
+        self._set_thresholds(diff)
+        outcome = ReloadOutcome(source, origin, diff, problems=problems)
+        summary = outcome.summary()
+        self._pool.publish(EventKind.CONFIG_RELOADED, None, **summary)
+        if self._audit is not None:
+            asked = {"origin": origin, "file": source}
+            self._audit.record(OPERATION, caller, asked, 200, result=summary)
+        changes = ", ".join(
+            f"{name} {len(value)}" for name, value in diff.summary().items() if value
+        )
+        log.info("reloaded %s (%s): %s", source, origin, changes or "nothing changed")
+        for key in diff.needs_restart:
+            log.warning("%s: %s changed; it needs a restart to apply", source, key)
+        for problem in problems:
+            log.warning("reload: %s", problem)
+        return outcome
+
+    def _refused(self, outcome: ReloadOutcome, caller: Caller) -> ReloadOutcome:
+        count = len(outcome.issues)
+        message = f"{outcome.source}: not applied, {count} problem{'s' * (count != 1)}"
+        log.error("%s; the running config stays", message)
+        for issue in outcome.issues:
+            log.error("  %s", issue)
+        summary = outcome.summary()
+        self._pool.publish(EventKind.CONFIG_RELOADED, None, **summary)
+        if self._audit is not None:
+            asked = {"origin": outcome.origin, "file": outcome.source}
+            self._audit.record(OPERATION, caller, asked, 422, message, summary)
+        return outcome
+
+    def _set_thresholds(self, diff: ConfigDiff) -> None:
+        """Health thresholds of the models the reload added, changed or removed."""
+        if self._health is None:
+            return
+        defaults = diff.running.health.thresholds
+        changed = [*diff.added, *(c.spec for c in (*diff.updated, *diff.reloaded))]
+        for spec in changed:
+            own = spec.thresholds
+            merged = None if own is None else Thresholds(**merged_thresholds(defaults, own))
+            self._health.set_thresholds(spec.id, merged)
+        for model_id in diff.removed:
+            self._health.set_thresholds(model_id, None)
+
+    # --- serve --watch ------------------------------------------------------------------
+
+    async def _watch_file(self) -> None:
+        """Reload when the file's content changes (checked every ``WATCH_SECONDS``). An
+        editor that replaces the file, or a moment without it, is a change like another."""
+        seen = self._digest()
+        while True:
+            await asyncio.sleep(WATCH_SECONDS)
+            now = self._digest()
+            if now is None or now == seen:
+                continue  # gone for a moment (an editor's rename), or the same content
+            seen = now
+            await self._reload_quietly("watch")
+
+    def _digest(self) -> str | None:
+        with contextlib.suppress(OSError):
+            return hashlib.sha256(self.path.read_bytes()).hexdigest()
+        return None
