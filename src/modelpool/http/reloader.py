@@ -7,6 +7,7 @@ the server process, and ``serve --watch`` (the file is looked at every
 1. reads and validates the file as ``serve`` did at start (``Config.load``, the same
    plug-ins, ``MODELPOOL_*`` overrides from the environment). A file with problems
    changes nothing: every problem (file, line, key) is in the answer and the log;
+   An empty file is refused too (it would remove every model);
 2. compares it with the config the pool runs (``config/diff.py``) and applies the
    difference (``core/reload.py``): unchanged models are not touched;
 3. publishes one ``config_reloaded`` event and writes one audit line, with the diff.
@@ -155,7 +156,7 @@ class Reloader:
     async def _reload(self, origin: str, caller: Caller) -> ReloadOutcome:
         source = str(self.path)
         try:
-            new = await asyncio.to_thread(Config.load, self.path, plugins=PLUGINS)
+            new = await asyncio.to_thread(_load, self.path)
             diff = diff_configs(self.config, new)
             problems = await apply_diff(self._pool, diff)
         except ConfigError as error:
@@ -207,18 +208,37 @@ class Reloader:
     # --- serve --watch ------------------------------------------------------------------
 
     async def _watch_file(self) -> None:
-        """Reload when the file's content changes (checked every ``WATCH_SECONDS``). An
-        editor that replaces the file, or a moment without it, is a change like another."""
-        seen = self._digest()
+        """Reload when the file's content changes and then stays the same for one look
+        (``WATCH_SECONDS``): a file caught half-written (truncated, then written) is
+        never applied. A moment without the file (an editor's rename) is no change."""
+        seen, pending = self._digest(), None
         while True:
             await asyncio.sleep(WATCH_SECONDS)
             now = self._digest()
             if now is None or now == seen:
-                continue  # gone for a moment (an editor's rename), or the same content
-            seen = now
+                pending = None
+                continue
+            if now != pending:
+                pending = now  # changed: apply it once the next look finds it settled
+                continue
+            seen, pending = now, None
             await self._reload_quietly("watch")
 
     def _digest(self) -> str | None:
         with contextlib.suppress(OSError):
             return hashlib.sha256(self.path.read_bytes()).hexdigest()
         return None
+
+
+def _load(path: Path) -> Config:
+    """The file's config, as ``serve`` read it at start; an empty file is refused: read
+    at start it is the default config, but here it would remove every model (and an
+    editor saving in place empties the file for a moment)."""
+    try:
+        empty = not path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        empty = False  # Config.load says what is wrong with it
+    if empty:
+        message = "the file is empty: a reload would remove every model; nothing changed"
+        raise ConfigError([ConfigIssue(str(path), "", message)])
+    return Config.load(path, plugins=PLUGINS)
