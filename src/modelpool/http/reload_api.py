@@ -16,6 +16,7 @@ from starlette.requests import Request
 
 from modelpool.http.audit_routes import caller
 from modelpool.http.errors import ApiError
+from modelpool.http.reloader import OPERATION
 from modelpool.http.state import ServerState
 
 
@@ -28,13 +29,14 @@ def router(state: ServerState) -> APIRouter:
         problems (each with its file, line and key) and keep the running config."""
         reloader = state.reloader
         if reloader is None:
-            raise ApiError(
-                409,
+            message = (
                 "this server runs without a config file (the embedded default, or a config "
                 "given in code): there is nothing to read again; start it with "
-                "'modelpool serve --config FILE'",
-                code="no_config_file",
+                "'modelpool serve --config FILE'"
             )
+            if state.audit is not None:
+                state.audit.record(OPERATION, caller(request), {}, 409, message)
+            raise ApiError(409, message, code="no_config_file")
         outcome = await reloader.reload("http", caller(request))
         summary = outcome.summary()
         if not outcome.ok:
