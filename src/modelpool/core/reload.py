@@ -2,9 +2,10 @@
 methods only.
 
 Everything that can change at once changes in one step of the pool's loop, so no
-request sees half a config: the live settings, the metadata of every updated model
-(and of every reloaded one: its aliases, tags and priority do not wait), the removed
-models taken out of service, the new models added, the reloaded ones marked to unload.
+request sees half a config, in this order: the live settings; the removed models taken
+out of service (first, as their aliases may have moved to another model); the metadata
+of every updated model (and of every reloaded one: its aliases, tags and priority do
+not wait); the new models added; the reloaded ones marked to unload.
 Then it waits for the slow part: removed models unloading once their leases are back
 (then forgotten), reloaded ones unloading and, if they were loaded, loading again with
 their new settings. Unchanged models are never touched: their leases and requests go on.
@@ -32,11 +33,11 @@ async def apply_diff(pool: ModelPool, diff: ConfigDiff) -> list[str]:
         pool.check_model(spec)
     # --- at once: one step of the loop ----------------------------------------------
     pool.reconfigure(diff.pool_settings)
+    removals = [pool.retire_model(model_id) for model_id in diff.removed]  # frees aliases
     metadata = [change.spec for change in diff.updated]
     metadata += [change.metadata_now for change in diff.reloaded]
     if metadata:
         pool.update_models(metadata)
-    removals = [pool.retire_model(model_id) for model_id in diff.removed]
     for spec in diff.added:
         pool.add_model(spec)
     was_resident = {c.model_id for c in diff.reloaded if pool.state(c.model_id) in RESIDENT}
