@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from modelpool import EventKind, FakeBackend, ModelPool, ModelState, UnknownModel
+from modelpool import ConfigError, EventKind, FakeBackend, ModelPool, ModelState, UnknownModel
 from modelpool.config import Config
 from modelpool.config.diff import diff_configs
 from modelpool.core.reload import apply_diff
@@ -110,3 +110,13 @@ async def test_metadata_changes_never_unload() -> None:
         assert pool.spec("steady").tags == ("chat",)
         assert not lease.released
         pool.release(lease)
+
+
+async def test_an_alias_naming_a_model_on_its_way_out_is_refused_before_anything_changes() -> None:
+    pool, _ = make_pool()
+    async with pool:
+        new = config(steady=fake(aliases=["leaving"]), changing=fake(tags=["t"]))
+        with pytest.raises(ConfigError, match=r"models\.steady\.aliases"):
+            await apply_diff(pool, diff_configs(RUNNING, new))
+        assert "leaving" in pool.specs
+        assert pool.spec("changing").tags == ()

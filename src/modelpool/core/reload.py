@@ -15,22 +15,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from modelpool.config.diff import ConfigDiff
 from modelpool.core.pool import ModelPool
 from modelpool.core.states import RESIDENT
-from modelpool.errors import ModelPoolError
+from modelpool.errors import ConfigError, ConfigIssue, ModelPoolError
 
 log = logging.getLogger("modelpool.reload")
 
 
-async def apply_diff(pool: ModelPool, diff: ConfigDiff) -> list[str]:
+async def apply_diff(
+    pool: ModelPool, diff: ConfigDiff, on_applied: Callable[[], None] | None = None
+) -> list[str]:
     """Apply ``diff`` to ``pool``; the problems met on the way (a reloaded model that
     failed to load again...), each naming its model. A ``ConfigError`` (a device with
-    no budget, a model with no memory estimate) is raised before anything changes.
-    Call on the pool's loop."""
-    for spec in [*diff.added, *(change.spec for change in diff.reloaded)]:
-        pool.check_model(spec)
+    no budget, a model with no memory estimate, a name still held by a model on its
+    way out) is raised before anything changes. ``on_applied`` is called right after
+    the immediate step (what follows the pool's models: routes, versions). Call on the
+    pool's loop."""
+    check(pool, diff)
     # --- at once: one step of the loop ----------------------------------------------
     pool.reconfigure(diff.pool_settings)
     removals = [pool.retire_model(model_id) for model_id in diff.removed]  # frees aliases
@@ -42,6 +46,8 @@ async def apply_diff(pool: ModelPool, diff: ConfigDiff) -> list[str]:
         pool.add_model(spec)
     was_resident = {c.model_id for c in diff.reloaded if pool.state(c.model_id) in RESIDENT}
     replacements = {change.model_id: pool.replace_model(change.spec) for change in diff.reloaded}
+    if on_applied is not None:
+        on_applied()
 
     # --- then the slow part ------------------------------------------------------------
     problems: list[str] = []
@@ -61,6 +67,26 @@ async def apply_diff(pool: ModelPool, diff: ConfigDiff) -> list[str]:
         elif isinstance(outcome, BaseException):
             problems.append(f"{type(outcome).__name__}: {outcome}")
     return problems
+
+
+def check(pool: ModelPool, diff: ConfigDiff) -> None:
+    """The ``ConfigError`` applying ``diff`` would run into, before anything changes."""
+    for spec in [*diff.added, *(change.spec for change in diff.reloaded)]:
+        pool.check_model(spec)
+    leaving = set(diff.removed)
+    issues = [
+        ConfigIssue(
+            diff.running.source,
+            f"models.{spec.id}.aliases",
+            f"{alias!r} is the id of a model this reload removes, which answers to it until "
+            "it has unloaded: give the alias in a later reload",
+        )
+        for spec in [*diff.added, *(c.spec for c in (*diff.updated, *diff.reloaded))]
+        for alias in spec.aliases
+        if alias in leaving
+    ]
+    if issues:
+        raise ConfigError(issues)
 
 
 async def _load_again(

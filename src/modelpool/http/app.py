@@ -75,7 +75,7 @@ def create_app(
         )
     if config is not None and config.source and os.path.isfile(config.source):
         state.reloader = Reloader(
-            pool, config, health=rollouts.health, audit=state.audit, watch=watch, sighup=sighup
+            pool, config, rollouts=rollouts, audit=state.audit, watch=watch, sighup=sighup
         )
 
     @contextlib.asynccontextmanager

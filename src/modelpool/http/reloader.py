@@ -34,8 +34,9 @@ from modelpool.core.pool import ModelPool
 from modelpool.core.reload import apply_diff
 from modelpool.errors import ConfigError, ConfigIssue
 from modelpool.http.audit import NO_KEY, AuditLog, Caller
-from modelpool.monitor.health import HealthMonitor, Thresholds
+from modelpool.monitor.health import Thresholds
 from modelpool.plugins import PLUGINS
+from modelpool.rollout import RolloutManager
 
 log = logging.getLogger("modelpool.reload")
 
@@ -91,22 +92,23 @@ class Reloader:
         pool: ModelPool,
         config: Config,
         *,
-        health: HealthMonitor | None = None,
+        rollouts: RolloutManager | None = None,
         audit: AuditLog | None = None,
         watch: bool = False,
         sighup: bool = False,
     ) -> None:
         """``config``: the config the pool was built from; its ``source`` must be a file.
-        ``health``: where models' health thresholds go; ``audit``: where each reload is
-        recorded. ``watch``: reload when the file changes; ``sighup``: reload on SIGHUP
-        (the process's main thread only: the server's)."""
+        ``rollouts``: the versions, routes and health thresholds that follow the models;
+        ``audit``: where each reload is recorded. ``watch``: reload when the file
+        changes; ``sighup``: reload on SIGHUP (the process's main thread only: the
+        server's)."""
         path = Path(config.source)
         if not path.is_file():
             raise ValueError(f"{config.source}: not a file the config can be read again from")
         self.path = path.resolve()
         self.config = config
         """The config the pool runs (a change that waits for a restart: as it runs)."""
-        self._pool, self._health, self._audit = pool, health, audit
+        self._pool, self._rollouts, self._audit = pool, rollouts, audit
         self._watch, self._sighup = watch, sighup
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -158,11 +160,11 @@ class Reloader:
         try:
             new = await asyncio.to_thread(_load, self.path)
             diff = diff_configs(self.config, new)
-            problems = await apply_diff(self._pool, diff)
+            self._check_versions(diff)
+            problems = await apply_diff(self._pool, diff, lambda: self._follow(diff))
         except ConfigError as error:
             return self._refused(ReloadOutcome(source, origin, issues=error.issues), caller)
         self.config = diff.running
-        self._set_thresholds(diff)
         outcome = ReloadOutcome(source, origin, diff, problems=problems)
         summary = outcome.summary()
         self._pool.publish(EventKind.CONFIG_RELOADED, None, **summary)
@@ -192,18 +194,39 @@ class Reloader:
             self._audit.record(OPERATION, caller, asked, 422, message, summary)
         return outcome
 
-    def _set_thresholds(self, diff: ConfigDiff) -> None:
-        """Health thresholds of the models the reload added, changed or removed."""
-        if self._health is None:
+    def _check_versions(self, diff: ConfigDiff) -> None:
+        """A model taken out of the file keeps the versions registered for it at run
+        time: refuse that, naming them (``modelpool unregister`` them first)."""
+        if self._rollouts is None:
             return
+        issues = []
+        for model_id in diff.removed:
+            versions = self._rollouts.runtime_versions(model_id)
+            if versions:
+                message = (
+                    f"removed from the file, but versions registered at run time remain "
+                    f"({', '.join(versions)}): unregister them first (modelpool unregister "
+                    f"{model_id} VERSION)"
+                )
+                issues.append(ConfigIssue(str(self.path), f"models.{model_id}", message))
+        if issues:
+            raise ConfigError(issues)
+
+    def _follow(self, diff: ConfigDiff) -> None:
+        """What follows the pool's models, as soon as they changed: versions and routes
+        of the models added and removed, health thresholds."""
+        if self._rollouts is None:
+            return
+        self._rollouts.models_changed(diff.added, diff.removed)
+        health = self._rollouts.health
         defaults = diff.running.health.thresholds
         changed = [*diff.added, *(c.spec for c in (*diff.updated, *diff.reloaded))]
         for spec in changed:
             own = spec.thresholds
             merged = None if own is None else Thresholds(**merged_thresholds(defaults, own))
-            self._health.set_thresholds(spec.id, merged)
+            health.set_thresholds(spec.id, merged)
         for model_id in diff.removed:
-            self._health.set_thresholds(model_id, None)
+            health.set_thresholds(model_id, None)
 
     # --- serve --watch ------------------------------------------------------------------
 

@@ -78,3 +78,33 @@ def test_a_reload_is_audited_with_its_diff(client: TestClient, config_path: Path
     assert entry["request"] == {"origin": "http", "file": str(config_path.resolve())}
     assert entry["result"]["removed"] == ["emb"]
     assert entry["result"]["updated"] == {"chat": ["tags"]}
+
+
+def test_a_model_added_by_a_reload_has_its_version_and_takes_new_ones(
+    client: TestClient, config_path: Path
+) -> None:
+    data = yaml.safe_load(config_path.read_text())
+    data["models"]["added"] = {"backend": "fake", "memory": "1GB", "device": "cpu"}
+    config_path.write_text(yaml.safe_dump(data))
+    assert client.post("/admin/reload").json()["added"] == ["added"]
+    versions = client.get("/admin/models/added/versions")
+    assert versions.status_code == 200, versions.text
+    assert [v["version"] for v in versions.json()["versions"]] == ["v1"]
+    registered = client.post("/admin/models/added/versions", json={"version": "v2"})
+    assert registered.status_code == 201, registered.text
+
+
+def test_removing_a_model_with_versions_registered_at_run_time_is_refused(
+    client: TestClient, config_path: Path
+) -> None:
+    registered = client.post("/admin/models/emb/versions", json={"version": "v2"})
+    assert registered.status_code == 201, registered.text
+    data = yaml.safe_load(config_path.read_text())
+    del data["models"]["emb"]
+    config_path.write_text(yaml.safe_dump(data))
+    answer = client.post("/admin/reload")
+    assert answer.status_code == 422
+    (issue,) = answer.json()["error"]["issues"]
+    assert issue["path"] == "models.emb"
+    assert "versions registered at run time remain (v2)" in issue["message"]
+    assert "emb" in [m["id"] for m in client.get("/admin/models").json()["models"]]
