@@ -466,9 +466,12 @@ class Scheduler:
         for record in self._records.values():
             self._reject_all(record, PoolClosed("the pool stopped before serving this request"))
             if record.state is ModelState.LOADING and not record.load_started:
-                # Still waiting for its victims to leave: give the reservation back.
+                # Still waiting for its victims to leave: give the reservation back, and
+                # answer an unload that waited for the load (it holds nothing now).
                 restore = record.warm is not None
+                record.unload_requested = None
                 self._bookings.abandon(record, ModelState.WARM if restore else ModelState.UNLOADED)
+                self._answer_unload_waiters(record)
             if record.state is ModelState.WARM and not record.warm_dropping:
                 self._moves.drop(record, "stopping")
             if record.state in RESIDENT:

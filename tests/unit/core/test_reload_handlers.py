@@ -132,3 +132,20 @@ def test_a_larger_budget_lets_a_waiting_request_go_at_once() -> None:
     assert h.started_loads()[-1] == "c"
     for lease in leases:
         h.s.release(lease)
+
+
+def test_stopping_while_an_unload_waits_for_a_load_that_never_started() -> None:
+    # y's load waits for x to leave (one heavy model at a time); a reload removes y
+    # meanwhile, then the pool stops: the load is given up and the removal answered.
+    heavy = {"memory": 2 * GB, "group": "heavy"}
+    h = Harness({"x": heavy, "y": heavy})
+    h.load("x")
+    h.wait("y")
+    assert h.fx.unloads == ["x"]
+    assert h.state("y") is ModelState.LOADING
+    assert not h.s.resolve("y").load_started
+    removal = h.s.retire("y")
+    h.s.stop()
+    assert h.state("y") is ModelState.UNLOADED
+    assert h.fx.granted[removal.waiter_id] is None
+    h.settle()
