@@ -29,7 +29,7 @@ from modelpool.http.audit import AuditLog
 from modelpool.http.errors import SERVER_ERROR, ApiError, error_response, invalid_request_message
 from modelpool.http.metrics import CONTENT_TYPE, ServerMetrics
 from modelpool.http.proxy import Upstream
-from modelpool.http.reloader import Reloader
+from modelpool.http.reloader import Reloader, no_reload_on_sighup
 from modelpool.http.security import Guard
 from modelpool.http.state import ServerState
 from modelpool.http.upstream_errors import UpstreamErrorLog
@@ -90,6 +90,8 @@ def create_app(
         state.loop = asyncio.get_running_loop()
         if state.reloader is not None:
             state.reloader.start()
+        elif sighup:
+            no_reload_on_sighup(state.loop)
         state.ready = True
         try:
             yield

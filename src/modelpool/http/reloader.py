@@ -253,6 +253,16 @@ class Reloader:
         return None
 
 
+def no_reload_on_sighup(loop: asyncio.AbstractEventLoop) -> None:
+    """SIGHUP to a server with no config file to read again: say so in the log, rather
+    than let the signal's default end the process."""
+
+    def explain() -> None:
+        log.warning("SIGHUP: this server runs without a config file; nothing to reload")
+
+    loop.add_signal_handler(signal.SIGHUP, explain)
+
+
 def _load(path: Path) -> Config:
     """The file's config, as ``serve`` read it at start; an empty file is refused: read
     at start it is the default config, but here it would remove every model (and an

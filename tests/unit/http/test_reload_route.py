@@ -3,6 +3,9 @@ the refusals that never reach the pool, and the audit line."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +16,7 @@ from starlette.testclient import TestClient
 from modelpool.config import Config, ModelSpec, ServerSettings
 from modelpool.core.pool import ModelPool
 from modelpool.http.app import create_app
+from modelpool.http.reloader import no_reload_on_sighup
 
 CONFIG = {
     "pool": {"strategy": "lru", "budgets": {"cpu": "4GB"}},
@@ -108,3 +112,18 @@ def test_removing_a_model_with_versions_registered_at_run_time_is_refused(
     assert issue["path"] == "models.emb"
     assert "versions registered at run time remain (v2)" in issue["message"]
     assert "emb" in [m["id"] for m in client.get("/admin/models").json()["models"]]
+
+
+async def test_sighup_without_a_config_file_is_logged_rather_than_fatal(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    loop = asyncio.get_running_loop()
+    no_reload_on_sighup(loop)
+    try:
+        os.kill(os.getpid(), signal.SIGHUP)  # the default action would end this process
+        deadline = loop.time() + 5
+        while "nothing to reload" not in caplog.text:
+            assert loop.time() < deadline, "no log line for SIGHUP"
+            await asyncio.sleep(0.01)  # the handler runs on this loop's next turns
+    finally:
+        loop.remove_signal_handler(signal.SIGHUP)
