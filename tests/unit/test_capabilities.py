@@ -17,6 +17,7 @@ from modelpool.core.ports import (
     MeasuresProcesses,
     OffloadsSome,
     Prepares,
+    SpansDevices,
     WarmCapable,
     WatchesExit,
 )
@@ -30,15 +31,31 @@ CAPABILITIES = {
     "warm tier": WarmCapable,
     "warm tier per model": OffloadsSome,
     "prepare": Prepares,
+    "spans devices": SpansDevices,
 }
 EXPECTED_BACKENDS = {
     # A process model has a warm tier when its options declare sleep and wake (vLLM);
     # llamacpp's options have no such keys, so its models never go warm.
-    "process": {"watch exit", "state dir", "logs", "warm tier", "warm tier per model"},
-    "llamacpp": {"estimate", "watch exit", "state dir", "logs", "warm tier", "warm tier per model"},
+    "process": {
+        "watch exit",
+        "state dir",
+        "logs",
+        "warm tier",
+        "warm tier per model",
+        "spans devices",
+    },
+    "llamacpp": {
+        "estimate",
+        "watch exit",
+        "state dir",
+        "logs",
+        "warm tier",
+        "warm tier per model",
+        "spans devices",
+    },
     "torch": {"estimate", "warm tier", "prepare"},
     "callable": set(),
-    "fake": {"estimate", "watch exit", "warm tier"},
+    "fake": {"estimate", "watch exit", "warm tier", "spans devices"},
 }
 EXPECTED_PROBES = {"nvml": True, "system": True, "auto": True, "static": False, "torch": False}
 

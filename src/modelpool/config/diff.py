@@ -39,7 +39,8 @@ METADATA_FIELDS = frozenset(
 asked, never what is loaded."""
 LIVE_POOL_SETTINGS = frozenset(
     {"strategy", "strategy_options", "budgets", "high_watermark", "low_watermark",
-     "max_models", "device_max_models", "reap_interval", "starvation_limit", "wait_timeout"}
+     "max_models", "device_max_models", "placement", "reap_interval", "starvation_limit",
+     "wait_timeout"}
 )  # fmt: skip
 """Pool settings the running pool reads as it goes (or takes through a handler)."""
 RESTART_SECTIONS = ("server", "health", "alerts")

@@ -80,7 +80,14 @@ from modelpool.config.issues import (
     unknown_key_message,
     yaml_syntax_issue,
 )
-from modelpool.config.placement import Devices, ReplicaSettings, Share, split_problem
+from modelpool.config.placement import (
+    Devices,
+    ReplicaSettings,
+    Share,
+    capacity,
+    spanning_problems,
+    split_problem,
+)
 from modelpool.config.settings import (
     HealthSettings,
     PoolSettings,
@@ -410,6 +417,8 @@ def _cross_field_problems(config: Config, plugins: Plugins | None) -> list[tuple
                     )
                     problems.append((loc, message))
             problems.extend(_larger_than_budget_problems(key, spec, budgets, plugins))
+    for key, spec in config.models.items():
+        problems.extend(_spanning_problems(key, spec, budgets, plugins))
     defaults = config.health.thresholds
     for key, spec in config.models.items():
         if spec.thresholds is not None:
@@ -419,11 +428,11 @@ def _cross_field_problems(config: Config, plugins: Plugins | None) -> list[tuple
     return problems
 
 
-def _larger_than_budget_problems(
-    key: str, spec: ModelSpec, budgets: Mapping[str, int], plugins: Plugins | None
-) -> list[tuple[Loc, str]]:
-    """A model (or version) whose ``memory`` is more than its device's whole budget, or
-    than every budget for ``device: auto``: no eviction could ever make room for it."""
+def _records(
+    key: str, spec: ModelSpec, plugins: Plugins | None, *fields: str
+) -> list[tuple[Loc, ModelSpec]]:
+    """The model and each of its versions that differs from it in one of ``fields``
+    (a version that does not repeats the model's problems), with where each is."""
     records: list[tuple[Loc, ModelSpec]] = [(("models", key), spec)]
     for name in spec.versions:
         if name == spec.version:
@@ -432,11 +441,58 @@ def _larger_than_budget_problems(
             version = version_spec(spec, name, spec.versions[name], plugins=plugins)
         except ConfigError:
             continue  # the version's own problems are reported at its keys
-        if (version.memory, version.device) != (spec.memory, spec.device):
+        if any(getattr(version, field) != getattr(spec, field) for field in fields):
             records.append((("models", key, "versions", name), version))
+    return records
+
+
+def _spanning_problems(
+    key: str, spec: ModelSpec, budgets: Mapping[str, int], plugins: Plugins | None
+) -> list[tuple[Loc, str]]:
+    """``devices`` a model (or version) cannot have: more than one on a backend that
+    cannot spread a model (no ``load_across``), or more or others than the budgets."""
     problems: list[tuple[Loc, str]] = []
-    for at, record in records:
+    for at, record in _records(key, spec, plugins, "devices", "backend"):
+        spans = _backend_spans(record.backend, plugins) if record.devices is not None else None
+        found = spanning_problems(record.devices, record.backend, spans, budgets)
+        problems.extend(((*at, *loc), message) for loc, message in found)
+    return problems
+
+
+def _backend_spans(backend: str, plugins: Plugins | None) -> bool | None:
+    """Whether ``backend`` can load one model across devices; None when its code is not
+    to be imported (no ``plugins``) or cannot be (a missing optional dependency)."""
+    if plugins is None or backend not in plugins.backends.names():
+        return None
+    try:
+        factory = plugins.backends.get(backend)
+    except ImportError:
+        return None
+    return callable(getattr(factory, "load_across", None))
+
+
+def _larger_than_budget_problems(
+    key: str, spec: ModelSpec, budgets: Mapping[str, int], plugins: Plugins | None
+) -> list[tuple[Loc, str]]:
+    """A model (or version) whose ``memory`` is more than its device's whole budget, or
+    than every budget for ``device: auto``, or than its devices' budgets together: no
+    eviction could ever make room for it."""
+    problems: list[tuple[Loc, str]] = []
+    for at, record in _records(key, spec, plugins, "memory", "device", "devices"):
         if record.memory is None:
+            continue
+        if record.devices is not None:
+            room = capacity(record.devices, budgets)
+            if room is None:
+                continue  # too few budgets, or a device without one: reported as such
+            size, names = room
+            where = f"the budgets of {' + '.join(names)} together ({format_size(size)})"
+            if record.memory > size:
+                message = (
+                    f"{format_size(record.memory)} is more than {where}: the model could "
+                    "never load; lower memory, span more devices or raise the budgets"
+                )
+                problems.append(((*at, "memory"), message))
             continue
         if record.device == "auto":
             device = max(budgets, key=lambda name: budgets[name])

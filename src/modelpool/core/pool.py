@@ -56,9 +56,17 @@ log = logging.getLogger("modelpool")
 
 EVENT_HISTORY = 1000
 RETUNABLE = frozenset(
-    {"high_watermark", "low_watermark", "max_models", "device_max_models", "reap_interval",
-     "starvation_limit", "wait_timeout"}
-)  # fmt: skip
+    {
+        "high_watermark",
+        "low_watermark",
+        "max_models",
+        "device_max_models",
+        "reap_interval",
+        "placement",
+        "starvation_limit",
+        "wait_timeout",
+    }
+)
 """The settings ``ModelPool.retune`` may change while the pool runs."""
 RECONFIGURABLE = RETUNABLE | {"budgets", "strategy", "strategy_options"}
 """The settings ``ModelPool.reconfigure`` may change while the pool runs."""
@@ -446,8 +454,9 @@ class ModelPool(SyncFacade):
 
     def retune(self, **changes: Any) -> None:
         """Change, at run time, settings the pool reads as it goes: ``high_watermark``,
-        ``low_watermark``, ``max_models``, ``device_max_models``, ``starvation_limit``,
-        ``wait_timeout`` and ``reap_interval`` (the next check is rescheduled). Checked
+        ``low_watermark``, ``max_models``, ``device_max_models``, ``placement``,
+        ``starvation_limit``, ``wait_timeout`` and ``reap_interval`` (the next check is
+        rescheduled). Checked
         as the config checks them; a None leaves a setting as it is. Any other setting
         shapes the pool at construction and is a TypeError here. Call on the pool's loop."""
         fixed = sorted(set(changes) - RETUNABLE)

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from modelpool.core.planner import Go, booked_bytes, holder, plan_load
+from modelpool.core.ledger import DeviceAccount
+from modelpool.core.planner import Go, booked_bytes, holder
 from modelpool.core.ports import HOST, MemoryProbe
 from modelpool.core.record import ModelRecord
 from modelpool.core.scheduler import Scheduler
@@ -22,17 +23,8 @@ def can_fit(scheduler: Scheduler, model: str, now: float, *, allow_eviction: boo
     record = scheduler.resolve(model)
     if record.state in RESIDENT:
         return True
-    for device in scheduler.devices_for(record):
-        account = scheduler.ledger.account(device)
-        if account.fits_now(record.estimate):
-            return True
-        if allow_eviction and account.fits_ever(record.estimate):
-            residents = scheduler.residents(device)
-            demand = scheduler.demand()
-            plan = plan_load(record, account, residents, scheduler.policy, now, demand)
-            if isinstance(plan, Go):
-                return True
-    return False
+    plan = scheduler.plan(record, now)
+    return isinstance(plan, Go) and (allow_eviction or not plan.victims)
 
 
 def require_free(scheduler: Scheduler, device: DeviceId, need: Bytes, purpose: str) -> None:
@@ -48,6 +40,7 @@ def resource_status(scheduler: Scheduler, probe: MemoryProbe | None, now: float)
     """Seed 000's status: loaded models, allocations, memory per device, per-model stats."""
     memory = scheduler.ledger.snapshot()
     for device, info in memory.items():
+        info["models"] = {}  # stacked by model below: the bytes each has booked here
         reading = probe.read(device) if probe is not None else None
         if reading is not None:
             info["observed_total"], info["observed_used"] = reading.total, reading.used
@@ -58,13 +51,17 @@ def resource_status(scheduler: Scheduler, probe: MemoryProbe | None, now: float)
             key = lease.task_id or f"lease-{lease.lease_id}"
             allocations.setdefault(key, []).append(record.model_id)
         booked = 0
-        if record.device is not None:
-            booked = booked_bytes(scheduler.ledger.account(record.device), record)
+        parts = {d: booked_bytes(scheduler.ledger.account(d), record) for d in record.devices}
+        for device, part in parts.items():
+            memory[device]["models"][record.model_id] = part
+        if parts:
+            booked = sum(parts.values())
         elif record.warm is not None:
             booked = scheduler.warm.size_of(record)
         models[record.model_id] = {
             "status": str(record.state),
             "device": record.device,
+            "devices": parts,
             "memory_bytes": booked or record.estimate,
             "backend": record.spec.backend,
             "pinned": record.pinned,
@@ -78,16 +75,24 @@ def resource_status(scheduler: Scheduler, probe: MemoryProbe | None, now: float)
             "last_error": record.last_error,
             **record.stats.snapshot(now),
         }
+    warm = scheduler.warm.ledger.snapshot()[HOST]
+    warm["models"] = warm_bytes_by_model(scheduler.warm.ledger.account(HOST))
     return {
         "clock": now,
         "strategy": scheduler.policy.name,
         "loaded_models": [r.model_id for r in scheduler.records() if r.state is ModelState.READY],
         "active_allocations": allocations,
         "memory_info": memory,
-        "warm_memory": scheduler.warm.ledger.snapshot()[HOST],
+        "warm_memory": warm,
         "model_resources": models,
         "queue": {"waiting": scheduler.waiting, "max": scheduler.settings.max_queue},
     }
+
+
+def warm_bytes_by_model(account: DeviceAccount) -> dict[ModelId, Bytes]:
+    """What each model holds in the warm tier (host RAM), as ``memory_info[d]["models"]``
+    says for a device: kept there (leaving included) or reserved for an offload."""
+    return {**account.reserved, **account.committed}
 
 
 def fit_problems(scheduler: Scheduler, models: list[str]) -> list[str]:

@@ -30,14 +30,15 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from modelpool.config import ModelSpec, PoolSettings
-from modelpool.core.bookings import Bookings
+from modelpool.core.bookings import Bookings, shares
 from modelpool.core.demand import DemandTracker
 from modelpool.core.events import EventKind, PoolEvent
 from modelpool.core.lease import Lease, Waiter
-from modelpool.core.ledger import MemoryLedger
+from modelpool.core.ledger import DeviceAccount, MemoryLedger
 from modelpool.core.memory_watch import MemoryWatch
 from modelpool.core.moves import Moves
-from modelpool.core.planner import Go, Impossible, Wait, choose_drain, plan_load
+from modelpool.core.placement import PLACEMENTS, place_across, spread
+from modelpool.core.planner import Go, Impossible, Plan, Wait, choose_drain, plan_load
 from modelpool.core.ports import (
     HOST,
     Clock,
@@ -97,7 +98,7 @@ class Scheduler:
         self._names: dict[str, ModelId] = {}
         for spec in specs:
             self._add_record(spec, estimates[spec.id])
-        self._bookings = Bookings(self.ledger)
+        self._bookings = Bookings(self.ledger, self.settings.group_scope)
         self._moves = Moves(self._bookings, self.warm, effects, self._emit)
         self._memory_watch = MemoryWatch(
             budgets, self.settings.headroom, self.settings.drift_threshold
@@ -276,11 +277,13 @@ class Scheduler:
         return self._stopping
 
     def devices_for(self, record: ModelRecord) -> list[DeviceId]:
-        device = record.spec.device
-        if device != "auto":
-            return [device]
-        # "auto": the device with the most room first.
-        return sorted(self.ledger.devices(), key=lambda d: -self.ledger.account(d).planned_free)
+        """The devices ``record`` may be placed on, in the config's order."""
+        spec = record.spec
+        if isinstance(spec.devices, tuple):
+            return list(spec.devices)
+        if spec.device != "auto" and spec.devices is None:
+            return [spec.device]
+        return self.ledger.devices()
 
     # --- requests -----------------------------------------------------------------
 
@@ -492,6 +495,7 @@ class Scheduler:
         record = self._records[model_id]
         device = record.device
         assert device is not None
+        devices = record.devices
         assert record.state is ModelState.LOADING
         now = self._clock()
         restored = record.warm is not None
@@ -538,8 +542,9 @@ class Scheduler:
             record.draining = True
             self._moves.unload(record, record.unload_requested)
             return
-        if self.ledger.account(device).over_budget:
-            self._repair_over_budget(device)
+        for part in devices:
+            if self.ledger.account(part).over_budget:
+                self._repair_over_budget(part)
         self._settle()
 
     def on_lost(self, model_id: ModelId, handle: Handle, reason: str) -> None:
@@ -556,7 +561,7 @@ class Scheduler:
             return
         if record.state is not ModelState.READY or record.handle is not handle:
             return
-        device = record.device
+        device, devices = record.device, record.devices
         assert device is not None
         record.draining = False
         record.unload_requested = None
@@ -569,7 +574,7 @@ class Scheduler:
         self._count_failure(record, self._clock())
         self._emit(EventKind.LOST, record, device=device, reason=reason)
         self._answer_unload_waiters(record)
-        self._settle(freed=device)
+        self._settle(freed=devices)
 
     def _lose_warm(self, record: ModelRecord, reason: str) -> None:
         """A warm copy vanished on its own (a sleeping server process exited): its host
@@ -590,7 +595,7 @@ class Scheduler:
         if record.state is ModelState.WARM:
             self._on_drop_done(record, error)
             return
-        device = record.device
+        device, devices = record.device, record.devices
         assert device is not None
         assert record.state is ModelState.UNLOADING
         # The backend's unload returned; even when it reported an error we release the
@@ -607,7 +612,7 @@ class Scheduler:
             record.last_error = f"unload failed: {error}"
             self._emit(EventKind.UNLOAD_FAILED, record, device=device, error=error)
         self._answer_unload_waiters(record)
-        self._settle(freed=device)
+        self._settle(freed=devices)
 
     def on_offload_done(
         self, model_id: ModelId, warm: Handle | None, error: str | None, seconds: float
@@ -634,10 +639,11 @@ class Scheduler:
         record.warm = warm
         record.stats.offload_count += 1
         self._emit(EventKind.OFFLOADED, record, device=device, bytes=size, seconds=seconds)
+        devices = (device,)  # a model spread over several devices is never offloaded
         reason, record.unload_requested = record.unload_requested, None
         if self._stopping or reason is not None:
             self._moves.drop(record, reason or "stopping")
-        self._settle(freed=device)
+        self._settle(freed=devices)
 
     def _on_drop_done(self, record: ModelRecord, error: str | None) -> None:
         assert record.warm_dropping
@@ -740,6 +746,20 @@ class Scheduler:
         devices = self.devices_for(record)
         if not devices:
             raise DoesNotFit(record.model_id, "any device", record.estimate, 0)
+        spec = record.spec
+        if isinstance(spec.devices, tuple):  # each device must hold its part
+            parts = shares(record.estimate, spec.split or [1.0] * len(devices))
+            for device, part in zip(devices, parts, strict=True):
+                self.ledger.check_fits(record.model_id, device, part)
+            return
+        if isinstance(spec.devices, int):
+            accounts = {d: self.ledger.account(d) for d in devices}
+            if spread(accounts, record.estimate, spec.devices) is None:
+                room = sum(sorted((a.budget for a in accounts.values()), reverse=True)[
+                    : spec.devices])  # fmt: skip
+                where = f"any {spec.devices} devices"
+                raise DoesNotFit(record.model_id, where, record.estimate, room)
+            return
         fits = [d for d in devices if self.ledger.account(d).fits_ever(record.estimate)]
         if not fits:
             self.ledger.check_fits(record.model_id, devices[0], record.estimate)
@@ -776,16 +796,16 @@ class Scheduler:
             reason = f"evicted by {self.policy.name} for {record.model_id}"
             self._evict(victim, reason, keep=record)
         record.blocked_by = []
-        self._moves.load(record, plan.device)
+        self._moves.load(record, plan.placement, plan.why)
 
-    def _settle(self, freed: DeviceId | None = None, host_freed: bool = False) -> None:
+    def _settle(self, freed: Iterable[DeviceId] = (), host_freed: bool = False) -> None:
         """The end of every report from slow work, in one order: start the moves that
-        waited for the memory just freed (on ``freed``, or host RAM), answer a stop that
-        is now complete, then serve and plan what waits."""
+        waited for the memory just freed (on the ``freed`` devices, or host RAM), answer
+        a stop that is now complete, then serve and plan what waits."""
         if host_freed:
             self._moves.start_ready_offloads()
-        if freed is not None:
-            self._moves.start_ready_loads(freed)
+        for device in freed:
+            self._moves.start_ready_loads(device)
         self._check_stopped()
         self._dispatch()
 
@@ -876,7 +896,8 @@ class Scheduler:
                     )
                 record.blocked_by = outcome.holders
                 if starving:
-                    held_for.setdefault(outcome.device, record)
+                    for device in outcome.hold or (outcome.device,):
+                        held_for.setdefault(device, record)
                     chosen = choose_drain(outcome, self.policy, now, demand)
                     drain.update(r.model_id for r in chosen)
             elif isinstance(outcome, Impossible):
@@ -922,42 +943,49 @@ class Scheduler:
         for waiter in deferred:
             self._preloads.push(waiter)
 
+    def plan(self, record: ModelRecord, now: float) -> Plan:
+        """Where ``record`` would go now and what would leave first (a query: nothing
+        changes)."""
+        return self._plan(record, now, self.demand(), {})
+
     def _plan(
         self,
         record: ModelRecord,
         now: float,
         demand: Mapping[str, float],
         held_for: Mapping[DeviceId, ModelRecord],
-    ) -> Go | Wait | Impossible:
-        outcome: Go | Wait | Impossible | None = None
-        for device in self.devices_for(record):
-            account = self.ledger.account(device)
-            if not account.fits_ever(record.estimate):
-                continue
+    ) -> Plan:
+        """Where ``record`` goes and what leaves first (``core.placement`` chooses)."""
+        group = record.spec.group
+        members = None
+        if group is not None and self._bookings.group_scope == "box":
+            members = [r for r in self._records.values() if r.spec.group == group and r.devices]
+
+        def plan_on(account: DeviceAccount, need: Bytes) -> Plan:
+            device = account.device
             if device in held_for:
                 starving = held_for[device]
                 why = f"held for {starving.model_id}, which has waited longest"
                 held = Holder(starving.model_id, starving.estimate, why)
-                plan: Go | Wait | Impossible = Wait(device, [held], [], record.estimate)
-            else:
-                plan = plan_load(
-                    record,
-                    account,
-                    self.residents(device),
-                    self.policy,
-                    now,
-                    demand,
-                )
-                caps = self._caps(device)
-                if caps and isinstance(plan, Go):
-                    plan = within_caps(record, plan, caps, self.policy, now, demand)
-            if isinstance(plan, Go):
-                return plan
-            # Report the first wait if any device may free up, else the first refusal.
-            if outcome is None or (isinstance(plan, Wait) and not isinstance(outcome, Wait)):
-                outcome = plan
-        assert outcome is not None, "request() refuses models that fit no device"
-        return outcome
+                return Wait(device, [held], [], need)
+            residents = self.residents(device)
+            plan = plan_load(record, account, residents, self.policy, now, demand, need, members)
+            caps = self._caps(device)
+            if caps and isinstance(plan, Go):
+                plan = within_caps(record, plan, caps, self.policy, now, demand)
+            return plan
+
+        accounts = [self.ledger.account(d) for d in self.devices_for(record)]
+        count = record.spec.devices
+        if count is None:
+            place = PLACEMENTS[self.settings.placement]
+            return place(accounts, record.estimate, plan_on, self.policy, now)
+        fixed = isinstance(count, tuple)
+        count = len(count) if isinstance(count, tuple) else count
+        split = record.spec.split
+        return place_across(
+            accounts, record.estimate, count, split, plan_on, self.policy, now, fixed=fixed
+        )
 
     def _caps(self, device: DeviceId) -> list[Cap]:
         """The count limits a load on ``device`` must stay within (usually none)."""

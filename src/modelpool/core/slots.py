@@ -65,7 +65,7 @@ def within_caps(
             return Wait(plan.device, holders, drainable, target.estimate)
         victims.extend(picked)
         leaving.update(r.model_id for r in picked)
-    return plan if len(victims) == len(plan.victims) else Go(plan.device, victims)
+    return plan if len(victims) == len(plan.victims) else Go(plan.device, victims, plan.spans)
 
 
 def _idle(record: ModelRecord) -> bool:

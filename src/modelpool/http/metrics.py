@@ -122,6 +122,12 @@ class ServerMetrics:
             ["model"],
             registry=r,
         )
+        self._device_model_memory = Gauge(
+            "modelpool_device_model_memory_bytes",
+            "Bytes booked on a device by each model there (a spread model on each device).",
+            ["device", "model"],
+            registry=r,
+        )
         self._leases = Gauge(
             "modelpool_model_leases",
             "Leases out on the model (requests using it).",
@@ -298,7 +304,10 @@ class ServerMetrics:
             # see the first load and the first failure too.
             self._loads.labels(model, "false")
             self._load_failures.labels(model)
+        self._device_model_memory.clear()  # only the models booked now show
         for device, books in status["memory_info"].items():
+            for model, size in books.get("models", {}).items():
+                self._device_model_memory.labels(device, model).set(size)
             self._set_books(device, books)
             self._set_reading(self._observed_used, device, books.get("observed_used"))
             self._set_reading(self._observed_total, device, books.get("observed_total"))

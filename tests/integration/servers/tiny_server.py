@@ -7,6 +7,11 @@ reads its weights before it listens), exits at start (after that delay, if any),
 becomes healthy, dies later, ignores SIGTERM, forks a grandchild, fails a share of its
 answers with a 500.
 
+``GET /env`` reports how it was started: its argv and the device variables of its
+environment (``CUDA_VISIBLE_DEVICES`` and the others the pool sets; null when unset),
+so that tests check what a placement gave it. ``--note`` (repeatable) is accepted and
+ignored: a test puts placeholders there to see them expanded in argv.
+
 Sleep mode, as vLLM's (``--enable-sleep-mode``): ``POST /sleep`` (any query) puts it to
 sleep, ``POST /wake_up`` wakes it; asleep, chat answers 503 and health stays 200.
 ``--fail-sleep`` and ``--fail-wake`` make every sleep or wake answer 500;
@@ -46,6 +51,7 @@ def main() -> None:
     parser.add_argument("--fork-grandchild", action="store_true")
     parser.add_argument("--fail-requests", type=float, default=0.0, metavar="FRACTION")
     parser.add_argument("--tag", help="ignored: lets a test run find its own servers")
+    parser.add_argument("--note", action="append", help="ignored: reported in GET /env's argv")
     # Sleep mode (the process backend's warm tier).
     parser.add_argument("--fail-sleep", action="store_true")
     parser.add_argument("--fail-wake", action="store_true")
@@ -84,6 +90,8 @@ def main() -> None:
         def do_GET(self) -> None:
             if self.path == "/health":
                 self._send(503 if args.never_healthy else 200, "ok")
+            elif self.path == "/env":
+                self._send(200, {"argv": sys.argv, "env": _device_env()})
             elif self.path == "/v1/models":
                 self._send(200, {"object": "list", "data": [_model(args.name)]})
             else:
@@ -208,6 +216,18 @@ def main() -> None:
 
         threading.Thread(target=die, daemon=True).start()
     server.serve_forever()
+
+
+DEVICE_VARIABLES = (
+    "CUDA_VISIBLE_DEVICES",
+    "HIP_VISIBLE_DEVICES",
+    "ROCR_VISIBLE_DEVICES",
+    "CUDA_DEVICE_ORDER",
+)
+
+
+def _device_env() -> dict[str, str | None]:
+    return {name: os.environ.get(name) for name in DEVICE_VARIABLES}
 
 
 def _model(name: str) -> dict[str, Any]:
