@@ -86,10 +86,27 @@ def test_the_shipped_backends_that_span_devices() -> None:
         models:
           proc: {backend: process, command: [srv], devices: 2}
           fake: {backend: fake, devices: 2}
+          plain: {backend: callable, factory: "json:loads", devices: 2}
         """)
     with pytest.raises(ConfigError) as caught:
         Config.from_yaml(text, "pool.yaml", plugins=PLUGINS)
-    assert [issue.path for issue in caught.value.issues] == ["models.fake.devices"]
+    assert [issue.path for issue in caught.value.issues] == ["models.plain.devices"]
+
+
+def test_a_model_too_big_for_one_device_needs_every_budget_together_when_it_spans() -> None:
+    text = dedent("""\
+        pool: {budgets: {"cuda:0": 8GB, "cuda:1": 8GB}}
+        models:
+          spread: {backend: fake, memory: 12GB}
+          never: {backend: fake, memory: 17GB}
+          plain: {backend: callable, factory: "json:loads", memory: 12GB}
+        """)
+    with pytest.raises(ConfigError) as caught:
+        Config.from_yaml(text, "pool.yaml", plugins=PLUGINS)
+    issues = {issue.path: issue.message for issue in caught.value.issues}
+    assert set(issues) == {"models.never.memory", "models.plain.memory"}
+    assert "more than every budget together" in issues["models.never.memory"]
+    assert "more than the largest budget" in issues["models.plain.memory"]
 
 
 def test_listed_devices_need_budgets() -> None:

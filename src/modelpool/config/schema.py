@@ -478,7 +478,7 @@ def _larger_than_budget_problems(
     than every budget for ``device: auto``, or than its devices' budgets together: no
     eviction could ever make room for it."""
     problems: list[tuple[Loc, str]] = []
-    for at, record in _records(key, spec, plugins, "memory", "device", "devices"):
+    for at, record in _records(key, spec, plugins, "memory", "device", "devices", "backend"):
         if record.memory is None:
             continue
         if record.devices is not None:
@@ -491,6 +491,17 @@ def _larger_than_budget_problems(
                 message = (
                     f"{format_size(record.memory)} is more than {where}: the model could "
                     "never load; lower memory, span more devices or raise the budgets"
+                )
+                problems.append(((*at, "memory"), message))
+            continue
+        if record.device == "auto" and _backend_spans(record.backend, plugins):
+            # Too big for any one device, it is spread over as many as it takes.
+            total = sum(budgets.values())
+            if record.memory > total:
+                message = (
+                    f"{format_size(record.memory)} is more than every budget together "
+                    f"({format_size(total)}): the model could never load; lower memory or "
+                    "raise the budgets"
                 )
                 problems.append(((*at, "memory"), message))
             continue

@@ -49,17 +49,26 @@ class PricesReloads(Protocol):
 def reload_cost(policy: EvictionPolicy, candidate: Candidate, now: float) -> float:
     """What evicting ``candidate`` costs: the policy's price, or by default its load
     seconds times how much it is wanted (one, plus its recent request rate)."""
-    if isinstance(policy, PricesReloads):
-        return policy.reload_cost(candidate, now)
+    return pricer(policy)(candidate, now)
+
+
+def default_price(candidate: Candidate, now: float) -> float:
     wanted = 1.0 + decayed(candidate.frequency, candidate.frequency_at, now)
     return candidate.load_seconds * wanted
+
+
+def pricer(policy: EvictionPolicy) -> Callable[[Candidate, float], float]:
+    """The policy's ``reload_cost``, or ``default_price`` (looked up once per decision:
+    a protocol check costs more than the price itself)."""
+    return policy.reload_cost if isinstance(policy, PricesReloads) else default_price
 
 
 def _rank(
     go: Go, account: DeviceAccount, need: Bytes, policy: EvictionPolicy, now: float, order: int
 ) -> tuple[bool, float, Bytes, int]:
     victims = go.victims
-    cost = sum(reload_cost(policy, v.candidate(), now) for v in victims)
+    price = pricer(policy)
+    cost = sum(price(v.candidate(), now) for v in victims)
     room = account.planned_free + sum(booked_bytes(account, v) for v in victims)
     return (bool(victims), cost, room - need, order)
 

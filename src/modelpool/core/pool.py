@@ -33,6 +33,7 @@ from modelpool.core.ports import (
     KeepsState,
     MemoryProbe,
     Prepares,
+    SpansDevices,
     Traffic,
     can_offload,
 )
@@ -157,6 +158,7 @@ class ModelPool(SyncFacade):
             clock,
             settings,
             offloadable=[s.id for s in specs if can_offload(self._backends[s.backend], s)],
+            spanning=[s.id for s in specs if isinstance(self._backends[s.backend], SpansDevices)],
         )
         self._effects.report_to(self._scheduler)
         self._check_devices(specs)
@@ -584,8 +586,9 @@ class ModelPool(SyncFacade):
         if spec.backend not in self._backends:
             self._backends[spec.backend] = BACKENDS.get(spec.backend)()
         self._check_devices([spec])
-        offloadable = can_offload(self._backends[spec.backend], spec)
-        self._scheduler.add_model(spec, self._estimate(spec), offloadable)
+        backend = self._backends[spec.backend]
+        spans = isinstance(backend, SpansDevices)
+        self._scheduler.add_model(spec, self._estimate(spec), can_offload(backend, spec), spans)
 
     def remove_model(self, model: str) -> None:
         """Forget a model that holds no memory; ``ModelBusy`` while it is loaded or wanted."""

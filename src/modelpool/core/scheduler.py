@@ -84,13 +84,17 @@ class Scheduler:
         clock: Clock,
         settings: PoolSettings,
         offloadable: Iterable[ModelId] = (),
+        spanning: Iterable[ModelId] = (),
     ) -> None:
         """``settings`` are the config's ``pool`` section: the budgets and the warm budget
-        the books start from, and the queue, retry and starvation knobs."""
+        the books start from, and the queue, retry and starvation knobs. ``spanning``:
+        the models whose backend can spread one over several devices, which happens
+        when no one device could ever hold it (or when its ``devices`` asks)."""
         self.settings = settings
         budgets = settings.budgets
         self.ledger = MemoryLedger(budgets)
         self.warm = WarmTier(settings.warm_budget, offloadable)
+        self._spanning = set(spanning)
         self.policy = policy
         self._effects = effects
         self._clock = clock
@@ -150,7 +154,9 @@ class Scheduler:
 
     # --- the set of models --------------------------------------------------------
 
-    def add_model(self, spec: ModelSpec, estimate: Bytes, offloadable: bool = False) -> None:
+    def add_model(
+        self, spec: ModelSpec, estimate: Bytes, offloadable: bool = False, spans: bool = False
+    ) -> None:
         """Make ``spec`` (a new version of a model, say) loadable from now on."""
         taken = [n for n in (spec.id, *spec.aliases, f"{spec.base_id}@{spec.version}")
                  if n in self._names]  # fmt: skip
@@ -159,6 +165,8 @@ class Scheduler:
         record = self._add_record(spec, estimate)
         if offloadable:
             self.warm.allow_offload(spec.id)
+        if spans:
+            self._spanning.add(spec.id)
         self._emit(EventKind.MODEL_ADDED, record, version=spec.version)
 
     def remove_model(self, name: str) -> None:
@@ -275,6 +283,23 @@ class Scheduler:
     @property
     def stopping(self) -> bool:
         return self._stopping
+
+    def spread_over(self, record: ModelRecord) -> int | tuple[DeviceId, ...] | None:
+        """How many devices (or which) ``record`` spans: its ``devices``; else, for a
+        model that can span and that no one device could ever hold, the fewest that
+        could; None: one device."""
+        spec = record.spec
+        if spec.devices is not None:
+            return spec.devices
+        if spec.device != "auto" or record.model_id not in self._spanning:
+            return None
+        accounts = {d: self.ledger.account(d) for d in self.ledger.devices()}
+        if any(a.fits_ever(record.estimate) for a in accounts.values()):
+            return None
+        for count in range(2, len(accounts) + 1):
+            if spread(accounts, record.estimate, count) is not None:
+                return count
+        return None
 
     def devices_for(self, record: ModelRecord) -> list[DeviceId]:
         """The devices ``record`` may be placed on, in the config's order."""
@@ -746,18 +771,18 @@ class Scheduler:
         devices = self.devices_for(record)
         if not devices:
             raise DoesNotFit(record.model_id, "any device", record.estimate, 0)
-        spec = record.spec
-        if isinstance(spec.devices, tuple):  # each device must hold its part
+        spec, spread_over = record.spec, self.spread_over(record)
+        if isinstance(spread_over, tuple):  # each device must hold its part
             parts = shares(record.estimate, spec.split or [1.0] * len(devices))
             for device, part in zip(devices, parts, strict=True):
                 self.ledger.check_fits(record.model_id, device, part)
             return
-        if isinstance(spec.devices, int):
+        if isinstance(spread_over, int):
             accounts = {d: self.ledger.account(d) for d in devices}
-            if spread(accounts, record.estimate, spec.devices) is None:
+            if spread(accounts, record.estimate, spread_over) is None:
                 room = sum(sorted((a.budget for a in accounts.values()), reverse=True)[
-                    : spec.devices])  # fmt: skip
-                where = f"any {spec.devices} devices"
+                    : spread_over])  # fmt: skip
+                where = f"any {spread_over} devices"
                 raise DoesNotFit(record.model_id, where, record.estimate, room)
             return
         fits = [d for d in devices if self.ledger.account(d).fits_ever(record.estimate)]
@@ -976,7 +1001,7 @@ class Scheduler:
             return plan
 
         accounts = [self.ledger.account(d) for d in self.devices_for(record)]
-        count = record.spec.devices
+        count = self.spread_over(record)
         if count is None:
             place = PLACEMENTS[self.settings.placement]
             return place(accounts, record.estimate, plan_on, self.policy, now)

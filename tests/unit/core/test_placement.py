@@ -344,3 +344,25 @@ def test_status_shows_each_devices_memory_by_model() -> None:
     assert memory["cuda:3"]["models"] == {}
     assert status["model_resources"]["wide"]["devices"] == {"cuda:0": 6 * GB, "cuda:1": 6 * GB}
     assert status["model_resources"]["wide"]["memory_bytes"] == 12 * GB
+
+
+def test_a_model_no_one_device_holds_is_spread_when_its_backend_can() -> None:
+    from modelpool.config import PoolSettings
+    from modelpool.core.scheduler import Scheduler
+    from modelpool.core.testing import ManualClock, RecordingEffects
+
+    specs = [
+        ModelSpec(id="huge", backend="fake", memory=20 * GB),
+        ModelSpec(id="stuck", backend="fake", memory=20 * GB),
+    ]
+    fx = RecordingEffects()
+    scheduler = Scheduler(
+        specs, {s.id: 20 * GB for s in specs}, POLICIES.get("lru")(), fx, ManualClock(),
+        PoolSettings(budgets=BOX), spanning=["huge"],
+    )  # fmt: skip
+    scheduler.load("huge")
+    assert len(fx.placements["huge"].devices) == 3  # 8 GB each: the fewest that hold 20
+    from modelpool.errors import DoesNotFit
+
+    with pytest.raises(DoesNotFit):
+        scheduler.load("stuck")  # its backend cannot span: no device could ever hold it
