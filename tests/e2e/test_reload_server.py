@@ -370,3 +370,37 @@ def test_watch_applies_an_edited_file_within_a_second_or_so(live: Server) -> Non
     until(lambda: "not applied, 1 problem" in live.log(), "the broken file's problem in the log")
     assert "pool.budgets.cpu" in live.log()
     assert httpx.get(f"{live.url}/admin/models/watched").status_code == 200  # kept
+
+
+def test_a_caller_that_leaves_does_not_cut_a_reload_short(base: Server) -> None:
+    """The reload waits for a removed model's stream to end; its caller gives up first.
+    The reload still finishes, and the next one finds nothing left to do."""
+    load(base, "chat")
+    body = {
+        "model": "chat",
+        "messages": [{"role": "user", "content": "hi"}],
+        "stream": True,
+        "tiny_chunks": 12,
+        "tiny_chunk_seconds": 0.25,
+    }
+    streamed: list[str] = []
+
+    def stream() -> None:
+        with httpx.stream("POST", f"{base.v1}/chat/completions", json=body, timeout=30) as r:
+            streamed.extend(line for line in r.iter_lines() if line)
+
+    reader = threading.Thread(target=stream)
+    reader.start()
+    until(lambda: model(base, "chat")["leases"] == 1, "the stream's lease")
+    before = len(events(base, "config_reloaded"))
+    write(base, with_models(chat=None, newcomer=fake("1GB")))
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{base.url}/admin/reload", timeout=httpx.Timeout(30, read=0.5))
+    reader.join(30)
+    assert streamed[-1] == "data: [DONE]"  # the removed model's stream ran to its end
+    done = until(lambda: events(base, "config_reloaded")[before:], "the reload's event")
+    assert done[0]["removed"] == ["chat"]
+    assert done[0]["added"] == ["newcomer"]
+    again = httpx.post(f"{base.url}/admin/reload", timeout=30)
+    assert again.status_code == 200, again.text
+    assert again.json()["changed"] is False

@@ -4,14 +4,17 @@ a reload, requests that arrive meanwhile, models nobody changed."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from modelpool import ConfigError, EventKind, FakeBackend, ModelPool, ModelState, UnknownModel
 from modelpool.config import Config
 from modelpool.config.diff import diff_configs
 from modelpool.core.reload import apply_diff
+from modelpool.http.reloader import Reloader
 
 GB = 10**9
 
@@ -120,3 +123,39 @@ async def test_an_alias_naming_a_model_on_its_way_out_is_refused_before_anything
             await apply_diff(pool, diff_configs(RUNNING, new))
         assert "leaving" in pool.specs
         assert pool.spec("changing").tags == ()
+
+
+async def test_a_caller_that_goes_away_does_not_cut_a_reload_short(tmp_path: Path) -> None:
+    path = tmp_path / "modelpool.yaml"
+    data = {
+        "pool": {"strategy": "lru", "budgets": {"cpu": "8GB"}, "state_dir": str(tmp_path)},
+        "models": {"steady": fake(), "leaving": fake()},
+    }
+    path.write_text(yaml.safe_dump(data))
+    running = Config.load(path)
+    pool = ModelPool.from_config(running, backends={"fake": FakeBackend()}, probe=None)
+    async with pool:
+        reloader = Reloader(pool, running)
+        lease = await pool.acquire("leaving")
+        data["models"] = {"steady": fake(), "newcomer": fake()}
+        path.write_text(yaml.safe_dump(data))
+        caller = asyncio.create_task(reloader.reload())
+        for _ in range(500):  # the file is read on a thread, then applied on the loop
+            if "newcomer" in pool.specs:
+                break
+            await asyncio.sleep(0.01)
+        assert "newcomer" in pool.specs
+        caller.cancel()  # e.g. a client's timeout, while the reload waits for the lease
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+        pool.release(lease)
+        for _ in range(1000):
+            if any(e.kind is EventKind.CONFIG_RELOADED for e in pool.recent_events()):
+                break
+            await asyncio.sleep(0.01)
+        assert "leaving" not in pool.specs
+        assert sorted(reloader.config.models) == ["newcomer", "steady"]
+        again = await reloader.reload()
+        assert again.diff is not None
+        assert again.diff.empty
+        await reloader.stop()

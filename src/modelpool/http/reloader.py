@@ -23,9 +23,10 @@ import contextlib
 import hashlib
 import logging
 import signal
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from modelpool.config import Config, merged_thresholds
 from modelpool.config.diff import ConfigDiff, diff_configs
@@ -39,6 +40,7 @@ from modelpool.plugins import PLUGINS
 from modelpool.rollout import RolloutManager
 
 log = logging.getLogger("modelpool.reload")
+T = TypeVar("T")
 
 OPERATION = "reload"
 """The reload's name in the audit log."""
@@ -133,10 +135,11 @@ class Reloader:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    def _spawn(self, work: Any) -> None:
+    def _spawn(self, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     def _on_sighup(self) -> None:
         log.info("SIGHUP: reading %s again", self.path)
@@ -151,9 +154,15 @@ class Reloader:
     # --- one reload ---------------------------------------------------------------------
 
     async def reload(self, origin: str = "http", caller: Caller | None = None) -> ReloadOutcome:
-        """Read the file, validate it, apply the difference; after any reload under way."""
+        """Read the file, validate it, apply the difference; after any reload under way.
+        A caller that goes away (a client's timeout) does not cut a reload short: it runs
+        to its end, and its event and audit line say how it went."""
+        task = self._spawn(self._locked(origin, caller or Caller(origin, NO_KEY)))
+        return await asyncio.shield(task)
+
+    async def _locked(self, origin: str, caller: Caller) -> ReloadOutcome:
         async with self._lock:
-            return await self._reload(origin, caller or Caller(origin, NO_KEY))
+            return await self._reload(origin, caller)
 
     async def _reload(self, origin: str, caller: Caller) -> ReloadOutcome:
         source = str(self.path)
@@ -164,7 +173,6 @@ class Reloader:
             problems = await apply_diff(self._pool, diff, lambda: self._follow(diff))
         except ConfigError as error:
             return self._refused(ReloadOutcome(source, origin, issues=error.issues), caller)
-        self.config = diff.running
         outcome = ReloadOutcome(source, origin, diff, problems=problems)
         summary = outcome.summary()
         self._pool.publish(EventKind.CONFIG_RELOADED, None, **summary)
@@ -213,8 +221,10 @@ class Reloader:
             raise ConfigError(issues)
 
     def _follow(self, diff: ConfigDiff) -> None:
-        """What follows the pool's models, as soon as they changed: versions and routes
-        of the models added and removed, health thresholds."""
+        """What follows the pool's models, as soon as they changed: the config the next
+        reload is compared with, versions and routes of the models added and removed,
+        health thresholds."""
+        self.config = diff.running
         if self._rollouts is None:
             return
         self._rollouts.models_changed(diff.added, diff.removed)
