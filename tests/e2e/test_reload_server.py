@@ -222,6 +222,9 @@ def test_an_invalid_file_is_refused_with_every_problem_and_nothing_changes(
     for path in issues:
         assert path in cli.stderr
     assert ".yaml:" in cli.stderr  # file:line for each
+    as_json = modelpool_cli("reload", "--url", base.url, "--json")
+    assert as_json.returncode == 2
+    assert {i["path"] for i in json.loads(as_json.stdout)["issues"]} == set(issues)
 
     status = httpx.get(f"{base.url}/admin/status").json()
     assert status["strategy"] == "lru"

@@ -23,6 +23,7 @@ from modelpool.cli.shared import (
     EXIT_CODES,
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
+    EXIT_INVALID,
     JsonOption,
     KeyOption,
     ModelArgument,
@@ -190,8 +191,17 @@ def reload(
     needs it changed; budgets and strategy live. A file with problems changes nothing:
     each problem is listed (file:line: key: message) and the exit code is 2.
     """
+    from modelpool.client import ApiError
+
     with remote(url, api_key, as_json) as server:
-        answer = server.reload(timeout=timeout)
+        try:
+            answer = server.reload(timeout=timeout)
+        except ApiError as error:
+            if error.code != "invalid_config" or not as_json:
+                raise  # shown as one error line (each problem on a line of its own)
+            # As check-config's --json: every problem, for a script to show or fix.
+            print_json({"ok": False, "issues": error.details.get("issues", [])})
+            raise typer.Exit(EXIT_INVALID) from None
     problems = answer.get("problems") or []
     if as_json:
         print_json(answer)
