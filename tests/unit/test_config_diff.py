@@ -159,3 +159,17 @@ def test_the_summary_is_plain_data() -> None:
     assert shown["removed"] == ["coder"]
     assert shown["settings"]["budgets"]["new"] == {"cpu": 4 * GB, "cuda:0": 16 * GB}
     assert shown["needs_restart"] == []
+
+
+def test_placement_is_live_and_the_group_scope_needs_a_restart() -> None:
+    diff = diff_configs(config(), config(pool={"placement": "first_fit", "group_scope": "box"}))
+    assert diff.settings == {"placement": ("cost", "first_fit")}
+    assert diff.needs_restart == ("pool.group_scope",)
+    assert diff.pool_settings.placement == "first_fit"
+    assert diff.pool_settings.group_scope == "device"
+
+
+def test_spreading_a_model_over_devices_reloads_it() -> None:
+    new = models(coder={"device": "auto", "devices": 2})
+    (change,) = diff_configs(config(), config(models=new)).reloaded
+    assert change.fields == ("device", "devices")
