@@ -190,7 +190,13 @@ def reload_lines(answer: dict[str, Any]) -> list[str]:
             shown = ", ".join(f"{model} ({', '.join(fields)})" for model, fields in changes.items())
             lines.append(f"  {title}: {shown}")
     for name, change in (answer.get("settings") or {}).items():
-        lines.append(f"  pool.{name}: {_shown(change['old'])} -> {_shown(change['new'])}")
+        old, new = change["old"], change["new"]
+        if name == "budgets":  # sizes as a person writes them, each device that moved
+            moved = [d for d in new if old.get(d) != new[d]]
+            for device in moved:
+                lines.append(f"  pool.budgets.{device}: {size(old[device])} -> {size(new[device])}")
+            continue
+        lines.append(f"  pool.{name}: {_shown(old)} -> {_shown(new)}")
     if answer.get("needs_restart"):
         lines.append(f"  needs a restart (left as it runs): {', '.join(answer['needs_restart'])}")
     if len(lines) == 1:
