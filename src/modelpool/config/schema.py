@@ -112,6 +112,12 @@ from modelpool.plugins import BACKENDS, PLUGINS, Plugins
 from modelpool.types import ModelId
 from modelpool.units import format_size
 
+REMOTE = "remote"
+"""The backend of a model served by a server modelpool does not start
+(``backends/remote.py``): it books no memory on the pool's devices."""
+BOOKED_BY_THE_POOL = ("memory", "device", "devices", "split", "group", "replicas")
+"""What a remote model may not set: each places or sizes memory on the pool's devices."""
+
 
 class ModelSpec(BaseModel):
     """One model the pool may load. Unknown keys become backend ``options``."""
@@ -162,11 +168,21 @@ class ModelSpec(BaseModel):
     """Requests one copy serves at once; more wait in the model's queue (None: no limit)."""
     max_queue: Annotated[int, Field(ge=1)] | None = None
     """Requests that may wait for this model; more get a 429 (None: the pool's ``max_queue``)."""
+    fallback: Id | None = None
+    """The model that serves this one's requests when it cannot load (its load failed,
+    its circuit is open, it does not fit): typically a ``backend: remote`` one. One hop:
+    the fallback's own fallback is never followed (the config refuses such a chain)."""
 
     @property
     def names(self) -> tuple[str, ...]:
         """The id followed by the aliases: every name this model answers to."""
         return (self.id, *self.aliases)
+
+    @property
+    def remote(self) -> bool:
+        """Served by a server modelpool does not start (``backend: remote``): booked with
+        no bytes, never an eviction victim, counted toward no ``max_models``."""
+        return self.backend == REMOTE
 
     @property
     def base_id(self) -> str:
@@ -224,6 +240,22 @@ class ModelSpec(BaseModel):
             problem = split_problem(self.devices, self.split)
             if problem is not None:
                 raise ValueError(f"split: {problem}")
+        return self
+
+    @model_validator(mode="after")
+    def _remote_books_nothing(self) -> Self:
+        if not self.remote:
+            return self
+        given = [
+            name
+            for name in BOOKED_BY_THE_POOL
+            if name in self.model_fields_set and not (name == "device" and self.device == "auto")
+        ]
+        if given:
+            raise ValueError(
+                f"{', '.join(given)} given for a remote model: it runs on its own server and "
+                "books no memory here; leave them out"
+            )
         return self
 
     @field_validator("backend")
@@ -419,12 +451,40 @@ def _cross_field_problems(config: Config, plugins: Plugins | None) -> list[tuple
             problems.extend(_larger_than_budget_problems(key, spec, budgets, plugins))
     for key, spec in config.models.items():
         problems.extend(_spanning_problems(key, spec, budgets, plugins))
+    problems.extend(_fallback_problems(config.models, owner))
     defaults = config.health.thresholds
     for key, spec in config.models.items():
         if spec.thresholds is not None:
             values = merged_thresholds(defaults, spec.thresholds)
             found = threshold_problems(values, spec.thresholds.model_fields_set, "from health")
             problems.extend((("models", key, "thresholds", *loc), msg) for loc, msg in found)
+    return problems
+
+
+def _fallback_problems(
+    models: Mapping[str, ModelSpec], owner: Mapping[str, str]
+) -> list[tuple[Loc, str]]:
+    """Each ``fallback`` names another model (by id or alias) that has none of its own."""
+    aliases = {alias: key for key, spec in models.items() for alias in spec.aliases}
+    problems: list[tuple[Loc, str]] = []
+    for key, spec in models.items():
+        name = spec.fallback
+        if name is None:
+            continue
+        target = name if name in models else aliases.get(name)
+        if target is None:
+            known = ", ".join(sorted(models)) or "none"
+            message = f"no model {name!r} to fall back to; models: {known}"
+        elif target == key:
+            message = f"{name!r} is {owner[name]}: a model cannot be its own fallback"
+        elif models[target].fallback is not None:
+            message = (
+                f"{name!r} has a fallback of its own ({models[target].fallback!r}); "
+                "fallbacks are one hop: point this one at the last model of the chain"
+            )
+        else:
+            continue
+        problems.append((("models", key, "fallback"), message))
     return problems
 
 

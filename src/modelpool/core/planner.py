@@ -84,7 +84,12 @@ def plan_load(
 ) -> Plan:
     """Plan loading ``need`` bytes of ``target`` (all of it by default) on ``account``'s
     device, where ``residents`` are booked. Members of its exclusive group must leave
-    first: those among ``residents``, or ``group_members`` when the group holds box-wide."""
+    first: those among ``residents``, or ``group_members`` when the group holds box-wide.
+
+    A remote model (``spec.remote``) books nothing: it goes at once, displacing nobody,
+    and it is never a victim or a holder of anyone else's plan."""
+    if target.spec.remote:
+        return Go(account.device, [])
     if need is None:
         need = target.estimate
     group = target.spec.group
@@ -131,7 +136,7 @@ def plan_load(
         r.candidate()
         for r in residents.values()
         if r.state is ready and not r.leases and not r.pinned and r is not target
-        and r.spec.id not in taken
+        and r.spec.id not in taken and not r.spec.remote
     ]  # fmt: skip
     chosen: list[ModelRecord] = []
     if candidates:
@@ -150,7 +155,10 @@ def plan_load(
     stuck = [
         r
         for r in residents.values()
-        if r is not target and r.spec.id not in taken and r.state is not ModelState.UNLOADING
+        if r is not target
+        and r.spec.id not in taken
+        and r.state is not ModelState.UNLOADING
+        and not r.spec.remote
     ]
     holders = [holder(account, r) for r in stuck]
     drainable = [r for r in stuck if r.state is ModelState.READY and r.leases and not r.pinned]

@@ -863,7 +863,8 @@ class Scheduler:
             r
             for r in self.residents(device).values()
             if r.state is ModelState.READY and not r.leases and not r.pinned
-        ]
+            and not r.spec.remote  # books nothing: its leaving frees nothing
+        ]  # fmt: skip
         for model_id in self.policy.victims(
             [r.candidate() for r in idle],
             EvictionContext(need=account.over_budget, now=now, demand=self.demand()),

@@ -16,6 +16,7 @@ Every series has bounded labels, so a client cannot grow the registry:
   the rollout's few names, ``level`` one of the health monitor's;
 * ``strategy`` in ``modelpool_strategy`` is a registered strategy's name (the pool
   runs only those), ``outcome`` of an evaluation one of ``EVALUATION_OUTCOMES``;
+* ``fallback`` is a model id from the config's ``fallback:``, ``served`` true or false;
 * ``url_host`` is the host (and port) of a webhook in the config, never its whole URL
   or headers (they may hold secrets), ``outcome`` one of ``sent``, ``failed``,
   ``dropped``.
@@ -126,6 +127,13 @@ class ServerMetrics:
             "modelpool_device_model_memory_bytes",
             "Bytes booked on a device by each model there (a spread model on each device).",
             ["device", "model"],
+            registry=r,
+        )
+        self._fallbacks = Counter(
+            "modelpool_fallbacks_total",
+            "Requests for a model that could not load, handed to its fallback "
+            "(served=false: the fallback refused them too).",
+            ["model", "fallback", "served"],
             registry=r,
         )
         self._leases = Gauge(
@@ -279,6 +287,9 @@ class ServerMetrics:
             self._alerts.labels(model, str(detail.get("version")), str(detail["level"])).inc()
         elif kind is EventKind.ROLLOUT and detail.get("status") in ENDED:
             self._rollouts.labels(model, str(detail["strategy"]), str(detail["status"])).inc()
+        elif kind is EventKind.FALLBACK:
+            served = "true" if detail.get("served") else "false"
+            self._fallbacks.labels(model, str(detail.get("fallback")), served).inc()
 
     def observe_request(self, model: str, endpoint: str, status: int, seconds: float) -> None:
         """One finished /v1 request. ``model`` is the resolved id or ``"unknown"``, never the

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from harness import GB, Harness
+from harness import GB, REMOTE, Harness
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
@@ -29,6 +29,7 @@ MODELS = {
     "y": {"memory": 5 * GB, "group": "heavy", "device": "gpu:0"},
     "p": {"memory": 2 * GB, "pinned": True},
     "big": {"memory": 11 * GB, "device": "auto"},
+    "far": REMOTE,  # booked with no bytes wherever the pool puts it
 }
 
 
@@ -231,6 +232,7 @@ class PoolMachine(RuleBasedStateMachine):
                 assert record.state is ModelState.READY, record.model_id
         unloaded = set(self.h.fx.unloads)
         assert "p" not in unloaded or self.h.s.stopping  # pinned: only an explicit unload
+        assert "far" not in unloaded or self.h.s.stopping  # remote: frees nothing by leaving
 
     @invariant()
     def one_heavy_model_at_a_time(self) -> None:
