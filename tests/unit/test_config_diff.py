@@ -173,3 +173,9 @@ def test_spreading_a_model_over_devices_reloads_it() -> None:
     new = models(coder={"device": "auto", "devices": 2})
     (change,) = diff_configs(config(), config(models=new)).reloaded
     assert change.fields == ("device", "devices")
+
+
+def test_a_new_fallback_applies_in_place() -> None:
+    new = models(chat={"fallback": "coder"})
+    diff = diff_configs(config(), config(models=new))
+    assert [(c.model_id, c.fields) for c in diff.updated] == [("chat", ("fallback",))]

@@ -33,7 +33,7 @@ from modelpool.types import ModelId
 
 METADATA_FIELDS = frozenset(
     {"priority", "pinned", "ttl", "tags", "aliases", "defaults", "thresholds", "preload",
-     "endpoints"}
+     "endpoints", "fallback"}
 )  # fmt: skip
 """Model settings applied without unloading: how the model is found, ranked, kept and
 asked, never what is loaded."""

@@ -32,6 +32,10 @@ MODELS = {
     "far": REMOTE,  # booked with no bytes wherever the pool puts it
 }
 
+KEPT = ("p", "big", "far")
+"""Models the reload rules leave alone: the pinned and remote ones never unload but by
+request or stop (an invariant below), and ``big`` never fits."""
+
 
 class PoolMachine(RuleBasedStateMachine):
     policy = "hybrid"
@@ -136,8 +140,8 @@ class PoolMachine(RuleBasedStateMachine):
     @rule(data=st.data(), memory=st.sampled_from([1, 2, 3, 5]))
     def reload_changes_a_model(self, data: st.DataObject, memory: int) -> None:
         # A config reload gives a model new settings that need a fresh load (not the
-        # pinned one: the rules say it never unloads but by request).
-        live = [m for m in self.models if m not in ("p", "big") and m not in self.retired]
+        # pinned or the remote one: the rules say they never unload but by request).
+        live = [m for m in self.models if m not in KEPT and m not in self.retired]
         if live:
             model = data.draw(st.sampled_from(live))
             spec = self.h.s.resolve(model).spec.model_copy(update={"memory": memory * GB})
@@ -146,7 +150,7 @@ class PoolMachine(RuleBasedStateMachine):
 
     @rule(data=st.data())
     def reload_removes_a_model(self, data: st.DataObject) -> None:
-        live = [m for m in self.models if m not in ("p", "big") and m not in self.retired]
+        live = [m for m in self.models if m not in KEPT and m not in self.retired]
         if len(live) > 2:
             model = data.draw(st.sampled_from(live))
             self.retired[model] = self.h.s.retire(model)
