@@ -407,3 +407,14 @@ def test_a_caller_that_leaves_does_not_cut_a_reload_short(base: Server) -> None:
     again = httpx.post(f"{base.url}/admin/reload", timeout=30)
     assert again.status_code == 200, again.text
     assert again.json()["changed"] is False
+
+
+def test_a_model_that_does_not_load_again_is_reported_and_the_cli_exits_1(base: Server) -> None:
+    load(base, "coder")
+    write(base, with_models(coder=fake(fail_loads=1, fail_message="no such weights")))
+    shown = modelpool_cli("reload", "--url", base.url, timeout=60)
+    assert shown.returncode == 1, shown.stderr
+    assert "reloaded: coder (options)" in shown.stdout
+    assert "coder: did not load again with its new settings" in shown.stderr
+    assert "no such weights" in shown.stderr
+    assert model(base, "coder")["status"] == "failed"
