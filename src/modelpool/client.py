@@ -274,6 +274,14 @@ class ServerClient(_Closing):
         entries: list[dict[str, Any]] = answer["entries"]
         return entries
 
+    def reload(self, timeout: float | None = None) -> dict[str, Any]:
+        """``POST /admin/reload``: the server reads its config file again and applies
+        what changed; the diff (``added``, ``removed``, ``reloaded``, ``updated``,
+        ``settings``, ``needs_restart``, ``problems``). Waits until the changes are
+        applied (removed models drained) unless given a ``timeout``. ``ApiError`` 422
+        with ``.details["issues"]`` when the file has problems (nothing changed)."""
+        return self._json("POST", "/admin/reload", timeout=self._waiting(timeout))
+
     def strategy(self) -> dict[str, Any]:
         """``GET /admin/strategy``: the strategy in force, why, and (``strategy: auto``)
         the last evaluation's table."""

@@ -22,7 +22,7 @@ from __future__ import annotations
 # order of these imports is the order of ``modelpool --help``.
 # isort: off
 from modelpool.cli import local  # noqa: F401  version, check-config, serve
-from modelpool.cli import remote  # noqa: F401  status, models, load, unload, audit
+from modelpool.cli import remote  # noqa: F401  status, models, load, unload, reload, audit
 from modelpool.cli import demo  # noqa: F401
 from modelpool.cli import versions  # noqa: F401  versions, register, unregister
 from modelpool.cli import rollout  # noqa: F401  rollout, rollout-status, rollouts...

@@ -102,8 +102,20 @@ def serve(
     insecure: Annotated[
         bool, typer.Option(help="Allow a non-loopback address without an API key.")
     ] = False,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch", help="Apply every change of the config file within a second (as SIGHUP)."
+        ),
+    ] = False,
 ) -> None:
-    """Run the OpenAI-compatible server (the embedded default models without --config)."""
+    """Run the OpenAI-compatible server (the embedded default models without --config).
+
+    SIGHUP (or 'modelpool reload') reads the config file again and applies what changed
+    without a restart; --watch does it whenever the file changes.
+    """
+    if watch and config is None:
+        raise fail("--watch needs a config file to watch: pass --config FILE", EXIT_INVALID)
     try:
         from modelpool.bootstrap import load_config
         from modelpool.http.serve import InsecureBind
@@ -116,7 +128,7 @@ def serve(
         ) from None
     try:
         loaded = load_config(config)
-        run_server(loaded, host=host, port=port, insecure=insecure)
+        run_server(loaded, host=host, port=port, insecure=insecure, watch=watch)
     except ConfigError as error:
         _report_issues(config or Path("<embedded default>"), error.issues, False)
         raise typer.Exit(EXIT_INVALID) from None

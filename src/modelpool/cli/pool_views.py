@@ -177,6 +177,33 @@ def _shown(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, default=str)
 
 
+def reload_lines(answer: dict[str, Any]) -> list[str]:
+    """``POST /admin/reload``'s diff, a line per kind of change (none: one line)."""
+    lines = [f"reloaded {answer.get('source', 'the config')}"]
+    if answer.get("added"):
+        lines.append(f"  added: {', '.join(answer['added'])}")
+    if answer.get("removed"):
+        lines.append(f"  removed (drained and unloaded): {', '.join(answer['removed'])}")
+    for kind, title in (("reloaded", "reloaded"), ("updated", "updated in place")):
+        changes = answer.get(kind) or {}
+        if changes:
+            shown = ", ".join(f"{model} ({', '.join(fields)})" for model, fields in changes.items())
+            lines.append(f"  {title}: {shown}")
+    for name, change in (answer.get("settings") or {}).items():
+        old, new = change["old"], change["new"]
+        if name == "budgets":  # sizes as a person writes them, each device that moved
+            moved = [d for d in new if old.get(d) != new[d]]
+            for device in moved:
+                lines.append(f"  pool.budgets.{device}: {size(old[device])} -> {size(new[device])}")
+            continue
+        lines.append(f"  pool.{name}: {_shown(old)} -> {_shown(new)}")
+    if answer.get("needs_restart"):
+        lines.append(f"  needs a restart (left as it runs): {', '.join(answer['needs_restart'])}")
+    if len(lines) == 1:
+        lines[0] += ": nothing changed"
+    return lines
+
+
 # --- the demo -----------------------------------------------------------------------
 
 

@@ -1,4 +1,4 @@
-"""``modelpool status | models | load | preload | unload | audit``: a running server's
+"""``modelpool status | models | load | preload | unload | reload | audit``: a running server's
 pool, through its ``/admin`` routes (``--url``, ``--api-key``, ``--json``, the exit
 codes of ``shared``). An ``https://`` server's certificate is checked against the
 system's authorities, or the one in ``SSL_CERT_FILE``.
@@ -23,6 +23,7 @@ from modelpool.cli.shared import (
     EXIT_CODES,
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
+    EXIT_INVALID,
     JsonOption,
     KeyOption,
     ModelArgument,
@@ -176,6 +177,39 @@ def unload(
         out.print(Text(f"{model_id} {done} in {seconds:.2f}s: {was}"))
     else:
         out.print(Text(f"{model_id} was not loaded"))
+
+
+@app.command(epilog=EXIT_CODES)
+def reload(
+    url: UrlOption = DEFAULT_URL,
+    api_key: KeyOption = None,
+    as_json: JsonOption = False,
+    timeout: TimeoutOption = None,
+) -> None:
+    """Make the server read its config file again and apply what changed, without a
+    restart: models added, removed (drained first), reloaded only when a setting that
+    needs it changed; budgets and strategy live. A file with problems changes nothing:
+    each problem is listed (file:line: key: message) and the exit code is 2.
+    """
+    from modelpool.client import ApiError
+
+    with remote(url, api_key, as_json) as server:
+        try:
+            answer = server.reload(timeout=timeout)
+        except ApiError as error:
+            if error.code != "invalid_config" or not as_json:
+                raise  # shown as one error line (each problem on a line of its own)
+            # As check-config's --json: every problem, for a script to show or fix.
+            print_json({"ok": False, "issues": error.details.get("issues", [])})
+            raise typer.Exit(EXIT_INVALID) from None
+    problems = answer.get("problems") or []
+    if as_json:
+        print_json(answer)
+    else:
+        for line in views.reload_lines(answer):
+            out.print(Text(line))
+    if problems:
+        raise fail("; ".join(problems), EXIT_FAILURE)
 
 
 @app.command(epilog=EXIT_CODES)

@@ -51,6 +51,11 @@ class EventKind(StrEnum):
     """A model (a new version) became loadable at run time; ``detail["version"]``."""
     MODEL_REMOVED = "model_removed"
     """A model was forgotten; ``detail["model"]`` (the event's model is None: it is gone)."""
+    MODEL_CHANGED = "model_changed"
+    """A model's settings changed at run time (a config reload); ``detail["fields"]``."""
+    CONFIG_RELOADED = "config_reloaded"
+    """The config file was read again and applied; ``detail`` is the diff (added,
+    removed, reloaded, updated, settings, needs_restart) and where the reload came from."""
     VERSION_REGISTERED = "version_registered"
     VERSION_UNREGISTERED = "version_unregistered"
     ROUTE_CHANGED = "route_changed"

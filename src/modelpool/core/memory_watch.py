@@ -178,6 +178,11 @@ class MemoryWatch:
         self._others_at_start: dict[DeviceId, Bytes] = {}
         self._drifting: set[DeviceId] = set()
 
+    def configure(self, device: DeviceId, budget: Bytes) -> None:
+        """The configured budget of ``device`` changed (a config reload): readings are
+        set against the new one from now on."""
+        self._configured[device] = int(budget)
+
     def observe(self, reading: MemoryReading, account: DeviceAccount) -> Verdict:
         device = reading.device
         ours = account.committed_total + account.started_total

@@ -65,9 +65,13 @@ RETUNABLE = frozenset(
         "device_max_models",
         "reap_interval",
         "placement",
+        "starvation_limit",
+        "wait_timeout",
     }
 )
 """The settings ``ModelPool.retune`` may change while the pool runs."""
+RECONFIGURABLE = RETUNABLE | {"budgets", "strategy", "strategy_options"}
+"""The settings ``ModelPool.reconfigure`` may change while the pool runs."""
 
 
 def make_policy(
@@ -478,10 +482,11 @@ class ModelPool(SyncFacade):
 
     def retune(self, **changes: Any) -> None:
         """Change, at run time, settings the pool reads as it goes: ``high_watermark``,
-        ``low_watermark``, ``max_models``, ``device_max_models`` and ``reap_interval``
-        (the next check is rescheduled). Checked as the config checks them; a None
-        leaves a setting as it is. Any other setting shapes the pool at construction
-        and is a TypeError here. Call on the pool's loop."""
+        ``low_watermark``, ``max_models``, ``device_max_models``, ``placement``,
+        ``starvation_limit``, ``wait_timeout`` and ``reap_interval`` (the next check is
+        rescheduled). Checked
+        as the config checks them; a None leaves a setting as it is. Any other setting
+        shapes the pool at construction and is a TypeError here. Call on the pool's loop."""
         fixed = sorted(set(changes) - RETUNABLE)
         if fixed:
             raise TypeError(f"set only at construction: {', '.join(fixed)}")
@@ -489,6 +494,32 @@ class ModelPool(SyncFacade):
         self._scheduler.retune(self.settings)
         if "reap_interval" in changes and self.running and self._tick_handle is not None:
             self._tick_handle.cancel()  # the next check at the new interval, not the old
+            self._schedule_tick()
+
+    def reconfigure(self, settings: PoolSettings) -> None:
+        """Run with ``settings`` from now on (a config reload): the budgets of the
+        devices it has (a smaller one evicts idle models until the plan fits), the
+        strategy and its options, and what ``retune`` takes. Any other difference (a
+        device added, ``strategy: auto`` turned on or off, the probe...) needs a new pool
+        and is a TypeError here, before anything changes. Call on the pool's loop."""
+        old = self.settings
+        changed = {n for n in type(old).model_fields if getattr(old, n) != getattr(settings, n)}
+        fixed = sorted(changed - RECONFIGURABLE)
+        if set(settings.budgets) != set(old.budgets):
+            fixed.append("the set of devices in budgets")
+        if AUTO_STRATEGY in (old.strategy, settings.strategy) and old.strategy != settings.strategy:
+            fixed.append("strategy: auto")
+        if fixed:
+            raise TypeError(f"set only at construction: {', '.join(fixed)}")
+        budgets = {d: b for d, b in settings.budgets.items() if old.budgets[d] != b}
+        self.settings = settings
+        if budgets:
+            self._scheduler.set_budgets(budgets)
+        if changed & {"strategy", "strategy_options"} and settings.strategy != AUTO_STRATEGY:
+            self.set_switching_strategy(settings.strategy, settings.strategy_options)
+        self._scheduler.retune(settings)
+        if "reap_interval" in changed and self.running and self._tick_handle is not None:
+            self._tick_handle.cancel()
             self._schedule_tick()
 
     def set_ttl(self, model: str, ttl: float | None) -> None:
@@ -567,6 +598,14 @@ class ModelPool(SyncFacade):
             if record.spec.base_id == base
         }
 
+    def check_model(self, spec: ModelSpec) -> None:
+        """Raise the ``ConfigError`` that adding ``spec`` (or replacing a model's settings
+        with it) would: no budget for its device, no memory estimate. Adds nothing."""
+        if spec.backend not in self._backends:
+            self._backends[spec.backend] = BACKENDS.get(spec.backend)()
+        self._check_devices([spec])
+        self._estimate(spec)
+
     def add_model(self, spec: ModelSpec) -> None:
         """Make ``spec`` loadable from now on (a version registered at run time).
         Call on the pool's loop; raises ``ValueError`` if one of its names is taken."""
@@ -580,6 +619,45 @@ class ModelPool(SyncFacade):
     def remove_model(self, model: str) -> None:
         """Forget a model that holds no memory; ``ModelBusy`` while it is loaded or wanted."""
         self._scheduler.remove_model(model)
+
+    def retire_model(self, model: str) -> asyncio.Task[None]:
+        """Take ``model`` out of service now and forget it once it has unloaded (after
+        its leases are back): from this call on its aliases are free, requests for it
+        are ``UnknownModel`` and those waiting are refused. The task ends when it is
+        forgotten. Call on the pool's loop."""
+        loop = self._require_loop()
+        future: asyncio.Future[Lease | None] = loop.create_future()
+        waiter = self._scheduler.retire(model, token=future)
+        return self._spawn(self._forget_when_gone(waiter.model_id, future))
+
+    async def _forget_when_gone(
+        self, model_id: ModelId, gone: asyncio.Future[Lease | None]
+    ) -> None:
+        await gone
+        self._scheduler.remove_model(model_id)
+
+    def update_models(self, specs: Iterable[ModelSpec]) -> None:
+        """Give models new metadata in place (tags, aliases, priority, ttl, pinned,
+        defaults...): nothing unloads. Raises ``ValueError`` (and changes nothing) if an
+        alias names another model. Call on the pool's loop."""
+        self._scheduler.update_models(list(specs))
+
+    def replace_model(self, spec: ModelSpec) -> asyncio.Task[None]:
+        """Serve ``spec.id`` with settings that need a fresh load: it unloads once its
+        leases are back (requests meanwhile wait) and the next load uses ``spec``. The
+        task ends when ``spec`` is in force; it does not load the model again. Call on
+        the pool's loop."""
+        loop = self._require_loop()
+        if spec.backend not in self._backends:
+            self._backends[spec.backend] = BACKENDS.get(spec.backend)()
+        self._check_devices([spec])
+        offloadable = can_offload(self._backends[spec.backend], spec)
+        future: asyncio.Future[Lease | None] = loop.create_future()
+        self._scheduler.replace_model(spec, self._estimate(spec), offloadable, token=future)
+        return self._spawn(self._settled(future))
+
+    async def _settled(self, future: asyncio.Future[Lease | None]) -> None:
+        await future
 
     def publish(self, kind: EventKind, model_id: ModelId | None, **detail: Any) -> None:
         """Publish an event of a layer above the pool (rollouts, alerts) with the pool's."""

@@ -116,6 +116,10 @@ class Scheduler:
             self.settings.max_failures,
         )
         self._draining: set[ModelId] = set()
+        self._retired: set[ModelId] = set()
+        """Models a reload removed, unloading before they are forgotten: no new requests."""
+        self._replacements: dict[ModelId, tuple[ModelSpec, Bytes, bool]] = {}
+        """New settings that wait for their model to hold nothing: (spec, estimate, offloadable)."""
         self._demand = DemandTracker()
         self._stop_waiters: list[Waiter] = []
         self._stopping = False
@@ -133,6 +137,13 @@ class Scheduler:
 
     def records(self) -> list[ModelRecord]:
         return list(self._records.values())
+
+    def _in_service(self, name: str) -> ModelRecord:
+        """``resolve``, refusing a model a reload removed (it only unloads now)."""
+        record = self.resolve(name)
+        if record.model_id in self._retired:
+            raise UnknownModel(name, [m for m in self._records if m not in self._retired])
+        return record
 
     def _add_record(self, spec: ModelSpec, estimate: Bytes) -> ModelRecord:
         record = self._records[spec.id] = ModelRecord(spec, estimate, pinned=spec.pinned)
@@ -165,12 +176,105 @@ class Scheduler:
             raise ModelBusy(record.model_id, str(record.state), len(record.waiters))
         for waiter in self._preloads.take(record.model_id):
             self._effects.reject(waiter, PreloadSkipped(record.model_id, "the model was removed"))
+        self._retired.discard(record.model_id)
+        self._replacements.pop(record.model_id, None)
         del self._records[record.model_id]
         for alias, model_id in list(self._names.items()):
             if model_id == record.model_id:
                 del self._names[alias]
         self.warm.forget(record.model_id)
         self._emit(EventKind.MODEL_REMOVED, None, model=record.model_id)
+
+    # --- a config reload (``core/reload.py`` drives these) ---------------------------
+
+    def retire(self, name: str, token: Any = None) -> Waiter:
+        """Take a model out of service for good (a reload removed it): its aliases are
+        free at once, new requests for it are ``UnknownModel``, waiting ones are refused,
+        and it unloads once its leases are back. The waiter is answered when it holds
+        nothing; ``remove_model`` then forgets it."""
+        record = self.resolve(name)
+        model_id = record.model_id
+        self._retired.add(model_id)
+        for alias in [n for n, m in self._names.items() if m == model_id and n != model_id]:
+            del self._names[alias]
+        in_service = [m for m in self._records if m not in self._retired]
+        self._reject_all(record, UnknownModel(model_id, in_service))
+        for waiter in self._preloads.take(model_id):
+            self._effects.reject(waiter, PreloadSkipped(model_id, "the model was removed"))
+        return self.unload(model_id, token, reason="removed from the config")
+
+    def update_models(self, specs: Iterable[ModelSpec]) -> None:
+        """Take new metadata for models in place (tags, aliases, priority, ttl, pinned,
+        defaults...): nothing unloads, leases go on. Aliases move in one step, so two
+        models may trade one; a name another model holds is a ``ValueError`` before
+        anything changes."""
+        records = [(self.resolve(spec.id), spec) for spec in specs]
+        changing = {record.model_id for record, _ in records}
+        kept = {n: m for n, m in self._names.items() if m not in changing or n == m}
+        taken = [
+            alias
+            for record, spec in records
+            for alias in spec.aliases
+            if kept.get(alias, record.model_id) != record.model_id
+        ]
+        if taken:
+            raise ValueError(f"{', '.join(map(repr, taken))} already names a model")
+        self._names = kept
+        for record, spec in records:
+            for alias in spec.aliases:
+                self._names[alias] = record.model_id
+            self._names.setdefault(f"{spec.base_id}@{spec.version}", record.model_id)
+            fields = [
+                n for n in type(spec).model_fields if getattr(spec, n) != getattr(record.spec, n)
+            ]
+            if spec.pinned != record.spec.pinned:
+                record.pinned = spec.pinned
+            record.spec = spec
+            record.candidate_cache = None  # its priority and tags are part of it
+            self._emit(EventKind.MODEL_CHANGED, record, fields=fields, reload=False)
+        self._dispatch()  # an unpinned model, a new priority: waiting requests may go now
+
+    def replace_model(
+        self, spec: ModelSpec, estimate: Bytes, offloadable: bool = False, token: Any = None
+    ) -> Waiter:
+        """Serve ``spec.id`` with settings that need a fresh load (backend, options,
+        memory, device): at once if it holds nothing, else once it has unloaded, after its
+        leases are back. Requests meanwhile wait, and the new settings serve them. The
+        waiter is answered when the new settings are in force."""
+        record = self.resolve(spec.id)
+        self._replacements[record.model_id] = (spec, estimate, offloadable)
+        if record.state in (ModelState.UNLOADED, ModelState.FAILED):
+            self._apply_replacement(record)
+        return self.unload(record.model_id, token, reason="its settings changed (reload)")
+
+    def set_budgets(self, budgets: Mapping[DeviceId, Bytes]) -> None:
+        """New configured budgets for known devices (a reload): a smaller one evicts
+        idle models until the plan fits; a larger one lets waiting requests go."""
+        for device, budget in budgets.items():
+            self.ledger.set_budget(device, budget)
+            self._memory_watch.configure(device, budget)
+            self._emit(EventKind.BUDGET_CHANGED, None, device=device, new=int(budget))
+            if self.ledger.account(device).over_budget:
+                self._repair_over_budget(device)
+        self._dispatch()
+
+    def _apply_replacement(self, record: ModelRecord) -> None:
+        """Put waiting new settings in force; ``record`` holds nothing now."""
+        replacement = self._replacements.pop(record.model_id, None)
+        if replacement is None:
+            return
+        spec, estimate, offloadable = replacement
+        fields = [n for n in type(spec).model_fields if getattr(spec, n) != getattr(record.spec, n)]
+        if record.state is ModelState.FAILED:  # a failure of the old settings: try afresh
+            record.set_state(ModelState.UNLOADED)
+        record.failures, record.retry_at, record.last_error = 0, 0.0, None
+        record.spec, record.estimate = spec, estimate
+        record.candidate_cache = None
+        if offloadable:
+            self.warm.allow_offload(record.model_id)
+        else:
+            self.warm.forget(record.model_id)
+        self._emit(EventKind.MODEL_CHANGED, record, fields=fields, reload=True)
 
     @property
     def waiting(self) -> int:
@@ -219,7 +323,7 @@ class Scheduler:
         """Ask for a model: a ``Lease`` at once if it is serving, else a queued ``Waiter``."""
         if self._stopping:
             raise PoolClosed("the pool is stopping; no new requests")
-        record = self.resolve(name)
+        record = self._in_service(name)
         now = self._clock()
         if priority is None:
             priority = record.spec.priority
@@ -307,7 +411,7 @@ class Scheduler:
         """Load ``name`` when nothing else waits, only into room nobody needs (see
         ``core/preloads.py``). The waiter is answered with None once it is resident, or
         rejected with the reason it was skipped."""
-        record = self.resolve(name)
+        record = self._in_service(name)
         rank = record.spec.priority if priority is None else priority
         waiter = Waiter(
             next(self._ids), record.model_id, None, rank, self._clock(), token, wants_lease=False
@@ -390,9 +494,12 @@ class Scheduler:
         for record in self._records.values():
             self._reject_all(record, PoolClosed("the pool stopped before serving this request"))
             if record.state is ModelState.LOADING and not record.load_started:
-                # Still waiting for its victims to leave: give the reservation back.
+                # Still waiting for its victims to leave: give the reservation back, and
+                # answer an unload that waited for the load (it holds nothing now).
                 restore = record.warm is not None
+                record.unload_requested = None
                 self._bookings.abandon(record, ModelState.WARM if restore else ModelState.UNLOADED)
+                self._answer_unload_waiters(record)
             if record.state is ModelState.WARM and not record.warm_dropping:
                 self._moves.drop(record, "stopping")
             if record.state in RESIDENT:
@@ -728,6 +835,9 @@ class Scheduler:
         self._dispatch()
 
     def _answer_unload_waiters(self, record: ModelRecord) -> None:
+        # It holds nothing now: new settings that waited for that take over first, so
+        # that the requests served next load them.
+        self._apply_replacement(record)
         waiters, record.unload_waiters = record.unload_waiters, []
         for waiter in waiters:
             self._effects.grant(waiter, None)

@@ -21,14 +21,15 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import ASGIApp
 
 from modelpool import __version__
-from modelpool.config import AUTO_STRATEGY, AlertSettings, ServerSettings
+from modelpool.config import AUTO_STRATEGY, AlertSettings, Config, ServerSettings
 from modelpool.core.events import PoolEvent
 from modelpool.core.pool import ModelPool
-from modelpool.http import admin_api, openai_api, rollout_api, seed_routes
+from modelpool.http import admin_api, openai_api, reload_api, rollout_api, seed_routes
 from modelpool.http.audit import AuditLog
 from modelpool.http.errors import SERVER_ERROR, ApiError, error_response, invalid_request_message
 from modelpool.http.metrics import CONTENT_TYPE, ServerMetrics
 from modelpool.http.proxy import Upstream
+from modelpool.http.reloader import Reloader, no_reload_on_sighup
 from modelpool.http.security import Guard
 from modelpool.http.state import ServerState
 from modelpool.http.upstream_errors import UpstreamErrorLog
@@ -47,11 +48,16 @@ def create_app(
     rollouts: RolloutManager | None = None,
     alerts: AlertSettings | None = None,
     audit_path: str | os.PathLike[str] | None = None,
+    config: Config | None = None,
+    watch: bool = False,
+    sighup: bool = False,
 ) -> ASGIApp:
     """The server for ``pool``. ``loopback``: bound to 127.0.0.1, so ``Host`` is checked.
     ``rollouts`` (default: one without a state file) routes between model versions;
     ``alerts``: the webhooks its health alerts are POSTed to; ``audit_path``: the audit
-    log's file (None: operations are not recorded)."""
+    log's file (None: operations are not recorded). ``config``: the config ``pool`` was
+    built from; when its source is a file, ``/admin/reload`` reads it again, and so do
+    SIGHUP (``sighup``) and any change of the file (``watch``)."""
     rollouts = rollouts if rollouts is not None else RolloutManager(pool)
     counters = ServerMetrics()
     state = ServerState(pool, settings, Upstream(), counters, rollouts=rollouts)
@@ -67,6 +73,10 @@ def create_app(
             keep=settings.audit_keep,
             on_failure=counters.audit_write_failed,
         )
+    if config is not None and config.source and os.path.isfile(config.source):
+        state.reloader = Reloader(
+            pool, config, rollouts=rollouts, audit=state.audit, watch=watch, sighup=sighup
+        )
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -78,6 +88,10 @@ def create_app(
         if state.auto is not None:
             state.auto.start()
         state.loop = asyncio.get_running_loop()
+        if state.reloader is not None:
+            state.reloader.start()
+        elif sighup:
+            no_reload_on_sighup(state.loop)
         state.ready = True
         try:
             yield
@@ -85,6 +99,8 @@ def create_app(
             state.ready = False
             state.draining.set()
             feeding.cancel()
+            if state.reloader is not None:
+                await state.reloader.stop()
             if state.auto is not None:
                 await state.auto.stop()
             await rollouts.stop()
@@ -106,6 +122,7 @@ def create_app(
     _add_error_handlers(app)
     app.router.routes.extend(openai_api.routes(state))
     app.include_router(admin_api.router(state))
+    app.include_router(reload_api.router(state))
     app.include_router(rollout_api.router(rollouts, state.audit))
     app.router.routes.extend(seed_routes.routes(app))  # seed 003's paths, served by /admin
     dashboard = resources.files("modelpool.http").joinpath("static/dashboard.html").read_text()

@@ -8,6 +8,9 @@ One entry::
      "request": {"model": "smollm2", "wait": "true"},
      "outcome": "error", "status": 503, "error": "..."}
 
+An operation whose request does not say what it did adds a ``result`` (a config
+reload's diff: models added, removed, reloaded, updated, settings changed).
+
 The caller's API key is never written: ``key`` is its fingerprint, the first 12 hex
 digits of its SHA-256 (enough to tell an operator's keys apart, useless to guess one),
 or ``"none"`` when the request carried no key.
@@ -99,8 +102,10 @@ class AuditLog:
         request: Mapping[str, Any],
         status: int,
         error: str | None = None,
+        result: Mapping[str, Any] | None = None,
     ) -> None:
-        """Append one entry; never raises (a failure is counted and logged)."""
+        """Append one entry; never raises (a failure is counted and logged). ``result``:
+        what the operation did, when the request does not say it (a reload's diff)."""
         entry: dict[str, Any] = {
             "time": _iso(self._clock()),
             "operation": operation,
@@ -111,6 +116,8 @@ class AuditLog:
         }
         if status >= 400:
             entry["error"] = bounded(error or "", ERROR_LIMIT)
+        if result is not None:
+            entry["result"] = dict(result)
         try:
             line = json.dumps(entry, default=str, separators=(",", ":")) + "\n"
             self._append(line.encode())

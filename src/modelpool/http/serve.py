@@ -4,7 +4,8 @@ On SIGINT/SIGTERM uvicorn stops accepting connections and waits up to
 ``server.drain_timeout`` for in-flight requests; event streams are told to end at once
 (they would otherwise hold the wait to its end). Then the application's lifespan stops
 the pool, which unloads every model and ends every backend process. A second signal
-skips the wait.
+skips the wait. SIGHUP reads the config file again and applies what changed
+(``http/reloader.py``); with ``--watch``, so does every change of the file.
 """
 
 from __future__ import annotations
@@ -89,9 +90,15 @@ def _broken_stream_without_trace(record: logging.LogRecord) -> bool:
 
 
 def serve(
-    config: Config, *, host: str | None = None, port: int | None = None, insecure: bool = False
+    config: Config,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    insecure: bool = False,
+    watch: bool = False,
 ) -> None:
-    """Run ``modelpool serve`` in the foreground until a signal stops it."""
+    """Run ``modelpool serve`` in the foreground until a signal stops it. SIGHUP reads
+    the config file again (``/admin/reload``); ``watch``: so does any change of it."""
     settings = config.server
     host = settings.host if host is None else host
     port = settings.port if port is None else port
@@ -106,6 +113,9 @@ def serve(
         rollouts=rollouts,
         alerts=config.alerts,
         audit_path=audit_path,
+        config=config,
+        watch=watch,
+        sighup=True,
     )
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     tls = settings.tls

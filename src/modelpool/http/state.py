@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from modelpool.http.audit import AuditLog
     from modelpool.http.metrics import ServerMetrics
     from modelpool.http.proxy import Upstream
+    from modelpool.http.reloader import Reloader
     from modelpool.rollout import RolloutManager
     from modelpool.sim.auto import AutoStrategy
 
@@ -41,6 +42,8 @@ class ServerState:
     """Model servers' error answers, whole, for ``/admin`` (clients see them cleaned)."""
     audit: AuditLog | None = None
     """Where admin and rollout operations are recorded (None: nowhere)."""
+    reloader: Reloader | None = None
+    """Reads the config file again (``/admin/reload``, SIGHUP, ``--watch``); None: no file."""
 
     def begin_drain(self) -> None:
         """Shutdown has begun: not ready any more, and event streams end. Safe to call

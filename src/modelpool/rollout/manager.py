@@ -26,12 +26,12 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modelpool.config import Config, merged_thresholds
+from modelpool.config import Config, ModelSpec, merged_thresholds
 from modelpool.core.events import EventKind
 from modelpool.core.pool import ModelPool
 from modelpool.errors import StateError, SwitchRefused, UnknownModel
@@ -204,6 +204,18 @@ class RolloutManager:
         self._pool.publish(EventKind.VERSION_REGISTERED, info.record, version=version)
         self._save()
         return next(v for v in self.versions(base) if v["version"] == version)
+
+    def models_changed(self, added: Iterable[ModelSpec], removed: Iterable[str]) -> None:
+        """Models a config reload added (once the pool has them) or removed: their
+        versions, split and routes follow."""
+        for spec in added:
+            self.registry.track(spec)
+        for base in removed:
+            self.registry.forget(base)
+
+    def runtime_versions(self, model: str) -> list[str]:
+        """The versions of ``model`` registered at run time (``register_version``)."""
+        return self.registry.runtime_versions(self._base(model))
 
     async def unregister_version(self, model: str, version: str) -> None:
         """Forget a version registered at run time that carries no traffic; it is

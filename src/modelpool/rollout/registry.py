@@ -157,6 +157,22 @@ class VersionRegistry:
         self.add(info, spec)
         return info
 
+    def track(self, spec: ModelSpec) -> None:
+        """A model the pool gained at run time (a config reload): its config's version."""
+        self._read_config(spec.id, spec)
+
+    def forget(self, base: str) -> None:
+        """A model the pool lost at run time (a config reload): its versions and split."""
+        self.versions.pop(base, None)
+        self._weights.pop(base, None)
+        for name in [n for n, model in self._routes.items() if model == base]:
+            del self._routes[name]
+
+    def runtime_versions(self, base: str) -> list[str]:
+        """The versions of ``base`` registered at run time (not in the config)."""
+        versions = self.versions.get(base, {})
+        return [name for name, info in versions.items() if info.origin == "runtime"]
+
     def remove(self, base: str, version: str) -> None:
         """Forget a version whose record holds nothing any more."""
         self._pool.remove_model(self.versions[base][version].record)

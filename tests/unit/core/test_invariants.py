@@ -1,4 +1,5 @@
-"""Property tests: random interleavings of requests, releases, loads, unloads and time.
+"""Property tests: random interleavings of requests, releases, loads, unloads, time and
+config reloads (a model's settings replaced, a model removed).
 
 After every step the books must balance and the rules hold: never over budget, a
 leased model never unloading, at most one member of an exclusive group on a device,
@@ -17,7 +18,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from modelpool.core.lease import Lease, Waiter
 from modelpool.core.slots import counts_toward
 from modelpool.core.states import RESIDENT, ModelState
-from modelpool.errors import DoesNotFit, LoadFailed, QueueFull
+from modelpool.errors import DoesNotFit, LoadFailed, QueueFull, UnknownModel
 from modelpool.plugins import POLICIES
 
 MODELS = {
@@ -30,6 +31,10 @@ MODELS = {
     "big": {"memory": 11 * GB, "device": "auto"},
     "far": REMOTE,  # booked with no bytes wherever the pool puts it
 }
+
+KEPT = ("p", "big", "far")
+"""Models the reload rules leave alone: the pinned and remote ones never unload but by
+request or stop (an invariant below), and ``big`` never fits."""
 
 
 class PoolMachine(RuleBasedStateMachine):
@@ -53,6 +58,8 @@ class PoolMachine(RuleBasedStateMachine):
         self.leases: list[Lease] = []
         self.waiters: list[Waiter] = []
         self.seen: set[int] = set()
+        self.retired: dict[str, Waiter] = {}
+        """Models a reload removed, with the waiter answered once they hold nothing."""
 
     def _collect(self) -> None:
         for waiter_id, lease in self.h.fx.granted.items():
@@ -68,6 +75,9 @@ class PoolMachine(RuleBasedStateMachine):
         try:
             result = self.h.request(model)
         except (DoesNotFit, QueueFull, LoadFailed):  # LoadFailed: backing off after failures
+            return
+        except UnknownModel:  # a reload removed it
+            assert model in self.retired
             return
         if isinstance(result, Lease):
             self.leases.append(result)
@@ -126,6 +136,35 @@ class PoolMachine(RuleBasedStateMachine):
             assert record.warm is not None
             self.h.s.on_lost(record.model_id, record.warm, "exited while asleep")
             self._collect()
+
+    @rule(data=st.data(), memory=st.sampled_from([1, 2, 3, 5]))
+    def reload_changes_a_model(self, data: st.DataObject, memory: int) -> None:
+        # A config reload gives a model new settings that need a fresh load (not the
+        # pinned or the remote one: the rules say they never unload but by request).
+        live = [m for m in self.models if m not in KEPT and m not in self.retired]
+        if live:
+            model = data.draw(st.sampled_from(live))
+            spec = self.h.s.resolve(model).spec.model_copy(update={"memory": memory * GB})
+            self.h.s.replace_model(spec, memory * GB)
+            self._collect()
+
+    @rule(data=st.data())
+    def reload_removes_a_model(self, data: st.DataObject) -> None:
+        live = [m for m in self.models if m not in KEPT and m not in self.retired]
+        if len(live) > 2:
+            model = data.draw(st.sampled_from(live))
+            self.retired[model] = self.h.s.retire(model)
+            self._collect()
+
+    @rule()
+    def forget_what_left(self) -> None:
+        present = {r.model_id for r in self.h.s.records()}
+        for model, waiter in self.retired.items():
+            if waiter.waiter_id in self.h.fx.granted and model in present:
+                record = self.h.s.resolve(model)
+                assert record.state not in RESIDENT
+                assert not record.leases
+                self.h.s.remove_model(model)
 
     @rule(seconds=st.floats(min_value=0.5, max_value=40))
     def time_passes(self, seconds: float) -> None:

@@ -47,6 +47,7 @@ class BoxMachine(PoolMachine):
         self.leases: list[Lease] = []
         self.waiters: list[Waiter] = []
         self.seen: set[int] = set()
+        self.retired: dict[str, Waiter] = {}
 
     @invariant()
     def one_heavy_model_at_a_time(self) -> None:  # the rule differs per scope

@@ -82,6 +82,7 @@ def test_every_route_that_changes_the_server_is_recorded(client: TestClient) -> 
         "rollout",
         "abort",
         "rollback",
+        "reload",
     }
 
 
