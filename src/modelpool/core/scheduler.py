@@ -321,7 +321,7 @@ class Scheduler:
             self._check_ever_fits(holder)
             if holder.state is ModelState.FAILED:
                 self._retry.check(holder, now, explicit=not wants_lease)
-        self._check_model_queue(copies)
+        self._check_model_queue(self._siblings(holder))  # a copy asked by id counts too
         if wants_lease:
             holder.stats.record_request(now, hit=serving)
             self._demand.note(holder.spec.tags)

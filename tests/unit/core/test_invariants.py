@@ -1,8 +1,9 @@
 """Property tests: random interleavings of requests, releases, loads, unloads and time.
 
 After every step the books must balance and the rules hold: never over budget, a
-leased model never unloading, at most one member of an exclusive group on a device,
-and after stop everything returns to zero.
+leased model (or copy of a model with replicas) never unloading, at most one member
+of an exclusive group on a device, no copy above ``max_concurrent`` nor a model above
+its replicas' ``max`` or ``max_queue``, and after stop everything returns to zero.
 """
 
 from __future__ import annotations
@@ -28,7 +29,17 @@ MODELS = {
     "y": {"memory": 5 * GB, "group": "heavy", "device": "gpu:0"},
     "p": {"memory": 2 * GB, "pinned": True},
     "big": {"memory": 11 * GB, "device": "auto"},
+    # Served by one to three copies (r#1..r#3), two requests at a time each.
+    "r": {
+        "memory": 2 * GB,
+        "device": "auto",
+        "replicas": {"min": 1, "max": 3, "target_inflight": 1},
+        "max_concurrent": 2,
+        "max_queue": 6,
+    },
 }
+NAMES = sorted([*MODELS, "r#2"])
+"""What requests ask for: every model, and one copy by its own id."""
 
 
 class PoolMachine(RuleBasedStateMachine):
@@ -45,7 +56,7 @@ class PoolMachine(RuleBasedStateMachine):
             starvation_limit=5.0,
             max_queue=20,
             warm_budget=7 * GB,
-            offloadable=("a", "c", "x", "big"),  # big never fits the warm tier
+            offloadable=("a", "c", "x", "big", "r#2"),  # big never fits the warm tier
             **self.limits,
         )
         self.leases: list[Lease] = []
@@ -59,7 +70,7 @@ class PoolMachine(RuleBasedStateMachine):
                 if lease is not None:
                     self.leases.append(lease)
 
-    @rule(model=st.sampled_from(sorted(MODELS)))
+    @rule(model=st.sampled_from(NAMES))
     def request(self, model: str) -> None:
         try:
             result = self.h.request(model)
@@ -70,6 +81,12 @@ class PoolMachine(RuleBasedStateMachine):
         else:
             self.waiters.append(result)
         self._collect()
+
+    @rule(count=st.integers(min_value=2, max_value=5))
+    def burst(self, count: int) -> None:
+        # Several requests for the model with replicas at once: copies start and fill.
+        for _ in range(count):
+            self.request("r")
 
     @rule(data=st.data())
     def release(self, data: st.DataObject) -> None:
@@ -191,6 +208,15 @@ class PoolMachine(RuleBasedStateMachine):
                 assert record.state is ModelState.READY, record.model_id
         unloaded = set(self.h.fx.unloads)
         assert "p" not in unloaded or self.h.s.stopping  # pinned: only an explicit unload
+
+    @invariant()
+    def copies_keep_their_limits(self) -> None:
+        copies = self.h.s.copies("r")
+        for record in copies:
+            assert len(record.leases) <= 2, record.model_id  # max_concurrent
+        active = [c for c in copies if c.state in (ModelState.LOADING, ModelState.READY)]
+        assert len(active) <= 3
+        assert sum(len(c.waiters) for c in copies) <= 6  # max_queue
 
     @invariant()
     def one_heavy_model_at_a_time(self) -> None:
