@@ -37,6 +37,7 @@ from modelpool.core.ports import (
     can_offload,
 )
 from modelpool.core.queries import can_fit, fit_problems, require_free, resource_status
+from modelpool.core.replicas import ReplicaSet
 from modelpool.core.scheduler import Scheduler
 from modelpool.core.states import ModelState
 from modelpool.core.sync import LoopThread, SyncFacade
@@ -180,6 +181,10 @@ class ModelPool(SyncFacade):
 
     def _estimate(self, spec: ModelSpec) -> Bytes:
         measured = self._estimates.get(spec) if self._estimates is not None else None
+        replica_set = ReplicaSet.of(spec)
+        if measured is None and replica_set is not None and self._estimates is not None:
+            # Its copies measure themselves (``id#1``...): the first one's speaks for all.
+            measured = self._estimates.get(replica_set.member_spec(1))
         if measured is not None:
             return measured
         if spec.memory is not None:

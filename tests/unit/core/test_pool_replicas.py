@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from modelpool import EventKind, FakeBackend, ModelPool, ModelSpec
 from modelpool.config import Config
+from modelpool.core.estimates import EstimateStore
 
 GB = 10**9
 
@@ -79,3 +81,19 @@ async def test_versions_of_a_model_with_replicas_are_single_records() -> None:
     assert pool.replicas("m@v2") == ["m@v2"]
     assert pool.resolve("m@v1") == "m"
     assert list(pool.specs) == ["m", "m@v2"]
+
+
+async def test_a_measured_footprint_of_a_copy_is_the_next_start_s_estimate(tmp_path: Path) -> None:
+    spec = ModelSpec(
+        id="m", backend="fake", memory="2GB", device="cpu", replicas={"max": 2},
+        options={"footprint": "1.5GB"},
+    )  # fmt: skip
+    store = EstimateStore(tmp_path / "estimates.json")
+    first = ModelPool([spec], budgets={"cpu": 8 * GB}, backends={"fake": FakeBackend()},
+                      estimates=store)  # fmt: skip
+    async with first:
+        await first.load("m")
+    again = EstimateStore(tmp_path / "estimates.json")
+    second = ModelPool([spec], budgets={"cpu": 8 * GB}, backends={"fake": FakeBackend()},
+                       estimates=again)  # fmt: skip
+    assert second.get_resource_status()["model_resources"]["m"]["memory_bytes"] == 1.5 * GB
