@@ -424,7 +424,11 @@ class Scheduler:
                 record.blocked_by,
             )
         else:
-            error = WaitTimeout(record.model_id, waited, str(record.state))
+            copies = self._siblings(record)
+            busy = any(c.serving for c in copies)  # it waited for a slot, not a load
+            state = min((c.state for c in copies), key=_AVAILABILITY.index)
+            shown = "serving, every copy at max_concurrent" if busy else str(state)
+            error = WaitTimeout(self.model_id_of(record.model_id), waited, shown)
         self._effects.reject(waiter, error)
         self._emit(EventKind.REJECTED, record, error=str(error))
 

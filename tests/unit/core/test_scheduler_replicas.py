@@ -11,7 +11,7 @@ from modelpool.core.events import EventKind
 from modelpool.core.lease import Lease
 from modelpool.core.replicas import EXTRA_IDLE_SECONDS
 from modelpool.core.states import ModelState
-from modelpool.errors import ModelQueueFull, QueueFull
+from modelpool.errors import ModelQueueFull, QueueFull, WaitTimeout
 
 TWO = {"memory": 2 * GB, "replicas": 2}
 ELASTIC = {"memory": 2 * GB, "replicas": {"min": 1, "max": 2, "target_inflight": 1}}
@@ -231,3 +231,18 @@ def test_a_copy_can_be_asked_for_by_its_own_id() -> None:
     h = Harness({"m": TWO})
     both_loaded(h)
     assert {h.lease("m#2").model_id for _ in range(3)} == {"m#2"}
+
+
+def test_a_wait_for_a_slot_that_runs_out_names_the_model_and_why() -> None:
+    h = Harness({"m": {**TWO, "max_concurrent": 1}})
+    both_loaded(h)
+    h.lease("m")
+    h.lease("m")
+    waiter = h.wait("m")
+    h.clock.advance(30)
+    h.s.expire(waiter)
+    error = h.fx.rejected[waiter.waiter_id]
+    assert isinstance(error, WaitTimeout)
+    assert str(error) == (
+        "gave up waiting for 'm' after 30.0s (model is serving, every copy at max_concurrent)"
+    )
