@@ -195,14 +195,15 @@ def test_over_max_concurrent_and_max_queue_the_answer_is_429(server: Server) -> 
         async with httpx.AsyncClient(base_url=server.v1, timeout=30) as http:
 
             async def one(delay: float) -> httpx.Response:
-                await asyncio.sleep(delay)  # in order: serving, waiting, refused
+                await asyncio.sleep(delay)  # most likely in order: serving, waiting, refused
                 response = await http.post("/chat/completions", json=body)
                 return response
 
             return await asyncio.gather(one(0), one(0.3), one(0.6))
 
-    serving, waiting, refused = asyncio.run(run())
-    assert serving.status_code == waiting.status_code == 200
-    assert refused.status_code == 429, refused.text
+    answers = asyncio.run(run())
+    # One serves, one waits for its slot, one is refused (whichever reached the pool last).
+    assert sorted(a.status_code for a in answers) == [200, 200, 429], [a.text for a in answers]
+    (refused,) = [a for a in answers if a.status_code == 429]
     assert refused.json()["error"]["code"] == "model_queue_full"
     assert int(refused.headers["Retry-After"]) >= 1
