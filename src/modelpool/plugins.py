@@ -98,6 +98,7 @@ BACKENDS = Registry(
         "llamacpp": "modelpool.backends.llamacpp:LlamaCppBackend",
         "callable": "modelpool.backends.callable:CallableBackend",
         "torch": "modelpool.backends.torch_models:TorchBackend",
+        "remote": "modelpool.backends.remote:RemoteBackend",
     },
 )
 

@@ -1,4 +1,5 @@
-"""The dashboard at ``/ui`` in headless Chromium against a real server of fake models.
+"""The dashboard at ``/ui`` in headless Chromium against a real server of fake models
+(and two real model server processes, ``tiny_server.py``, for chat traffic).
 
 Playwright (sync API) drives the system Chromium: it never downloads a browser. Every
 wait is Playwright's auto-waiting ``expect``, no sleeps. The server is a real subprocess
@@ -10,11 +11,14 @@ serves the whole module, a fresh context (own ``sessionStorage``) each test.
 from __future__ import annotations
 
 import re
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import openai
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 from server_process import Server, running_server, stop
@@ -31,10 +35,34 @@ CHROMIUM_ARGS = [
 CLOCK_TIME = re.compile(r"^\d\d:\d\d:\d\d$")
 HOSTILE = "out of memory <img src=x onerror=\"document.title='owned'\">"
 """A load error that would run script if the page set it as HTML."""
+TINY = str(Path(__file__).parents[1] / "integration" / "servers" / "tiny_server.py")
+SEVERAL = re.compile(r"^([2-9]|\d\d+)$")
+
+
+def tiny(name: str, *flags: str) -> dict[str, Any]:
+    """A real model server process (it answers chat) of 50 MB."""
+    command = [sys.executable, TINY, "--port", "${PORT}", "--name", name, *flags]
+    return {"backend": "process", "command": command, "memory": "50MB", "device": "cpu"}
+
 
 CONFIG: dict[str, Any] = {
-    "pool": {"strategy": "lru", "budgets": {"cpu": "10GB"}, "probe": "system"},
+    "pool": {
+        "strategy": "lru",
+        "budgets": {"cpu": "10GB"},
+        "probe": "system",
+        "warm_budget": "2GB",
+    },
+    "health": {"interval": "0.2s", "thresholds": {"min_requests": 3}},
     "models": {
+        "chatty": tiny("chatty"),
+        "flaky": tiny("flaky", "--fail-requests", "1"),
+        "gamma": {
+            "backend": "fake",
+            "memory": "1GB",
+            "device": "cpu",
+            "load_seconds": 0.1,
+            "versions": {"v2": {"author": "bo"}},
+        },
         "alpha": {"backend": "fake", "memory": "4GB", "device": "cpu", "load_seconds": 0.3},
         "beta": {"backend": "fake", "memory": "4GB", "device": "cpu", "load_seconds": 0.3},
         "broken": {
@@ -102,6 +130,39 @@ def events_of(page: Page, kind: str, model_id: str) -> Locator:
     return page.locator(f'#events li[data-kind="{kind}"]').filter(has_text=model_id)
 
 
+def chart(page: Page, name: str) -> Locator:
+    return page.locator(f'figure[data-chart="{name}"]')
+
+
+def version_card(page: Page, model_id: str) -> Locator:
+    return page.locator(f'article.versioned[data-model="{model_id}"]')
+
+
+def chat(server: Server, model: str, times: int) -> None:
+    client = openai.OpenAI(base_url=server.v1, api_key="unused", max_retries=0)
+    for _ in range(times):
+        client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
+
+
+def admin(server: Server, path: str, method: str = "GET", status: int = 200, **kw: Any) -> Any:
+    answer = httpx.request(method, f"{server.url}/admin/{path}", timeout=30, **kw)
+    assert answer.status_code == status, answer.text
+    return answer.json()
+
+
+def switch(server: Server, target: str, strategy: str, **settings: Any) -> str:
+    """Starts a rollout of gamma; its operation id."""
+    body = {"model": "gamma", "target_version": target, "strategy": strategy, "config": settings}
+    return str(admin(server, "rollouts", "POST", status=202, json=body)["operation_id"])
+
+
+def until_status(server: Server, operation_id: str, *statuses: str) -> None:
+    deadline = time.monotonic() + 30
+    while (op := admin(server, f"rollouts/{operation_id}"))["status"] not in statuses:
+        assert time.monotonic() < deadline, op
+        time.sleep(0.05)  # polling the API as an operator would
+
+
 def history_shown(page: Page) -> None:
     """Waits until the page shows the event history and listens to the live stream."""
     expect(page.locator("#stream")).to_have_attribute("data-stream", "live")
@@ -167,6 +228,11 @@ def test_asks_for_the_api_key_and_retries_with_it(page: Page) -> None:
         expect(model_row(page, "alpha")).to_have_attribute("data-state", "unloaded")
         expect(model_row(page, "beta")).to_have_attribute("data-state", "unloaded")
         expect(key).to_be_hidden()
+        # A fresh server: every panel says in words that there is nothing yet.
+        expect(page.locator("#alerts-empty")).to_be_visible()
+        expect(chart(page, "rps").locator("svg")).to_contain_text("No requests")
+        expect(chart(page, "loads").locator("svg")).to_contain_text("No loads")
+        expect(version_card(page, "gamma")).to_contain_text("No rollout running.")
         history_shown(page)  # the event stream carries the key too
         button(page, "Load beta").click()  # and so do the actions
         expect(model_row(page, "beta")).to_have_attribute("data-state", "ready")
@@ -222,8 +288,8 @@ def test_a_server_that_stops_answering_shows_a_banner(page: Page) -> None:
 
 def test_strategy_auto_shows_as_such_with_its_last_table_on_hover(page: Page) -> None:
     auto = {
-        **CONFIG,
         "pool": {**CONFIG["pool"], "strategy": "auto", "auto_options": {"interval": "0.3s"}},
+        "models": {model: CONFIG["models"][model] for model in ("alpha", "beta")},
     }
     with running_server(auto) as server:
         for model in ("alpha", "beta", "alpha"):  # two models: something to compare
@@ -235,3 +301,82 @@ def test_strategy_auto_shows_as_such_with_its_last_table_on_hover(page: Page) ->
         expect(page.locator("#strategy")).to_have_attribute(
             "title", re.compile(r"cost_aware: [\d.]+ s waited, \d+ cold loads")
         )
+
+
+def test_the_charts_draw_the_pool_and_the_request_rate_moves_with_traffic(
+    page: Page, server: Server
+) -> None:
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(request.url))
+    page.goto(f"{server.url}/ui")
+    rates = chart(page, "rps")
+    # Two samples of the status at least, and no traffic yet: nothing to draw.
+    expect(rates).to_have_attribute("data-samples", SEVERAL)
+    expect(rates.locator('path[data-series="chatty"]')).to_have_count(0)
+    expect(rates.locator("svg")).to_contain_text("No requests")
+    expect(chart(page, "memory").locator("svg")).to_have_count(2)  # cpu, and the warm tier
+    expect(page.locator('figure[data-device="warm"]')).to_contain_text("Warm tier")
+
+    chat(server, "chatty", 12)  # loads it, then twelve answers
+
+    line = rates.locator('path[data-series="chatty"]')
+    expect(line).to_have_count(1)
+    assert float(line.get_attribute("data-peak") or 0) > 0
+    assert (line.get_attribute("d") or "").count("L") >= 1, "a line, not one point"
+    expect(rates.locator('.legend li[data-series="chatty"]')).to_be_visible()
+    # The same traffic shows in the other charts: its memory on cpu, its load's time.
+    cpu = page.locator('figure[data-chart="memory"][data-device="cpu"]')
+    expect(cpu.locator('path[data-series="chatty"]')).to_have_count(1)
+    expect(cpu.locator(".legend")).to_contain_text("chatty")
+    expect(chart(page, "loads").locator('rect[data-series="chatty"]')).to_have_count(1)
+    expect(rates.locator("svg")).to_have_attribute("aria-label", re.compile(r"chatty \d"))
+    # Drawn by the page itself: nothing was fetched from anywhere but the server.
+    assert asked
+    assert [url for url in asked if not url.startswith(server.url + "/")] == []
+
+
+def test_the_versions_panel_rolls_back_and_aborts_through_the_rollout_routes(
+    page: Page, server: Server
+) -> None:
+    until_status(server, switch(server, "v2", "immediate"), "completed")
+    page.goto(f"{server.url}/ui")
+    card = version_card(page, "gamma")
+    expect(card).to_contain_text("serving v2")
+    expect(card.locator('tr[data-version="v2"]')).to_have_attribute("data-share", "1")
+    expect(card.locator('tr[data-version="v1"]')).to_have_attribute("data-share", "0")
+    expect(card.locator('tr[data-version="v2"]')).to_contain_text("by bo")
+    expect(button(page, "Abort the rollout of gamma")).to_be_disabled()  # none running
+
+    button(page, "Roll back gamma").click()  # undoes the switch: back to v1 at once
+
+    expect(card).to_contain_text("serving v1")
+    expect(card.locator('tr[data-version="v1"]')).to_have_attribute("data-share", "1")
+    rolled_back = admin(server, "rollouts?model=gamma")["operations"][0]
+    assert (rolled_back["source"], rolled_back["target"]) == ("v2", "v1")
+
+    canary = switch(server, "v2", "canary", initial_percentage=25, period="10m")
+    expect(card).to_have_attribute("data-rollout", "running")
+    expect(card.locator('.steps li[aria-current="step"]')).to_have_text("25 %")
+    expect(card.locator(".rollout")).to_contain_text("canary rollout v1 → v2")
+    expect(card.locator('tr[data-version="v2"]')).to_have_attribute("data-share", "0.25")
+
+    button(page, "Abort the rollout of gamma").click()
+
+    expect(card).to_have_attribute("data-rollout", "none")
+    expect(card.locator('tr[data-version="v1"]')).to_have_attribute("data-share", "1")
+    assert admin(server, f"rollouts/{canary}")["status"] == "aborted"
+    expect(page.locator("#notice")).to_be_hidden()
+
+
+def test_an_active_alert_shows_with_its_model_and_metric(page: Page, server: Server) -> None:
+    page.goto(f"{server.url}/ui")
+    history_shown(page)
+    for _ in range(3):  # health.thresholds.min_requests: then it is judged
+        with pytest.raises(openai.InternalServerError):
+            chat(server, "flaky", 1)
+
+    alert = page.locator('#alerts li[data-model="flaky"]')
+    expect(alert).to_have_attribute("data-level", "critical")
+    expect(alert).to_contain_text("error rate 100.0 %")
+    expect(page.locator("#alert-count")).not_to_have_text("0")
+    expect(page.locator("#alerts-empty")).to_be_hidden()

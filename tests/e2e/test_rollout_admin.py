@@ -97,6 +97,11 @@ def test_a_canary_of_a_failing_version_rolls_back_and_raises_an_alert(server: Se
     assert ask(server) == "tiny-v1"
     op = start(server, "bad", "canary", initial_percentage=50, period="10m")
     until_started(server, op["operation_id"])
+    # The dashboard's one request: every versioned model, its rollout with the steps.
+    (shown,) = admin(server, "versions")["models"]
+    assert (shown["model"], shown["rollout"]["operation_id"]) == ("tiny", op["operation_id"])
+    assert shown["rollout"]["steps"][0] == 0.5
+    assert {v["version"] for v in shown["versions"]} == {"v1", "v2", "bad"}
     outcomes: Counter[str] = Counter()
     for _ in range(120):
         try:
@@ -121,6 +126,12 @@ def test_a_canary_of_a_failing_version_rolls_back_and_raises_an_alert(server: Se
     ]
     health = {(s["model_id"], s["version"]): s for s in admin(server, "health")["series"]}
     assert health[("tiny", "bad")]["errors"] >= 3
+    (shown,) = admin(server, "versions")["models"]
+    bad = next(v for v in shown["versions"] if v["version"] == "bad")
+    assert bad["health"]["level"] == "critical"
+    assert bad["health"]["errors"] == health[("tiny", "bad")]["errors"]
+    assert bad["health"]["p95"] is not None
+    assert shown["rollout"] is None
     kinds = [e["kind"] for e in admin(server, "events?limit=1000")["events"]]
     assert "alert" in kinds
     assert "route_changed" in kinds

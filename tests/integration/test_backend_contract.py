@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import socket
+import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,6 +77,27 @@ SLEEP_MODE = {"sleep": {"path": "/sleep?level=1"}, "wake": {"path": "/wake_up"}}
 """A tiny server that sleeps and wakes as vLLM does: the process backend's warm tier."""
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+REMOTE_PORT, NOBODY_PORT = _free_port(), _free_port()
+"""Where a tiny server plays a remote one for this module, and where nothing listens."""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def remote_server() -> Iterator[None]:
+    """Started before any test looks at our processes: it is not one a backend left."""
+    command = [sys.executable, TINY, "--port", str(REMOTE_PORT), "--name", "far"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) as server:
+        assert server.stdout is not None
+        assert server.stdout.readline().startswith(b"listening")
+        yield
+        server.kill()
+
+
 def not_gguf(folder: Path) -> dict[str, object]:
     path = folder / "not.gguf"
     path.write_bytes(b"this is not a GGUF file")
@@ -89,6 +112,11 @@ CASES = [
         lambda _: {"factory": "callable_models:broken"},
     ),
     Case("process", tiny_server(**SLEEP_MODE), tiny_server("--exit-at-start", "3")),
+    Case(
+        "remote",
+        lambda _: {"url": f"http://127.0.0.1:{REMOTE_PORT}/v1"},
+        lambda _: {"url": f"http://127.0.0.1:{NOBODY_PORT}/v1"},
+    ),
     Case(
         "llamacpp",
         lambda _: {"model_path": str(smollm2()), "n_ctx": 128, "n_threads": 1},
@@ -118,6 +146,8 @@ def runnable(case: Case) -> Backend:
 
 
 def spec(case: Case, options: dict[str, object], model_id: str = "contract") -> ModelSpec:
+    if case.backend == "remote":  # placed by the pool alone, with no bytes
+        return ModelSpec(id=model_id, backend="remote", options=options)
     return ModelSpec(id=model_id, backend=case.backend, memory=GB, device="cpu", options=options)
 
 

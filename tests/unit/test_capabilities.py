@@ -17,6 +17,7 @@ from modelpool.core.ports import (
     MeasuresProcesses,
     OffloadsSome,
     Prepares,
+    SpansDevices,
     WarmCapable,
     WatchesExit,
 )
@@ -30,15 +31,33 @@ CAPABILITIES = {
     "warm tier": WarmCapable,
     "warm tier per model": OffloadsSome,
     "prepare": Prepares,
+    "spans devices": SpansDevices,
 }
 EXPECTED_BACKENDS = {
     # A process model has a warm tier when its options declare sleep and wake (vLLM);
     # llamacpp's options have no such keys, so its models never go warm.
-    "process": {"watch exit", "state dir", "logs", "warm tier", "warm tier per model"},
-    "llamacpp": {"estimate", "watch exit", "state dir", "logs", "warm tier", "warm tier per model"},
+    "process": {
+        "watch exit",
+        "state dir",
+        "logs",
+        "warm tier",
+        "warm tier per model",
+        "spans devices",
+    },
+    "llamacpp": {
+        "estimate",
+        "watch exit",
+        "state dir",
+        "logs",
+        "warm tier",
+        "warm tier per model",
+        "spans devices",
+    },
     "torch": {"estimate", "warm tier", "prepare"},
     "callable": set(),
-    "fake": {"estimate", "watch exit", "warm tier"},
+    "fake": {"estimate", "watch exit", "warm tier", "spans devices"},
+    # Its estimate is 0 (it books nothing); its health watch is the crash watch.
+    "remote": {"estimate", "watch exit"},
 }
 EXPECTED_PROBES = {"nvml": True, "system": True, "auto": True, "static": False, "torch": False}
 
@@ -55,7 +74,7 @@ def test_each_backend_offers_the_capabilities_the_pool_uses(name: str) -> None:
 
 
 def test_every_registered_backend_is_listed() -> None:
-    assert set(BACKENDS.names()) >= set(EXPECTED_BACKENDS)
+    assert set(BACKENDS.names()) == set(EXPECTED_BACKENDS)
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_PROBES))

@@ -17,7 +17,7 @@ from typing import Annotated
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from modelpool.config import ModelSpec
-from modelpool.core.ports import HOST, Handle
+from modelpool.core.ports import HOST, Handle, Placement
 from modelpool.types import Bytes, DeviceId, ModelId
 from modelpool.units import parse_size
 
@@ -115,6 +115,13 @@ class FakeBackend:
             footprint=footprint,
             native=options,
         )
+
+    async def load_across(self, spec: ModelSpec, placement: Placement) -> Handle:
+        """A model spread over several devices (``devices: 2``): loaded as on one, the
+        handle naming them all."""
+        handle = await self.load(spec, placement.device)
+        handle.devices = placement.devices
+        return handle
 
     def crash(self, model_id: ModelId, reason: str = "scripted crash") -> None:
         """Make the loaded ``model_id`` die on its own, as a process that exits would."""

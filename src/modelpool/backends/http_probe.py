@@ -1,5 +1,6 @@
-"""A tiny HTTP/1.0 client over asyncio streams: enough to poll a health URL on loopback
-and to ask a server to sleep or wake.
+"""A tiny HTTP/1.0 client over asyncio streams: enough to poll a health URL (on
+loopback, or a remote server's over TLS with its key) and to ask a server to sleep or
+wake.
 
 Stdlib only on purpose (httpx is an optional extra of the server, not of the pool).
 """
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
+from collections.abc import Mapping
 
 MAX_RESPONSE = 64 * 1024
 """Bytes of a response read (and dropped) after its status line."""
@@ -25,15 +28,30 @@ async def get_status(host: str, port: int, path: str, timeout: float) -> int:
     return status
 
 
-async def call(host: str, port: int, method: str, path: str, timeout: float) -> tuple[int, bytes]:
-    """``method http://host:port{path}`` with no body: the status code and the answer's
-    body (its first ``MAX_RESPONSE`` bytes). Raises as ``get_status`` does."""
+async def call(
+    host: str,
+    port: int,
+    method: str,
+    path: str,
+    timeout: float,
+    *,
+    headers: Mapping[str, str] | None = None,
+    tls: bool = False,
+) -> tuple[int, bytes]:
+    """``method http://host:port{path}`` (``https`` with ``tls``, the certificate checked
+    against the system's CAs) with no body and ``headers`` added: the status code and the
+    answer's body (its first ``MAX_RESPONSE`` bytes). Raises as ``get_status`` does
+    (``ssl.SSLError`` is an ``OSError``)."""
+    context = ssl.create_default_context() if tls else None
+    extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
     async with asyncio.timeout(timeout):
-        reader, writer = await asyncio.open_connection(host, port)
+        reader, writer = await asyncio.open_connection(
+            host, port, ssl=context, server_hostname=host if tls else None
+        )
         try:
             request = (
                 f"{method} {path} HTTP/1.0\r\nHost: {host}:{port}\r\nAccept: */*\r\n"
-                "Content-Length: 0\r\n\r\n"
+                f"{extra}Content-Length: 0\r\n\r\n"
             )
             writer.write(request.encode("ascii"))
             await writer.drain()

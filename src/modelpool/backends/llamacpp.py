@@ -12,6 +12,12 @@ backend's::
       n_threads: 2
       memory: 300MB
 
+A model placed on a GPU sees only that GPU (the process backend's device binding). A
+model across devices (``devices: 2``, optionally ``split: [1, 3]``) is started seeing
+all of them with ``--tensor_split`` (the placement's shares) and ``--main_gpu 0``: the
+server numbers the devices it sees from 0, the main one first. Its ``n_gpu_layers``
+must put layers on the GPUs (``-1``: all) for the split to mean anything.
+
 The server must be installed for the interpreter that runs it (``python``, by default
 the pool's own): ``CMAKE_ARGS="-DGGML_NATIVE=OFF" pip install "llama-cpp-python[server]"``.
 """
@@ -24,10 +30,10 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from modelpool.backends.process import Arg, ProcessBackend
+from modelpool.backends.process import Arg, Env, ProcessBackend
 from modelpool.config import ModelSpec
 from modelpool.config.fields import ModelFile, Seconds
-from modelpool.core.ports import Handle
+from modelpool.core.ports import Handle, Placement
 from modelpool.types import Bytes, DeviceId
 
 CONTEXT_BYTES_PER_TOKEN = 64 * 1024
@@ -46,7 +52,8 @@ class LlamaCppOptions(BaseModel):
     chat_format: str | None = None
     extra_args: list[Arg] = Field(default_factory=list)
     """More ``llama_cpp.server`` arguments, as a list (e.g. ``[--seed, 7]``)."""
-    env: dict[str, Arg] = Field(default_factory=dict)
+    env: Env = Field(default_factory=dict)
+    """Added to the server's environment; GPU visibility comes from the placement."""
     python: str = sys.executable
     """The interpreter that has llama-cpp-python installed."""
     ready_timeout: Annotated[Seconds, Field(gt=0)] = 120.0
@@ -54,8 +61,12 @@ class LlamaCppOptions(BaseModel):
     log_lines: int = Field(200, ge=1)
 
 
-def server_command(options: LlamaCppOptions) -> list[str]:
-    """``python -m llama_cpp.server`` with the model, loopback host and placeholder port."""
+def server_command(options: LlamaCppOptions, placement: Placement | None = None) -> list[str]:
+    """``python -m llama_cpp.server`` with the model, loopback host and placeholder port;
+    across several devices, how to split the model over them.
+
+    The flags are the server's own (its settings' field names, ``--tensor_split`` taking
+    one number per device), not the ``llama-server`` binary's ``--tensor-split a,b``."""
     command = [
         options.python, "-m", "llama_cpp.server",
         "--model", "${MODEL_PATH}",
@@ -68,6 +79,10 @@ def server_command(options: LlamaCppOptions) -> list[str]:
         command += ["--n_threads", str(options.n_threads)]
     if options.chat_format is not None:
         command += ["--chat_format", options.chat_format]
+    if placement is not None and len(placement.devices) > 1:
+        # The server sees only its devices, numbered from 0 with the main one first.
+        command += ["--tensor_split", *(f"{share:g}" for share in placement.split)]
+        command += ["--main_gpu", "0"]
     return command + list(options.extra_args)
 
 
@@ -86,10 +101,18 @@ class LlamaCppBackend(ProcessBackend):
         return weights + options.n_ctx * CONTEXT_BYTES_PER_TOKEN
 
     async def load(self, spec: ModelSpec, device: DeviceId) -> Handle:
+        return await super().load(self._process_spec(spec, Placement.one(device)), device)
+
+    async def load_across(self, spec: ModelSpec, placement: Placement) -> Handle:
+        """One server over every device of ``placement``, the model split by its shares."""
+        return await super().load_across(self._process_spec(spec, placement), placement)
+
+    def _process_spec(self, spec: ModelSpec, placement: Placement) -> ModelSpec:
+        """``spec`` with the process backend's options: the command line built."""
         options = LlamaCppOptions.model_validate(spec.options)
         path = _existing_file(spec, options.model_path)
         process_options = {
-            "command": server_command(options),
+            "command": server_command(options, placement),
             "env": dict(options.env),
             "model_path": path,
             "health": "/v1/models",
@@ -97,7 +120,7 @@ class LlamaCppBackend(ProcessBackend):
             "stop_grace": options.stop_grace,
             "log_lines": options.log_lines,
         }
-        return await super().load(spec.model_copy(update={"options": process_options}), device)
+        return spec.model_copy(update={"options": process_options})
 
 
 def _existing_file(spec: ModelSpec, model_path: str) -> str:

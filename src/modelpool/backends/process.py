@@ -19,13 +19,19 @@ the next request wakes it, much faster than a cold start::
       wake: {method: POST, path: "/wake_up"}
 
 ``${PORT}``, ``${HOST}`` (always 127.0.0.1), ``${MODEL_ID}`` and ``${MODEL_PATH}`` are
-replaced in command items and env values. The server gets a free port on 127.0.0.1
-unless ``port`` fixes one; its output goes to a ring of the last ``log_lines`` lines,
-whose tail every error quotes. It starts in a session of its own, so stopping it
-(SIGTERM to its whole process group and session, SIGKILL after ``stop_grace``) stops
-its workers too, and an unload returns only once no process of either is left. With a
-``state_dir``, each server is recorded from its spawn until it is stopped, so that a
-pool started after a crash stops what the crashed one left (``pidfiles``).
+replaced in command items and env values, and so are the device placeholders
+(``${DEVICE}``, ``${DEVICE_INDEX}``, ``${DEVICE_INDICES}``, ``${DEVICE_COUNT}``,
+``${TENSOR_SPLIT}``). The server sees only the GPUs it was placed on
+(``CUDA_VISIBLE_DEVICES``, see ``device_binding``); a model that spans several devices
+(``devices: 2``) is started the same way with all of them (``load_across``).
+
+The server gets a free port on 127.0.0.1 unless ``port`` fixes one; its output goes to a
+ring of the last ``log_lines`` lines, whose tail every error quotes. It starts in a
+session of its own, so stopping it (SIGTERM to its whole process group and session,
+SIGKILL after ``stop_grace``) stops its workers too, and an unload returns only once no
+process of either is left. With a ``state_dir``, each server is recorded from its spawn
+until it is stopped, so that a pool started after a crash stops what the crashed one
+left (``pidfiles``).
 """
 
 from __future__ import annotations
@@ -38,12 +44,13 @@ import re
 import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal, Self
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -52,14 +59,14 @@ from pydantic import (
     model_validator,
 )
 
-from modelpool.backends import procgroup
+from modelpool.backends import device_binding, procgroup
 from modelpool.backends.http_probe import call, get_status
 from modelpool.backends.logring import LogRing
 from modelpool.backends.pidfiles import PidFiles
 from modelpool.config import ModelSpec
 from modelpool.config.fields import Seconds
 from modelpool.core.ports import HOST as WARM
-from modelpool.core.ports import Handle
+from modelpool.core.ports import Handle, Placement
 from modelpool.types import DeviceId, ModelId
 
 log = logging.getLogger("modelpool.process")
@@ -80,7 +87,7 @@ DRAIN_TIMEOUT = 2.0
 """How long the output may take to reach its end once the process has exited."""
 
 _PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
-PLACEHOLDERS = ("PORT", "HOST", "MODEL_ID", "MODEL_PATH")
+PLACEHOLDERS = ("PORT", "HOST", "MODEL_ID", "MODEL_PATH", *device_binding.DEVICE_PLACEHOLDERS)
 """What ``${NAME}`` in a command or env value may name."""
 
 
@@ -91,6 +98,19 @@ def _number_as_text(value: object) -> object:
 
 
 Arg = Annotated[str, BeforeValidator(_number_as_text)]
+
+
+def unbound_env(env: dict[str, str]) -> dict[str, str]:
+    """``env`` if it leaves device visibility to the pool (a field validator for every
+    backend option named ``env`` that reaches a server's environment)."""
+    problem = device_binding.env_problem(env)
+    if problem is not None:
+        raise ValueError(problem)
+    return env
+
+
+Env = Annotated[dict[str, Arg], AfterValidator(unbound_env)]
+"""A server's extra environment; the GPU visibility variables are the pool's."""
 
 
 class ServerCall(BaseModel):
@@ -110,8 +130,9 @@ class ProcessOptions(BaseModel):
 
     command: list[Arg] = Field(min_length=1)
     """The server's argument list; the first item is the program (looked up in PATH)."""
-    env: dict[str, Arg] = Field(default_factory=dict)
-    """Added to (and overriding) the pool's own environment."""
+    env: Env = Field(default_factory=dict)
+    """Added to (and overriding) the pool's own environment; the GPU visibility
+    variables (``CUDA_VISIBLE_DEVICES``...) are set from the placement, not here."""
     cwd: str | None = None
     model_path: str | None = None
     """What ``${MODEL_PATH}`` stands for (``~`` expanded)."""
@@ -178,8 +199,13 @@ class ServerProcess:
     """Pumps the process's output into ``log`` until the pipe closes."""
     stop_grace: float
     options: ProcessOptions
-    device: DeviceId
-    """Where it was started; a sleeping server wakes on the same device."""
+    placement: Placement
+    """Where it was started; a sleeping server wakes on the same devices."""
+
+    @property
+    def device(self) -> DeviceId:
+        """The main device (the only one, unless the model spans several)."""
+        return self.placement.device
 
     @property
     def pid(self) -> int:
@@ -213,7 +239,21 @@ class ProcessBackend:
         await self._pidfiles.reap()
 
     async def load(self, spec: ModelSpec, device: DeviceId) -> Handle:
+        """Start the model's server seeing only ``device``'s GPU (none on ``cpu``)."""
+        return await self._start(spec, Placement.one(device))
+
+    async def load_across(self, spec: ModelSpec, placement: Placement) -> Handle:
+        """Start the model's server seeing every device of ``placement`` (the main one
+        first); the server spreads itself over them (its own flags say how, e.g.
+        ``--tensor-parallel-size ${DEVICE_COUNT}``)."""
+        return await self._start(spec, placement)
+
+    async def _start(self, spec: ModelSpec, placement: Placement) -> Handle:
         options = ProcessOptions.model_validate(spec.options)
+        try:
+            binding = device_binding.visibility(placement, os.environ)
+        except device_binding.BindingError as error:
+            raise RuntimeError(f"model {spec.id!r}: {error}") from None
         port = options.port if options.port is not None else _free_port()
         if options.port is not None:
             _check_port_free(port, spec.id)
@@ -222,9 +262,16 @@ class ProcessBackend:
             "HOST": HOST,
             "MODEL_ID": spec.id,
             "MODEL_PATH": _expand(options.model_path),
+            **device_binding.placeholders(placement),
         }
-        argv = tuple(_substitute(item, values, spec.id, "command") for item in options.command)
-        env = {k: _substitute(v, values, spec.id, f"env.{k}") for k, v in options.env.items()}
+        reasons = _missing_reasons(placement)
+        argv = tuple(
+            _substitute(item, values, reasons, spec.id, "command") for item in options.command
+        )
+        env = {
+            key: _substitute(value, values, reasons, spec.id, f"env.{key}")
+            for key, value in options.env.items()
+        }
         try:
             process = await asyncio.create_subprocess_exec(
                 *argv,
@@ -232,7 +279,7 @@ class ProcessBackend:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,
-                env={**os.environ, "CUDA_DEVICE_ORDER": "PCI_BUS_ID", **env},
+                env={**os.environ, "CUDA_DEVICE_ORDER": "PCI_BUS_ID", **env, **binding},
                 cwd=_expand(options.cwd),
             )
         except OSError as error:  # no such program, not executable, no such cwd
@@ -241,6 +288,9 @@ class ProcessBackend:
             ) from error
         assert process.stdout is not None
         ring = LogRing(options.log_lines, name=spec.id)
+        if binding:  # said where the server's own log will show it, for a reader
+            shown = " ".join(f"{key}={value!r}" for key, value in binding.items())
+            ring.feed(f"[modelpool] on {', '.join(placement.devices)}: {shown}\n".encode())
         server = ServerProcess(
             model_id=spec.id,
             process=process,
@@ -251,7 +301,7 @@ class ProcessBackend:
             reader=asyncio.create_task(ring.pump(process.stdout)),
             stop_grace=options.stop_grace,
             options=options,
-            device=device,
+            placement=placement,
         )
         try:
             # Recorded before it is ready: a pool that dies while the server loads its
@@ -274,7 +324,12 @@ class ProcessBackend:
                 raise RuntimeError(f"{first}; and stopping it failed: {stop_error}") from error
             raise
         return Handle(
-            spec.id, device, endpoint=f"http://{HOST}:{port}/v1", native=server, pids=(server.pid,)
+            spec.id,
+            placement.device,
+            endpoint=f"http://{HOST}:{port}/v1",
+            native=server,
+            pids=(server.pid,),
+            devices=_spanned(placement),
         )
 
     async def unload(self, handle: Handle) -> None:
@@ -328,6 +383,7 @@ class ProcessBackend:
             endpoint=f"http://{HOST}:{server.port}/v1",
             native=server,
             pids=warm.pids,
+            devices=_spanned(server.placement),
         )
 
     def _record(self, server: ServerProcess) -> None:
@@ -467,7 +523,28 @@ async def _stop(server: ServerProcess) -> None:
     await server.process.wait()  # output and exit both seen: asyncio closes its transport
 
 
-def _substitute(text: str, values: dict[str, str | None], model_id: ModelId, where: str) -> str:
+def _spanned(placement: Placement) -> tuple[DeviceId, ...]:
+    """``Handle.devices``: every device of a model that spans several, else empty."""
+    return placement.devices if len(placement.devices) > 1 else ()
+
+
+def _missing_reasons(placement: Placement) -> dict[str, str]:
+    """Why each placeholder that can be undefined is, when it is."""
+    no_index = device_binding.missing_reason(placement)
+    return {
+        "MODEL_PATH": "the model has no model_path option",
+        "DEVICE_INDEX": no_index,
+        "DEVICE_INDICES": no_index,
+    }
+
+
+def _substitute(
+    text: str,
+    values: Mapping[str, str | None],
+    reasons: Mapping[str, str],
+    model_id: ModelId,
+    where: str,
+) -> str:
     def replace(match: re.Match[str]) -> str:
         name = match.group(1)
         if name not in values:
@@ -477,10 +554,8 @@ def _substitute(text: str, values: dict[str, str | None], model_id: ModelId, whe
             )
         value = values[name]
         if value is None:
-            raise ValueError(
-                f"model {model_id!r}: {where} uses ${{{name}}} but the model has no "
-                f"{name.lower()} option"
-            )
+            why = reasons.get(name, "it has no value here")
+            raise ValueError(f"model {model_id!r}: {where} uses ${{{name}}} but {why}")
         return value
 
     return _PLACEHOLDER.sub(replace, text)

@@ -47,9 +47,17 @@ def progress_line(view: dict[str, Any]) -> str:
     return f"{view['status']}{out_now}"
 
 
+def placed(view: dict[str, Any]) -> str:
+    """``cuda:0``, or ``cuda:0+cuda:1`` for a model spread over devices; ``-``: nowhere."""
+    devices = view.get("devices") or {}
+    if len(devices) > 1:
+        return "+".join(devices)
+    return str(view.get("device") or "-")
+
+
 def where(view: dict[str, Any]) -> str:
     """`` on cuda:0 (4.0 GB)``: where a model is, and what it holds."""
-    device = f" on {view['device']}" if view.get("device") else ""
+    device = f" on {placed(view)}" if view.get("device") else ""
     return f"{device} ({size(int(view['memory_bytes']))})" if view.get("memory_bytes") else device
 
 
@@ -96,7 +104,7 @@ def status_view(status: dict[str, Any], url: str) -> Group:
         models.add_row(
             name(model, info),
             state(info),
-            str(info["device"] or "-"),
+            placed(info),
             size(int(info["memory_bytes"])),
             str(info["leases"]),
             "-" if idle is None else f"{float(idle):.0f}s",
@@ -138,7 +146,7 @@ def _model_row(table: Table, label: Text | str, view: dict[str, Any]) -> None:
     table.add_row(
         label,
         state(view),
-        str(view["device"] or "-"),
+        placed(view),
         size(int(view["memory_bytes"])) if view["memory_bytes"] else "-",
         str(view["leases"]),
         str(view["load_count"]),

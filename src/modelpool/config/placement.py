@@ -8,11 +8,13 @@ several loaded copies, each a pool record of its own (``id#1``, ``id#2``...).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from modelpool.config.fields import BudgetDevice
+from modelpool.config.issues import Loc
 
 DeviceCount = Annotated[int, Field(ge=1, le=64)]
 DeviceList = Annotated[tuple[BudgetDevice, ...], Field(min_length=1, max_length=64)]
@@ -76,4 +78,67 @@ def split_problem(devices: int | tuple[str, ...] | None, split: tuple[float, ...
     return None
 
 
-__all__ = ["Devices", "ReplicaSettings", "Share", "device_count", "split_problem"]
+def spanning_problems(
+    devices: int | tuple[str, ...] | None,
+    backend: str,
+    spans: bool | None,
+    budgets: Mapping[str, int],
+) -> list[tuple[Loc, str]]:
+    """What is wrong with a model's ``devices`` (and so its ``split``) for its backend
+    and the pool's budgets, each at its key. ``spans``: whether the backend can load one
+    model across devices (None: not known, its code was not imported)."""
+    problems: list[tuple[Loc, str]] = []
+    if device_count(devices) > 1 and spans is False:
+        # A split comes only with devices (split_problem), so devices names both.
+        problems.append(
+            (
+                ("devices",),
+                f"backend {backend!r} cannot spread one model over several devices (it has "
+                "no load_across); place the model on one device",
+            )
+        )
+    if not budgets:
+        return problems
+    has = ", ".join(sorted(budgets))
+    if isinstance(devices, tuple):
+        for index, device in enumerate(devices):
+            if device not in budgets:
+                message = (
+                    f"no budget for device {device!r} in pool.budgets (has: {has}); add one "
+                    "or list another device"
+                )
+                problems.append((("devices", index), message))
+    elif isinstance(devices, int) and devices > len(budgets):
+        message = (
+            f"the model spans {devices} devices but pool.budgets has {len(budgets)} "
+            f"({has}): it could never load; lower devices or add budgets"
+        )
+        problems.append((("devices",), message))
+    return problems
+
+
+def capacity(
+    devices: int | tuple[str, ...], budgets: Mapping[str, int]
+) -> tuple[int, list[str]] | None:
+    """The most memory a model across ``devices`` could ever have, and which budgets
+    that is (None: a device has no budget, or too few budgets: reported elsewhere)."""
+    if isinstance(devices, int):
+        if devices > len(budgets):
+            return None
+        names = sorted(budgets, key=lambda name: budgets[name], reverse=True)[:devices]
+    else:
+        if any(device not in budgets for device in devices):
+            return None
+        names = list(devices)
+    return sum(budgets[name] for name in names), names
+
+
+__all__ = [
+    "Devices",
+    "ReplicaSettings",
+    "Share",
+    "capacity",
+    "device_count",
+    "spanning_problems",
+    "split_problem",
+]

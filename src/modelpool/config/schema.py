@@ -80,7 +80,14 @@ from modelpool.config.issues import (
     unknown_key_message,
     yaml_syntax_issue,
 )
-from modelpool.config.placement import Devices, ReplicaSettings, Share, split_problem
+from modelpool.config.placement import (
+    Devices,
+    ReplicaSettings,
+    Share,
+    capacity,
+    spanning_problems,
+    split_problem,
+)
 from modelpool.config.settings import (
     HealthSettings,
     PoolSettings,
@@ -104,6 +111,12 @@ from modelpool.errors import ConfigError, ConfigIssue
 from modelpool.plugins import BACKENDS, PLUGINS, Plugins
 from modelpool.types import ModelId
 from modelpool.units import format_size
+
+REMOTE = "remote"
+"""The backend of a model served by a server modelpool does not start
+(``backends/remote.py``): it books no memory on the pool's devices."""
+BOOKED_BY_THE_POOL = ("memory", "device", "devices", "split", "group", "replicas")
+"""What a remote model may not set: each places or sizes memory on the pool's devices."""
 
 
 class ModelSpec(BaseModel):
@@ -155,11 +168,21 @@ class ModelSpec(BaseModel):
     """Requests one copy serves at once; more wait in the model's queue (None: no limit)."""
     max_queue: Annotated[int, Field(ge=1)] | None = None
     """Requests that may wait for this model; more get a 429 (None: the pool's ``max_queue``)."""
+    fallback: Id | None = None
+    """The model that serves this one's requests when it cannot load (its load failed,
+    its circuit is open, it does not fit): typically a ``backend: remote`` one. One hop:
+    the fallback's own fallback is never followed (the config refuses such a chain)."""
 
     @property
     def names(self) -> tuple[str, ...]:
         """The id followed by the aliases: every name this model answers to."""
         return (self.id, *self.aliases)
+
+    @property
+    def remote(self) -> bool:
+        """Served by a server modelpool does not start (``backend: remote``): booked with
+        no bytes, never an eviction victim, counted toward no ``max_models``."""
+        return self.backend == REMOTE
 
     @property
     def base_id(self) -> str:
@@ -217,6 +240,22 @@ class ModelSpec(BaseModel):
             problem = split_problem(self.devices, self.split)
             if problem is not None:
                 raise ValueError(f"split: {problem}")
+        return self
+
+    @model_validator(mode="after")
+    def _remote_books_nothing(self) -> Self:
+        if not self.remote:
+            return self
+        given = [
+            name
+            for name in BOOKED_BY_THE_POOL
+            if name in self.model_fields_set and not (name == "device" and self.device == "auto")
+        ]
+        if given:
+            raise ValueError(
+                f"{', '.join(given)} given for a remote model: it runs on its own server and "
+                "books no memory here; leave them out"
+            )
         return self
 
     @field_validator("backend")
@@ -410,6 +449,9 @@ def _cross_field_problems(config: Config, plugins: Plugins | None) -> list[tuple
                     )
                     problems.append((loc, message))
             problems.extend(_larger_than_budget_problems(key, spec, budgets, plugins))
+    for key, spec in config.models.items():
+        problems.extend(_spanning_problems(key, spec, budgets, plugins))
+    problems.extend(_fallback_problems(config.models, owner))
     defaults = config.health.thresholds
     for key, spec in config.models.items():
         if spec.thresholds is not None:
@@ -419,11 +461,38 @@ def _cross_field_problems(config: Config, plugins: Plugins | None) -> list[tuple
     return problems
 
 
-def _larger_than_budget_problems(
-    key: str, spec: ModelSpec, budgets: Mapping[str, int], plugins: Plugins | None
+def _fallback_problems(
+    models: Mapping[str, ModelSpec], owner: Mapping[str, str]
 ) -> list[tuple[Loc, str]]:
-    """A model (or version) whose ``memory`` is more than its device's whole budget, or
-    than every budget for ``device: auto``: no eviction could ever make room for it."""
+    """Each ``fallback`` names another model (by id or alias) that has none of its own."""
+    aliases = {alias: key for key, spec in models.items() for alias in spec.aliases}
+    problems: list[tuple[Loc, str]] = []
+    for key, spec in models.items():
+        name = spec.fallback
+        if name is None:
+            continue
+        target = name if name in models else aliases.get(name)
+        if target is None:
+            known = ", ".join(sorted(models)) or "none"
+            message = f"no model {name!r} to fall back to; models: {known}"
+        elif target == key:
+            message = f"{name!r} is {owner[name]}: a model cannot be its own fallback"
+        elif models[target].fallback is not None:
+            message = (
+                f"{name!r} has a fallback of its own ({models[target].fallback!r}); "
+                "fallbacks are one hop: point this one at the last model of the chain"
+            )
+        else:
+            continue
+        problems.append((("models", key, "fallback"), message))
+    return problems
+
+
+def _records(
+    key: str, spec: ModelSpec, plugins: Plugins | None, *fields: str
+) -> list[tuple[Loc, ModelSpec]]:
+    """The model and each of its versions that differs from it in one of ``fields``
+    (a version that does not repeats the model's problems), with where each is."""
     records: list[tuple[Loc, ModelSpec]] = [(("models", key), spec)]
     for name in spec.versions:
         if name == spec.version:
@@ -432,11 +501,69 @@ def _larger_than_budget_problems(
             version = version_spec(spec, name, spec.versions[name], plugins=plugins)
         except ConfigError:
             continue  # the version's own problems are reported at its keys
-        if (version.memory, version.device) != (spec.memory, spec.device):
+        if any(getattr(version, field) != getattr(spec, field) for field in fields):
             records.append((("models", key, "versions", name), version))
+    return records
+
+
+def _spanning_problems(
+    key: str, spec: ModelSpec, budgets: Mapping[str, int], plugins: Plugins | None
+) -> list[tuple[Loc, str]]:
+    """``devices`` a model (or version) cannot have: more than one on a backend that
+    cannot spread a model (no ``load_across``), or more or others than the budgets."""
     problems: list[tuple[Loc, str]] = []
-    for at, record in records:
+    for at, record in _records(key, spec, plugins, "devices", "backend"):
+        spans = _backend_spans(record.backend, plugins) if record.devices is not None else None
+        found = spanning_problems(record.devices, record.backend, spans, budgets)
+        problems.extend(((*at, *loc), message) for loc, message in found)
+    return problems
+
+
+def _backend_spans(backend: str, plugins: Plugins | None) -> bool | None:
+    """Whether ``backend`` can load one model across devices; None when its code is not
+    to be imported (no ``plugins``) or cannot be (a missing optional dependency)."""
+    if plugins is None or backend not in plugins.backends.names():
+        return None
+    try:
+        factory = plugins.backends.get(backend)
+    except ImportError:
+        return None
+    return callable(getattr(factory, "load_across", None))
+
+
+def _larger_than_budget_problems(
+    key: str, spec: ModelSpec, budgets: Mapping[str, int], plugins: Plugins | None
+) -> list[tuple[Loc, str]]:
+    """A model (or version) whose ``memory`` is more than its device's whole budget, or
+    than every budget for ``device: auto``, or than its devices' budgets together: no
+    eviction could ever make room for it."""
+    problems: list[tuple[Loc, str]] = []
+    for at, record in _records(key, spec, plugins, "memory", "device", "devices", "backend"):
         if record.memory is None:
+            continue
+        if record.devices is not None:
+            room = capacity(record.devices, budgets)
+            if room is None:
+                continue  # too few budgets, or a device without one: reported as such
+            size, names = room
+            where = f"the budgets of {' + '.join(names)} together ({format_size(size)})"
+            if record.memory > size:
+                message = (
+                    f"{format_size(record.memory)} is more than {where}: the model could "
+                    "never load; lower memory, span more devices or raise the budgets"
+                )
+                problems.append(((*at, "memory"), message))
+            continue
+        if record.device == "auto" and _backend_spans(record.backend, plugins):
+            # Too big for any one device, it is spread over as many as it takes.
+            total = sum(budgets.values())
+            if record.memory > total:
+                message = (
+                    f"{format_size(record.memory)} is more than every budget together "
+                    f"({format_size(total)}): the model could never load; lower memory or "
+                    "raise the budgets"
+                )
+                problems.append(((*at, "memory"), message))
             continue
         if record.device == "auto":
             device = max(budgets, key=lambda name: budgets[name])

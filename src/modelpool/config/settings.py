@@ -221,6 +221,9 @@ class PoolSettings(BaseModel):
     """At most this many models loaded at once in the pool (None: memory decides alone)."""
     device_max_models: dict[BudgetDevice, Annotated[int, Field(ge=1)]] = Field(default_factory=dict)
     """At most this many models loaded at once on a device (``cuda:0: 2``)."""
+    placement: Literal["cost", "most_room", "first_fit"] = "cost"
+    """How ``device: auto`` picks a device: where making room costs least (reload cost of
+    the victims, then best fit), the most room first, or the first in budget order."""
     group_scope: Literal["device", "box"] = "device"
     """Where an exclusive ``group`` holds: one member per device, or one in the whole box."""
     high_watermark: float | None = Field(default=None, gt=0, le=1)

@@ -91,6 +91,7 @@ PER_MODEL = (
     "endpoints",
     "replicas",
     "max_queue",
+    "fallback",
 )
 """The ``ModelSpec`` fields that belong to the model: the same for every version."""
 

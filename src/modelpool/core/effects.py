@@ -16,7 +16,13 @@ from modelpool.config import ModelSpec
 from modelpool.core.estimates import EstimateStore, plausible_footprint
 from modelpool.core.events import EventKind, PoolEvent
 from modelpool.core.lease import Lease, Waiter
-from modelpool.core.memory_watch import Sleep, confirm_release, measure_processes
+from modelpool.core.memory_watch import (
+    Sleep,
+    confirm_release_across,
+    measure_processes_across,
+    total_across,
+    used_across,
+)
 from modelpool.core.ports import (
     HOST,
     Backend,
@@ -175,16 +181,18 @@ class AsyncEffects:
             # A server process says nothing of its memory: the probe measures its tree.
             # Unknown (None, or a failed probe) or implausible (0, more than the device
             # holds) keeps the estimate booked, and nothing is remembered.
+            # A model across devices is measured on each of them, and summed.
+            devices = handle.all_devices
             measured = _evidence(
-                probe, lambda: measure_processes(probe, handle.device, handle.pids)
+                probe, lambda: measure_processes_across(probe, devices, handle.pids)
             )
-            reading = _evidence(probe, lambda: probe.read(handle.device)) if measured else None
-            if plausible_footprint(measured, reading.total if reading is not None else None):
+            total = _evidence(probe, lambda: total_across(probe, devices)) if measured else None
+            if plausible_footprint(measured, total):
                 handle.footprint = measured
             elif measured is not None:
                 log.warning(
                     "%s: measured %s bytes on %s, not plausible: the estimate stands",
-                    spec.id, f"{measured:,}", handle.device,
+                    spec.id, f"{measured:,}", ", ".join(devices),
                 )  # fmt: skip
         if handle.footprint is not None and self._estimates is not None:
             self._estimates.record(spec, handle.footprint)
@@ -202,10 +210,18 @@ class AsyncEffects:
         self.reports.on_lost(handle.model_id, handle, reason)
 
     async def _unload(self, handle: Handle, booked: Bytes) -> None:
-        # Only a device whose reading can confirm a release is read (and waited on).
-        confirm = booked and handle.device != HOST and self._confirms_release(handle.device)
+        # Only devices whose readings can confirm a release are read (and waited on);
+        # ``booked`` is over all of a spread model's devices, and so is the wait.
+        devices = handle.all_devices
+        confirm = (
+            booked
+            and handle.device != HOST
+            and all(self._confirms_release(device) for device in devices)
+        )
         probe = self._probe if confirm else None
-        before = _evidence(probe, lambda: probe.read(handle.device)) if probe is not None else None
+        before = None
+        if probe is not None:
+            before = _evidence(probe, lambda: used_across(probe, devices))
         try:
             await self._backend(handle.model_id).unload(handle)
         except Exception as error:
@@ -213,8 +229,8 @@ class AsyncEffects:
             return
         if probe is not None and before is not None:
             try:
-                waited: float | None = await confirm_release(
-                    probe, handle.device, before.used, booked, self._release_timeout,
+                waited: float | None = await confirm_release_across(
+                    probe, devices, before, booked, self._release_timeout,
                     clock=self._clock, sleep=self._sleep,
                 )  # fmt: skip
             except Exception as error:  # no evidence: the unload stands on the backend's word
@@ -224,7 +240,7 @@ class AsyncEffects:
                 reason = (
                     f"memory not seen coming back after unload within {self._release_timeout:g}s"
                 )
-                detail = {"device": handle.device, "reason": reason}
+                detail = {"device": ", ".join(devices), "reason": reason}
                 self.emit(PoolEvent(EventKind.MEMORY_DRIFT, handle.model_id, self._clock(), detail))
         self.reports.on_unload_done(handle.model_id)
 

@@ -62,6 +62,10 @@ class EventKind(StrEnum):
     """A rollout operation changed status or step; ``detail`` is its summary."""
     ALERT = "alert"
     """A model version's health changed level; ``detail`` is the alert."""
+    FALLBACK = "fallback"
+    """A request for the event's model, which could not load (``detail["reason"]``),
+    went to ``detail["fallback"]``; ``detail["served"]`` False with ``detail["error"]``
+    when the fallback refused it too."""
 
 
 @dataclass(frozen=True, slots=True)

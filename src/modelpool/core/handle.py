@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from modelpool.core.upstream import UpstreamAccess
 from modelpool.types import Bytes, DeviceId, ModelId
 
 
@@ -31,6 +32,9 @@ class Handle:
     devices: tuple[DeviceId, ...] = ()
     """Every device the model uses when it spans several (``device`` is the first);
     empty for a model on one device."""
+    upstream: UpstreamAccess | None = None
+    """How requests reach ``endpoint`` beyond its URL (a remote server's key, its name
+    for the model, timeouts); None: plainly."""
 
     @property
     def all_devices(self) -> tuple[DeviceId, ...]:

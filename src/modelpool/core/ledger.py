@@ -64,8 +64,9 @@ class DeviceAccount:
         return need <= self.budget
 
     def fits_now(self, need: Bytes) -> bool:
-        """Whether ``need`` bytes fit in the room the plan leaves free now."""
-        return need <= self.planned_free
+        """Whether ``need`` bytes fit in the room the plan leaves free now (nothing always
+        does, even over budget: a remote model books no bytes)."""
+        return need <= max(0, self.planned_free)
 
     @property
     def over_budget(self) -> Bytes:
@@ -121,7 +122,7 @@ class MemoryLedger:
     def can_start(self, device: DeviceId, model_id: ModelId) -> bool:
         """Whether the bytes reserved for ``model_id`` are physically free yet."""
         acc = self.account(device)
-        return acc.reserved[model_id] <= acc.physical_free
+        return acc.reserved[model_id] <= max(0, acc.physical_free)
 
     def start(self, device: DeviceId, model_id: ModelId) -> None:
         acc = self.account(device)

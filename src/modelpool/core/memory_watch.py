@@ -41,6 +41,32 @@ def measure_processes(probe: MemoryProbe, device: DeviceId, pids: Sequence[int])
     return probe.process_bytes(device, pids)
 
 
+def measure_processes_across(
+    probe: MemoryProbe, devices: Sequence[DeviceId], pids: Sequence[int]
+) -> Bytes | None:
+    """Bytes ``pids`` and their children hold on all of ``devices`` together (a model
+    that spans several); None if any one is unknown: a part left out would book the
+    model as smaller than it is."""
+    total = 0
+    for device in devices:
+        held = measure_processes(probe, device, pids)
+        if held is None:
+            return None
+        total += held
+    return total
+
+
+def total_across(probe: MemoryProbe, devices: Sequence[DeviceId]) -> Bytes | None:
+    """What ``devices`` hold together, as the probe reads them; None if any is unknown."""
+    total = 0
+    for device in devices:
+        reading = probe.read(device)
+        if reading is None:
+            return None
+        total += reading.total
+    return total
+
+
 Sleep = Callable[[float], Awaitable[None]]
 
 
@@ -60,12 +86,42 @@ async def confirm_release(
     shows up late, and no event says when: the probe is polled (``clock`` and ``sleep``
     are the pool's, a manual pair in tests).
     """
+    return await confirm_release_across(
+        probe, (device,), used_before, size, timeout, clock=clock, sleep=sleep
+    )
+
+
+def used_across(probe: MemoryProbe, devices: Sequence[DeviceId]) -> Bytes | None:
+    """What ``devices`` have in use together, as the probe reads them; None if any is
+    unknown."""
+    used = 0
+    for device in devices:
+        reading = probe.read(device)
+        if reading is None:
+            return None
+        used += reading.used
+    return used
+
+
+async def confirm_release_across(
+    probe: MemoryProbe,
+    devices: Sequence[DeviceId],
+    used_before: Bytes,
+    size: Bytes,
+    timeout: float,
+    *,
+    clock: Clock = time.monotonic,
+    sleep: Sleep = asyncio.sleep,
+) -> float | None:
+    """``confirm_release`` over a model that spans ``devices``: ``size`` (its bytes on
+    all of them) is looked for in what they use together, ``used_before`` likewise;
+    its parts need not leave each device in the booked proportions."""
     started = clock()
     target = used_before - int(size * RELEASED_SHARE)
     while True:
-        reading = probe.read(device)
+        used = used_across(probe, devices)
         waited = clock() - started
-        if reading is None or reading.used <= target:
+        if used is None or used <= target:
             return waited
         if waited >= timeout:
             return None

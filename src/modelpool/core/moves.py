@@ -19,7 +19,7 @@ from modelpool.core.ports import Effects, Placement
 from modelpool.core.record import ModelRecord
 from modelpool.core.states import ModelState
 from modelpool.core.warm import WarmTier
-from modelpool.types import Bytes, DeviceId
+from modelpool.types import Bytes, DeviceId, ModelId
 
 Emit = Callable[..., None]
 """``emit(kind, record, **detail)``: the scheduler's event publisher."""
@@ -33,6 +33,8 @@ class Moves:
         self._warm = warm
         self._effects = effects
         self._emit = emit
+        self._why: dict[ModelId, str] = {}
+        """Why each booked load's device was chosen, until the load starts."""
 
     # --- off a device ---------------------------------------------------------------
 
@@ -43,10 +45,8 @@ class Moves:
         self._effects.start_unload(record.handle, self.booked(record))
 
     def booked(self, record: ModelRecord) -> Bytes:
-        """The bytes the ledger holds for ``record`` on its device (0 if none)."""
-        if record.device is None or record.device not in self._bookings.ledger:
-            return 0
-        return self._bookings.ledger.account(record.device).committed.get(record.model_id, 0)
+        """The bytes the ledger holds for ``record`` over its devices (0 if none)."""
+        return self._bookings.booked(record)
 
     def evict(self, record: ModelRecord, reason: str, make_room: MakeRoom | None) -> None:
         """Free the device: to the warm tier when it can take the model, else unload.
@@ -57,6 +57,8 @@ class Moves:
     def _offload(self, record: ModelRecord, reason: str, make_room: MakeRoom) -> bool:
         assert record.handle is not None
         assert record.device is not None
+        if len(record.devices) > 1:
+            return False  # a warm copy comes back to one device; this one spans several
         size = self._bookings.ledger.account(record.device).committed[record.model_id]
         if not self._warm.accepts(record, size):
             return False
@@ -97,24 +99,32 @@ class Moves:
 
     # --- onto a device --------------------------------------------------------------
 
-    def load(self, record: ModelRecord, device: DeviceId) -> None:
-        """Book ``record`` on ``device``; it starts once its victims are gone."""
-        self._bookings.reserve(record, device)
+    def load(self, record: ModelRecord, placement: Placement, why: str = "") -> None:
+        """Book ``record`` where it is placed; it starts once its victims are gone.
+        ``why`` the device was chosen goes into the load's event."""
+        self._bookings.reserve(record, placement)
+        self._why[record.model_id] = why
         self._start_load_if_free(record)
 
     def _start_load_if_free(self, record: ModelRecord) -> None:
         if not self._bookings.can_start(record):
             return
         self._bookings.start(record)
-        device = record.device
+        device, placement = record.device, record.placement
         assert device is not None
+        assert placement is not None
         detail: dict[str, Any] = {"device": device, "bytes": record.estimate}
+        if len(placement.devices) > 1:
+            detail["devices"] = list(placement.devices)
+        why = self._why.pop(record.model_id, "")
+        if why:
+            detail["placed"] = why
         if record.warm is not None:
             self._emit(EventKind.LOAD_STARTED, record, **detail, restore=True)
             self._effects.start_restore(record.warm, device)
             return
         self._emit(EventKind.LOAD_STARTED, record, **detail)
-        self._effects.start_load(record.spec, Placement.one(device))
+        self._effects.start_load(record.spec, placement)
 
     def start_ready_loads(self, device: DeviceId) -> None:
         """Memory came back on ``device``: start the loads that were waiting for it."""

@@ -12,11 +12,11 @@ Nothing here mutates a record or the ledger; the scheduler carries the plan out.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from modelpool.core.ledger import DeviceAccount
-from modelpool.core.ports import EvictionContext, EvictionPolicy
+from modelpool.core.ports import EvictionContext, EvictionPolicy, Placement
 from modelpool.core.record import ModelRecord
 from modelpool.core.states import ModelState
 from modelpool.errors import CapacityError, Holder, InsufficientMemory
@@ -27,6 +27,14 @@ from modelpool.types import Bytes, DeviceId, ModelId
 class Go:
     device: DeviceId
     victims: list[ModelRecord]
+    spans: Placement | None = None
+    """Every device and share when the model spreads over several (None: ``device``)."""
+    why: str = ""
+    """Why placement chose this device (named in the load's event)."""
+
+    @property
+    def placement(self) -> Placement:
+        return self.spans if self.spans is not None else Placement.one(self.device)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +43,9 @@ class Wait:
     holders: list[Holder]
     drainable: list[ModelRecord]
     shortfall: Bytes
+    hold: tuple[DeviceId, ...] = ()
+    """Every device a model spread over several waits for (empty: just ``device``):
+    once it starves, no other load may take their room."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,13 +79,27 @@ def plan_load(
     policy: EvictionPolicy,
     now: float,
     demand: Mapping[str, float],
+    need: Bytes | None = None,
+    group_members: Iterable[ModelRecord] | None = None,
 ) -> Plan:
-    """Plan loading ``target`` on ``account``'s device, where ``residents`` are booked."""
-    need = target.estimate
+    """Plan loading ``need`` bytes of ``target`` (all of it by default) on ``account``'s
+    device, where ``residents`` are booked. Members of its exclusive group must leave
+    first: those among ``residents``, or ``group_members`` when the group holds box-wide.
+
+    A remote model (``spec.remote``) books nothing: it goes at once, displacing nobody,
+    and it is never a victim or a holder of anyone else's plan."""
+    if target.spec.remote:
+        return Go(account.device, [])
+    if need is None:
+        need = target.estimate
     group = target.spec.group
     forced: list[ModelRecord] = []
     busy_members: list[ModelRecord] = []
-    members = [r for r in residents.values() if r.spec.group == group] if group else []
+    members = (
+        [r for r in (residents.values() if group_members is None else group_members)
+         if r.spec.group == group]
+        if group else []
+    )  # fmt: skip
     for other in members:
         if other is target:
             continue
@@ -111,7 +136,7 @@ def plan_load(
         r.candidate()
         for r in residents.values()
         if r.state is ready and not r.leases and not r.pinned and r is not target
-        and r.spec.id not in taken
+        and r.spec.id not in taken and not r.spec.remote
     ]  # fmt: skip
     chosen: list[ModelRecord] = []
     if candidates:
@@ -130,7 +155,10 @@ def plan_load(
     stuck = [
         r
         for r in residents.values()
-        if r is not target and r.spec.id not in taken and r.state is not ModelState.UNLOADING
+        if r is not target
+        and r.spec.id not in taken
+        and r.state is not ModelState.UNLOADING
+        and not r.spec.remote
     ]
     holders = [holder(account, r) for r in stuck]
     drainable = [r for r in stuck if r.state is ModelState.READY and r.leases and not r.pinned]

@@ -23,6 +23,7 @@ from modelpool.config import AUTO_STRATEGY, Config, ModelSpec, PoolSettings, rec
 from modelpool.core.effects import AsyncEffects
 from modelpool.core.estimates import EstimateStore
 from modelpool.core.events import EventKind, PoolEvent
+from modelpool.core.fallback import fallback_for
 from modelpool.core.lease import Lease, LeaseOptions, Waiter
 from modelpool.core.ports import (
     Backend,
@@ -33,6 +34,7 @@ from modelpool.core.ports import (
     KeepsState,
     MemoryProbe,
     Prepares,
+    SpansDevices,
     Traffic,
     can_offload,
 )
@@ -57,7 +59,14 @@ log = logging.getLogger("modelpool")
 
 EVENT_HISTORY = 1000
 RETUNABLE = frozenset(
-    {"high_watermark", "low_watermark", "max_models", "device_max_models", "reap_interval"}
+    {
+        "high_watermark",
+        "low_watermark",
+        "max_models",
+        "device_max_models",
+        "reap_interval",
+        "placement",
+    }
 )
 """The settings ``ModelPool.retune`` may change while the pool runs."""
 
@@ -147,6 +156,7 @@ class ModelPool(SyncFacade):
             clock,
             settings,
             offloadable=[s.id for s in specs if can_offload(self._backends[s.backend], s)],
+            spanning=[s.id for s in specs if isinstance(self._backends[s.backend], SpansDevices)],
         )
         self._effects.report_to(self._scheduler)
         self._check_devices(specs)
@@ -350,8 +360,33 @@ class ModelPool(SyncFacade):
         """A lease on ``model``, loading it (and evicting others) if needed.
 
         A model with versions is routed by the installed ``Traffic`` (sticky by ``key``
-        when given); ``model@version`` asks for that version.
+        when given); ``model@version`` asks for that version. A model that cannot load
+        and names a ``fallback`` is served by that one: ``lease.model_id`` says which
+        served (a ``fallback`` event says why); if the fallback refuses too, the model's
+        own refusal is raised.
         """
+        try:
+            return await self._acquire(model, options)
+        except ModelPoolError as error:
+            record = self._scheduler.resolve(self.route(model, options.get("key")))
+            fallback = fallback_for(record.spec, error)
+            if fallback is None:
+                raise
+            failure, reason = error, str(error)
+        try:
+            lease = await self._acquire(fallback, options)
+        except ModelPoolError as refused:
+            self.publish(
+                EventKind.FALLBACK, record.model_id, fallback=fallback, reason=reason,
+                served=False, error=str(refused),
+            )  # fmt: skip
+            raise failure from refused
+        self.publish(
+            EventKind.FALLBACK, record.model_id, fallback=lease.model_id, reason=reason, served=True
+        )
+        return lease
+
+    async def _acquire(self, model: str, options: LeaseOptions) -> Lease:
         loop = self._require_loop()
         future: asyncio.Future[Lease | None] = loop.create_future()
         name = self.route(model, options.get("key"))
@@ -553,8 +588,9 @@ class ModelPool(SyncFacade):
         if spec.backend not in self._backends:
             self._backends[spec.backend] = BACKENDS.get(spec.backend)()
         self._check_devices([spec])
-        offloadable = can_offload(self._backends[spec.backend], spec)
-        self._scheduler.add_model(spec, self._estimate(spec), offloadable)
+        backend = self._backends[spec.backend]
+        spans = isinstance(backend, SpansDevices)
+        self._scheduler.add_model(spec, self._estimate(spec), can_offload(backend, spec), spans)
 
     def remove_model(self, model: str) -> None:
         """Forget a model that holds no memory; ``ModelBusy`` while it is loaded or wanted."""

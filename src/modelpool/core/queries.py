@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from modelpool.core.planner import Go, booked_bytes, holder, plan_load
+from modelpool.core.ledger import DeviceAccount
+from modelpool.core.planner import Go, booked_bytes, holder
 from modelpool.core.ports import HOST, MemoryProbe
 from modelpool.core.record import ModelRecord
 from modelpool.core.scheduler import Scheduler
@@ -23,17 +24,8 @@ def can_fit(scheduler: Scheduler, model: str, now: float, *, allow_eviction: boo
     record = scheduler.resolve(model)
     if record.state in RESIDENT:
         return True
-    for device in scheduler.devices_for(record):
-        account = scheduler.ledger.account(device)
-        if account.fits_now(record.estimate):
-            return True
-        if allow_eviction and account.fits_ever(record.estimate):
-            residents = scheduler.residents(device)
-            demand = scheduler.demand()
-            plan = plan_load(record, account, residents, scheduler.policy, now, demand)
-            if isinstance(plan, Go):
-                return True
-    return False
+    plan = scheduler.plan(record, now)
+    return isinstance(plan, Go) and (allow_eviction or not plan.victims)
 
 
 def require_free(scheduler: Scheduler, device: DeviceId, need: Bytes, purpose: str) -> None:
@@ -46,50 +38,55 @@ def require_free(scheduler: Scheduler, device: DeviceId, need: Bytes, purpose: s
 
 
 def resource_status(scheduler: Scheduler, probe: MemoryProbe | None, now: float) -> dict[str, Any]:
-    """Seed 000's status: loaded models, allocations, memory per device, per-model stats."""
+    """Seed 000's status: loaded models, allocations, memory per device, per-model stats.
+    A model with replicas is one entry (its copies summed, each under ``replicas``);
+    memory per device is stacked by record (each copy, ``chat#2``, holds its own)."""
     memory = scheduler.ledger.snapshot()
     for device, info in memory.items():
+        info["models"] = {}  # stacked by model below: the bytes each has booked here
         reading = probe.read(device) if probe is not None else None
         if reading is not None:
             info["observed_total"], info["observed_used"] = reading.total, reading.used
     allocations: dict[str, list[ModelId]] = {}
-    models: dict[ModelId, dict[str, Any]] = {}
+    views: dict[ModelId, dict[str, Any]] = {}
     for record in scheduler.records():
         model_id = scheduler.model_id_of(record.model_id)
         for lease in record.leases.values():
             key = lease.task_id or f"lease-{lease.lease_id}"
             allocations.setdefault(key, []).append(model_id)
-        if model_id == record.model_id:
-            models[model_id] = _record_view(scheduler, record, now)
-    for model_id in scheduler.models():
-        if model_id not in models:  # served by copies: their sum, and each
-            models[model_id] = _replicas_view(scheduler, model_id, now)
+        view = views[record.model_id] = _record_view(scheduler, record, now)
+        for device, part in view["devices"].items():
+            memory[device]["models"][record.model_id] = part
+    models = {
+        model_id: views[model_id]
+        if model_id in views
+        else _replicas_view(scheduler, model_id, views, now)
+        for model_id in scheduler.models()
+    }
+    warm = scheduler.warm.ledger.snapshot()[HOST]
+    warm["models"] = warm_bytes_by_model(scheduler.warm.ledger.account(HOST))
     return {
         "clock": now,
         "strategy": scheduler.policy.name,
         "loaded_models": [m for m, view in models.items() if view["status"] == "ready"],
         "active_allocations": allocations,
         "memory_info": memory,
-        "warm_memory": scheduler.warm.ledger.snapshot()[HOST],
-        "model_resources": {m: models[m] for m in scheduler.models()},
+        "warm_memory": warm,
+        "model_resources": models,
         "queue": {"waiting": scheduler.waiting, "max": scheduler.settings.max_queue},
     }
 
 
-def _booked(scheduler: Scheduler, record: ModelRecord) -> int:
-    """Bytes ``record`` holds on its device or in the warm tier (0: none)."""
-    if record.device is not None:
-        return booked_bytes(scheduler.ledger.account(record.device), record)
-    if record.warm is not None:
-        return scheduler.warm.size_of(record)
-    return 0
-
-
 def _record_view(scheduler: Scheduler, record: ModelRecord, now: float) -> dict[str, Any]:
+    parts = {d: booked_bytes(scheduler.ledger.account(d), record) for d in record.devices}
+    booked = sum(parts.values())
+    if not parts and record.warm is not None:
+        booked = scheduler.warm.size_of(record)
     return {
         "status": str(record.state),
         "device": record.device,
-        "memory_bytes": _booked(scheduler, record) or record.estimate,
+        "devices": parts,
+        "memory_bytes": booked or record.estimate,
         "backend": record.spec.backend,
         "pinned": record.pinned,
         "draining": record.draining,
@@ -104,21 +101,28 @@ def _record_view(scheduler: Scheduler, record: ModelRecord, now: float) -> dict[
     }
 
 
-def _replicas_view(scheduler: Scheduler, model_id: ModelId, now: float) -> dict[str, Any]:
+def _replicas_view(
+    scheduler: Scheduler, model_id: ModelId, views: dict[ModelId, dict[str, Any]], now: float
+) -> dict[str, Any]:
     """A model served by copies: its state is its most available copy's, its memory,
     leases, waiters and stats the sums of theirs; ``replicas`` has each copy's view."""
     copies = scheduler.copies(model_id)
     spec = scheduler.model_spec(model_id)
-    held = sum(_booked(scheduler, c) for c in copies)
-    holding = [c for c in copies if c.device is not None]
-    errors = [c.last_error for c in copies if c.last_error]
-    replicas = [{"id": c.model_id, **_record_view(scheduler, c, now)} for c in copies]
     settings = spec.replicas
     assert settings is not None
+    replicas = [{"id": c.model_id, **views[c.model_id]} for c in copies]
+    holding = [c for c in copies if c.device is not None or c.warm is not None]
+    devices: dict[DeviceId, Bytes] = {}
+    for copy in replicas:
+        for device, part in copy["devices"].items():
+            devices[device] = devices.get(device, 0) + part
+    errors = [c.last_error for c in copies if c.last_error]
     return {
         "status": str(scheduler.model_state(model_id)),
         "device": next((c.device for c in copies if c.device is not None), None),
-        "memory_bytes": held or copies[0].estimate,
+        "devices": devices,
+        "memory_bytes": sum(views[c.model_id]["memory_bytes"] for c in holding)
+        or copies[0].estimate,
         "backend": spec.backend,
         "pinned": any(c.pinned for c in copies),
         "draining": bool(holding) and all(c.draining for c in holding),
@@ -135,6 +139,12 @@ def _replicas_view(scheduler: Scheduler, model_id: ModelId, now: float) -> dict[
         "replicas_min": settings.min,
         "replicas_max": settings.max,
     }
+
+
+def warm_bytes_by_model(account: DeviceAccount) -> dict[ModelId, Bytes]:
+    """What each model holds in the warm tier (host RAM), as ``memory_info[d]["models"]``
+    says for a device: kept there (leaving included) or reserved for an offload."""
+    return {**account.reserved, **account.committed}
 
 
 def fit_problems(scheduler: Scheduler, models: list[str]) -> list[str]:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from modelpool.config import ModelSpec
 from modelpool.core.lease import Lease, Waiter
-from modelpool.core.ports import Candidate, Handle
+from modelpool.core.ports import Candidate, Handle, Placement
 from modelpool.core.states import SUB_STATES, ModelState, check_sub_state, check_transition
 from modelpool.core.stats import ModelStats
 from modelpool.errors import Holder, IllegalTransition
@@ -26,7 +26,10 @@ class ModelRecord:
     """Bytes to reserve for the next load: configured, or measured by an earlier load."""
     state: ModelState = ModelState.UNLOADED
     device: DeviceId | None = None
-    """Where it is booked (LOADING, READY, UNLOADING); None when it holds nothing."""
+    """Where it is booked (LOADING, READY, UNLOADING); None when it holds nothing. For a
+    model spread over several devices, the main one (``placement`` has them all)."""
+    placement: Placement | None = None
+    """Every device it is booked on and its share of each, while ``device`` is set."""
     handle: Handle | None = None
     warm: Handle | None = None
     """The host-RAM copy while WARM (and while it is being restored)."""
@@ -123,6 +126,11 @@ class ModelRecord:
     def unload_requested(self, value: str | None) -> None:
         self._checked("unload_requested", value)
         self._unload_requested = value
+
+    @property
+    def devices(self) -> tuple[DeviceId, ...]:
+        """The devices it is booked on (none when it holds nothing)."""
+        return self.placement.devices if self.placement is not None else ()
 
     @property
     def serving(self) -> bool:

@@ -4,6 +4,9 @@ Each failure in a row (a load that failed, a model that died) doubles the wait b
 the next try, from ``restart_backoff`` up to ``max_restart_backoff``; after
 ``max_failures`` in a row the circuit opens and only an explicit load tries again
 (which also resets the count). A successful load resets it too.
+
+A remote model's circuit never opens: its server is someone else's and comes back on
+its own, and a try costs one health check; its backoff still grows to the maximum.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ class RetryPolicy:
         reason = record.last_error or "unknown error"
         if explicit:
             record.failures, record.retry_at = 0, 0.0
-        elif record.failures >= self.max_failures:
+        elif record.failures >= self.max_failures and not record.spec.remote:
             raise CircuitOpen(record.model_id, reason, record.failures)
         elif now < record.retry_at:
             raise LoadFailed(record.model_id, reason, retry_after=record.retry_at - now)
@@ -35,4 +38,4 @@ class RetryPolicy:
         record.failures += 1
         backoff = self.restart_backoff * 2 ** (record.failures - 1)
         record.retry_at = now + min(self.max_restart_backoff, backoff)
-        return record.failures == self.max_failures
+        return record.failures == self.max_failures and not record.spec.remote

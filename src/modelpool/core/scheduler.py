@@ -33,14 +33,15 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from modelpool.config import ModelSpec, PoolSettings
-from modelpool.core.bookings import Bookings
+from modelpool.core.bookings import Bookings, shares
 from modelpool.core.demand import DemandTracker
 from modelpool.core.events import EventKind, PoolEvent
 from modelpool.core.lease import Lease, Waiter
-from modelpool.core.ledger import MemoryLedger
+from modelpool.core.ledger import DeviceAccount, MemoryLedger
 from modelpool.core.memory_watch import MemoryWatch
 from modelpool.core.moves import Moves
-from modelpool.core.planner import Go, Impossible, Wait, choose_drain, plan_load
+from modelpool.core.placement import PLACEMENTS, place_across, spread
+from modelpool.core.planner import Go, Impossible, Plan, Wait, choose_drain, plan_load
 from modelpool.core.ports import (
     HOST,
     Clock,
@@ -106,15 +107,21 @@ class Scheduler:
         clock: Clock,
         settings: PoolSettings,
         offloadable: Iterable[ModelId] = (),
+        spanning: Iterable[ModelId] = (),
         rng: random.Random | None = None,
     ) -> None:
         """``settings`` are the config's ``pool`` section: the budgets and the warm budget
-        the books start from, and the queue, retry and starvation knobs. ``rng`` draws
-        the two copies a request compares when a model has many (``core/replicas.py``)."""
+        the books start from, and the queue, retry and starvation knobs. ``spanning``:
+        the models whose backend can spread one over several devices, which happens
+        when no one device could ever hold it (or when its ``devices`` asks). ``rng``
+        draws the two copies a request compares when a model has many
+        (``core/replicas.py``)."""
         self.settings = settings
         budgets = settings.budgets
         self.ledger = MemoryLedger(budgets)
+        offloadable = set(offloadable)
         self.warm = WarmTier(settings.warm_budget, offloadable)
+        self._spanning = set(spanning)
         self.policy = policy
         self._effects = effects
         self._clock = clock
@@ -127,7 +134,14 @@ class Scheduler:
         self._sets_by_id: dict[ModelId, ReplicaSet] = {}
         for spec in specs:
             self._add_record(spec, estimates[spec.id])
-        self._bookings = Bookings(self.ledger)
+        # A copy can what its model can (offload, span): the shell names models.
+        for replica_set in self._sets_by_id.values():
+            for member in replica_set.members:
+                if replica_set.model_id in offloadable:
+                    self.warm.allow_offload(member)
+                if replica_set.model_id in self._spanning:
+                    self._spanning.add(member)
+        self._bookings = Bookings(self.ledger, self.settings.group_scope)
         self._moves = Moves(self._bookings, self.warm, effects, self._emit)
         self._memory_watch = MemoryWatch(
             budgets, self.settings.headroom, self.settings.drift_threshold
@@ -233,7 +247,9 @@ class Scheduler:
 
     # --- the set of models --------------------------------------------------------
 
-    def add_model(self, spec: ModelSpec, estimate: Bytes, offloadable: bool = False) -> None:
+    def add_model(
+        self, spec: ModelSpec, estimate: Bytes, offloadable: bool = False, spans: bool = False
+    ) -> None:
         """Make ``spec`` (a new version of a model, say) loadable from now on."""
         taken = [n for n in (spec.id, *spec.aliases, f"{spec.base_id}@{spec.version}")
                  if n in self._names]  # fmt: skip
@@ -242,6 +258,8 @@ class Scheduler:
         record = self._add_record(spec, estimate)
         if offloadable:
             self.warm.allow_offload(spec.id)
+        if spans:
+            self._spanning.add(spec.id)
         self._emit(EventKind.MODEL_ADDED, record, version=spec.version)
 
     def remove_model(self, name: str) -> None:
@@ -275,12 +293,31 @@ class Scheduler:
     def stopping(self) -> bool:
         return self._stopping
 
+    def spread_over(self, record: ModelRecord) -> int | tuple[DeviceId, ...] | None:
+        """How many devices (or which) ``record`` spans: its ``devices``; else, for a
+        model that can span and that no one device could ever hold, the fewest that
+        could; None: one device."""
+        spec = record.spec
+        if spec.devices is not None:
+            return spec.devices
+        if spec.device != "auto" or record.model_id not in self._spanning:
+            return None
+        accounts = {d: self.ledger.account(d) for d in self.ledger.devices()}
+        if any(a.fits_ever(record.estimate) for a in accounts.values()):
+            return None
+        for count in range(2, len(accounts) + 1):
+            if spread(accounts, record.estimate, count) is not None:
+                return count
+        return None
+
     def devices_for(self, record: ModelRecord) -> list[DeviceId]:
-        device = record.spec.device
-        if device != "auto":
-            return [device]
-        # "auto": the device with the most room first.
-        return sorted(self.ledger.devices(), key=lambda d: -self.ledger.account(d).planned_free)
+        """The devices ``record`` may be placed on, in the config's order."""
+        spec = record.spec
+        if isinstance(spec.devices, tuple):
+            return list(spec.devices)
+        if spec.device != "auto" and spec.devices is None:
+            return [spec.device]
+        return self.ledger.devices()
 
     # --- requests -----------------------------------------------------------------
 
@@ -580,6 +617,7 @@ class Scheduler:
         record = self._records[model_id]
         device = record.device
         assert device is not None
+        devices = record.devices
         assert record.state is ModelState.LOADING
         now = self._clock()
         restored = record.warm is not None
@@ -626,8 +664,9 @@ class Scheduler:
             record.draining = True
             self._moves.unload(record, record.unload_requested)
             return
-        if self.ledger.account(device).over_budget:
-            self._repair_over_budget(device)
+        for part in devices:
+            if self.ledger.account(part).over_budget:
+                self._repair_over_budget(part)
         self._settle()
 
     def on_lost(self, model_id: ModelId, handle: Handle, reason: str) -> None:
@@ -644,7 +683,7 @@ class Scheduler:
             return
         if record.state is not ModelState.READY or record.handle is not handle:
             return
-        device = record.device
+        device, devices = record.device, record.devices
         assert device is not None
         record.draining = False
         record.unload_requested = None
@@ -657,7 +696,7 @@ class Scheduler:
         self._count_failure(record, self._clock())
         self._emit(EventKind.LOST, record, device=device, reason=reason)
         self._answer_unload_waiters(record)
-        self._settle(freed=device)
+        self._settle(freed=devices)
 
     def _lose_warm(self, record: ModelRecord, reason: str) -> None:
         """A warm copy vanished on its own (a sleeping server process exited): its host
@@ -678,7 +717,7 @@ class Scheduler:
         if record.state is ModelState.WARM:
             self._on_drop_done(record, error)
             return
-        device = record.device
+        device, devices = record.device, record.devices
         assert device is not None
         assert record.state is ModelState.UNLOADING
         # The backend's unload returned; even when it reported an error we release the
@@ -695,7 +734,7 @@ class Scheduler:
             record.last_error = f"unload failed: {error}"
             self._emit(EventKind.UNLOAD_FAILED, record, device=device, error=error)
         self._answer_unload_waiters(record)
-        self._settle(freed=device)
+        self._settle(freed=devices)
 
     def on_offload_done(
         self, model_id: ModelId, warm: Handle | None, error: str | None, seconds: float
@@ -722,10 +761,11 @@ class Scheduler:
         record.warm = warm
         record.stats.offload_count += 1
         self._emit(EventKind.OFFLOADED, record, device=device, bytes=size, seconds=seconds)
+        devices = (device,)  # a model spread over several devices is never offloaded
         reason, record.unload_requested = record.unload_requested, None
         if self._stopping or reason is not None:
             self._moves.drop(record, reason or "stopping")
-        self._settle(freed=device)
+        self._settle(freed=devices)
 
     def _on_drop_done(self, record: ModelRecord, error: str | None) -> None:
         assert record.warm_dropping
@@ -842,6 +882,20 @@ class Scheduler:
         devices = self.devices_for(record)
         if not devices:
             raise DoesNotFit(record.model_id, "any device", record.estimate, 0)
+        spec, spread_over = record.spec, self.spread_over(record)
+        if isinstance(spread_over, tuple):  # each device must hold its part
+            parts = shares(record.estimate, spec.split or [1.0] * len(devices))
+            for device, part in zip(devices, parts, strict=True):
+                self.ledger.check_fits(record.model_id, device, part)
+            return
+        if isinstance(spread_over, int):
+            accounts = {d: self.ledger.account(d) for d in devices}
+            if spread(accounts, record.estimate, spread_over) is None:
+                room = sum(sorted((a.budget for a in accounts.values()), reverse=True)[
+                    : spread_over])  # fmt: skip
+                where = f"any {spread_over} devices"
+                raise DoesNotFit(record.model_id, where, record.estimate, room)
+            return
         fits = [d for d in devices if self.ledger.account(d).fits_ever(record.estimate)]
         if not fits:
             self.ledger.check_fits(record.model_id, devices[0], record.estimate)
@@ -878,16 +932,16 @@ class Scheduler:
             reason = f"evicted by {self.policy.name} for {record.model_id}"
             self._evict(victim, reason, keep=record)
         record.blocked_by = []
-        self._moves.load(record, plan.device)
+        self._moves.load(record, plan.placement, plan.why)
 
-    def _settle(self, freed: DeviceId | None = None, host_freed: bool = False) -> None:
+    def _settle(self, freed: Iterable[DeviceId] = (), host_freed: bool = False) -> None:
         """The end of every report from slow work, in one order: start the moves that
-        waited for the memory just freed (on ``freed``, or host RAM), answer a stop that
-        is now complete, then serve and plan what waits."""
+        waited for the memory just freed (on the ``freed`` devices, or host RAM), answer
+        a stop that is now complete, then serve and plan what waits."""
         if host_freed:
             self._moves.start_ready_offloads()
-        if freed is not None:
-            self._moves.start_ready_loads(freed)
+        for device in freed:
+            self._moves.start_ready_loads(device)
         self._check_stopped()
         self._dispatch()
 
@@ -920,7 +974,8 @@ class Scheduler:
             r
             for r in self.residents(device).values()
             if r.state is ModelState.READY and not r.leases and not r.pinned
-        ]
+            and not r.spec.remote  # books nothing: its leaving frees nothing
+        ]  # fmt: skip
         for model_id in self.policy.victims(
             [r.candidate() for r in idle],
             EvictionContext(need=account.over_budget, now=now, demand=self.demand()),
@@ -978,7 +1033,8 @@ class Scheduler:
                     )
                 record.blocked_by = outcome.holders
                 if starving:
-                    held_for.setdefault(outcome.device, record)
+                    for device in outcome.hold or (outcome.device,):
+                        held_for.setdefault(device, record)
                     chosen = choose_drain(outcome, self.policy, now, demand)
                     drain.update(r.model_id for r in chosen)
             elif isinstance(outcome, Impossible):
@@ -1068,42 +1124,49 @@ class Scheduler:
         for waiter in deferred:
             self._preloads.push(waiter)
 
+    def plan(self, record: ModelRecord, now: float) -> Plan:
+        """Where ``record`` would go now and what would leave first (a query: nothing
+        changes)."""
+        return self._plan(record, now, self.demand(), {})
+
     def _plan(
         self,
         record: ModelRecord,
         now: float,
         demand: Mapping[str, float],
         held_for: Mapping[DeviceId, ModelRecord],
-    ) -> Go | Wait | Impossible:
-        outcome: Go | Wait | Impossible | None = None
-        for device in self.devices_for(record):
-            account = self.ledger.account(device)
-            if not account.fits_ever(record.estimate):
-                continue
+    ) -> Plan:
+        """Where ``record`` goes and what leaves first (``core.placement`` chooses)."""
+        group = record.spec.group
+        members = None
+        if group is not None and self._bookings.group_scope == "box":
+            members = [r for r in self._records.values() if r.spec.group == group and r.devices]
+
+        def plan_on(account: DeviceAccount, need: Bytes) -> Plan:
+            device = account.device
             if device in held_for:
                 starving = held_for[device]
                 why = f"held for {starving.model_id}, which has waited longest"
                 held = Holder(starving.model_id, starving.estimate, why)
-                plan: Go | Wait | Impossible = Wait(device, [held], [], record.estimate)
-            else:
-                plan = plan_load(
-                    record,
-                    account,
-                    self.residents(device),
-                    self.policy,
-                    now,
-                    demand,
-                )
-                caps = self._caps(device)
-                if caps and isinstance(plan, Go):
-                    plan = within_caps(record, plan, caps, self.policy, now, demand)
-            if isinstance(plan, Go):
-                return plan
-            # Report the first wait if any device may free up, else the first refusal.
-            if outcome is None or (isinstance(plan, Wait) and not isinstance(outcome, Wait)):
-                outcome = plan
-        assert outcome is not None, "request() refuses models that fit no device"
-        return outcome
+                return Wait(device, [held], [], need)
+            residents = self.residents(device)
+            plan = plan_load(record, account, residents, self.policy, now, demand, need, members)
+            caps = self._caps(device)
+            if caps and isinstance(plan, Go):
+                plan = within_caps(record, plan, caps, self.policy, now, demand)
+            return plan
+
+        accounts = [self.ledger.account(d) for d in self.devices_for(record)]
+        count = self.spread_over(record)
+        if count is None:
+            place = PLACEMENTS[self.settings.placement]
+            return place(accounts, record.estimate, plan_on, self.policy, now)
+        fixed = isinstance(count, tuple)
+        count = len(count) if isinstance(count, tuple) else count
+        split = record.spec.split
+        return place_across(
+            accounts, record.estimate, count, split, plan_on, self.policy, now, fixed=fixed
+        )
 
     def _caps(self, device: DeviceId) -> list[Cap]:
         """The count limits a load on ``device`` must stay within (usually none)."""

@@ -32,6 +32,9 @@ class Cap:
 
 
 def counts_toward(record: ModelRecord) -> bool:
+    """Loading or loaded here: a remote model (its server is someone else's) never counts."""
+    if record.spec.remote:
+        return False
     return record.state is ModelState.LOADING or record.state is ModelState.READY
 
 
@@ -46,6 +49,8 @@ def within_caps(
     """``plan`` (memory is fine) with more victims if a cap needs them; a ``Wait`` when
     the models over a cap will let go later (leases, loads), an ``Impossible`` when they
     never will (pinned)."""
+    if target.spec.remote:  # counts toward no cap
+        return plan
     victims = list(plan.victims)
     leaving = {r.model_id for r in victims}
     for cap in caps:
@@ -65,7 +70,7 @@ def within_caps(
             return Wait(plan.device, holders, drainable, target.estimate)
         victims.extend(picked)
         leaving.update(r.model_id for r in picked)
-    return plan if len(victims) == len(plan.victims) else Go(plan.device, victims)
+    return plan if len(victims) == len(plan.victims) else Go(plan.device, victims, plan.spans)
 
 
 def _idle(record: ModelRecord) -> bool:

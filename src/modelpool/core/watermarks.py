@@ -35,7 +35,11 @@ def above_high_watermark(
     idle = [
         r
         for r in residents.values()
-        if r.state is ModelState.READY and not r.leases and not r.pinned and not r.waiters
+        if r.state is ModelState.READY
+        and not r.leases
+        and not r.pinned
+        and not r.waiters
+        and not r.spec.remote  # books nothing: its leaving frees nothing
     ]
     if not idle:
         return []

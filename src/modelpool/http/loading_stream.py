@@ -81,9 +81,12 @@ class LoadingStream:
         every: float,
         messages: bool,
         clock: Callable[[], float] = time.monotonic,
+        refuse: Callable[[ModelPoolError], ApiError] = from_pool_error,
     ) -> None:
+        """``refuse``: the answer to the pool's refusal (its error event's content)."""
         self.model_id, self.lease, self.answer, self.finish = model_id, lease, answer, finish
         self.every, self.messages, self.clock = every, messages, clock
+        self.refuse = refuse
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         task = asyncio.current_task()
@@ -101,6 +104,9 @@ class LoadingStream:
         try:
             await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
             lease = await self._keep_alive(waiting, send)
+            if lease.model_id != self.model_id:  # its fallback serves: the headers are gone
+                note = f": served by {lease.model_id} ({self.model_id} cannot load)\n\n"
+                await send({"type": "http.response.body", "body": note.encode(), "more_body": True})
             try:
                 answer = await self.answer(lease)
             except ApiError as error:  # the model's server did not answer
@@ -133,7 +139,7 @@ class LoadingStream:
         try:
             return waiting.result()
         except ModelPoolError as error:
-            await self._fail(send, from_pool_error(error))
+            await self._fail(send, self.refuse(error))
 
     async def _tell(self, send: Send, seconds: float, *, first: bool) -> None:
         body = comment(self.model_id, seconds)

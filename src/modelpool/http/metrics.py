@@ -18,6 +18,7 @@ Every series has bounded labels, so a client cannot grow the registry:
   the rollout's few names, ``level`` one of the health monitor's;
 * ``strategy`` in ``modelpool_strategy`` is a registered strategy's name (the pool
   runs only those), ``outcome`` of an evaluation one of ``EVALUATION_OUTCOMES``;
+* ``fallback`` is a model id from the config's ``fallback:``, ``served`` true or false;
 * ``url_host`` is the host (and port) of a webhook in the config, never its whole URL
   or headers (they may hold secrets), ``outcome`` one of ``sent``, ``failed``,
   ``dropped``.
@@ -123,6 +124,19 @@ class ServerMetrics:
             "modelpool_model_memory_bytes",
             "Bytes the model holds on its device or in the warm tier (0 when it holds none).",
             ["model"],
+            registry=r,
+        )
+        self._device_model_memory = Gauge(
+            "modelpool_device_model_memory_bytes",
+            "Bytes booked on a device by each model there (a spread model on each device).",
+            ["device", "model"],
+            registry=r,
+        )
+        self._fallbacks = Counter(
+            "modelpool_fallbacks_total",
+            "Requests for a model that could not load, handed to its fallback "
+            "(served=false: the fallback refused them too).",
+            ["model", "fallback", "served"],
             registry=r,
         )
         self._leases = Gauge(
@@ -294,6 +308,9 @@ class ServerMetrics:
             self._alerts.labels(model, str(detail.get("version")), str(detail["level"])).inc()
         elif kind is EventKind.ROLLOUT and detail.get("status") in ENDED:
             self._rollouts.labels(model, str(detail["strategy"]), str(detail["status"])).inc()
+        elif kind is EventKind.FALLBACK:
+            served = "true" if detail.get("served") else "false"
+            self._fallbacks.labels(model, str(detail.get("fallback")), served).inc()
 
     def observe_request(self, model: str, endpoint: str, status: int, seconds: float) -> None:
         """One finished /v1 request. ``model`` is the resolved id or ``"unknown"``, never the
@@ -321,7 +338,10 @@ class ServerMetrics:
             self._load_failures.labels(model)
             for copy in view.get("replicas", ()):
                 self._set_replica(model, copy)
+        self._device_model_memory.clear()  # only the models booked now show
         for device, books in status["memory_info"].items():
+            for model, size in books.get("models", {}).items():
+                self._device_model_memory.labels(device, model).set(size)
             self._set_books(device, books)
             self._set_reading(self._observed_used, device, books.get("observed_used"))
             self._set_reading(self._observed_total, device, books.get("observed_total"))

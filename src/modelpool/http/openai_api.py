@@ -3,6 +3,10 @@
 The model endpoints bypass FastAPI (``DirectRoutes``): the body is read as bytes and
 only ``model`` is looked at, so a request costs little on top of the model's own
 server, and fields this server has never heard of pass through untouched.
+
+A request served by another model than the one it named (its ``fallback``: the pool
+says so in the lease) is re-encoded for that model and answered with the header
+``x-modelpool-served-by``; a stream that waited says it in an SSE comment.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from modelpool.core.lease import Lease
 from modelpool.core.pool import ModelPool
 from modelpool.core.states import ModelState
-from modelpool.errors import ModelPoolError, QueueFull, WaitTimeout
+from modelpool.errors import LoadFailed, ModelPoolError, QueueFull, WaitTimeout
 from modelpool.http import local_models
 from modelpool.http.errors import SERVER_ERROR, ApiError, error_response, from_pool_error
 from modelpool.http.load_eta import load_retry_after
@@ -39,6 +43,8 @@ WATCH_AFTER = 0.05
 """Seconds a request waits before its client's connection is watched for a disconnect."""
 STICKY_HEADER = "x-sticky-key"
 """Requests with the same value (else the same ``user`` field) see the same version."""
+SERVED_BY_HEADER = "x-modelpool-served-by"
+"""On an answer from another model than the one asked for (its fallback): that model."""
 
 
 class ClientGone(Exception):
@@ -166,34 +172,92 @@ async def _answer(state: ServerState, request: Request, path: str, exchange: _Ex
     spec = pool.spec(model_id)
     if not serves(spec, path):  # before any scheduling: nothing loads for a 400
         raise _not_served(model_id, path, served(spec))
+    asked = payload
     if spec.defaults or name != model_id:
         payload = {**spec.defaults, **payload, "model": model_id}
         body = json.dumps(payload).encode()
+    request_for = _Request(model_id, path, asked, payload, body)
     try:
         if pool.state(model_id) is ModelState.READY:
             lease = await pool.acquire(routed)  # resident: granted without waiting
         elif payload.get("stream") is True and path != "embeddings":
-            return _loading_stream(state, routed, path, body, exchange)
+            return _loading_stream(state, routed, request_for, exchange)
         else:
             lease = await _unless_client_leaves(request.receive, pool.acquire(routed))
     except ModelPoolError as error:
         raise _refused(pool, model_id, error) from None
     exchange.lease = lease
+    body = request_for.to(pool, lease, exchange)
     if lease.endpoint is not None:
-        return await _unless_client_leaves(
+        answer = await _unless_client_leaves(
             request.receive,
             forward(state.http, lease, path, body, exchange.finish, state.upstream_errors),
         )
+        return _marked(answer, model_id, lease)
     if path != "embeddings":  # a plugin's in-process model: known only once loaded
-        raise _not_served(model_id, path, ("embeddings",))
-    return JSONResponse(await local_models.embeddings(lease, payload))
+        raise _not_served(lease.model_id, path, ("embeddings",))
+    return _marked(JSONResponse(await local_models.embeddings(lease, payload)), model_id, lease)
+
+
+class _Request:
+    """What a client asked of ``model_id``, kept to re-encode it for whoever serves it."""
+
+    __slots__ = ("asked", "body", "model_id", "path", "payload")
+
+    def __init__(
+        self,
+        model_id: str,
+        path: str,
+        asked: dict[str, Any],
+        payload: dict[str, Any],
+        body: bytes,
+    ) -> None:
+        self.model_id, self.path = model_id, path
+        self.asked, self.payload, self.body = asked, payload, body
+        """``asked``: as the client sent it; ``payload``/``body``: with the model's defaults."""
+
+    def to(self, pool: ModelPool, lease: Lease, exchange: _Exchange) -> bytes:
+        """The body for the lease's server: as prepared, or re-encoded when another model
+        serves (a fallback: its defaults and its id) or the server knows the model by
+        another name (a remote's ``model:``). A fallback's requests count as its own."""
+        served_by = lease.model_id
+        access = lease.handle.upstream
+        name = access.model if access is not None and access.model else served_by
+        if served_by != self.model_id:
+            exchange.model = served_by
+            spec = pool.spec(served_by)
+            if not serves(spec, self.path):
+                raise ApiError(
+                    503,
+                    f"The model {self.model_id!r} cannot load and its fallback "
+                    f"{served_by!r} does not serve /v1/{self.path}",
+                    kind=SERVER_ERROR,
+                    code="fallback_not_served",
+                )
+            payload = {**spec.defaults, **self.asked}
+        elif name != self.model_id:
+            payload = self.payload
+        else:
+            return self.body
+        return json.dumps({**payload, "model": name}).encode()
+
+
+def _marked(answer: T, model_id: str, lease: Lease) -> T:
+    """``answer`` with ``x-modelpool-served-by`` when another model served it."""
+    if lease.model_id == model_id:
+        return answer
+    if isinstance(answer, RelayResponse):
+        answer.headers.append((SERVED_BY_HEADER.encode(), lease.model_id.encode()))
+    elif isinstance(answer, Response):
+        answer.headers[SERVED_BY_HEADER] = lease.model_id
+    return answer
 
 
 def _loading_stream(
-    state: ServerState, routed: str, path: str, body: bytes, exchange: _Exchange
+    state: ServerState, routed: str, request_for: _Request, exchange: _Exchange
 ) -> LoadingStream:
     """The answer to a streamed request that waits for its model: kept alive meanwhile."""
-    pool, model_id = state.pool, exchange.model
+    pool, model_id, path = state.pool, exchange.model, request_for.path
 
     async def leased() -> Lease:
         lease = await pool.acquire(routed)
@@ -201,8 +265,9 @@ def _loading_stream(
         return lease
 
     async def answer(lease: Lease) -> Response | RelayResponse:
+        body = request_for.to(pool, lease, exchange)
         if lease.endpoint is None:  # a plugin's in-process model: known only once loaded
-            raise _not_served(model_id, path, ("embeddings",))
+            raise _not_served(lease.model_id, path, ("embeddings",))
         return await forward(state.http, lease, path, body, exchange.finish, state.upstream_errors)
 
     settings = state.settings
@@ -213,17 +278,25 @@ def _loading_stream(
         exchange.finish,
         every=settings.loading_keepalive,
         messages=settings.loading_messages and path == "chat/completions",
+        refuse=lambda error: _refused(pool, model_id, error),
     )
 
 
 def _refused(pool: ModelPool, model_id: str, error: ModelPoolError) -> ApiError:
     """The answer to a request the pool refused; one that gave up waiting for a load
-    is told when the load should be over."""
+    is told when the load should be over, one for a remote model that its server is
+    not answering."""
     refusal = from_pool_error(error)
     if isinstance(error, WaitTimeout | QueueFull):
         expected = load_retry_after(pool, model_id)
         if expected is not None:
             refusal.retry_after = expected
+    if isinstance(error, LoadFailed) and pool.spec(model_id).remote:
+        refusal.message = (
+            f"The remote server of model {model_id!r} is not answering its health check; "
+            f"GET /admin/models/{model_id} has the details"
+        )
+        refusal.code = "remote_unavailable"
     return refusal
 
 

@@ -6,6 +6,11 @@ passed through chunk by chunk as it arrives, never collected. The lease is retur
 when the last byte has gone out, or when the client leaves: then the upstream
 connection is closed too, which is how llama.cpp and vLLM learn to stop generating.
 
+A server modelpool did not start (``backend: remote``) gets what its handle's
+``upstream`` says: its key (``Authorization``, sent to it alone) and its timeouts; a
+connection or an answer that takes longer is our 504, and whatever is recorded of its
+error answers has the key scrubbed out, should it echo it back.
+
 An error answer is passed on only in OpenAI's shape and cleaned (``upstream_errors``).
 A stream the model's server breaks off never looks complete: the client gets an SSE
 ``error`` event, then the body is aborted without its last chunk (``StreamBroken``
@@ -25,8 +30,9 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from modelpool.core.lease import Lease
+from modelpool.core.upstream import UpstreamAccess
 from modelpool.http.errors import SERVER_ERROR, ApiError
-from modelpool.http.upstream_errors import UpstreamErrorLog, client_error
+from modelpool.http.upstream_errors import UpstreamErrorLog, client_error, scrubbed
 
 Done = Callable[[int, bool], None]
 """Called once when the exchange is over: the status sent and whether the model was fine."""
@@ -35,6 +41,8 @@ PASSED_HEADERS = ("content-type", "x-request-id", "openai-processing-ms")
 """Upstream headers worth keeping; hop-by-hop ones and lengths are the server's own."""
 
 UPSTREAM_ERRORS = (aiohttp.ClientError,)
+TIMEOUTS = (aiohttp.ServerTimeoutError,)
+"""A connect or read timeout (``UpstreamAccess``'s): a ``ClientError`` too, caught first."""
 
 
 class StreamBroken(Exception):
@@ -76,54 +84,77 @@ async def forward(
     returns the lease. Error answers and broken streams are recorded in ``errors``.
     """
     assert lease.endpoint is not None
+    access = lease.handle.upstream
+    headers = {"content-type": "application/json", "accept": "*/*"}
+    options: dict[str, Any] = {}
+    if access is not None:
+        headers |= access.headers
+        options["timeout"] = aiohttp.ClientTimeout(
+            total=None, sock_connect=access.connect_timeout, sock_read=access.read_timeout
+        )
     try:
         upstream = await client.session().post(
-            f"{lease.endpoint}/{path}",
-            data=body,
-            headers={"content-type": "application/json", "accept": "*/*"},
+            f"{lease.endpoint}/{path}", data=body, headers=headers, **options
         )
+    except TIMEOUTS:
+        done(504, False)
+        raise _timed_out(lease, access) from None
     except UPSTREAM_ERRORS:
         done(502, False)
         raise _unreachable(lease) from None
     if not upstream.headers.get("content-type", "").startswith("text/event-stream"):
-        headers = {k: v for k in PASSED_HEADERS if (v := upstream.headers.get(k))}
+        passed = {k: v for k in PASSED_HEADERS if (v := upstream.headers.get(k))}
         try:
             content = await upstream.read()
+        except TIMEOUTS:
+            done(504, False)
+            raise _timed_out(lease, access) from None
         except UPSTREAM_ERRORS:
             done(502, False)
             raise _unreachable(lease) from None
         finally:
             upstream.release()
         if upstream.status >= 400:
+            if access is not None:
+                content = scrubbed(content, access.secrets)
             errors.record(lease.model_id, upstream.status, content)
             refusal = client_error(lease.model_id, upstream.status, content)
             done(refusal.status, upstream.status < 500)  # counted as the client saw it
             return refusal.response()
         done(upstream.status, True)
-        return Response(content, upstream.status, headers=headers)
-    return RelayResponse(_Relay(upstream, done, lease.model_id, errors))
+        return Response(content, upstream.status, headers=passed)
+    return RelayResponse(_Relay(upstream, done, lease.model_id, errors, access))
 
 
 class _Relay:
     """A streamed upstream answer and what to do once it is over, whatever ends it."""
 
     def __init__(
-        self, upstream: aiohttp.ClientResponse, done: Done, model_id: str, errors: UpstreamErrorLog
+        self,
+        upstream: aiohttp.ClientResponse,
+        done: Done,
+        model_id: str,
+        errors: UpstreamErrorLog,
+        access: UpstreamAccess | None = None,
     ) -> None:
         self.upstream, self.done = upstream, done
-        self.model_id, self.errors = model_id, errors
+        self.model_id, self.errors, self.access = model_id, errors, access
         # Until the last chunk went out: the client left, which is not the model's fault.
         self.status, self.fine = 499, True
         self.closed = False
 
-    def broken_event(self) -> bytes:
+    def broken_event(self, timed_out: bool = False) -> bytes:
         """The SSE event that tells the client the answer is incomplete, in OpenAI's shape."""
-        error = {
-            "message": f"The server of model {self.model_id!r} broke off the answer",
-            "type": SERVER_ERROR,
-            "param": None,
-            "code": "upstream_broke_off",
-        }
+        message = f"The server of model {self.model_id!r} broke off the answer"
+        code = "upstream_broke_off"
+        if timed_out and self.access is not None:
+            seconds = _seconds(self.access.read_timeout)
+            message = (
+                f"The server of model {self.model_id!r} sent nothing for {seconds} "
+                "(timeouts.read); the answer was given up"
+            )
+            code = "upstream_timeout"
+        error = {"message": message, "type": SERVER_ERROR, "param": None, "code": code}
         return error_event(error)
 
     def close(self) -> None:
@@ -169,7 +200,7 @@ class RelayResponse:
             except UPSTREAM_ERRORS as error:
                 relay.status, relay.fine = 502, False  # the model's server broke off
                 relay.errors.record(relay.model_id, 502, f"stream broken off: {error!r}")
-                event = relay.broken_event()
+                event = relay.broken_event(timed_out=isinstance(error, TIMEOUTS))
                 await send({"type": "http.response.body", "body": event, "more_body": True})
                 raise StreamBroken(f"the server of model {relay.model_id!r} broke off") from None
             relay.status, relay.fine = self.status_code, self.status_code < 500
@@ -194,6 +225,26 @@ async def wait_for_disconnect(receive: Receive) -> None:
     """Returns when the client has gone (after the request body was read)."""
     while (await receive())["type"] != "http.disconnect":
         pass
+
+
+def _timed_out(lease: Lease, access: UpstreamAccess | None) -> ApiError:
+    """Our 504: the model's server took longer than its ``timeouts`` allow."""
+    limits = ""
+    if access is not None:
+        limits = (
+            f" (timeouts: connect {_seconds(access.connect_timeout)}, "
+            f"read {_seconds(access.read_timeout)})"
+        )
+    return ApiError(
+        504,
+        f"The server of model {lease.model_id!r} did not answer in time{limits}",
+        kind=SERVER_ERROR,
+        code="upstream_timeout",
+    )
+
+
+def _seconds(value: float | None) -> str:
+    return "none" if value is None else f"{value:g}s"
 
 
 def _unreachable(lease: Lease) -> ApiError:

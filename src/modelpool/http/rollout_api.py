@@ -8,6 +8,7 @@ with its path), so an operator fixes everything in one go.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Body, Query
@@ -50,6 +51,16 @@ T = TypeVar("T")
 def router(rollouts: RolloutManager, audit: AuditLog | None = None) -> APIRouter:
     """The routes; those that change something are written to ``audit``."""
     api = APIRouter(prefix="/admin", tags=["rollouts"], route_class=audited_routes(audit))
+
+    @api.get("/versions")
+    async def every_model_versions() -> dict[str, Any]:
+        """Every model with more than one version, as the dashboard's versions panel
+        shows it: ``/admin/models/{model}/versions`` with each version's health over the
+        health window and the running rollout in full (its steps). Reads only."""
+        return {
+            "window": rollouts.health.window,
+            "models": [_overview(rollouts, model) for model in rollouts.models_with_versions()],
+        }
 
     @api.get("/models/{model}/versions")
     async def versions(model: str) -> dict[str, Any]:
@@ -125,6 +136,19 @@ def router(rollouts: RolloutManager, audit: AuditLog | None = None) -> APIRouter
         return {"alerts": rollouts.health.snapshot()["alerts"]}
 
     return api
+
+
+def _overview(rollouts: RolloutManager, model: str) -> dict[str, Any]:
+    """``model``'s versions, each with its health, and its running rollout with steps."""
+    described = rollouts.describe(model)
+    for version in described["versions"]:
+        name = version["version"]
+        stats = asdict(rollouts.health.stats(model, name))
+        version["health"] = {**stats, "level": str(rollouts.health.level(model, name))}
+    live = described["rollout"]
+    if live is not None:
+        described["rollout"] = rollouts.get_switch_status(live["operation_id"])
+    return described
 
 
 def _guarded(work: Callable[[], T]) -> T:

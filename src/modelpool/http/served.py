@@ -5,10 +5,10 @@ the pool evict a resident model and load the wrong one, and so that every "not s
 is our own clear 400 rather than whatever the model's server says (llama.cpp answers
 embeddings for a chat model with a 500). A model's ``endpoints:`` says it; without it,
 its backend's default: llama.cpp serves chat and completions (its server makes
-embeddings only when started with ``--embedding``), another server process all three
-(its server decides), and an in-process model embeddings only, the one answer made
-here (``local_models``), whatever it declares. A backend kind from a plugin is not
-known: it is let through, and its loaded object decides, as before.
+embeddings only when started with ``--embedding``), another server process or a
+remote server all three (its server decides), and an in-process model embeddings only,
+the one answer made here (``local_models``), whatever it declares. A backend kind from
+a plugin is not known: it is let through, and its loaded object decides, as before.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ IN_PROCESS = ("embeddings",)
 
 SERVED_BY_BACKEND: Mapping[str, tuple[str, ...]] = {
     "process": ALL,
+    "remote": ALL,
     "llamacpp": ("chat", "completions"),
     "torch": IN_PROCESS,
     "callable": IN_PROCESS,

@@ -7,6 +7,11 @@ cleaned of paths and tracebacks and cut to ``MESSAGE_LIMIT``; anything else beco
 own 502 with a generic message. The whole body goes to the server's log (WARNING,
 ``modelpool.http``), to the model's own log (``ModelPool.log_note``) and to
 ``UpstreamErrorLog``, which ``GET /admin/models/{id}`` shows.
+
+A 401 or 403 is never passed on: the client's own key is not what the model's server
+refused (modelpool never forwards it), so it gets our 502 saying the server refused
+modelpool; a remote model's ``api_key`` is the usual suspect. What is kept of a remote
+server's answer has its key scrubbed out (``scrubbed``), should the server echo it.
 """
 
 from __future__ import annotations
@@ -34,6 +39,9 @@ _PATH = re.compile(r"(?:[A-Za-z]:)?(?:[\\/][\w.\-~@+]+){2,}[\\/]?")
 """Two or more path segments: ``/home/me/x.gguf``, ``C:\\models\\x``, ``./a/b``."""
 _TRACEBACK = re.compile(r"\s*Traceback \(most recent call last\).*", re.DOTALL)
 _FIELDS = ("type", "param", "code")
+REFUSED_US = (401, 403)
+"""Statuses that say the model's server refused modelpool itself, not the client."""
+SCRUBBED = b"<api_key>"
 
 
 class UpstreamErrorLog:
@@ -63,6 +71,14 @@ class UpstreamErrorLog:
 
 def client_error(model_id: str, status: int, body: bytes) -> ApiError:
     """What a ``/v1`` client is told of an upstream error answer ``body`` (status >= 400)."""
+    if status in REFUSED_US:
+        return ApiError(
+            502,
+            f"The server of model {model_id!r} refused modelpool's credentials (HTTP {status}); "
+            f"GET /admin/models/{model_id} has the details",
+            kind=SERVER_ERROR,
+            code="upstream_refused",
+        )
     error = _openai_error(body)
     if error is None:
         return ApiError(
@@ -82,6 +98,13 @@ def client_error(model_id: str, status: int, body: bytes) -> ApiError:
         code=_scalar(fields["code"]),
         param=_scalar(fields["param"]),
     )
+
+
+def scrubbed(body: bytes, secrets: tuple[str, ...]) -> bytes:
+    """``body`` with every one of ``secrets`` (longest first) replaced by ``<api_key>``."""
+    for secret in secrets:
+        body = body.replace(secret.encode(), SCRUBBED)
+    return body
 
 
 def clean_message(message: str) -> str:

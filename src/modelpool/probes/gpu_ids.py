@@ -12,53 +12,22 @@ backend sets it for the pool's own process before CUDA starts).
 
 from __future__ import annotations
 
-import re
 import sys
 from typing import Any
 
-_CUDA = re.compile(r"^cuda:(\d+)$")
-UUID_PREFIXES = ("GPU-", "MIG-")
-"""How NVML writes a whole GPU's UUID and a MIG instance's (nvmlDeviceGetUUID)."""
+from modelpool.core.visible_devices import UUID_PREFIXES, cuda_index, parse_visible_devices
+
+__all__ = [
+    "PCI_ORDER",
+    "UUID_PREFIXES",
+    "bare_uuid",
+    "cuda_index",
+    "parse_visible_devices",
+    "torch_cuda_in_use",
+    "torch_uuid",
+]
+
 PCI_ORDER = "PCI_BUS_ID"
-
-
-def cuda_index(device: str) -> int | None:
-    """``3`` for ``"cuda:3"``; None for any other device."""
-    match = _CUDA.match(device)
-    return int(match.group(1)) if match else None
-
-
-def parse_visible_devices(value: str | None) -> list[str] | None:
-    """``CUDA_VISIBLE_DEVICES`` read as CUDA reads it; None when it is not set (all
-    devices visible). Entries are ordinals (``"3"``) or UUIDs (``"GPU-..."``, ``"MIG-..."``).
-
-    Mirrors torch's ``torch.cuda._parse_visible_devices``: a list starting with ``GPU-``
-    or ``MIG-`` is a list of UUIDs, cut at the first entry without that prefix; otherwise
-    each entry is read like ``strtoul`` (``"1gpu2"`` is 1) and a negative or unreadable
-    entry ends the list; a repeated entry makes the list empty (no device visible).
-    """
-    if value is None:
-        return None
-    for prefix in UUID_PREFIXES:
-        if value.startswith(prefix):
-            uuids: list[str] = []
-            for entry in value.split(","):
-                if entry in uuids:
-                    return []
-                if not entry.startswith(prefix):
-                    break
-                uuids.append(entry)
-            return uuids
-    ordinals: list[str] = []
-    for entry in value.split(","):
-        match = re.match(r"^\s*\+?(\d+)", entry)
-        if match is None:
-            break
-        ordinal = str(int(match.group(1)))
-        if ordinal in ordinals:
-            return []
-        ordinals.append(ordinal)
-    return ordinals
 
 
 def torch_uuid(cuda: Any, index: int) -> str | None:

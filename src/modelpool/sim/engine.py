@@ -80,7 +80,7 @@ class Simulation:
         group = EXCLUSIVE_GROUP if exclusive else None
         specs = [
             ModelSpec(
-                id=m.id, backend="fake", memory=m.bytes, device=m.device,
+                id=m.id, backend="fake", memory=m.bytes, device=m.device, devices=m.devices,
                 tags=m.tags, priority=m.priority, group=group,
             )
             for m in models.models

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -51,10 +51,12 @@ class SimModel:
     """Fixed seconds per request on top of the tokens (an image, a transcription)."""
     preload: int | None = None
     """Preloaded at the start with this priority (lower first); None: not preloaded."""
+    devices: int | None = None
+    """Spread over this many devices (``device`` is then ``auto``); None: one."""
 
     @property
     def offloadable(self) -> bool:
-        return self.restore_seconds is not None
+        return self.restore_seconds is not None and self.devices is None
 
     def service_seconds(self, prompt_tokens: int, output_tokens: int) -> float:
         return (
@@ -139,6 +141,8 @@ class _ModelEntry(BaseModel):
     request_seconds: float = Field(default=0.0, ge=0)
     preload: bool | int = False
     """``true`` (with ``priority``) or a preload priority of its own, as in a pool config."""
+    devices: int | None = Field(default=None, ge=1)
+    """Spread over this many devices, as in a pool config (``device`` must be ``auto``)."""
 
     @property
     def preload_priority(self) -> int | None:
@@ -188,6 +192,7 @@ class _ModelSetFile(BaseModel):
                 decode_tps=e.decode_tps,
                 request_seconds=e.request_seconds,
                 preload=e.preload_priority,
+                devices=e.devices,
             )
             for model_id, e in self.models.items()
         )
@@ -261,7 +266,49 @@ def demo_model_set() -> ModelSet:
     return ModelSet("demo", models, {"cuda:0": 16 * GB}, 24 * GB, DEMO_ASSUMPTIONS)
 
 
-BUILT_IN = {"demo": demo_model_set}
+BOX_DEVICES = 4
+BOX_DEVICE_BYTES = 24 * GB
+BOX_ASSUMPTIONS = (
+    f"{BOX_DEVICES} GPUs of {BOX_DEVICE_BYTES // GB} GB; models 1.2-40 GB placed with "
+    "device: auto, the three above 24 GB spread over two GPUs (llama.cpp --tensor-split); "
+    + DEMO_ASSUMPTIONS
+)
+
+
+def box_model_set() -> ModelSet:
+    """Sixteen models of 1.2-40 GB (214 GB in all) for a box of four 24 GB GPUs: sizes
+    mixed so that where the small ones go decides whether a large one finds a hole."""
+    llms = [
+        ("phi-3.5-mini", 2.4, ("chat",), 100.0),
+        ("llama-3.2-3b", 3.4, ("chat",), 90.0),
+        ("qwen2.5-coder-7b", 4.7, ("code",), 65.0),
+        ("llama-3.1-8b", 4.9, ("chat", "general"), 60.0),
+        ("mistral-nemo-12b", 7.5, ("chat",), 40.0),
+        ("qwen2.5-14b", 9.0, ("chat", "reasoning"), 33.0),
+        ("gemma-2-27b", 16.6, ("chat",), 22.0),
+        ("qwen2.5-32b", 19.9, ("chat", "reasoning"), 18.0),
+        ("codestral-22b", 13.3, ("code",), 26.0),
+        ("mixtral-8x7b", 26.4, ("chat",), 30.0),
+        ("llama-3.3-70b-q3", 34.0, ("chat", "general"), 10.0),
+        ("qwen2.5-72b-q3", 40.0, ("chat", "reasoning"), 9.0),
+    ]
+    models: list[SimModel] = []
+    for model_id, size_gb, tags, tps in llms:
+        model = _llm(model_id, size_gb, tags, tps)
+        spread = 2 if model.bytes > BOX_DEVICE_BYTES else None
+        models.append(replace(model, device="auto", devices=spread))
+    in_process = [
+        _in_process("bge-m3", 1.2, ("embedding",), 0.03),
+        _in_process("whisper-large-v3", 3.1, ("speech",), 1.5),
+        _in_process("sdxl-base", 6.9, ("image",), 4.0),
+        _in_process("flux-dev", 23.8, ("image",), 12.0),
+    ]
+    models.extend(replace(m, device="auto") for m in in_process)
+    budgets = {f"cuda:{i}": BOX_DEVICE_BYTES for i in range(BOX_DEVICES)}
+    return ModelSet("box", tuple(models), budgets, 0, BOX_ASSUMPTIONS)
+
+
+BUILT_IN = {"demo": demo_model_set, "box": box_model_set}
 
 
 def parse_budgets(values: list[str], models: ModelSet) -> dict[DeviceId, Bytes]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelpool.config import PoolSettings
+from modelpool.config.schema import REMOTE
 from modelpool.core.traffic_window import Arrival
 from modelpool.plugins import POLICIES
 from modelpool.sim.auto_choice import CandidateRow
@@ -45,10 +46,12 @@ def picture_of(status: Mapping[str, Any], settings: PoolSettings) -> PoolPicture
     Costs are the measured means: a model never loaded is priced as a llama.cpp-like
     start plus its size read from an NVMe disk (``sim/models.py``); a model is given a
     warm tier only if the pool has offloaded or restored it (so it can), its restore
-    priced at its measured mean, else as its offload.
+    priced at its measured mean, else as its offload. Remote models are left out.
     """
     models = []
     for model_id, info in status["model_resources"].items():
+        if info["backend"] == REMOTE:
+            continue  # books nothing: no policy ever moves it, so it has no say in a choice
         size = int(info["memory_bytes"])
         loads = int(info["load_count"])
         load = (

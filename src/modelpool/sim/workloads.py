@@ -5,6 +5,8 @@
 * ``phases``: the work moves from task to task (code, chat, image, speech), so the
   resident set must turn over whole, with a trickle of embeddings throughout.
 * ``diurnal``: a day's load curve, interactive models by day and batch ones by night.
+* ``fragmentation``: small models always, large ones in turns, on a box of several
+  devices: packing the small ones leaves holes the large ones fit.
 
 Each generator takes ``(models, *, requests, duration, seed, **knobs)`` and gives
 exactly ``requests`` requests in ``[0, duration)``, the same ones for the same seed
@@ -38,6 +40,7 @@ __all__ = [
     "phases",
     "diurnal",
     "azure",
+    "fragmentation",
     "WORKLOADS",
     "make_workload",
 ]
@@ -248,7 +251,54 @@ def azure(
     return _cut(workload, requests, duration)
 
 
+def fragmentation(
+    models: ModelSet,
+    *,
+    requests: int = REQUESTS,
+    duration: float = DURATION,
+    seed: int = 0,
+    small_share: float = 0.7,
+    small_below: float = 8e9,
+    turn_every: float = 300.0,
+    large_at_once: int = 3,
+) -> Workload:
+    """Many small models always in use, large ones in turns: where the small ones sit
+    decides whether a large one finds a hole (for a box of several devices).
+
+    Uniform arrivals; ``small_share`` of them pick a model smaller than ``small_below``
+    bytes at random; the rest go to the ``large_at_once`` large models whose turn it is
+    (of those on one device: models spread over several get no requests here), the
+    turn moving on every ``turn_every`` seconds.
+    """
+    _check(models, requests, duration)
+    small = [m for m in models.models if m.bytes < small_below]
+    # Holes are per device: the large models are those that need one of their own.
+    large = [m for m in models.models if m.bytes >= small_below and m.devices is None]
+    if not small or not large:
+        raise ValueError(
+            f"fragmentation: the set {models.name!r} needs models both below and above "
+            f"{small_below / 1e9:g} GB"
+        )
+    rng = random.Random(seed)
+    order = list(large)
+    rng.shuffle(order)
+    out = []
+    for time in _uniform_times(rng, requests, duration):
+        if rng.random() < small_share:
+            model = rng.choice(small)
+        else:
+            turn = int(time // turn_every) * large_at_once
+            model = order[(turn + rng.randrange(large_at_once)) % len(order)]
+        out.append(_request(rng, time, model))
+    knobs = {"small_share": small_share, "small_below": small_below,
+             "turn_every": turn_every, "large_at_once": large_at_once}  # fmt: skip
+    return _workload(
+        "fragmentation", out, seed, duration, knobs, "Small models always, large in turns"
+    )
+
+
 WORKLOADS: dict[str, Callable[..., Workload]] = {
+    "fragmentation": fragmentation,
     "zipf": zipf_drift,
     "bursty": bursty,
     "phases": phases,

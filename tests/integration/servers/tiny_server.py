@@ -7,17 +7,30 @@ reads its weights before it listens), exits at start (after that delay, if any),
 becomes healthy, dies later, ignores SIGTERM, forks a grandchild, fails a share of its
 answers with a 500.
 
+``GET /env`` reports how it was started: its argv and the device variables of its
+environment (``CUDA_VISIBLE_DEVICES`` and the others the pool sets; null when unset),
+so that tests check what a placement gave it. ``--note`` (repeatable) is accepted and
+ignored: a test puts placeholders there to see them expanded in argv.
+
 Sleep mode, as vLLM's (``--enable-sleep-mode``): ``POST /sleep`` (any query) puts it to
 sleep, ``POST /wake_up`` wakes it; asleep, chat answers 503 and health stays 200.
 ``--fail-sleep`` and ``--fail-wake`` make every sleep or wake answer 500;
 ``--start-seconds`` delays its start, so that a cold start is clearly slower than a wake.
+
+Playing a remote server (``backend: remote``): ``--api-key KEY`` answers 401 in OpenAI's
+shape to any request without ``Authorization: Bearer KEY`` (its message echoes what was
+sent, as hosted APIs do); ``--expect-model NAME`` answers a chat for another ``model``
+with a 404 as a real server does; ``--print-auth`` prints, for each chat, whether an
+``Authorization`` header came (never its value).
 
 Request fields that script one answer (a real client sends them as extra body fields):
 ``tiny_chunks`` (stream this many chunks, default 3), ``tiny_chunk_seconds`` (pause
 between them), ``tiny_die_after`` (the process exits after this many chunks, as a
 crashing model server does mid-stream), ``tiny_error`` (``"traceback"``: a 500 with a
 plain-text Python traceback and file paths; ``"openai"``: a 400 in OpenAI's error shape
-whose message holds a file path; ``"html"``: a 502 page).
+whose message holds a file path; ``"html"``: a 502 page; ``"echo_key"``: a 400 in
+OpenAI's shape whose message quotes the ``Authorization`` header), ``tiny_delay``
+(seconds to wait before answering at all: a server that is slow to say anything).
 """
 
 from __future__ import annotations
@@ -46,6 +59,11 @@ def main() -> None:
     parser.add_argument("--fork-grandchild", action="store_true")
     parser.add_argument("--fail-requests", type=float, default=0.0, metavar="FRACTION")
     parser.add_argument("--tag", help="ignored: lets a test run find its own servers")
+    parser.add_argument("--note", action="append", help="ignored: reported in GET /env's argv")
+    # Playing a remote server.
+    parser.add_argument("--api-key", metavar="KEY")
+    parser.add_argument("--expect-model", metavar="NAME")
+    parser.add_argument("--print-auth", action="store_true")
     # Sleep mode (the process backend's warm tier).
     parser.add_argument("--fail-sleep", action="store_true")
     parser.add_argument("--fail-wake", action="store_true")
@@ -81,9 +99,23 @@ def main() -> None:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive and chunked streams, as real servers
 
+        def _authorized(self) -> bool:
+            """Without ``--api-key`` everyone is; else a 401 went out for a wrong key."""
+            sent = self.headers.get("Authorization")
+            if args.api_key is None or sent == f"Bearer {args.api_key}":
+                return True
+            message = f"Incorrect API key provided: {sent or 'none'}"
+            error = {"message": message, "type": "invalid_request_error", "code": "invalid_api_key"}
+            self._send(401, {"error": {**error, "param": None}})
+            return False
+
         def do_GET(self) -> None:
+            if not self._authorized():
+                return
             if self.path == "/health":
                 self._send(503 if args.never_healthy else 200, "ok")
+            elif self.path == "/env":
+                self._send(200, {"argv": sys.argv, "env": _device_env()})
             elif self.path == "/v1/models":
                 self._send(200, {"object": "list", "data": [_model(args.name)]})
             else:
@@ -97,6 +129,16 @@ def main() -> None:
                 return
             length = int(self.headers.get("Content-Length", "0"))
             body = json.loads(self.rfile.read(length) or b"{}")
+            if not self._authorized():
+                return
+            if args.print_auth:
+                present = "present" if self.headers.get("Authorization") else "absent"
+                print(f"{args.name}: authorization {present}", flush=True)
+            if args.expect_model is not None and body.get("model") != args.expect_model:
+                missing = f"The model {body.get('model')!r} does not exist"
+                self._send(404, {"error": {"message": missing, "type": "invalid_request_error"}})
+                return
+            time.sleep(float(body.get("tiny_delay", 0)))
             if body.get("tiny_error"):
                 self._scripted_error(body["tiny_error"])
                 return
@@ -175,6 +217,9 @@ def main() -> None:
                         }
                     },
                 )
+            elif kind == "echo_key":
+                sent = self.headers.get("Authorization", "none")
+                self._send(400, {"error": {"message": f"bad request from {sent}"}})
             elif kind == "html":
                 self._send(502, "<html><body>Bad gateway at /opt/tiny/app.py</body></html>")
             else:
@@ -208,6 +253,18 @@ def main() -> None:
 
         threading.Thread(target=die, daemon=True).start()
     server.serve_forever()
+
+
+DEVICE_VARIABLES = (
+    "CUDA_VISIBLE_DEVICES",
+    "HIP_VISIBLE_DEVICES",
+    "ROCR_VISIBLE_DEVICES",
+    "CUDA_DEVICE_ORDER",
+)
+
+
+def _device_env() -> dict[str, str | None]:
+    return {name: os.environ.get(name) for name in DEVICE_VARIABLES}
 
 
 def _model(name: str) -> dict[str, Any]:

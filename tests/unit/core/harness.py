@@ -13,6 +13,13 @@ from modelpool.core.testing import ManualClock, RecordingEffects
 from modelpool.plugins import POLICIES
 
 GB = 10**9
+REMOTE = {"backend": "remote", "url": "http://10.0.0.5:8000/v1"}
+"""A model served elsewhere: placed by the pool, booked with no bytes (its estimate)."""
+
+
+def _placed(fields: dict[str, Any]) -> dict[str, Any]:
+    """On the cpu unless said otherwise; a remote model is placed by the pool alone."""
+    return fields if fields.get("backend") == "remote" else {"device": "cpu", **fields}
 
 
 class Harness:
@@ -26,14 +33,14 @@ class Harness:
         **settings: Any,
     ) -> None:
         specs = [
-            ModelSpec(id=model_id, backend="fake", **{"device": "cpu", **fields})
+            ModelSpec(id=model_id, **{"backend": "fake", **_placed(fields)})
             for model_id, fields in models.items()
         ]
         self.clock = ManualClock()
         self.fx = RecordingEffects()
         self.s = Scheduler(
             specs,
-            {spec.id: spec.memory or GB for spec in specs},
+            {spec.id: 0 if spec.remote else spec.memory or GB for spec in specs},
             POLICIES.get(policy)(),
             self.fx,
             self.clock,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from harness import GB, Harness
+from harness import GB, REMOTE, Harness
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
@@ -29,6 +29,7 @@ MODELS = {
     "y": {"memory": 5 * GB, "group": "heavy", "device": "gpu:0"},
     "p": {"memory": 2 * GB, "pinned": True},
     "big": {"memory": 11 * GB, "device": "auto"},
+    "far": REMOTE,  # booked with no bytes wherever the pool puts it
     # Served by one to three copies (r#1..r#3), two requests at a time each.
     "r": {
         "memory": 2 * GB,
@@ -38,12 +39,13 @@ MODELS = {
         "max_queue": 6,
     },
 }
-NAMES = sorted([*MODELS, "r#2"])
-"""What requests ask for: every model, and one copy by its own id."""
+COPY = "r#2"
+"""Requests ask for every model, and for this copy of ``r`` by its own id."""
 
 
 class PoolMachine(RuleBasedStateMachine):
     policy = "hybrid"
+    models: ClassVar[dict[str, dict[str, object]]] = MODELS
     limits: ClassVar[dict[str, object]] = {}
     """max_models and watermarks, set by a variant below."""
 
@@ -70,8 +72,13 @@ class PoolMachine(RuleBasedStateMachine):
                 if lease is not None:
                     self.leases.append(lease)
 
-    @rule(model=st.sampled_from(NAMES))
-    def request(self, model: str) -> None:
+    @rule(pick=st.integers(min_value=0, max_value=63))
+    def request(self, pick: int) -> None:
+        names = sorted([*self.models, COPY] if "r" in self.models else self.models)
+        model = names[pick % len(names)]
+        self._ask(model)
+
+    def _ask(self, model: str) -> None:
         try:
             result = self.h.request(model)
         except (DoesNotFit, QueueFull, LoadFailed):  # LoadFailed: backing off after failures
@@ -85,8 +92,9 @@ class PoolMachine(RuleBasedStateMachine):
     @rule(count=st.integers(min_value=2, max_value=5))
     def burst(self, count: int) -> None:
         # Several requests for the model with replicas at once: copies start and fill.
-        for _ in range(count):
-            self.request("r")
+        if "r" in self.models:
+            for _ in range(count):
+                self._ask("r")
 
     @rule(data=st.data())
     def release(self, data: st.DataObject) -> None:
@@ -167,20 +175,22 @@ class PoolMachine(RuleBasedStateMachine):
             assert account.committed_total == sum(account.committed.values())
             assert account.reserved_total == sum(account.reserved.values())
         for record in self.h.s.records():
-            account = self.h.s.ledger.account(record.device) if record.device else None
-            if record.state in (ModelState.READY, ModelState.UNLOADING):
-                assert account is not None
-                assert record.model_id in account.committed
-            elif record.state is ModelState.LOADING:
-                assert account is not None
-                assert record.model_id in account.reserved
-                assert (record.model_id in account.started) == record.load_started
-            else:
+            # Every part of a model spread over devices is booked, or none is.
+            accounts = [self.h.s.ledger.account(d) for d in record.devices]
+            assert (record.device is None) == (not accounts), record.model_id
+            if accounts:
+                assert record.device == record.devices[0]
+            for account in accounts:
+                if record.state in (ModelState.READY, ModelState.UNLOADING):
+                    assert record.model_id in account.committed
+                elif record.state is ModelState.LOADING:
+                    assert record.model_id in account.reserved
+                    assert (record.model_id in account.started) == record.load_started
+                assert self.h.s.residents(account.device)[record.model_id] is record
+            if record.state not in RESIDENT:
                 assert record.device is None
-            if record.device is not None:
-                assert self.h.s.residents(record.device)[record.model_id] is record
         booked = sum(len(self.h.s.residents(d)) for d in self.h.s.ledger.devices())
-        assert booked == sum(r.device is not None for r in self.h.s.records())
+        assert booked == sum(len(r.devices) for r in self.h.s.records())
 
     @invariant()
     def warm_books_balance(self) -> None:
@@ -208,9 +218,12 @@ class PoolMachine(RuleBasedStateMachine):
                 assert record.state is ModelState.READY, record.model_id
         unloaded = set(self.h.fx.unloads)
         assert "p" not in unloaded or self.h.s.stopping  # pinned: only an explicit unload
+        assert "far" not in unloaded or self.h.s.stopping  # remote: frees nothing by leaving
 
     @invariant()
     def copies_keep_their_limits(self) -> None:
+        if "r" not in self.models:
+            return
         copies = self.h.s.copies("r")
         for record in copies:
             assert len(record.leases) <= 2, record.model_id  # max_concurrent

@@ -246,3 +246,14 @@ def test_a_wait_for_a_slot_that_runs_out_names_the_model_and_why() -> None:
     assert str(error) == (
         "gave up waiting for 'm' after 30.0s (model is serving, every copy at max_concurrent)"
     )
+
+
+def test_copies_of_an_offloadable_model_go_to_the_warm_tier() -> None:
+    h = Harness(
+        {"m": {"memory": 4 * GB, "replicas": {"max": 2}}, "b": {"memory": 6 * GB}},
+        warm_budget=8 * GB,
+        offloadable=("m",),  # the shell names the model, not its copies
+    )
+    h.load("m")
+    h.wait("b")
+    assert h.fx.offloads == ["m#1"]

@@ -268,6 +268,11 @@ async def test_model_gauges_show_one_state_held_bytes_leases_and_the_queue() -> 
     assert value(samples, "modelpool_model_leases", model="a") == 0
     assert value(samples, "modelpool_queue_waiting") == status["queue"]["waiting"] == 2
     assert value(samples, "modelpool_queue_max") == 7
+    # Each device's memory by model: b committed, a reserved, c nowhere.
+    by_device = "modelpool_device_model_memory_bytes"
+    assert value(samples, by_device, device="cpu", model="b") == GB * 4
+    assert value(samples, by_device, device="cpu", model="a") == 4 * GB
+    assert {"device": "cpu", "model": "c"} not in label_sets(samples, by_device)
 
 
 def test_each_server_has_its_own_registry_in_the_classic_text_format() -> None:

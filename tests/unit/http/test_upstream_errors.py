@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from modelpool.http.upstream_errors import MESSAGE_LIMIT, UpstreamErrorLog, client_error
+from modelpool.core.upstream import UpstreamAccess
+from modelpool.http.upstream_errors import MESSAGE_LIMIT, UpstreamErrorLog, client_error, scrubbed
 
 TRACEBACK = (
     b"Traceback (most recent call last):\n"
@@ -74,3 +75,22 @@ def test_the_whole_body_is_kept_for_operators() -> None:
     kept.record("chat", 500, TRACEBACK)
     assert kept.recent("chat") == [{"at": 12.0, "status": 500, "body": TRACEBACK.decode()}]
     assert kept.recent("other") == []
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_server_refusing_modelpool_is_our_502_not_the_clients_401(status: int) -> None:
+    body = b'{"error": {"message": "Incorrect API key provided", "code": "invalid_api_key"}}'
+    answer = client_error("far", status, body)
+    assert answer.status == 502
+    assert answer.code == "upstream_refused"
+    assert f"refused modelpool's credentials (HTTP {status})" in answer.message
+
+
+def test_a_key_echoed_in_an_error_is_scrubbed_longest_first() -> None:
+    key = "sk-test-1234567890"
+    access = UpstreamAccess(headers={"Authorization": f"Bearer {key}"})
+    body = f'{{"error": {{"message": "bad header Bearer {key} and bare {key}"}}}}'.encode()
+    cleaned = scrubbed(body, access.secrets)
+    assert key.encode() not in cleaned
+    assert b"bad header <api_key> and bare <api_key>" in cleaned
+    assert key not in repr(access)

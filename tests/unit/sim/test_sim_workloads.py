@@ -30,7 +30,7 @@ from modelpool.sim.workloads import (
     zipf_drift,
 )
 
-SYNTHETIC = ["zipf", "bursty", "phases", "diurnal"]
+SYNTHETIC = ["zipf", "bursty", "phases", "diurnal", "fragmentation"]
 MODELS = demo_model_set()
 
 
@@ -56,7 +56,7 @@ def longest_silence(workload: Workload, model: str, duration: float) -> float:
 # --- every generator -------------------------------------------------------------------
 
 
-def test_the_registry_names_the_four_generators_and_the_azure_trace() -> None:
+def test_the_registry_names_the_synthetic_generators_and_the_azure_trace() -> None:
     assert set(WORKLOADS) == {*SYNTHETIC, "azure"}
 
 
@@ -315,3 +315,20 @@ def test_make_workload_refuses_what_it_cannot_make(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_fragmentation_keeps_small_models_busy_and_large_ones_in_turns() -> None:
+    from modelpool.sim.models import box_model_set
+    from modelpool.sim.workloads import fragmentation
+
+    box = box_model_set()
+    workload = fragmentation(box, requests=3000, seed=1, large_at_once=3, turn_every=300.0)
+    small = {m.id for m in box.models if m.bytes < 8e9}
+    spread = {m.id for m in box.models if m.devices is not None}
+    asked = [r.model for r in workload.requests]
+    assert 0.65 < sum(m in small for m in asked) / len(asked) < 0.75
+    assert not spread & set(asked)  # holes are per device: spread models get none
+    for turn in range(12):
+        in_turn = {r.model for r in workload.requests
+                   if turn * 300 <= r.time < (turn + 1) * 300 and r.model not in small}  # fmt: skip
+        assert len(in_turn) <= 3, (turn, in_turn)
