@@ -10,6 +10,7 @@
     │   └── ModelLimitReached  max_models are loaded and none can leave; names them
     ├── PreloadSkipped         a preload would have evicted what it may not, or found no room
     ├── QueueFull              too many requests already waiting
+    │   └── ModelQueueFull     ... for one model, at its own max_queue (HTTP 429)
     ├── WaitTimeout            waited longer than allowed for a model
     ├── LoadFailed             the backend could not load the model (model is FAILED)
     │   └── CircuitOpen        ... too many times in a row: only an explicit load retries
@@ -156,6 +157,19 @@ class QueueFull(ModelPoolError):
     def __init__(self, model_id: ModelId, limit: int) -> None:
         self.model_id, self.limit = model_id, limit
         super().__init__(f"cannot queue a request for {model_id!r}: {limit} requests already wait")
+
+
+class ModelQueueFull(QueueFull):
+    """One model's own queue (its ``max_queue``) is full: every copy serves
+    ``max_concurrent`` requests and that many more wait; the caller should retry later."""
+
+    def __init__(self, model_id: ModelId, limit: int, retry_after: float | None = None) -> None:
+        super().__init__(model_id, limit)
+        self.retry_after = retry_after
+        self.args = (
+            f"cannot queue a request for {model_id!r}: its queue is full "
+            f"({limit} requests already wait; max_queue)",
+        )
 
 
 class WaitTimeout(ModelPoolError, TimeoutError):

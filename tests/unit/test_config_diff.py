@@ -179,3 +179,17 @@ def test_a_new_fallback_applies_in_place() -> None:
     new = models(chat={"fallback": "coder"})
     diff = diff_configs(config(), config(models=new))
     assert [(c.model_id, c.fields) for c in diff.updated] == [("chat", ("fallback",))]
+
+
+def test_a_model_with_replicas_changes_by_a_restart_and_goes_whole() -> None:
+    def yaml_config(models: str) -> Config:
+        return Config.from_yaml("pool: {budgets: {cpu: 8GB}}\nmodels:\n" + models)
+
+    running = yaml_config(
+        "  chat: {backend: fake, memory: 1GB, replicas: 2}\n  gone: {backend: fake, replicas: 2}\n"
+    )
+    new = yaml_config("  chat: {backend: fake, memory: 2GB, replicas: 2}\n")
+    diff = diff_configs(running, new)
+    assert "models.chat.memory" in diff.needs_restart
+    assert not diff.reloaded
+    assert diff.removed == ("gone",)

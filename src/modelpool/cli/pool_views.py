@@ -113,7 +113,8 @@ def status_view(status: dict[str, Any], url: str) -> Group:
 
 
 def models_table(views: list[dict[str, Any]]) -> Table:
-    """``GET /admin/models``: a row per model: state, device, memory, leases, usage."""
+    """``GET /admin/models``: a row per model: state, device, memory, leases, usage;
+    under a model with replicas, a row per copy that is or was loaded."""
     table = Table(caption="* pinned", caption_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     columns = (
         "model",
@@ -133,18 +134,26 @@ def models_table(views: list[dict[str, Any]]) -> Table:
         # Only the last error gives way to a narrow terminal (cut short, on one line).
         table.add_column(column, justify=justify, no_wrap=column != "last error")
     for view in views:
-        table.add_row(
-            name(view["id"], view),
-            state(view),
-            placed(view),
-            size(int(view["memory_bytes"])) if view["memory_bytes"] else "-",
-            str(view["leases"]),
-            str(view["load_count"]),
-            str(view["requests"]),
-            f"{view['hit_rate']:.0%}" if view["requests"] else "-",
-            Text(shorten(view["last_error"]), "red", no_wrap=True, overflow="ellipsis"),
-        )
+        _model_row(table, name(view["id"], view), view)
+        # A model with replicas: a row per copy under it (its own state, memory, use).
+        for copy in view.get("replicas", ()):
+            if copy["status"] != "unloaded" or copy["load_count"]:
+                _model_row(table, Text(f"  {copy['id']}", "dim"), copy)
     return table
+
+
+def _model_row(table: Table, label: Text | str, view: dict[str, Any]) -> None:
+    table.add_row(
+        label,
+        state(view),
+        placed(view),
+        size(int(view["memory_bytes"])) if view["memory_bytes"] else "-",
+        str(view["leases"]),
+        str(view["load_count"]),
+        str(view["requests"]),
+        f"{view['hit_rate']:.0%}" if view["requests"] else "-",
+        Text(shorten(view["last_error"]), "red", no_wrap=True, overflow="ellipsis"),
+    )
 
 
 def audit_table(entries: list[dict[str, Any]]) -> Table:

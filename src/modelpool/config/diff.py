@@ -129,7 +129,9 @@ def diff_configs(running: Config, new: Config) -> ConfigDiff:
             added.append(spec)
         elif old != spec:
             fields = _changed_fields(old, spec)
-            if old.versions or spec.versions:
+            # Versions are routed from the start; a model's copies (replicas) are made
+            # at the start: changing either is a restart's job.
+            if old.versions or spec.versions or old.replicas or spec.replicas:
                 restart.extend(f"models.{model_id}.{name}" for name in fields)
                 models[model_id] = old
                 continue

@@ -33,6 +33,9 @@ class EventKind(StrEnum):
     """The model failed ``max_failures`` times in a row; only an explicit load retries."""
     LOST = "lost"
     """A resident model stopped on its own (its process exited); ``detail["reason"]``."""
+    REPLICA_STARTED = "replica_started"
+    """One more copy of a model with replicas starts loading: ``detail["model"]``,
+    ``reason`` (below min, or every copy busy), ``victims`` it evicts (fewer wanted)."""
     WAITING_FOR_MEMORY = "waiting_for_memory"
     DRAINING = "draining"
     """No new leases: the model will be evicted once its leases return."""

@@ -39,6 +39,7 @@ from modelpool.core.ports import (
     can_offload,
 )
 from modelpool.core.queries import can_fit, fit_problems, require_free, resource_status
+from modelpool.core.replicas import ReplicaSet
 from modelpool.core.scheduler import Scheduler
 from modelpool.core.states import ModelState
 from modelpool.core.sync import LoopThread, SyncFacade
@@ -194,6 +195,10 @@ class ModelPool(SyncFacade):
 
     def _estimate(self, spec: ModelSpec) -> Bytes:
         measured = self._estimates.get(spec) if self._estimates is not None else None
+        replica_set = ReplicaSet.of(spec)
+        if measured is None and replica_set is not None and self._estimates is not None:
+            # Its copies measure themselves (``id#1``...): the first one's speaks for all.
+            measured = self._estimates.get(replica_set.member_spec(1))
         if measured is not None:
             return measured
         if spec.memory is not None:
@@ -402,11 +407,13 @@ class ModelPool(SyncFacade):
         if lease.released:
             return
         self._scheduler.release(lease, ok)
+        # A copy's lease (``id#2``) counts for its model: versions and replays know models.
+        model_id = self._scheduler.model_id_of(lease.model_id)
         if self.traffic_window is not None:
             held = self._clock() - lease.granted_at
-            self.traffic_window.record(lease.model_id, lease.granted_at, held)
+            self.traffic_window.record(model_id, lease.granted_at, held)
         if self._traffic is not None:
-            self._traffic.record(lease.model_id, self._clock() - lease.granted_at, ok)
+            self._traffic.record(model_id, self._clock() - lease.granted_at, ok)
 
     def route(self, name: str, key: str | None = None) -> str:
         """The name a request for ``name`` is served by: ``name`` itself unless it is a
@@ -573,29 +580,37 @@ class ModelPool(SyncFacade):
         return self._scheduler.best_model_for_task(task_type)
 
     def state(self, model: str) -> ModelState:
-        return self._scheduler.resolve(model).state
+        """The state of ``model``; of one with replicas, its most available copy's."""
+        return self._scheduler.model_state(model)
 
     @property
     def specs(self) -> dict[ModelId, ModelSpec]:
-        """Every configured model by id, in config order (a copy)."""
-        return {record.model_id: record.spec for record in self._scheduler.records()}
+        """Every configured model by id, in config order (a copy); a model with replicas
+        once, under its own id (its copies ``id#1``... are records, not models)."""
+        return self._scheduler.models()
 
     def spec(self, name: str) -> ModelSpec:
         """The spec of the model ``name`` (an id or an alias) names; ``UnknownModel`` if none."""
-        return self._scheduler.resolve(name).spec
+        return self._scheduler.model_spec(name)
 
     def resolve(self, name: str) -> ModelId:
-        """The id of the model ``name`` (an id or an alias) names; ``UnknownModel`` if none."""
-        return self._scheduler.resolve(name).model_id
+        """The id of the model ``name`` (an id, an alias, or a copy's ``id#2``) names;
+        ``UnknownModel`` if none."""
+        return self._scheduler.model_id_of(name)
+
+    def replicas(self, model: str) -> list[ModelId]:
+        """The records that serve ``model``: ``id#1``... for a model with replicas, else
+        the model's own id."""
+        return [record.model_id for record in self._scheduler.copies(model)]
 
     def versions(self, model: str) -> dict[str, ModelId]:
         """The records of every version of ``model`` (an id, alias or ``id@version``),
         by version name, base version first."""
-        base = self._scheduler.resolve(model).spec.base_id
+        base = self._scheduler.model_spec(model).base_id
         return {
-            record.spec.version: record.model_id
-            for record in self._scheduler.records()
-            if record.spec.base_id == base
+            spec.version: model_id
+            for model_id, spec in self._scheduler.models().items()
+            if spec.base_id == base
         }
 
     def check_model(self, spec: ModelSpec) -> None:

@@ -41,6 +41,13 @@ class WaitQueue:
         self.count -= len(waiters)
         return waiters
 
+    def put_back(self, record: ModelRecord, waiters: deque[Waiter]) -> None:
+        """Return ``waiters`` (taken by ``take_all``, still in order) to the front of
+        ``record``'s queue: they keep their place ahead of any that came since."""
+        self.count += len(waiters)
+        waiters.extend(record.waiters)
+        record.waiters = waiters
+
     @staticmethod
     def in_order(records: Iterable[ModelRecord]) -> list[ModelRecord]:
         """Models with waiters, the one whose most important request is most important

@@ -25,7 +25,10 @@ the warm budget has room, and come back from it by a restore instead of a cold l
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import random
+from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -51,6 +54,15 @@ from modelpool.core.ports import (
 from modelpool.core.preloads import PendingPreloads, preload_refusal
 from modelpool.core.queue import WaitQueue
 from modelpool.core.record import ModelRecord
+from modelpool.core.replicas import (
+    EXTRA_IDLE_SECONDS,
+    ReplicaSet,
+    ReplicaView,
+    outweighs,
+    pick,
+    spare,
+    wants_another,
+)
 from modelpool.core.retry import RetryPolicy
 from modelpool.core.slots import Cap, counts_toward, within_caps
 from modelpool.core.specialization import best_model_for_task
@@ -64,12 +76,23 @@ from modelpool.errors import (
     LoadFailed,
     ModelBusy,
     ModelPoolError,
+    ModelQueueFull,
     PoolClosed,
     PreloadSkipped,
     UnknownModel,
     WaitTimeout,
 )
 from modelpool.types import Bytes, DeviceId, ModelId
+
+_AVAILABILITY = (
+    ModelState.READY,
+    ModelState.LOADING,
+    ModelState.UNLOADING,
+    ModelState.WARM,
+    ModelState.FAILED,
+    ModelState.UNLOADED,
+)
+"""States from the most available to the least: a model is as available as its best copy."""
 
 
 class Scheduler:
@@ -85,23 +108,39 @@ class Scheduler:
         settings: PoolSettings,
         offloadable: Iterable[ModelId] = (),
         spanning: Iterable[ModelId] = (),
+        rng: random.Random | None = None,
     ) -> None:
         """``settings`` are the config's ``pool`` section: the budgets and the warm budget
         the books start from, and the queue, retry and starvation knobs. ``spanning``:
         the models whose backend can spread one over several devices, which happens
-        when no one device could ever hold it (or when its ``devices`` asks)."""
+        when no one device could ever hold it (or when its ``devices`` asks). ``rng``
+        draws the two copies a request compares when a model has many
+        (``core/replicas.py``)."""
         self.settings = settings
         budgets = settings.budgets
         self.ledger = MemoryLedger(budgets)
+        offloadable = set(offloadable)
         self.warm = WarmTier(settings.warm_budget, offloadable)
         self._spanning = set(spanning)
         self.policy = policy
         self._effects = effects
         self._clock = clock
+        self._rng = rng if rng is not None else random.Random()
         self._records: dict[ModelId, ModelRecord] = {}
         self._names: dict[str, ModelId] = {}
+        # Models served by several copies: by the model's names, and by each copy's id.
+        self._set_names: dict[str, ReplicaSet] = {}
+        self._set_of: dict[ModelId, ReplicaSet] = {}
+        self._sets_by_id: dict[ModelId, ReplicaSet] = {}
         for spec in specs:
             self._add_record(spec, estimates[spec.id])
+        # A copy can what its model can (offload, span): the shell names models.
+        for replica_set in self._sets_by_id.values():
+            for member in replica_set.members:
+                if replica_set.model_id in offloadable:
+                    self.warm.allow_offload(member)
+                if replica_set.model_id in self._spanning:
+                    self._spanning.add(member)
         self._bookings = Bookings(self.ledger, self.settings.group_scope)
         self._moves = Moves(self._bookings, self.warm, effects, self._emit)
         self._memory_watch = MemoryWatch(
@@ -136,6 +175,7 @@ class Scheduler:
         return self._records[model_id]
 
     def records(self) -> list[ModelRecord]:
+        """Every record: one per model, one per copy of a model with replicas."""
         return list(self._records.values())
 
     def _in_service(self, name: str) -> ModelRecord:
@@ -145,12 +185,76 @@ class Scheduler:
             raise UnknownModel(name, [m for m in self._records if m not in self._retired])
         return record
 
+    # --- models served by several copies --------------------------------------------
+
+    def copies(self, name: str) -> list[ModelRecord]:
+        """The records that serve ``name``: every copy of a model with replicas
+        (``id#1`` first), else the one record it names."""
+        replica_set = self._set_names.get(name)
+        if replica_set is None:
+            return [self.resolve(name)]
+        return [self._records[member] for member in replica_set.members]
+
+    def replica_set(self, name: str) -> ReplicaSet | None:
+        """The copies ``name`` (a model's name, or one copy's id) belongs to; None for a
+        model served by one record."""
+        return self._set_names.get(name) or self._set_of.get(name)
+
+    def model_id_of(self, name: str) -> ModelId:
+        """The id of the model ``name`` names: a copy's id names its model too."""
+        replica_set = self.replica_set(name)
+        return replica_set.model_id if replica_set is not None else self.resolve(name).model_id
+
+    def model_spec(self, name: str) -> ModelSpec:
+        """The spec of the model ``name`` names (the model's, not a copy's)."""
+        replica_set = self.replica_set(name)
+        return replica_set.spec if replica_set is not None else self.resolve(name).spec
+
+    def models(self) -> dict[ModelId, ModelSpec]:
+        """Every model by id, in config order: the copies of a model count once."""
+        found: dict[ModelId, ModelSpec] = {}
+        for record in self._records.values():
+            replica_set = self._set_of.get(record.model_id)
+            if replica_set is None:
+                found[record.model_id] = record.spec
+            else:
+                found.setdefault(replica_set.model_id, replica_set.spec)
+        return found
+
+    def model_state(self, name: str) -> ModelState:
+        """The state of the model ``name`` names: its most available copy's (READY when
+        one serves, else LOADING when one loads...)."""
+        return min((r.state for r in self.copies(name)), key=_AVAILABILITY.index)
+
+    def _siblings(self, record: ModelRecord) -> list[ModelRecord]:
+        """The copies ``record`` is one of (itself alone for a model of one copy)."""
+        replica_set = self._set_of.get(record.model_id)
+        if replica_set is None:
+            return [record]
+        return [self._records[member] for member in replica_set.members]
+
     def _add_record(self, spec: ModelSpec, estimate: Bytes) -> ModelRecord:
-        record = self._records[spec.id] = ModelRecord(spec, estimate, pinned=spec.pinned)
-        # A version answers to ``model@version`` too; the base version's id is the plain id.
-        for name in (spec.id, *spec.aliases, f"{spec.base_id}@{spec.version}"):
-            self._names[name] = spec.id
-        return record
+        """The record of ``spec`` (the first copy's, for a model with replicas)."""
+        replica_set = ReplicaSet.of(spec)
+        names = (spec.id, *spec.aliases, f"{spec.base_id}@{spec.version}")
+        if replica_set is None:
+            record = self._records[spec.id] = ModelRecord(spec, estimate, pinned=spec.pinned)
+            # A version answers to ``model@version`` too; the base version's id is the plain id.
+            for name in names:
+                self._names[name] = spec.id
+            return record
+        # Every copy is a record of its own (``id#1``...), answering to its own id; the
+        # model's names resolve to the first copy and route through the set.
+        for number, member in enumerate(replica_set.members, start=1):
+            copy = replica_set.member_spec(number)
+            self._records[member] = ModelRecord(copy, estimate, pinned=copy.pinned)
+            self._names[member] = member
+            self._set_of[member] = replica_set
+        self._sets_by_id[spec.id] = replica_set
+        for name in names:
+            self._names[name] = replica_set.members[0]
+            self._set_names[name] = replica_set
+        return self._records[replica_set.members[0]]
 
     # --- the set of models --------------------------------------------------------
 
@@ -170,20 +274,31 @@ class Scheduler:
         self._emit(EventKind.MODEL_ADDED, record, version=spec.version)
 
     def remove_model(self, name: str) -> None:
-        """Forget a model that holds nothing; ``ModelBusy`` while it is loaded or wanted."""
-        record = self.resolve(name)
-        if record.state not in (ModelState.UNLOADED, ModelState.FAILED) or record.waiters:
-            raise ModelBusy(record.model_id, str(record.state), len(record.waiters))
-        for waiter in self._preloads.take(record.model_id):
-            self._effects.reject(waiter, PreloadSkipped(record.model_id, "the model was removed"))
-        self._retired.discard(record.model_id)
-        self._replacements.pop(record.model_id, None)
-        del self._records[record.model_id]
-        for alias, model_id in list(self._names.items()):
-            if model_id == record.model_id:
+        """Forget a model (every copy) that holds nothing; ``ModelBusy`` while it is
+        loaded or wanted."""
+        copies = self.copies(name)
+        model_id = self.model_id_of(name)
+        for record in copies:
+            if record.state not in (ModelState.UNLOADED, ModelState.FAILED) or record.waiters:
+                raise ModelBusy(record.model_id, str(record.state), len(record.waiters))
+        for record in copies:
+            for waiter in self._preloads.take(record.model_id):
+                error = PreloadSkipped(record.model_id, "the model was removed")
+                self._effects.reject(waiter, error)
+            self._retired.discard(record.model_id)
+            self._replacements.pop(record.model_id, None)
+            del self._records[record.model_id]
+            self._set_of.pop(record.model_id, None)
+            self.warm.forget(record.model_id)
+        gone = {r.model_id for r in copies}
+        for alias, named in list(self._names.items()):
+            if named in gone:
                 del self._names[alias]
-        self.warm.forget(record.model_id)
-        self._emit(EventKind.MODEL_REMOVED, None, model=record.model_id)
+                self._set_names.pop(alias, None)
+        self._sets_by_id.pop(model_id, None)
+        for alias in [n for n, rs in self._set_names.items() if rs.model_id == model_id]:
+            del self._set_names[alias]  # names a retire left routing to the copies
+        self._emit(EventKind.MODEL_REMOVED, None, model=model_id)
 
     # --- a config reload (``core/reload.py`` drives these) ---------------------------
 
@@ -192,15 +307,22 @@ class Scheduler:
         free at once, new requests for it are ``UnknownModel``, waiting ones are refused,
         and it unloads once its leases are back. The waiter is answered when it holds
         nothing; ``remove_model`` then forgets it."""
-        record = self.resolve(name)
-        model_id = record.model_id
-        self._retired.add(model_id)
-        for alias in [n for n, m in self._names.items() if m == model_id and n != model_id]:
+        copies = self.copies(name)
+        model_id = self.model_id_of(name)
+        members = {c.model_id for c in copies}
+        self._retired.update(members)
+        # Its names go (a copy keeps its own id until it is forgotten); the model's own
+        # id keeps naming its copies for the unload below and ``remove_model``.
+        for alias in [n for n, m in self._names.items() if m in members and n not in members]:
             del self._names[alias]
+            if alias != model_id:
+                self._set_names.pop(alias, None)
         in_service = [m for m in self._records if m not in self._retired]
-        self._reject_all(record, UnknownModel(model_id, in_service))
-        for waiter in self._preloads.take(model_id):
-            self._effects.reject(waiter, PreloadSkipped(model_id, "the model was removed"))
+        for record in copies:
+            self._reject_all(record, UnknownModel(model_id, in_service))
+            for waiter in self._preloads.take(record.model_id):
+                error = PreloadSkipped(record.model_id, "the model was removed")
+                self._effects.reject(waiter, error)
         return self.unload(model_id, token, reason="removed from the config")
 
     def update_models(self, specs: Iterable[ModelSpec]) -> None:
@@ -241,6 +363,9 @@ class Scheduler:
         memory, device): at once if it holds nothing, else once it has unloaded, after its
         leases are back. Requests meanwhile wait, and the new settings serve them. The
         waiter is answered when the new settings are in force."""
+        if self.replica_set(spec.id) is not None:
+            # Its copies were made from the old spec: a restart makes them anew.
+            raise ValueError(f"model {spec.id!r} has replicas: its settings change by a restart")
         record = self.resolve(spec.id)
         self._replacements[record.model_id] = (spec, estimate, offloadable)
         if record.state in (ModelState.UNLOADED, ModelState.FAILED):
@@ -320,33 +445,93 @@ class Scheduler:
         token: Any = None,
         wants_lease: bool = True,
     ) -> Lease | Waiter:
-        """Ask for a model: a ``Lease`` at once if it is serving, else a queued ``Waiter``."""
+        """Ask for a model: a ``Lease`` at once if a copy serves with room (of a model
+        with replicas, the one with the fewest in flight), else a queued ``Waiter``;
+        ``ModelQueueFull`` when the model's own ``max_queue`` requests already wait."""
         if self._stopping:
             raise PoolClosed("the pool is stopping; no new requests")
         record = self._in_service(name)
+        copies = self.copies(name)
         now = self._clock()
         if priority is None:
             priority = record.spec.priority
-        if record.serving:
-            if wants_lease:
-                record.stats.record_request(now, hit=True)
-                self._demand.note(record.spec.tags)
-                return self._new_lease(record, task_id, priority, now, hit=True)
+        serving = any(c.serving for c in copies)
+        if serving and not wants_lease:
             done = Waiter(next(self._ids), record.model_id, task_id, priority, now, token, False)
             self._effects.grant(done, None)  # an explicit load of a resident model: done
             return done
-        self._check_ever_fits(record)
-        if record.state is ModelState.FAILED:
-            self._retry.check(record, now, explicit=not wants_lease)
+        chosen = self._pick(copies) if serving else None
+        if chosen is not None:
+            chosen.stats.record_request(now, hit=True)
+            self._demand.note(chosen.spec.tags)
+            lease = self._new_lease(chosen, task_id, priority, now, hit=True)
+            replica_set = self._set_of.get(chosen.model_id)
+            if replica_set is not None:
+                self._grow(replica_set, now, {})  # one more in flight: busy enough for more?
+            return lease
+        holder = self._holder(copies, now)
+        if not serving:
+            self._check_ever_fits(holder)
+            if holder.state is ModelState.FAILED:
+                self._retry.check(holder, now, explicit=not wants_lease)
+        self._check_model_queue(self._siblings(holder))  # a copy asked by id counts too
         if wants_lease:
-            record.stats.record_request(now, hit=False)
-            self._demand.note(record.spec.tags)
+            holder.stats.record_request(now, hit=serving)
+            self._demand.note(holder.spec.tags)
         waiter = Waiter(
-            next(self._ids), record.model_id, task_id, priority, now, token, wants_lease
+            next(self._ids), holder.model_id, task_id, priority, now, token, wants_lease
         )
-        self._queue.push(record, waiter)
+        self._queue.push(holder, waiter)
         self._dispatch()
         return waiter
+
+    def _pick(self, copies: list[ModelRecord]) -> ModelRecord | None:
+        """The serving copy a request goes to now (fewest in flight, below the model's
+        ``max_concurrent``); None when every one is full."""
+        if len(copies) == 1:
+            only = copies[0]
+            limit = only.spec.max_concurrent
+            return only if only.serving and (limit is None or len(only.leases) < limit) else None
+        views = [ReplicaView(c.model_id, c.serving, False, len(c.leases)) for c in copies]
+        chosen = pick(views, copies[0].spec.max_concurrent, self._rng)
+        return None if chosen is None else self._records[chosen]
+
+    def _holder(self, copies: list[ModelRecord], now: float) -> ModelRecord:
+        """The copy a waiting request is queued on: one that serves (it waits for a free
+        slot on any copy), else one that loads, else the one to load."""
+        if len(copies) == 1:
+            return copies[0]
+
+        def rank(record: ModelRecord) -> int:
+            state = record.state
+            if state is ModelState.READY:
+                return 0 if record.serving else 1
+            if state is ModelState.LOADING:
+                return 2
+            if state is ModelState.WARM and not record.warm_dropping:
+                return 3  # a restore is faster than a cold load
+            if state is ModelState.UNLOADED:
+                return 4
+            if state is ModelState.FAILED and self._may_retry(record, now):
+                return 5
+            return 6  # leaving, or backing off after failures
+
+        return min(copies, key=rank)  # the first of the best: ``id#1`` before ``id#2``
+
+    def _may_retry(self, record: ModelRecord, now: float) -> bool:
+        """A FAILED copy may load again without an explicit load: its backoff is over."""
+        return now >= record.retry_at and record.failures < self._retry.max_failures
+
+    def _check_model_queue(self, copies: list[ModelRecord]) -> None:
+        """Refuse a request when its model's own queue (``max_queue``) is full; the
+        pool's bound over every model is the queue's (``QueueFull``)."""
+        limit = copies[0].spec.max_queue
+        if limit is None or sum(len(c.waiters) for c in copies) < limit:
+            return
+        times = [t for c in copies for t in c.stats.response_times]
+        turn = sum(times) / len(times) if times else None  # one answer frees a slot
+        model_id = self.model_id_of(copies[0].model_id)
+        raise ModelQueueFull(model_id, limit, turn)
 
     def release(self, lease: Lease, ok: bool = True, seconds: float | None = None) -> None:
         """A lease comes back. ``seconds`` defaults to how long it was held."""
@@ -359,6 +544,8 @@ class Scheduler:
         now = self._clock()
         record.stats.record_done(now, now - lease.granted_at if seconds is None else seconds, ok)
         if record.leases:
+            if any(c.waiters for c in self._siblings(record)):
+                self._dispatch()  # a slot came back (max_concurrent): a waiter may take it
             return
         if record.unload_requested is not None:
             self._moves.unload(record, record.unload_requested)
@@ -390,7 +577,11 @@ class Scheduler:
                 record.blocked_by,
             )
         else:
-            error = WaitTimeout(record.model_id, waited, str(record.state))
+            copies = self._siblings(record)
+            busy = any(c.serving for c in copies)  # it waited for a slot, not a load
+            state = min((c.state for c in copies), key=_AVAILABILITY.index)
+            shown = "serving, every copy at max_concurrent" if busy else str(state)
+            error = WaitTimeout(self.model_id_of(record.model_id), waited, shown)
         self._effects.reject(waiter, error)
         self._emit(EventKind.REJECTED, record, error=str(error))
 
@@ -428,36 +619,50 @@ class Scheduler:
         return waiter
 
     def unload(self, name: str, token: Any = None, reason: str = "requested") -> Waiter:
-        """Unload a model once its leases are back; the waiter is answered when it is gone."""
-        record = self.resolve(name)
+        """Unload a model (every copy of one with replicas) once its leases are back; the
+        waiter is answered when it is gone."""
+        copies = self.copies(name)
         waiter = Waiter(
-            next(self._ids), record.model_id, None, 0, self._clock(), token, wants_lease=False
+            next(self._ids), copies[0].model_id, None, 0, self._clock(), token, wants_lease=False
         )
+        # Each copy answers the waiter as it goes (``_answer_unload_waiters``): the last
+        # one answers it; a copy that holds nothing needs no answer of its own.
+        leaving = [c for c in copies if self._unload_one(c, waiter, reason)]
+        if not leaving:
+            self._effects.grant(waiter, None)
+        return waiter
+
+    def _unload_one(self, record: ModelRecord, waiter: Waiter, reason: str) -> bool:
+        """Start unloading ``record`` for ``waiter``; False when it holds nothing (the
+        waiter is not answered here, then)."""
         if record.state is ModelState.WARM:
             record.unload_waiters.append(waiter)
             if not record.warm_dropping:
                 self._moves.drop(record, reason)
-            return waiter
+            return True
         if record.state is ModelState.FAILED:
             # Holds nothing; unloading it is a reset: the next request tries afresh.
             record.set_state(ModelState.UNLOADED)
             record.failures, record.retry_at = 0, 0.0
             self._emit(EventKind.UNLOADED, record, reason=reason)
         if record.state not in RESIDENT:
-            self._effects.grant(waiter, None)
-            return waiter
+            return False
         record.unload_waiters.append(waiter)
         record.unload_requested = reason
         if record.state is ModelState.READY:
             record.draining = True
             if not record.leases:
                 self._moves.unload(record, reason)
-        return waiter
+        return True
 
     def pin(self, name: str, pinned: bool = True) -> None:
-        record = self.resolve(name)
-        record.pinned = pinned
-        self._emit(EventKind.PINNED if pinned else EventKind.UNPINNED, record)
+        """Pin (or unpin) a model; of one with replicas, the ``min`` copies always wanted."""
+        copies = self.copies(name)
+        replica_set = self._set_names.get(name)
+        kept = copies if replica_set is None else copies[: replica_set.settings.min]
+        for record in copies:
+            record.pinned = pinned and record in kept
+        self._emit(EventKind.PINNED if pinned else EventKind.UNPINNED, copies[0])
         if not pinned:
             self._dispatch()
 
@@ -471,8 +676,19 @@ class Scheduler:
         """Unload ``name`` after ``ttl`` idle seconds from now on (None: never by idleness)."""
         if ttl is not None and not ttl > 0:
             raise ValueError(f"a ttl must be a positive number of seconds, got {ttl!r}")
-        record = self.resolve(name)
-        record.spec = record.spec.model_copy(update={"ttl": ttl})
+        for record in self.copies(name):
+            record.spec = record.spec.model_copy(update={"ttl": ttl})
+        replica_set = self._set_names.get(name)
+        if replica_set is not None:
+            changed = dataclasses.replace(
+                replica_set, spec=replica_set.spec.model_copy(update={"ttl": ttl})
+            )
+            for member in changed.members:
+                self._set_of[member] = changed
+            self._sets_by_id[changed.model_id] = changed
+            for alias, named in list(self._set_names.items()):
+                if named is replica_set:
+                    self._set_names[alias] = changed
 
     def set_policy(self, policy: EvictionPolicy, **detail: Any) -> None:
         """Evict by ``policy`` from now on; ``detail`` (why) goes into the event."""
@@ -695,10 +911,24 @@ class Scheduler:
                 and now - record.stats.last_used >= ttl
             ):
                 self._moves.unload(record, f"idle for {ttl:g}s (ttl)")
+        for replica_set in self._sets_by_id.values():
+            self._shrink(replica_set, now)
         if self.settings.high_watermark is not None:
             self._unload_ahead_of_need(now)
-        if self._queue.count:
-            self._dispatch()
+        if self._queue.count or self._sets_by_id:
+            self._dispatch()  # with replicas: a copy to replace may be past its backoff
+
+    def _shrink(self, replica_set: ReplicaSet, now: float) -> None:
+        """Unload the extra copies (above ``min``) idle past the model's ``ttl``, or
+        ``EXTRA_IDLE_SECONDS`` when it has none."""
+        ttl = replica_set.spec.ttl
+        idle_after = EXTRA_IDLE_SECONDS if ttl is None else ttl
+        copies = [self._records[member] for member in replica_set.members]
+        views = [self._view(c, now) for c in copies]
+        for member in spare(views, replica_set.settings, idle_after):
+            record = self._records[member]
+            if not record.pinned:
+                self._moves.unload(record, f"idle extra copy for {idle_after:g}s (ttl)")
 
     def _unload_ahead_of_need(self, now: float) -> None:
         high, low = self.settings.high_watermark, self.settings.low_watermark_in_force
@@ -839,7 +1069,10 @@ class Scheduler:
         # that the requests served next load them.
         self._apply_replacement(record)
         waiters, record.unload_waiters = record.unload_waiters, []
+        siblings = self._siblings(record)
         for waiter in waiters:
+            if len(siblings) > 1 and any(waiter in c.unload_waiters for c in siblings):
+                continue  # an unload of the whole model: another copy is still leaving
             self._effects.grant(waiter, None)
 
     def _check_stopped(self) -> None:
@@ -897,8 +1130,8 @@ class Scheduler:
         now = self._clock()
         # Serve what is resident first: those leases also keep it from being a victim below.
         for record in self._records.values():
-            if record.waiters and record.serving:
-                self._grant_all(record, now)
+            if record.waiters:
+                self._serve_queue(record, now)
         queued = self._queue.in_order(self._records.values())
         drain: set[ModelId] = set()
         held_for: dict[DeviceId, ModelRecord] = {}  # a starving plan waits here: no backfill
@@ -930,8 +1163,52 @@ class Scheduler:
                 self._reject_all(record, outcome.error)
         if self._set_draining(drain):
             self._dispatch_again = True  # a model serves again: grant its queue
+        for replica_set in self._sets_by_id.values():
+            self._grow(replica_set, now, held_for)
         if self._preloads and not self._queue.count:
             self._start_preloads(now)
+
+    def _grow(
+        self, replica_set: ReplicaSet, now: float, held_for: Mapping[DeviceId, ModelRecord]
+    ) -> None:
+        """Start one more copy of a model with replicas when ``wants_another`` says so and
+        the plan for it evicts only models with less recent demand than this one."""
+        copies = [self._records[member] for member in replica_set.members]
+        views = [self._view(c, now) for c in copies]
+        why = wants_another(views, replica_set.settings)
+        if why is None:
+            return
+        spares = [
+            c
+            for c in copies
+            if c.state is ModelState.UNLOADED
+            or (c.state is ModelState.WARM and not c.warm_dropping)
+            or (c.state is ModelState.FAILED and self._may_retry(c, now))
+        ]
+        if not spares:
+            return
+        record = min(spares, key=lambda c: c.state is not ModelState.WARM)  # a restore first
+        plan = self._plan(record, now, self.demand(), held_for)
+        if not isinstance(plan, Go):
+            return
+        if any(self._set_of.get(v.model_id) is replica_set for v in plan.victims):
+            return  # a copy for a copy: no gain
+        own = sum(c.stats.frequency(now) for c in copies)
+        if not outweighs(own, [v.stats.frequency(now) for v in plan.victims]):
+            return
+        self._emit(
+            EventKind.REPLICA_STARTED, record, model=replica_set.model_id, reason=why,
+            victims=[v.model_id for v in plan.victims],
+        )  # fmt: skip
+        self._begin_load(record, plan)
+
+    @staticmethod
+    def _view(record: ModelRecord, now: float) -> ReplicaView:
+        idle = 0.0 if record.leases else max(0.0, now - record.stats.last_used)
+        loading = record.state is ModelState.LOADING
+        return ReplicaView(
+            record.model_id, record.serving, loading, len(record.leases), idle, len(record.waiters)
+        )
 
     def _start_preloads(self, now: float) -> None:
         """Start the waiting preloads that fit, most important first: only while no
@@ -1040,14 +1317,24 @@ class Scheduler:
         self._draining = drain
         return resumed
 
-    def _grant_all(self, record: ModelRecord, now: float) -> None:
+    def _serve_queue(self, record: ModelRecord, now: float) -> None:
+        """Grant ``record``'s waiters from the copies that serve, in arrival order, while
+        one has room (``max_concurrent``); the rest keep their place."""
+        copies = self._siblings(record)
+        if not any(c.serving for c in copies):
+            return
+        kept: deque[Waiter] = deque()
         for waiter in self._queue.take_all(record):
-            if waiter.wants_lease:
-                self._effects.grant(
-                    waiter, self._new_lease(record, waiter.task_id, waiter.priority, now, False)
-                )
-            else:
+            if not waiter.wants_lease:
                 self._effects.grant(waiter, None)
+                continue
+            chosen = self._pick(copies)
+            if chosen is None:
+                kept.append(waiter)
+                continue
+            lease = self._new_lease(chosen, waiter.task_id, waiter.priority, now, False)
+            self._effects.grant(waiter, lease)
+        self._queue.put_back(record, kept)
 
     def _reject_all(self, record: ModelRecord, error: ModelPoolError) -> None:
         if not record.waiters:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 FREQUENCY_HALF_LIFE = 600.0
@@ -156,3 +157,30 @@ class ModelStats:
             "idle_seconds": max(0.0, now - self.last_used) if self.last_used else None,
             "frequency": round(self.frequency(now), 6),
         }
+
+
+_ADDED = (
+    "load_count", "load_failures", "load_seconds_total", "unload_count", "offload_count",
+    "restore_count", "restore_seconds_total", "requests", "hits", "misses", "errors",
+    "current_tasks", "total_tasks_processed", "frequency",
+)  # fmt: skip
+"""The snapshot's counts that add up over the copies of a model."""
+
+
+def combined_snapshot(copies: Sequence[ModelStats], now: float) -> dict[str, Any]:
+    """One model's ``snapshot`` from the stats of its copies (replicas): counts add up,
+    rates and response times are over every copy's requests together."""
+    views = [stats.snapshot(now) for stats in copies]
+    combined: dict[str, Any] = {key: sum(v[key] for v in views) for key in _ADDED}
+    requests, done = combined["requests"], combined["total_tasks_processed"]
+    combined["hit_rate"] = combined["hits"] / requests if requests else 0.0
+    combined["error_rate"] = combined["errors"] / done if done else 0.0
+    times = sorted(t for stats in copies for t in stats.response_times)
+    combined["average_response_time"] = sum(times) / len(times) if times else 0.0
+    for q in (50, 95, 99):
+        combined[f"p{q}_response_time"] = percentile(times, q)
+    loads = [v["last_load_seconds"] for v in views if v["last_load_seconds"] is not None]
+    combined["last_load_seconds"] = loads[-1] if loads else None
+    idle = [v["idle_seconds"] for v in views if v["idle_seconds"] is not None]
+    combined["idle_seconds"] = min(idle) if idle else None
+    return {key: combined[key] for key in views[0]}  # the snapshot's own order

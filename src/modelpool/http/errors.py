@@ -20,6 +20,7 @@ from modelpool.errors import (
     DoesNotFit,
     LoadFailed,
     ModelPoolError,
+    ModelQueueFull,
     PoolClosed,
     QueueFull,
     UnknownModel,
@@ -29,6 +30,8 @@ from modelpool.errors import (
 INVALID_REQUEST = "invalid_request_error"
 AUTHENTICATION = "authentication_error"
 SERVER_ERROR = "server_error"
+
+RATE_LIMITED = "rate_limit_error"
 
 RETRY_SECONDS = 5
 """``Retry-After`` for a full queue or a wait that timed out: long enough to matter."""
@@ -103,6 +106,12 @@ def from_pool_error(error: ModelPoolError) -> ApiError:
             "GET /v1/models lists the models",
             code="model_not_found",
             param="model",
+        )
+    if isinstance(error, ModelQueueFull):
+        # The model is up and busy: too many requests for it, not a server fault.
+        wait = error.retry_after or RETRY_SECONDS
+        return ApiError(
+            429, str(error), kind=RATE_LIMITED, code="model_queue_full", retry_after=wait
         )
     if isinstance(error, QueueFull):
         return _unavailable(str(error), "queue_full", RETRY_SECONDS)

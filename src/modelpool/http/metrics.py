@@ -7,6 +7,8 @@ Every series has bounded labels, so a client cannot grow the registry:
   passes the *resolved* id to ``observe_request`` (an alias or ``id@version`` becomes
   the id), or ``"unknown"`` for a model the pool does not know, never the name a
   client sent;
+* ``replica`` is a copy's number (``2`` of ``chat#2``), at most a model's
+  ``replicas.max``;
 * ``endpoint`` is one of the server's routes ("chat/completions", "completions",
   "embeddings"), ``status`` an HTTP status the server answered with;
 * ``reason`` is one of ``UNLOAD_CAUSES`` (``core/events.py``): a category of the
@@ -34,6 +36,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from modelpool.core.events import EventKind, PoolEvent, unload_cause
 from modelpool.core.ports import HOST
+from modelpool.core.replicas import REPLICA_MARK
 from modelpool.core.states import RESIDENT, ModelState
 from modelpool.types import DeviceId
 
@@ -140,6 +143,24 @@ class ServerMetrics:
             "modelpool_model_leases",
             "Leases out on the model (requests using it).",
             ["model"],
+            registry=r,
+        )
+        self._replica_state = Gauge(
+            "modelpool_replica_state",
+            "For a model with replicas: 1 for each copy's current state, 0 for the others.",
+            ["model", "replica", "state"],
+            registry=r,
+        )
+        self._replica_memory = Gauge(
+            "modelpool_replica_memory_bytes",
+            "For a model with replicas: bytes each copy holds (0 when it holds none).",
+            ["model", "replica"],
+            registry=r,
+        )
+        self._replica_leases = Gauge(
+            "modelpool_replica_leases",
+            "For a model with replicas: leases out on each copy (requests in flight).",
+            ["model", "replica"],
             registry=r,
         )
         self._budget = Gauge(
@@ -315,6 +336,8 @@ class ServerMetrics:
             # see the first load and the first failure too.
             self._loads.labels(model, "false")
             self._load_failures.labels(model)
+            for copy in view.get("replicas", ()):
+                self._set_replica(model, copy)
         self._device_model_memory.clear()  # only the models booked now show
         for device, books in status["memory_info"].items():
             for model, size in books.get("models", {}).items():
@@ -348,6 +371,15 @@ class ServerMetrics:
             for entry in rollouts.versions(model):
                 version = entry["version"]
                 self._version_weight.labels(model, version).set(shares.get(version, 0.0))
+
+    def _set_replica(self, model: str, copy: Mapping[str, Any]) -> None:
+        replica = str(copy["id"]).rpartition(REPLICA_MARK)[2]  # "2" of "chat#2"
+        state = ModelState(copy["status"])
+        for each in ModelState:
+            self._replica_state.labels(model, replica, each).set(1 if each is state else 0)
+        held = copy["memory_bytes"] if state in HOLDING else 0
+        self._replica_memory.labels(model, replica).set(held)
+        self._replica_leases.labels(model, replica).set(copy["leases"])
 
     def _set_books(self, device: DeviceId, books: Mapping[str, Any]) -> None:
         """One device's figures from the ledger's snapshot."""

@@ -2,8 +2,9 @@
 config reloads (a model's settings replaced, a model removed).
 
 After every step the books must balance and the rules hold: never over budget, a
-leased model never unloading, at most one member of an exclusive group on a device,
-and after stop everything returns to zero.
+leased model (or copy of a model with replicas) never unloading, at most one member
+of an exclusive group on a device, no copy above ``max_concurrent`` nor a model above
+its replicas' ``max`` or ``max_queue``, and after stop everything returns to zero.
 """
 
 from __future__ import annotations
@@ -30,7 +31,17 @@ MODELS = {
     "p": {"memory": 2 * GB, "pinned": True},
     "big": {"memory": 11 * GB, "device": "auto"},
     "far": REMOTE,  # booked with no bytes wherever the pool puts it
+    # Served by one to three copies (r#1..r#3), two requests at a time each.
+    "r": {
+        "memory": 2 * GB,
+        "device": "auto",
+        "replicas": {"min": 1, "max": 3, "target_inflight": 1},
+        "max_concurrent": 2,
+        "max_queue": 6,
+    },
 }
+COPY = "r#2"
+"""Requests ask for every model, and for this copy of ``r`` by its own id."""
 
 KEPT = ("p", "big", "far")
 """Models the reload rules leave alone: the pinned and remote ones never unload but by
@@ -52,7 +63,7 @@ class PoolMachine(RuleBasedStateMachine):
             starvation_limit=5.0,
             max_queue=20,
             warm_budget=7 * GB,
-            offloadable=("a", "c", "x", "big"),  # big never fits the warm tier
+            offloadable=("a", "c", "x", "big", "r#2"),  # big never fits the warm tier
             **self.limits,
         )
         self.leases: list[Lease] = []
@@ -70,20 +81,30 @@ class PoolMachine(RuleBasedStateMachine):
 
     @rule(pick=st.integers(min_value=0, max_value=63))
     def request(self, pick: int) -> None:
-        names = sorted(self.models)
+        names = sorted([*self.models, COPY] if "r" in self.models else self.models)
         model = names[pick % len(names)]
+        self._ask(model)
+
+    def _ask(self, model: str) -> None:
         try:
             result = self.h.request(model)
         except (DoesNotFit, QueueFull, LoadFailed):  # LoadFailed: backing off after failures
             return
-        except UnknownModel:  # a reload removed it
-            assert model in self.retired
+        except UnknownModel:  # a reload removed it (or the model this copy is of)
+            assert model.partition("#")[0] in self.retired
             return
         if isinstance(result, Lease):
             self.leases.append(result)
         else:
             self.waiters.append(result)
         self._collect()
+
+    @rule(count=st.integers(min_value=2, max_value=5))
+    def burst(self, count: int) -> None:
+        # Several requests for the model with replicas at once: copies start and fill.
+        if "r" in self.models:
+            for _ in range(count):
+                self._ask("r")
 
     @rule(data=st.data())
     def release(self, data: st.DataObject) -> None:
@@ -141,7 +162,12 @@ class PoolMachine(RuleBasedStateMachine):
     def reload_changes_a_model(self, data: st.DataObject, memory: int) -> None:
         # A config reload gives a model new settings that need a fresh load (not the
         # pinned or the remote one: the rules say they never unload but by request).
-        live = [m for m in self.models if m not in KEPT and m not in self.retired]
+        # A model with replicas changes by a restart (config/diff.py): never replaced.
+        live = [
+            m
+            for m in self.models
+            if m not in KEPT and m not in self.retired and self.h.s.replica_set(m) is None
+        ]
         if live:
             model = data.draw(st.sampled_from(live))
             spec = self.h.s.resolve(model).spec.model_copy(update={"memory": memory * GB})
@@ -158,12 +184,14 @@ class PoolMachine(RuleBasedStateMachine):
 
     @rule()
     def forget_what_left(self) -> None:
-        present = {r.model_id for r in self.h.s.records()}
         for model, waiter in self.retired.items():
-            if waiter.waiter_id in self.h.fx.granted and model in present:
-                record = self.h.s.resolve(model)
-                assert record.state not in RESIDENT
-                assert not record.leases
+            copies = [
+                r for r in self.h.s.records() if r.model_id.partition("#")[0] == model
+            ]  # the model's one record, or each of its copies
+            if waiter.waiter_id in self.h.fx.granted and copies:
+                for record in copies:
+                    assert record.state not in RESIDENT
+                    assert not record.leases
                 self.h.s.remove_model(model)
 
     @rule(seconds=st.floats(min_value=0.5, max_value=40))
@@ -237,6 +265,19 @@ class PoolMachine(RuleBasedStateMachine):
         unloaded = set(self.h.fx.unloads)
         assert "p" not in unloaded or self.h.s.stopping  # pinned: only an explicit unload
         assert "far" not in unloaded or self.h.s.stopping  # remote: frees nothing by leaving
+
+    @invariant()
+    def copies_keep_their_limits(self) -> None:
+        if "r" not in self.models or not any(
+            r.model_id.startswith("r#") for r in self.h.s.records()
+        ):
+            return  # not in this machine, or a reload removed it
+        copies = self.h.s.copies("r")
+        for record in copies:
+            assert len(record.leases) <= 2, record.model_id  # max_concurrent
+        active = [c for c in copies if c.state in (ModelState.LOADING, ModelState.READY)]
+        assert len(active) <= 3
+        assert sum(len(c.waiters) for c in copies) <= 6  # max_queue
 
     @invariant()
     def one_heavy_model_at_a_time(self) -> None:

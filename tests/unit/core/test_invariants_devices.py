@@ -1,7 +1,8 @@
 """The pool's property tests on a box of four devices: models placed by cost, models
 spread over two devices (any two, or a given pair with a split), an exclusive group
-that holds box-wide. Every part of a spread model is booked or none is, no device goes
-over its budget, a leased model is never evicted (the rules of ``test_invariants``)."""
+that holds box-wide, a model of up to three copies. Every part of a spread model is
+booked or none is, no device goes over its budget, a leased model (or copy) is never
+evicted (the rules of ``test_invariants``)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,14 @@ MODELS: dict[str, dict[str, Any]] = {
     "x": {"memory": 5 * GB, "device": "auto", "group": "heavy"},
     "y": {"memory": 5 * GB, "device": "auto", "group": "heavy"},
     "p": {"memory": 2 * GB, "device": "cuda:0", "pinned": True},
+    # Up to three copies, each placed by cost on its own: leased copies are never evicted.
+    "r": {
+        "memory": 3 * GB,
+        "device": "auto",
+        "replicas": {"min": 1, "max": 3, "target_inflight": 1},
+        "max_concurrent": 2,
+        "max_queue": 6,
+    },
 }
 
 

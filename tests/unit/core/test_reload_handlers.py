@@ -149,3 +149,21 @@ def test_stopping_while_an_unload_waits_for_a_load_that_never_started() -> None:
     assert h.state("y") is ModelState.UNLOADED
     assert h.fx.granted[removal.waiter_id] is None
     h.settle()
+
+
+def test_retiring_a_model_with_replicas_takes_every_copy_and_frees_its_names() -> None:
+    h = Harness({"chat": {**TWO, "aliases": ["talk"], "replicas": 2}, "b": TWO})
+    h.load("chat#1", "chat#2")
+    lease = h.lease("chat", "t1")
+    done = h.s.retire("chat")
+    for name in ("chat", "talk", "chat#1"):
+        with pytest.raises(UnknownModel):
+            h.s.request(name)
+    h.s.release(lease)
+    h.settle()
+    assert sorted(h.fx.unloads) == ["chat#1", "chat#2"]
+    assert h.fx.granted[done.waiter_id] is None
+    h.s.remove_model("chat")
+    assert [r.model_id for r in h.s.records()] == ["b"]
+    h.s.add_model(spec("talk", **TWO), 2 * GB)  # the alias is free for a new model
+    assert h.s.copies("talk") == [h.s.resolve("talk")]

@@ -13,6 +13,7 @@ from modelpool.errors import (
     InsufficientMemory,
     LoadFailed,
     ModelPoolError,
+    ModelQueueFull,
     PoolClosed,
     QueueFull,
     UnknownModel,
@@ -28,6 +29,8 @@ SECRET_REASON = "exited with 1; log tail: /home/me/models/x.gguf: bad magic"
     [
         (UnknownModel("gpt-17", ["a", "b"]), 404, "model_not_found", None),
         (QueueFull("a", 8), 503, "queue_full", "5"),
+        (ModelQueueFull("a", 8), 429, "model_queue_full", "5"),
+        (ModelQueueFull("a", 8, retry_after=1.2), 429, "model_queue_full", "2"),
         (WaitTimeout("a", 30.0, "loading"), 503, "wait_timeout", "5"),
         (InsufficientMemory("a", "cpu", 10, 2, [Holder("b", 8, "pinned")]), 503,
          "insufficient_memory", "5"),

@@ -302,3 +302,23 @@ def test_the_strategy_in_force_and_auto_evaluations_by_outcome() -> None:
     assert value(samples, "modelpool_strategy", strategy="cost_aware") == 1
     for outcome in ("kept", "switched", "skipped"):
         assert value(samples, "modelpool_strategy_evaluations_total", outcome=outcome) == 1
+
+
+async def test_a_model_with_replicas_has_gauges_per_copy() -> None:
+    pool, _ = make_pool(spec("m", memory=GB, replicas={"min": 1, "max": 2, "target_inflight": 1}))
+    async with pool:
+        await pool.load("m")
+        events = pool.events()
+        leases = [await pool.acquire("m"), await pool.acquire("m")]  # busy: a second copy
+        await asyncio.wait_for(next_event(events, EventKind.LOADED, "m#2"), 10)
+        leases.append(await pool.acquire("m"))
+        samples = scrape(feed(ServerMetrics(), pool), pool.get_resource_status())
+        for lease in leases:
+            pool.release(lease)
+
+    assert value(samples, "modelpool_model_leases", model="m") == 3
+    assert value(samples, "modelpool_replica_leases", model="m", replica="1") == 2
+    assert value(samples, "modelpool_replica_leases", model="m", replica="2") == 1
+    assert value(samples, "modelpool_replica_state", model="m", replica="2", state="ready") == 1
+    assert value(samples, "modelpool_replica_memory_bytes", model="m", replica="1") == GB
+    assert value(samples, "modelpool_model_memory_bytes", model="m") == 2 * GB
