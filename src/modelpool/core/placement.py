@@ -22,7 +22,7 @@ No I/O, no logging, no clock: the same books give the same answer.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import replace
 from typing import Protocol, runtime_checkable
 
@@ -64,13 +64,19 @@ def pricer(policy: EvictionPolicy) -> Callable[[Candidate, float], float]:
 
 
 def _rank(
-    go: Go, account: DeviceAccount, need: Bytes, policy: EvictionPolicy, now: float, order: int
-) -> tuple[bool, float, Bytes, int]:
+    go: Go,
+    account: DeviceAccount,
+    need: Bytes,
+    policy: EvictionPolicy,
+    now: float,
+    order: int,
+    shared: bool = False,
+) -> tuple[bool, bool, float, Bytes, int]:
     victims = go.victims
     price = pricer(policy)
     cost = sum(price(v.candidate(), now) for v in victims)
     room = account.planned_free + sum(booked_bytes(account, v) for v in victims)
-    return (bool(victims), cost, room - need, order)
+    return (bool(victims), shared, cost, room - need, order)
 
 
 def place_one(
@@ -79,30 +85,37 @@ def place_one(
     plan_on: PlanOn,
     policy: EvictionPolicy,
     now: float,
+    siblings: Collection[DeviceId] = (),
 ) -> Plan:
-    """The cheapest device of ``accounts`` for ``need`` bytes (see the module doc)."""
+    """The cheapest device of ``accounts`` for ``need`` bytes (see the module doc). A
+    copy of a model with replicas goes where no other copy is (``siblings``) when that
+    costs no more evictions: copies on different GPUs do not share one's compute."""
     fitting = [(i, a) for i, a in enumerate(accounts) if a.fits_ever(need)]
     # Fast path: a device with room now, tightest first; the first that needs no
     # eviction (its group or caps may still ask for one) is the answer.
-    free = sorted((a.planned_free - need, i) for i, a in fitting if a.planned_free >= need)
-    for left, i in free:
+    free = sorted(
+        (a.device in siblings, a.planned_free - need, i)
+        for i, a in fitting
+        if a.planned_free >= need
+    )
+    for _, left, i in free:
         plan = plan_on(accounts[i], need)
         if isinstance(plan, Go) and not plan.victims:
             return replace(plan, why=f"room without eviction, best fit ({format_size(left)} left)")
-    best: tuple[tuple[bool, float, Bytes, int], Go] | None = None
+    best: tuple[tuple[bool, bool, float, Bytes, int], Go] | None = None
     refusal: Plan | None = None
     options = 0
     for i, account in fitting:
         plan = plan_on(account, need)
         if isinstance(plan, Go):
             options += 1
-            key = _rank(plan, account, need, policy, now, i)
+            key = _rank(plan, account, need, policy, now, i, account.device in siblings)
             if best is None or key < best[0]:
                 best = (key, plan)
         else:
             refusal = _closer(refusal, plan, accounts)
     if best is not None:
-        (evicts, cost, left, _), plan = best
+        (evicts, _, cost, left, _), plan = best
         if not evicts:
             why = f"room after its group left, best fit ({format_size(left)} left)"
         else:

@@ -40,7 +40,7 @@ from modelpool.core.lease import Lease, Waiter
 from modelpool.core.ledger import DeviceAccount, MemoryLedger
 from modelpool.core.memory_watch import MemoryWatch
 from modelpool.core.moves import Moves
-from modelpool.core.placement import PLACEMENTS, place_across, spread
+from modelpool.core.placement import PLACEMENTS, place_across, place_one, spread
 from modelpool.core.planner import Go, Impossible, Plan, Wait, choose_drain, plan_load
 from modelpool.core.ports import (
     HOST,
@@ -1281,8 +1281,11 @@ class Scheduler:
         accounts = [self.ledger.account(d) for d in self.devices_for(record)]
         count = self.spread_over(record)
         if count is None:
-            place = PLACEMENTS[self.settings.placement]
-            return place(accounts, record.estimate, plan_on, self.policy, now)
+            if self.settings.placement != "cost":
+                place = PLACEMENTS[self.settings.placement]
+                return place(accounts, record.estimate, plan_on, self.policy, now)
+            siblings = {d for r in self._siblings(record) if r is not record for d in r.devices}
+            return place_one(accounts, record.estimate, plan_on, self.policy, now, siblings)
         fixed = isinstance(count, tuple)
         count = len(count) if isinstance(count, tuple) else count
         split = record.spec.split

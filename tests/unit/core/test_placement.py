@@ -366,3 +366,25 @@ def test_a_model_no_one_device_holds_is_spread_when_its_backend_can() -> None:
 
     with pytest.raises(DoesNotFit):
         scheduler.load("stuck")  # its backend cannot span: no device could ever hold it
+
+
+def test_a_second_copy_goes_to_another_device_when_that_costs_no_eviction() -> None:
+    h = Harness(
+        {"chat": {"memory": 3 * GB, "device": "auto", "replicas": 2}},
+        budgets={"cuda:0": 8 * GB, "cuda:1": 8 * GB},
+    )
+    h.load("chat#1", "chat#2")
+    # Best fit alone would put the second copy beside the first (5 GB left there).
+    assert {h.s.resolve("chat#1").device, h.s.resolve("chat#2").device} == {"cuda:0", "cuda:1"}
+
+
+def test_copies_share_a_device_when_only_it_has_room() -> None:
+    h = Harness(
+        {
+            "chat": {"memory": 3 * GB, "device": "auto", "replicas": 2},
+            "held": {"memory": 7 * GB, "device": "cuda:1", "pinned": True},
+        },
+        budgets={"cuda:0": 8 * GB, "cuda:1": 8 * GB},
+    )
+    h.load("held", "chat#1", "chat#2")
+    assert h.s.resolve("chat#1").device == h.s.resolve("chat#2").device == "cuda:0"
