@@ -8,7 +8,9 @@ a load the scheduler starts becomes an event ``load_seconds`` later that calls
 granted lease becomes an event ``service`` seconds later that returns it.
 
 Each model serves any number of requests at once (a batching server), so a request
-waits only for its model to be brought in; that wait is what strategies differ in.
+waits only for its model to be brought in; that wait is what strategies differ in. A
+model with ``max_concurrent`` serves that many at once per copy (``replicas``): the
+rest wait for a slot, as in the pool.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ def _spec(model: SimModel, group: str | None) -> ModelSpec:
     spec = ModelSpec(
         id=base, backend="fake", memory=model.bytes, device=model.device,
         devices=model.devices, tags=model.tags, priority=model.priority, group=group,
+        replicas=model.replicas, max_concurrent=model.max_concurrent,
     )  # fmt: skip
     if not version:
         return spec
@@ -123,6 +126,9 @@ class Simulation:
         self._bytes_moved = 0
         self._load_seconds = 0.0
         self._every = every
+        self.latencies_by_model: dict[ModelId, list[float]] = {}
+        """Each served request's wait plus service, by the model it asked for (a copy's:
+        its model's)."""
         self.arrived: list[Arrival] = []
         """The requests so far, with their service seconds (what a pool's window holds)."""
 
@@ -194,6 +200,8 @@ class Simulation:
 
     def _served(self, lease: Lease, waited: float, service: float) -> None:
         self._waits.append(waited)
+        model = lease.model_id.partition("#")[0]
+        self.latencies_by_model.setdefault(model, []).append(waited + service)
         self._at(service, self.scheduler.release, lease, True, service)
 
     def _keep_ticking(self) -> None:
@@ -210,24 +218,28 @@ class Simulation:
         if self.scheduler.waiting or watermarks:
             self._keep_ticking()
 
+    def _model(self, record_id: ModelId) -> SimModel:
+        """The simulated model a pool record stands for: a copy (``m#2``) is its model."""
+        return self.models[record_id.partition("#")[0]]
+
     # --- Effects: what the scheduler asks for, done on the virtual clock ----------
 
     def start_load(self, spec: ModelSpec, placement: Placement) -> None:
         device = placement.device
-        model = self.models[spec.id]
+        model = self._model(spec.id)
         self._counts["cold_loads"] += 1
         self._moved(model.bytes, model.load_seconds)
         self._at(model.load_seconds, self._load_done, spec.id, device, model.load_seconds)
 
     def start_restore(self, warm: Handle, device: DeviceId) -> None:
-        model = self.models[warm.model_id]
+        model = self._model(warm.model_id)
         seconds = model.restore_seconds or 0.0
         self._counts["warm_restores"] += 1
         self._moved(model.bytes, seconds)
         self._at(seconds, self._load_done, warm.model_id, device, seconds)
 
     def start_offload(self, handle: Handle) -> None:
-        model = self.models[handle.model_id]
+        model = self._model(handle.model_id)
         seconds = model.offload_seconds
         if seconds is None:
             seconds = model.restore_seconds or 0.0
@@ -241,7 +253,7 @@ class Simulation:
             self._at(DROP_SECONDS, self.scheduler.on_unload_done, handle.model_id)
             return
         self._counts["unloads"] += 1
-        seconds = self.models[handle.model_id].unload_seconds
+        seconds = self._model(handle.model_id).unload_seconds
         self._at(seconds, self.scheduler.on_unload_done, handle.model_id)
 
     def grant(self, waiter: Waiter, lease: Lease | None) -> None:
@@ -268,7 +280,7 @@ class Simulation:
         self._load_seconds += seconds
 
     def _load_done(self, model_id: ModelId, device: DeviceId, seconds: float) -> None:
-        handle = Handle(model_id, device, footprint=self.models[model_id].bytes)
+        handle = Handle(model_id, device, footprint=self._model(model_id).bytes)
         self.scheduler.on_load_done(model_id, handle, None, seconds)
 
     def _result(self, wall: float) -> RunResult:

@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from modelpool.config.placement import ReplicaSettings
 from modelpool.types import Bytes, DeviceId
 from modelpool.units import parse_size
 
@@ -53,6 +54,10 @@ class SimModel:
     """Preloaded at the start with this priority (lower first); None: not preloaded."""
     devices: int | None = None
     """Spread over this many devices (``device`` is then ``auto``); None: one."""
+    replicas: ReplicaSettings | None = None
+    """Served by several copies, as in a pool config (None: one)."""
+    max_concurrent: int | None = None
+    """Requests one copy serves at once (None: any number, a batching server)."""
 
     @property
     def offloadable(self) -> bool:

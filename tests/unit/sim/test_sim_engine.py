@@ -195,3 +195,25 @@ def test_budgets_are_read_per_device() -> None:
     two = ModelSet("two", (model("a"), model("b", device="cpu")), {"gpu": GB, "cpu": GB})
     with pytest.raises(ValueError, match="say which, as DEVICE=SIZE"):
         parse_budgets(["3GB"], two)
+
+
+def test_a_model_with_slots_queues_and_a_second_copy_takes_the_overflow() -> None:
+    from dataclasses import replace
+
+    from modelpool.config.placement import ReplicaSettings
+
+    # Four requests at once for a model of one slot, 10 s each.
+    arrivals = [(0.0, "a")] * 4
+    one = model_set(replace(model("a"), max_concurrent=1), budget_gb=4)
+    two = model_set(
+        replace(model("a"), max_concurrent=1, replicas=ReplicaSettings(max=2)), budget_gb=4
+    )
+    single = Simulation(workload(*arrivals, service=10.0), one, POLICIES.get("lru")())
+    single.run()
+    # One at a time after the 2 s load: served at 2, 12, 22, 32 s; each takes 10 s more.
+    assert sorted(single.latencies_by_model["a"]) == [12.0, 22.0, 32.0, 42.0]
+    double = Simulation(workload(*arrivals, service=10.0), two, POLICIES.get("lru")())
+    result = double.run()
+    assert result.cold_loads == 2  # the second copy was started for the queue
+    assert max(double.latencies_by_model["a"]) < 42.0
+    assert set(double.latencies_by_model) == {"a"}  # copies count as their model
