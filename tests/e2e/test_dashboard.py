@@ -380,3 +380,19 @@ def test_an_active_alert_shows_with_its_model_and_metric(page: Page, server: Ser
     expect(alert).to_contain_text("error rate 100.0 %")
     expect(page.locator("#alert-count")).not_to_have_text("0")
     expect(page.locator("#alerts-empty")).to_be_hidden()
+
+
+def test_a_model_with_copies_says_how_many_are_up_and_where(page: Page) -> None:
+    config = {
+        "pool": {"strategy": "lru", "budgets": {"cpu": "4GB"}, "probe": "static"},
+        "models": {
+            "duo": {"backend": "fake", "memory": "1GB", "device": "cpu", "replicas": 2},
+        },
+    }
+    with running_server(config) as server:
+        page.goto(f"{server.url}/ui")
+        row = model_row(page, "duo")
+        expect(row.locator(".copies")).to_have_text("0 of 2 copies")
+        button(page, "Load duo").click()
+        expect(row.locator(".copies")).to_have_text("2 of 2 copies")
+        expect(row.locator("td").nth(2)).to_have_text("cpu, cpu")

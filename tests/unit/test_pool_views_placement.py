@@ -29,3 +29,12 @@ def test_a_spread_model_names_every_device() -> None:
     rows = {line.split()[0]: line for line in console.export_text().splitlines() if line.strip()}
     assert "cuda:0+cuda:1" in rows["wide"]
     assert "cuda:2" in rows["one"]
+
+
+def test_a_model_with_copies_names_where_each_copy_is() -> None:
+    copies = [
+        {**view("chat#1", "cuda:0", {"cuda:0": GB}), "id": "chat#1"},
+        {**view("chat#2", "cuda:1", {"cuda:1": GB}), "id": "chat#2"},
+    ]
+    model = {**view("chat", "cuda:0", {"cuda:0": GB, "cuda:1": GB}), "replicas": copies}
+    assert placed(model) == "cuda:0, cuda:1"

@@ -49,6 +49,9 @@ def progress_line(view: dict[str, Any]) -> str:
 
 def placed(view: dict[str, Any]) -> str:
     """``cuda:0``, or ``cuda:0+cuda:1`` for a model spread over devices; ``-``: nowhere."""
+    copies = view.get("replicas") or []
+    if copies:  # a model served by several copies: where each is
+        return ", ".join(str(c["device"]) for c in copies if c.get("device")) or "-"
     devices = view.get("devices") or {}
     if len(devices) > 1:
         return "+".join(devices)
