@@ -13,7 +13,7 @@ import pytest
 from test_llamacpp import GGUF, MB, chat, exited, needs_llamacpp, refused
 from test_process_backend import next_event
 
-from modelpool import EventKind, ModelPool, ModelSpec, ModelState
+from modelpool import EventKind, LoadFailed, ModelPool, ModelSpec, ModelState
 from modelpool.backends import page_cache
 
 pytestmark = needs_llamacpp
@@ -31,8 +31,15 @@ def ggufs(tmp_path: Path) -> tuple[Path, Path]:
     assert GGUF is not None
     copies = (tmp_path / "a.gguf", tmp_path / "b.gguf")
     for copy in copies:
-        shutil.copyfile(GGUF, copy)
+        copy_to_disk(GGUF, copy)
     return copies
+
+
+def copy_to_disk(source: Path, copy: Path) -> None:
+    """Copy, written back and dropped: a freshly written file's pages are dirty, and the
+    kernel drops no dirty page (a model file in use was written long ago)."""
+    shutil.copyfile(source, copy)
+    page_cache.flush_and_drop(str(copy))
 
 
 def warm_models(pool: ModelPool) -> dict[str, int]:
@@ -92,7 +99,7 @@ async def test_a_warm_file_the_policy_drops_for_room_is_let_go(
 ) -> None:
     a_file, b_file = ggufs
     c_file = tmp_path / "c.gguf"
-    shutil.copyfile(a_file, c_file)
+    copy_to_disk(a_file, c_file)
     size = a_file.stat().st_size
     specs = (smollm2("a", a_file), smollm2("b", b_file), smollm2("c", c_file))
     pool = make_pool(*specs, warm_budget=300 * MB)  # an offload's 300 MB, then one file
@@ -107,3 +114,21 @@ async def test_a_warm_file_the_policy_drops_for_room_is_let_go(
         assert page_cache.resident_bytes(str(a_file)) == 0
         assert page_cache.resident_bytes(str(b_file)) == size
     assert warm_committed(pool) == 0
+
+
+async def test_a_warm_model_whose_file_is_gone_fails_saying_so_and_frees_its_booking(
+    ggufs: tuple[Path, Path],
+) -> None:
+    a_file, b_file = ggufs
+    pool = make_pool(smollm2("a", a_file), smollm2("b", b_file), warm_budget=400 * MB)
+    async with pool:
+        await pool.load("a")
+        await pool.load("b")
+        assert pool.state("a") is ModelState.WARM
+        a_file.unlink()
+        with pytest.raises(LoadFailed) as failed:
+            async with pool.use("a"):
+                pass
+        assert f"its model file {str(a_file)!r} is gone" in str(failed.value)
+        assert pool.state("a") is ModelState.FAILED
+        assert "a" not in warm_models(pool)  # (b went warm to make room for a)

@@ -462,6 +462,12 @@ class ProcessBackend:
         beats the server's own page faults); the file's hold passes to the new server,
         its pages stay."""
         await self._kept.ready(stopped.file)
+        # The server's own error would say less than this.
+        if not await asyncio.to_thread(os.path.isfile, stopped.file.path):
+            raise RuntimeError(
+                f"model {stopped.spec.id!r}: its model file {stopped.file.path!r} is gone "
+                "since the model was evicted"
+            )
         handle = await self._start(stopped.spec, Placement.one(device))
         await self._kept.release(stopped.file, drop=False)
         return handle
