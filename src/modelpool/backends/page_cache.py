@@ -6,14 +6,15 @@ not. The page-cache warm tier keeps an evicted model's file cached (``read_ahead
 lets it go when the tier drops the model (``drop``). ``resident_bytes`` tells how much
 of a file is cached (``mincore`` over a read-only mapping), for tests and benchmarks.
 
-Linux (and other POSIX systems with ``posix_fadvise``); elsewhere ``advise`` is a no-op
-and ``resident_bytes`` is unknown (None).
+Linux (and other POSIX systems with ``posix_fadvise``); elsewhere ``read_ahead`` only
+reads, ``drop`` does nothing and ``resident_bytes`` is unknown (None).
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import mmap
 import os
 import threading
@@ -96,6 +97,7 @@ def resident_bytes(path: str) -> int | None:
 _MAP_FAILED = ctypes.c_void_p(-1).value
 
 
+@functools.cache
 def _libc() -> ctypes.CDLL | None:
     """The C library with ``mmap``, ``mincore`` and ``munmap`` typed, or None."""
     name = ctypes.util.find_library("c")
