@@ -34,8 +34,8 @@ CAPABILITIES = {
     "spans devices": SpansDevices,
 }
 EXPECTED_BACKENDS = {
-    # A process model has a warm tier when its options declare sleep and wake (vLLM);
-    # llamacpp's options have no such keys, so its models never go warm.
+    # A process model has a warm tier when its options declare sleep and wake (vLLM) or
+    # keep_file_cached; llamacpp's models keep their GGUF cached unless told not to.
     "process": {
         "watch exit",
         "state dir",

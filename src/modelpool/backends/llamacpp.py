@@ -12,6 +12,12 @@ backend's::
       n_threads: 2
       memory: 300MB
 
+Evicted, the server stops. In a pool with a ``warm_budget`` the model goes warm rather
+than cold: its GGUF is kept in the page cache (read ahead in the background, booked in
+the warm budget at the file's size), and the next request starts the server again with
+the file read from RAM rather than disk (``keep_file_cached``, on by default; the
+process backend's page-cache tier). ``bench/page_cache.py`` measures what it saves.
+
 A model placed on a GPU sees only that GPU (the process backend's device binding). A
 model across devices (``devices: 2``, optionally ``split: [1, 3]``) is started seeing
 all of them with ``--tensor_split`` (the placement's shares) and ``--main_gpu 0``: the
@@ -59,6 +65,10 @@ class LlamaCppOptions(BaseModel):
     ready_timeout: Annotated[Seconds, Field(gt=0)] = 120.0
     stop_grace: Annotated[Seconds, Field(ge=0)] = 10.0
     log_lines: int = Field(200, ge=1)
+    keep_file_cached: bool = True
+    """Evicted into a pool with a ``warm_budget``: stop the server but keep the GGUF in
+    the page cache (booked there at the file's size), so that the next start reads it
+    from RAM. ``false``: let the file go with the server."""
 
 
 def server_command(options: LlamaCppOptions, placement: Placement | None = None) -> list[str]:
@@ -91,6 +101,15 @@ class LlamaCppBackend(ProcessBackend):
 
     options_model = LlamaCppOptions  # type: ignore[assignment]
 
+    def can_offload(self, spec: ModelSpec) -> bool:
+        """Every model keeps its GGUF cached when evicted, unless ``keep_file_cached`` is
+        false."""
+        try:
+            options = LlamaCppOptions.model_validate(spec.options)
+        except ValueError:  # the config reports it; such a model never loads
+            return False
+        return options.keep_file_cached
+
     def estimate(self, spec: ModelSpec) -> Bytes | None:
         """Before the first load: the GGUF's size plus a rough KV cache for ``n_ctx``."""
         options = LlamaCppOptions.model_validate(spec.options)
@@ -119,6 +138,7 @@ class LlamaCppBackend(ProcessBackend):
             "ready_timeout": options.ready_timeout,
             "stop_grace": options.stop_grace,
             "log_lines": options.log_lines,
+            "keep_file_cached": options.keep_file_cached,
         }
         return spec.model_copy(update={"options": process_options})
 

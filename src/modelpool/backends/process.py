@@ -18,6 +18,13 @@ the next request wakes it, much faster than a cold start::
       sleep: {method: POST, path: "/sleep?level=1"}
       wake: {method: POST, path: "/wake_up"}
 
+A server that maps its weights file (llama.cpp's ``llama-server -m ${MODEL_PATH}``) can
+have a warm tier of another kind, the page cache: with ``keep_file_cached: true``,
+evicting it stops the server and keeps ``model_path``'s file in the page cache (read
+ahead in the background, booked in ``warm_budget`` at the file's size); the next
+request starts the server again, from RAM rather than disk (``kept_files``). The
+``llamacpp`` backend turns it on for its models.
+
 ``${PORT}``, ``${HOST}`` (always 127.0.0.1), ``${MODEL_ID}`` and ``${MODEL_PATH}`` are
 replaced in command items and env values, and so are the device placeholders
 (``${DEVICE}``, ``${DEVICE_INDEX}``, ``${DEVICE_INDICES}``, ``${DEVICE_COUNT}``,
@@ -61,6 +68,7 @@ from pydantic import (
 
 from modelpool.backends import device_binding, procgroup
 from modelpool.backends.http_probe import call, get_status
+from modelpool.backends.kept_files import KeptFile, KeptFiles
 from modelpool.backends.logring import LogRing
 from modelpool.backends.pidfiles import PidFiles
 from modelpool.config import ModelSpec
@@ -148,6 +156,9 @@ class ProcessOptions(BaseModel):
     """How to make the server free its device memory while it keeps running."""
     wake: ServerCall | None = None
     """How to bring a sleeping server back; ``health`` must answer 200 after it."""
+    keep_file_cached: bool = False
+    """Evicted, stop the server but keep ``model_path``'s file in the page cache (a warm
+    tier for servers that map their weights file); not with ``sleep``/``wake``."""
 
     @field_validator("command")
     @classmethod
@@ -164,6 +175,17 @@ class ProcessOptions(BaseModel):
                 f"{given} is set but {missing} is not: a model that sleeps needs both "
                 f'(e.g. sleep: {{method: POST, path: "/sleep?level=1"}}, '
                 f'wake: {{method: POST, path: "/wake_up"}})'
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _one_warm_tier(self) -> Self:
+        if self.keep_file_cached and self.model_path is None:
+            raise ValueError("keep_file_cached needs model_path: the file to keep cached")
+        if self.keep_file_cached and self.sleep is not None:
+            raise ValueError(
+                "keep_file_cached and sleep/wake are two warm tiers: a model has one "
+                "(a server that sleeps keeps its weights itself)"
             )
         return self
 
@@ -201,6 +223,8 @@ class ServerProcess:
     options: ProcessOptions
     placement: Placement
     """Where it was started; a sleeping server wakes on the same devices."""
+    spec: ModelSpec
+    """The model as started (its options are ``ProcessOptions``), to start it again."""
 
     @property
     def device(self) -> DeviceId:
@@ -223,6 +247,18 @@ class ServerProcess:
         return f"{headline}; last output:\n" + "\n".join(tail)
 
 
+@dataclass(slots=True, eq=False)
+class StoppedServer:
+    """``Handle.native`` of a page-cache warm copy: the server stopped, its model file
+    kept in the page cache; a restore starts it again from ``spec``."""
+
+    spec: ModelSpec
+    """The model as the process backend starts it (its options are ``ProcessOptions``)."""
+    file: KeptFile
+    log: LogRing
+    """The stopped server's output, still shown while it is warm."""
+
+
 class ProcessBackend:
     """Starts, health-checks and stops OpenAI-compatible server processes."""
 
@@ -231,6 +267,7 @@ class ProcessBackend:
     def __init__(self) -> None:
         self._stopping: set[asyncio.Task[None]] = set()
         self._pidfiles: PidFiles | None = None
+        self._kept = KeptFiles()
 
     async def open(self, state_dir: Path) -> None:
         """Called by the pool at start: stop servers an earlier run left behind, and
@@ -302,6 +339,7 @@ class ProcessBackend:
             stop_grace=options.stop_grace,
             options=options,
             placement=placement,
+            spec=spec,
         )
         try:
             # Recorded before it is ready: a pool that dies while the server loads its
@@ -333,36 +371,69 @@ class ProcessBackend:
         )
 
     async def unload(self, handle: Handle) -> None:
-        """Stop the server, awake or asleep (a warm handle holds the same process)."""
+        """Stop the server, awake or asleep (a warm handle holds the same process); a
+        page-cache warm copy lets its file go (its pages dropped)."""
+        if isinstance(handle.native, StoppedServer):
+            await self._kept.release(handle.native.file, drop=True)
+            return
         await self._stop_and_forget(_server(handle))
 
     def can_offload(self, spec: ModelSpec) -> bool:
-        """Only a model whose options declare ``sleep`` and ``wake`` has a warm tier."""
+        """Only a model whose options declare ``sleep`` and ``wake``, or
+        ``keep_file_cached``, has a warm tier."""
         try:
             options = ProcessOptions.model_validate(spec.options)
         except ValueError:  # the config reports it; such a model never loads
             return False
-        return options.sleep is not None and options.wake is not None
+        return warm_tier(options) is not None
 
     async def offload(self, handle: Handle) -> Handle:
-        """Put the server to sleep: it keeps running and frees its device memory. The
-        warm handle holds the same process; on failure the model stays as it was."""
-        server = _server(handle)
+        """Put the server to sleep (it keeps running and frees its device memory), or
+        stop it and keep its model file in the page cache. On failure the model stays as
+        it was (a failed stop aside: the pool then stops it the ordinary way)."""
         if handle.device == WARM:
-            raise ValueError(f"model {handle.model_id!r} is asleep already")
+            raise ValueError(f"model {handle.model_id!r} is warm already")
+        server = _server(handle)
+        tier = warm_tier(server.options)
+        if tier == "page cache":
+            return await self._stop_keeping_file(handle, server)
         sleep = server.options.sleep
         if sleep is None:
-            raise RuntimeError(f"model {handle.model_id!r}: its options declare no sleep call")
+            raise RuntimeError(
+                f"model {handle.model_id!r}: its options declare no sleep call "
+                "and no keep_file_cached"
+            )
         await _ask(server, "sleep", sleep)
         self.log_note(handle, f"asleep ({sleep.method} {sleep.path})")
         return Handle(handle.model_id, WARM, native=server, pids=handle.pids)
 
+    async def _stop_keeping_file(self, handle: Handle, server: ServerProcess) -> Handle:
+        """Stop the server; keep its model file cached. The file is checked first: a
+        model whose file is gone is not stopped here but unloaded, the ordinary way."""
+        path = _expand(server.options.model_path)
+        assert path is not None, "keep_file_cached needs model_path (the options check it)"
+        try:
+            kept = self._kept.keep(path)
+        except OSError as error:
+            raise RuntimeError(f"model {handle.model_id!r}: {error}") from error
+        try:
+            await self._stop_and_forget(server)
+        except BaseException:
+            await self._kept.release(kept, drop=False)
+            raise
+        stopped = StoppedServer(server.spec, kept, server.log)
+        self.log_note(handle, f"stopped; {path} kept in the page cache ({kept.size:,} bytes)")
+        return Handle(handle.model_id, WARM, footprint=kept.size, native=stopped)
+
     async def restore(self, warm: Handle, device: DeviceId) -> Handle:
-        """Wake the sleeping server and wait until its health check answers 200. On
-        failure the pool stops it (``unload`` of the warm handle)."""
-        server = _server(warm)
+        """Wake the sleeping server and wait until its health check answers 200, or
+        start a stopped one again on ``device`` (its file read from the page cache). On
+        failure the pool frees the warm copy (``unload`` of the warm handle)."""
         if warm.device != WARM:
-            raise ValueError(f"model {warm.model_id!r} is not asleep")
+            raise ValueError(f"model {warm.model_id!r} is not warm")
+        if isinstance(warm.native, StoppedServer):
+            return await self._start_from_cache(warm.native, device)
+        server = _server(warm)
         if device != server.device:
             raise RuntimeError(
                 f"model {warm.model_id!r} sleeps on {server.device} and cannot wake on {device}"
@@ -386,6 +457,21 @@ class ProcessBackend:
             devices=_spanned(server.placement),
         )
 
+    async def _start_from_cache(self, stopped: StoppedServer, device: DeviceId) -> Handle:
+        """Start the server again once its file's read-ahead is done (a sequential read
+        beats the server's own page faults); the file's hold passes to the new server,
+        its pages stay."""
+        await self._kept.ready(stopped.file)
+        # The server's own error would say less than this.
+        if not await asyncio.to_thread(os.path.isfile, stopped.file.path):
+            raise RuntimeError(
+                f"model {stopped.spec.id!r}: its model file {stopped.file.path!r} is gone "
+                "since the model was evicted"
+            )
+        handle = await self._start(stopped.spec, Placement.one(device))
+        await self._kept.release(stopped.file, drop=False)
+        return handle
+
     def _record(self, server: ServerProcess) -> None:
         if self._pidfiles is None:
             return
@@ -408,7 +494,10 @@ class ProcessBackend:
         """Return, saying why, when the server stops on its own (the pool's crash watch).
 
         The rest of its process group and session is stopped before this returns;
-        ``unload`` after it is harmless (it finds nothing left to stop)."""
+        ``unload`` after it is harmless (it finds nothing left to stop). A page-cache
+        warm copy has no process: it never stops on its own (this waits until cancelled)."""
+        if isinstance(handle.native, StoppedServer):
+            await asyncio.get_running_loop().create_future()
         server = _server(handle)
         code = await procgroup.exit_code(server.process, poll=WATCH_POLL)
         await asyncio.wait({server.reader}, timeout=DRAIN_TIMEOUT)  # its last words
@@ -422,18 +511,38 @@ class ProcessBackend:
 
     def log_tail(self, handle: Handle, lines: int = TAIL) -> list[str]:
         """The last ``lines`` lines the model's server printed (stdout and stderr)."""
-        return _server(handle).log.tail(lines)
+        return _log(handle).tail(lines)
 
     def log_since(self, handle: Handle, count: int) -> tuple[list[str], int]:
         """The lines the model's server printed after the ``count``-th (a follower's place)."""
-        return _server(handle).log.since(count)
+        return _log(handle).since(count)
 
     def log_note(self, handle: Handle, text: str) -> None:
         """Add ``text`` to the model's log, each line marked ``[modelpool]``."""
-        ring = _server(handle).log
+        ring = _log(handle)
         ring.flush()  # a partial line of the server's own stays its own
         for line in text.splitlines() or [""]:
             ring.feed(f"[modelpool] {line}\n".encode())
+
+
+WarmTierKind = Literal["sleep", "page cache"]
+
+
+def warm_tier(options: ProcessOptions) -> WarmTierKind | None:
+    """Which warm tier a process model has: its server sleeps and wakes (``sleep``), or
+    it is stopped with its model file kept in the page cache (``page cache``), or none."""
+    if options.sleep is not None and options.wake is not None:
+        return "sleep"
+    if options.keep_file_cached and options.model_path is not None:
+        return "page cache"
+    return None
+
+
+def _log(handle: Handle) -> LogRing:
+    """The output of the model's server, running, asleep or stopped while warm."""
+    if isinstance(handle.native, StoppedServer):
+        return handle.native.log
+    return _server(handle).log
 
 
 def _server(handle: Handle) -> ServerProcess:

@@ -198,7 +198,8 @@ class PoolSettings(BaseModel):
     """Used when ``strategy`` is ``auto``."""
     budgets: dict[BudgetDevice, Size] = Field(default_factory=dict)
     warm_budget: Size = 0
-    """Host RAM for WARM copies of evicted in-process models (0: no warm tier)."""
+    """Host RAM for WARM copies of evicted models (0: no warm tier): in-process weights,
+    sleeping servers, model files kept in the page cache."""
     headroom: Size = 0
     """Bytes kept free on each probed device on top of what other processes use."""
     drift_threshold: Size = 1024**3

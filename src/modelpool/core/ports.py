@@ -91,7 +91,8 @@ class EvictionPolicy(Protocol):
 
 @runtime_checkable
 class WarmCapable(Protocol):
-    """A backend with a warm tier, for in-process models.
+    """A backend with a warm tier: in-process weights in host RAM, a server asleep, or a
+    stopped server's model file kept in the page cache.
 
     ``offload`` moves the weights to host RAM and frees the device, returning a *warm
     handle* (device ``HOST``, footprint = host bytes held); on failure it raises and the
@@ -108,7 +109,8 @@ class WarmCapable(Protocol):
 @runtime_checkable
 class OffloadsSome(Protocol):
     """A warm-capable backend where only some models can go warm (a server process
-    that declares how to sleep and wake): the pool asks it per model."""
+    that declares how to sleep and wake, or keeps its model file cached): the pool asks
+    it per model."""
 
     def can_offload(self, spec: ModelSpec) -> bool: ...
 

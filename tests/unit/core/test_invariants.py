@@ -132,11 +132,16 @@ class PoolMachine(RuleBasedStateMachine):
             self.h.finish_unload(data.draw(st.sampled_from(leaving)))
             self._collect()
 
-    @rule(data=st.data(), ok=st.booleans())
-    def finish_offload(self, data: st.DataObject, ok: bool) -> None:
+    @rule(data=st.data(), ok=st.booleans(), smaller=st.booleans())
+    def finish_offload(self, data: st.DataObject, ok: bool, smaller: bool) -> None:
+        # ``smaller``: the warm copy books less than was reserved for it (a llama.cpp
+        # model's file kept in the page cache, without the server's other memory).
         offloading = self.h.in_flight()["offload"]
         if offloading:
-            self.h.finish_offload(data.draw(st.sampled_from(offloading)), ok)
+            model = data.draw(st.sampled_from(offloading))
+            reserved = self.h.s.warm.account.reserved.get(model, 0)
+            footprint = reserved // 2 if smaller and reserved > 1 else None
+            self.h.finish_offload(model, ok, footprint)
             self._collect()
 
     @rule(data=st.data())
