@@ -1,6 +1,6 @@
 """Device binding as a pure decision: the variables and placeholder values a server
 placed on given devices is started with (issue 17, point 1). The real processes that
-see them are in ``tests/integration/test_device_binding.py``."""
+see them are in ``tests/integration/test_device_binding_processes.py``."""
 
 from __future__ import annotations
 
