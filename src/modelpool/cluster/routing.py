@@ -36,7 +36,8 @@ ReplicaId = str
 
 @dataclass(frozen=True, slots=True)
 class Evictable:
-    """An idle model a replica could evict (no request in flight, not pinned)."""
+    """A model a replica could evict when idle (READY, not pinned); one with requests
+    in flight (``ReplicaStats.busy``) is not evicted."""
 
     model_id: ModelId
     bytes: Bytes
@@ -46,7 +47,7 @@ class Evictable:
 
 @dataclass(frozen=True, slots=True)
 class DeviceRoom:
-    """One device of a replica: its free bytes and the idle models it could evict."""
+    """One device of a replica: its free bytes and the models it could evict."""
 
     free: Bytes
     evictable: tuple[Evictable, ...] = ()
@@ -66,6 +67,8 @@ class ReplicaStats:
     """Requests being served there now."""
     queued: int = 0
     """Requests waiting there (for a model to load)."""
+    busy: frozenset[ModelId] = frozenset()
+    """Models with requests in flight there: never evicted."""
 
     @property
     def load(self) -> int:
@@ -110,12 +113,14 @@ class Assessment:
     cost: float = 0.0
 
 
-def eviction_cost(devices: Sequence[DeviceRoom], ask: ModelAsk) -> float | None:
+def eviction_cost(
+    devices: Sequence[DeviceRoom], ask: ModelAsk, busy: frozenset[ModelId] = frozenset()
+) -> float | None:
     """The least reload seconds of idle models to evict so that ``ask`` fits on its
     number of devices (0.0: it fits already); None: it cannot fit even so.
 
-    Per device, idle models go cheapest reload first until the share fits; the ask takes
-    the ``ask.devices`` cheapest devices."""
+    Per device, idle models (not ``busy``) go cheapest reload per byte first until the
+    share fits; the ask takes the ``ask.devices`` cheapest devices."""
     need = ask.per_device
     costs: list[float] = []
     for device in devices:
@@ -123,7 +128,8 @@ def eviction_cost(devices: Sequence[DeviceRoom], ask: ModelAsk) -> float | None:
             costs.append(0.0)
             continue
         room, cost = device.free, 0.0
-        for victim in sorted(device.evictable, key=_cheapest_per_byte):
+        idle = [v for v in device.evictable if v.model_id not in busy]
+        for victim in sorted(idle, key=_cheapest_per_byte):
             room += victim.bytes
             cost += victim.reload_seconds
             if room >= need:
@@ -145,9 +151,10 @@ def assess(replica: ReplicaStats, ask: ModelAsk) -> Assessment:
         return Assessment(Rank.READY)
     if ask.model_id in replica.loading:
         return Assessment(Rank.LOADING)
-    if sum(1 for d in replica.devices if d.free >= ask.per_device) >= ask.devices:
+    need = ask.per_device
+    if sum(1 for d in replica.devices if d.free >= need) >= ask.devices:
         return Assessment(Rank.FITS)
-    cost = eviction_cost(replica.devices, ask)
+    cost = eviction_cost(replica.devices, ask, replica.busy)
     if cost is None:
         return Assessment(Rank.NO_ROOM)
     return Assessment(Rank.EVICTS, cost)
@@ -156,7 +163,8 @@ def assess(replica: ReplicaStats, ask: ModelAsk) -> Assessment:
 class Router(Protocol):
     """A routing decision: pure, deterministic for a given ``rng`` state."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def rank(
         self, ask: ModelAsk, replicas: Sequence[ReplicaStats], rng: random.Random

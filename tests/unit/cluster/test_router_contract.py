@@ -56,6 +56,7 @@ def replica_lists(draw: st.DrawFn) -> list[ReplicaStats]:
             tuple(draw(st.lists(rooms(), min_size=1, max_size=3))),
             in_flight=draw(st.integers(0, 4)),  # narrow: ties are frequent
             queued=draw(st.integers(0, 2)),
+            busy=frozenset(draw(st.lists(st.sampled_from(MODELS), max_size=2))),
         )
         for i in range(count)
     ]

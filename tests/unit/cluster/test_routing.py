@@ -134,3 +134,12 @@ def test_random_is_a_permutation() -> None:
 def test_replica_ids_given_twice_are_refused() -> None:
     with pytest.raises(ValueError, match="r1 given twice"):
         MemoryAwareRouter().rank(ASK, [replica("r1"), replica("r1")], random.Random(0))
+
+
+def test_a_model_serving_requests_is_not_counted_as_evictable() -> None:
+    room = (DeviceRoom(0, (idle("cheap", 12, 1.0), idle("dear", 12, 9.0))),)
+    assert eviction_cost(room, ASK) == 1.0
+    assert eviction_cost(room, ASK, busy=frozenset({"cheap"})) == 9.0
+    assert eviction_cost(room, ASK, busy=frozenset({"cheap", "dear"})) is None
+    serving = ReplicaStats("r", devices=room, busy=frozenset({"cheap", "dear"}))
+    assert assess(serving, ASK).rank is Rank.NO_ROOM
