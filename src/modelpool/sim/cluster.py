@@ -8,10 +8,9 @@ chosen node's scheduler takes it as the pool would. What differs between setups:
 
 * ``modelpool``: our router, and our memory-aware pool on every node (``hybrid``).
 * ``ray_default``: Ray Serve's default router with multiplexing, and on every node
-  what ``@serve.multiplexed(max_num_models_per_replica=N)`` does: at most N models,
-  least recently used out first, one load at a time. Kinder to Ray than Ray is: the
-  node's books still refuse to overfill a GPU (Ray would run out of memory) and never
-  evict a model serving a request (Ray can).
+  what ``@serve.multiplexed(max_num_models_per_replica=N)`` does
+  (``sim/ray_node.py``): at most N models, least recently used out first, one load at
+  a time; kinder to Ray than Ray is about memory (see there).
 * ``random``: a uniform draw, with our pool on every node.
 """
 
@@ -24,7 +23,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from modelpool.cluster.routing import (
     MemoryAwareRouter,
@@ -39,9 +38,23 @@ from modelpool.core.stats import percentile
 from modelpool.core.testing import ManualClock
 from modelpool.plugins import POLICIES
 from modelpool.sim.cluster_node import SimNode
+from modelpool.sim.ray_node import RayMultiplexNode
 from modelpool.sim.models import ModelSet
 from modelpool.sim.results import RunResult
 from modelpool.sim.workload import Workload
+
+
+class ClusterNode(Protocol):
+    """A node as the cluster sees it: it takes requests and reports to the router."""
+
+    node_id: str
+    counts: dict[str, int]
+    bytes_moved: int
+    load_seconds: float
+
+    def arrive(self, model_id: str, arrived: float, service: float) -> None: ...
+
+    def stats(self) -> ReplicaStats: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,9 +64,9 @@ class ClusterSetup:
     name: str
     router: Router
     strategy: str = "hybrid"
-    max_models: int | None = None
-    """Per node; None: memory alone decides."""
-    serial_loads: bool = False
+    ray_max_models: int | None = None
+    """Set: every node is Ray's multiplexing with this ``max_num_models_per_replica``
+    (``sim/ray_node.py``); None: every node is our pool."""
 
 
 def setups(ray_max_models: int) -> dict[str, ClusterSetup]:
@@ -61,9 +74,7 @@ def setups(ray_max_models: int) -> dict[str, ClusterSetup]:
     ``max_num_models_per_replica`` (one replica per node)."""
     return {
         "modelpool": ClusterSetup("modelpool", MemoryAwareRouter()),
-        "ray_default": ClusterSetup(
-            "ray_default", RayDefaultRouter(), "lru", ray_max_models, serial_loads=True
-        ),
+        "ray_default": ClusterSetup("ray_default", RayDefaultRouter(), "lru", ray_max_models),
         "random": ClusterSetup("random", RandomRouter()),
     }
 
@@ -104,33 +115,33 @@ class ClusterSimulation:
         self.clock = ManualClock(0.0)
         self._rng = random.Random(seed)
         node_settings = (settings or PoolSettings()).changed(
-            budgets=dict(models.budgets), warm_budget=0, max_models=setup.max_models
+            budgets=dict(models.budgets), warm_budget=0
         )
         self._events: list[tuple[float, int, Callable[..., None], tuple[Any, ...]]] = []
         self._order = itertools.count()
         self._waits: list[float] = []
-        self.nodes = [
-            SimNode(
-                f"node{i}",
-                models,
-                POLICIES.get(setup.strategy)(),
-                node_settings,
-                self.clock,
-                self._at,
-                self._waits.append,
-                serial_loads=setup.serial_loads,
-                changed=self._changed,
-            )
-            for i in range(nodes)
-        ]
+        self.nodes: list[ClusterNode] = []
+        for i in range(nodes):
+            node: ClusterNode
+            if setup.ray_max_models is not None:
+                node = RayMultiplexNode(
+                    f"node{i}", models, setup.ray_max_models, self.clock, self._at,
+                    self._waits.append, changed=self._changed,
+                )  # fmt: skip
+            else:
+                node = SimNode(
+                    f"node{i}", models, POLICIES.get(setup.strategy)(), node_settings,
+                    self.clock, self._at, self._waits.append, changed=self._changed,
+                )  # fmt: skip
+            self.nodes.append(node)
         self._by_id = {node.node_id: node for node in self.nodes}
         self._index = {node.node_id: i for i, node in enumerate(self.nodes)}
         self._reports = [node.stats() for node in self.nodes]
-        self._stale: list[SimNode] = []
+        self._stale: list[ClusterNode] = []
         """Nodes whose report in ``_reports`` is out of date."""
         self._asks = {m.id: ModelAsk(m.id, m.bytes, m.devices or 1) for m in models.models}
 
-    def _changed(self, node: SimNode) -> None:
+    def _changed(self, node: ClusterNode) -> None:
         self._stale.append(node)
 
     def _reports_now(self) -> list[ReplicaStats]:

@@ -8,9 +8,6 @@ and on their way there, each device's free bytes and idle models, and its reques
 
 A model joins a node's scheduler the first time a request is routed there (a node's
 books hold only the models it has seen, so a decision costs what it costs on one box).
-
-``serial_loads``: one load at a time on the node, the next waiting for the last, as
-Ray Serve's multiplexing does (one lock around ``load_model``: ray#65346).
 """
 
 from __future__ import annotations
@@ -46,7 +43,6 @@ class SimNode:
         schedule: Schedule,
         served: Callable[[float], None],
         *,
-        serial_loads: bool = False,
         changed: Callable[[SimNode], None] | None = None,
     ) -> None:
         """``served(wait)`` is told each request's wait when it is granted;
@@ -57,7 +53,6 @@ class SimNode:
         self.clock = clock
         self._schedule = schedule
         self._served = served
-        self.serial_loads = serial_loads
         self.scheduler = Scheduler([], {}, policy, self, clock, settings)
         self.counts = dict.fromkeys(
             ("hits", "cold_loads", "unloads", "rejected", "restores", "offloads"), 0
@@ -71,7 +66,6 @@ class SimNode:
         """waiter id -> (arrival time, service seconds)."""
         self._arriving = (0.0, 0.0)
         self._tick_pending = False
-        self._loads_free_at = 0.0
         self._stats: ReplicaStats | None = None
         self._rooms_now: tuple[DeviceRoom, ...] | None = None
         self._changed = changed
@@ -191,13 +185,8 @@ class SimNode:
         self.bytes_moved += model.bytes
         self.load_seconds += model.load_seconds
         self.loading.add(spec.id)
-        delay = model.load_seconds
-        if self.serial_loads:
-            now = self.clock()
-            done = max(now, self._loads_free_at) + model.load_seconds
-            self._loads_free_at = done
-            delay = done - now
-        self._schedule(delay, self._load_done, spec.id, placement.device, delay)
+        seconds = model.load_seconds
+        self._schedule(seconds, self._load_done, spec.id, placement.device, seconds)
 
     def _load_done(self, model_id: ModelId, device: DeviceId, seconds: float) -> None:
         self._stale(rooms=True)

@@ -32,7 +32,7 @@ def run(wl: Workload, ms: ModelSet, setup: ClusterSetup, nodes: int = 2):  # typ
 
 
 OURS = ClusterSetup("modelpool", MemoryAwareRouter())
-RAY = ClusterSetup("ray_default", RayDefaultRouter(), "lru", 1, serial_loads=True)
+RAY = ClusterSetup("ray_default", RayDefaultRouter(), "lru", 1)
 
 
 def test_a_burst_for_a_cold_model_is_one_load_with_our_router() -> None:

@@ -1,0 +1,143 @@
+"""Cluster routing: our router vs Ray Serve's default vs random, 100 nodes x 8 GPUs.
+
+    .venv/bin/python bench/cluster_router.py [--quick] [--out FOLDER]
+
+Replays an hour of traffic on a simulated cluster (`sim/cluster.py`): 100 nodes of
+eight 24 GB GPUs, 1,000 models drawn from the `box` set's sixteen kinds (1.2-40 GB),
+each node running the pool's own scheduler behind our router, or Ray Serve's
+multiplexing (a count-capped LRU, one load at a time) behind Ray's default router, or
+our pool behind a random draw. Two workloads: Zipf popularity with drift (100,000
+requests) and the Azure conversation trace laid five times over its hour (96,830
+requests). All three setups replay the same requests, so one run gives the ratios.
+
+Targets (issue 18): ours at least 2x less total load wait and 2x fewer cold loads
+than Ray's default on both workloads; one hour replayed in under 2 minutes on 2
+cores. "floor" is the models the workload asks for: a cold load each is the fewest
+any router can do. Writes `bench/results/cluster_router.{json,md}` (not with
+--quick).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from machine import cpu_name
+from modelpool.sim.cluster import ClusterSimulation, ray_models_per_node, setups
+from modelpool.sim.cluster_set import cluster_azure, cluster_model_set, cluster_zipf
+from modelpool.sim.files import write_text
+from modelpool.sim.workload import Workload
+from run_all import ratio
+
+RESULTS = Path(__file__).parent / "results"
+FULL = {"nodes": 100, "models": 1000, "zipf_requests": 100_000, "azure_copies": 5}
+QUICK = {"nodes": 20, "models": 200, "zipf_requests": 10_000, "azure_copies": 1}
+ORDER = ("modelpool", "ray_default", "random")
+WAIT_TARGET = 2.0
+LOADS_TARGET = 2.0
+HOUR_TARGET_S = 120.0
+
+
+def replay(size: dict[str, int]) -> tuple[dict[str, dict[str, dict[str, float]]], dict[str, Any]]:
+    models = cluster_model_set(size["models"])
+    cap = ray_models_per_node(models)
+    workloads: dict[str, Workload] = {
+        "zipf": cluster_zipf(models, requests=size["zipf_requests"]),
+        "azure": cluster_azure(models, copies=size["azure_copies"]),
+    }
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    for name, workload in workloads.items():
+        results[name] = {}
+        for label in ORDER:
+            setup = setups(cap)[label]
+            run = ClusterSimulation(workload, models, setup, nodes=size["nodes"]).run()
+            results[name][label] = {
+                "total_wait": run.total_wait,
+                "cold_loads": run.cold_loads,
+                "p95_wait": run.p95_wait,
+                "hits": run.hits,
+                "served": run.served,
+                "rejected": run.rejected,
+                "wall_seconds": run.wall_seconds,
+            }
+            print(f"{name:6} {label:12} wait {run.total_wait:12,.0f} s  "
+                  f"cold loads {run.cold_loads:7,}  wall {run.wall_seconds:6.1f} s", flush=True)  # fmt: skip
+        results[name]["floor"] = {"cold_loads": len(workload.models())}
+    about = {
+        "ray_max_models": cap,
+        "requests": {name: len(w.requests) for name, w in workloads.items()},
+        "model_set": models.notes,
+    }
+    return results, about
+
+
+def table(results: dict[str, dict[str, dict[str, float]]]) -> str:
+    lines = [
+        "| workload | setup | total load wait | cold loads | p95 wait | hits | replay wall |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, rows in results.items():
+        for label in ORDER:
+            r = rows[label]
+            lines.append(
+                f"| {name} | {label} | {r['total_wait']:,.0f} s | {r['cold_loads']:,.0f} | "
+                f"{r['p95_wait']:.1f} s | {r['hits'] / max(r['served'], 1):.1%} | "
+                f"{r['wall_seconds']:.1f} s |"
+            )
+        lines.append(f"| {name} | floor | | {rows['floor']['cold_loads']:,.0f} | | | |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="20 nodes, 200 models, 10,000 requests")
+    parser.add_argument("--out", type=Path, default=None, help="write the results here")
+    args = parser.parse_args()
+    size = QUICK if args.quick else FULL
+    started = time.perf_counter()
+    results, about = replay(size)
+    figures: list[dict[str, Any]] = []
+    for name, rows in results.items():
+        ours, ray, rand = rows["modelpool"], rows["ray_default"], rows["random"]
+        figures.append(ratio(f"{name}: total load wait, Ray's default / ours",
+                             ray["total_wait"] / max(ours["total_wait"], 1e-9), limit=WAIT_TARGET))  # fmt: skip
+        figures.append(ratio(f"{name}: cold loads, Ray's default / ours",
+                             ray["cold_loads"] / max(ours["cold_loads"], 1), limit=LOADS_TARGET))  # fmt: skip
+        figures.append(ratio(f"{name}: total load wait, random / ours",
+                             rand["total_wait"] / max(ours["total_wait"], 1e-9)))  # fmt: skip
+        figures.append(ratio(f"{name}: one hour replayed with our router", ours["wall_seconds"],
+                             unit="s", better="lower", limit=HOUR_TARGET_S))  # fmt: skip
+    seconds = time.perf_counter() - started
+    command = "bench/cluster_router.py" + (" --quick" if args.quick else "")
+    head = (
+        f"Command: `.venv/bin/python {command}`; machine: {cpu_name()}, "
+        f"Python {platform.python_version()}; {seconds:.0f} s in all.\n"
+    )
+    md = (
+        f"# Cluster routing\n\n{head}\n{size['nodes']} nodes of 8 x 24 GB GPUs; "
+        f"{about['model_set']}. Ray's `max_num_models_per_replica`: {about['ray_max_models']} "
+        f"(a node's memory over the mean model size). Requests: "
+        + ", ".join(f"{n} {c:,}" for n, c in about["requests"].items())
+        + f".\n\n{table(results)}\n"
+        + "\n".join(
+            f"- {f['name']}: {f['value']:.2f}{' ' if f['unit'] == 's' else ''}{f['unit']}"
+            + (f" (target {f['target']}) {'✓' if f['ok'] else '✗'}" if f["target"] else "")
+            for f in figures
+        )
+        + "\n"
+    )
+    print(md)
+    out = args.out or (Path(tempfile.mkdtemp()) if args.quick else RESULTS)
+    data = {"command": command, "size": size, **about, "results": results, "ratios": figures}
+    write_text(out / "cluster_router.json", json.dumps(data, indent=2) + "\n")
+    write_text(out / "cluster_router.md", md)
+    print(f"wrote {out / 'cluster_router.md'}")
+
+
+if __name__ == "__main__":
+    main()
