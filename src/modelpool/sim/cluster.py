@@ -38,8 +38,8 @@ from modelpool.core.stats import percentile
 from modelpool.core.testing import ManualClock
 from modelpool.plugins import POLICIES
 from modelpool.sim.cluster_node import SimNode
-from modelpool.sim.ray_node import RayMultiplexNode
 from modelpool.sim.models import ModelSet
+from modelpool.sim.ray_node import RayMultiplexNode
 from modelpool.sim.results import RunResult
 from modelpool.sim.workload import Workload
 
