@@ -69,21 +69,35 @@ class ClusterSetup:
     (``sim/ray_node.py``); None: every node is our pool."""
 
 
-def setups(ray_max_models: int) -> dict[str, ClusterSetup]:
-    """The three setups compared (module docstring); ``ray_max_models`` is Ray's
-    ``max_num_models_per_replica`` (one replica per node)."""
-    return {
+def setups(ray_max_models: int, ray_safe_max_models: int | None = None) -> dict[str, ClusterSetup]:
+    """The setups compared (module docstring); ``ray_max_models`` is Ray's
+    ``max_num_models_per_replica`` (one replica per node); ``ray_safe_max_models``
+    adds ``ray_default_safe``, Ray with a cap that can never run out of memory."""
+    out = {
         "modelpool": ClusterSetup("modelpool", MemoryAwareRouter()),
         "ray_default": ClusterSetup("ray_default", RayDefaultRouter(), "lru", ray_max_models),
         "random": ClusterSetup("random", RandomRouter()),
     }
+    if ray_safe_max_models is not None:
+        out["ray_default_safe"] = ClusterSetup(
+            "ray_default_safe", RayDefaultRouter(), "lru", ray_safe_max_models
+        )
+    return out
 
 
 def ray_models_per_node(models: ModelSet) -> int:
-    """The ``max_num_models_per_replica`` a Ray user would set: a node's memory over the
-    mean model size (so the cap, not memory, is what usually evicts)."""
+    """The ``max_num_models_per_replica`` a Ray user would set for the usual case: a
+    node's memory over the mean model size (it can hold more than fits: see
+    ``ray_node``'s ``over_memory``)."""
     mean = sum(m.bytes for m in models.models) / len(models.models)
     return max(1, int(sum(models.budgets.values()) // mean))
+
+
+def ray_safe_models_per_node(models: ModelSet) -> int:
+    """The cap that never holds more than fits: a node's memory over the largest model
+    (it evicts models that would have fitted)."""
+    largest = max(m.bytes for m in models.models)
+    return max(1, int(sum(models.budgets.values()) // largest))
 
 
 class ClusterSimulation:
@@ -180,6 +194,12 @@ class ClusterSimulation:
             clock.now = when
             handler(*args)
         return self._result(time.perf_counter() - started)
+
+    @property
+    def over_memory(self) -> int:
+        """Loads where Ray's count cap alone would have held more than the node's
+        memory (``ray_node``); 0 for our pool, whose books never do."""
+        return sum(node.counts.get("over_memory", 0) for node in self.nodes)
 
     def _result(self, wall: float) -> RunResult:
         waits = sorted(self._waits)

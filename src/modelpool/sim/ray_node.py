@@ -15,7 +15,8 @@ What ``@serve.multiplexed(max_num_models_per_replica=N)`` does on a replica (Ray
 Ray knows nothing of memory; a node that held more than its GPUs have would fail with
 out-of-memory errors. Kinder than Ray: here the LRU also evicts until the new model
 fits the node's total memory (its GPUs taken as one pool, so no fragmentation either),
-as if the count had been chosen well and placement within the node were perfect.
+as if placement within the node were perfect; each load that needed it is counted
+(``counts["over_memory"]``: where Ray would have run out of memory).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ class RayMultiplexNode:
         self._served = served
         self._changed = changed
         self.counts = dict.fromkeys(
-            ("hits", "cold_loads", "unloads", "rejected", "restores", "offloads"), 0
+            ("hits", "cold_loads", "unloads", "rejected", "restores", "offloads", "over_memory"), 0
         )
         self.load_seconds = 0.0
         self.bytes_moved = 0
@@ -103,17 +104,25 @@ class RayMultiplexNode:
         model = self.models[self._lock_queue.popleft()]
         self._holding_lock = True
         seconds = 0.0
+        while self.loaded and len(self.loaded) >= self.max_models:
+            seconds += self._evict_least_recent()
+        if self.loaded and self.used + model.bytes > self.budget:
+            self.counts["over_memory"] += 1
         while self.loaded and (
             len(self.loaded) >= self.max_models or self.used + model.bytes > self.budget
         ):
-            victim, size = self.loaded.popitem(last=False)
-            self.used -= size
-            self.counts["unloads"] += 1
-            seconds += self.models[victim].unload_seconds
+            seconds += self._evict_least_recent()
         self.counts["cold_loads"] += 1
         self.bytes_moved += model.bytes
         self.load_seconds += model.load_seconds
         self._schedule(seconds + model.load_seconds, self._load_done, model.id)
+
+    def _evict_least_recent(self) -> float:
+        """Unload the least recently used model; the seconds it takes."""
+        victim, size = self.loaded.popitem(last=False)
+        self.used -= size
+        self.counts["unloads"] += 1
+        return self.models[victim].unload_seconds
 
     def _load_done(self, model_id: ModelId) -> None:
         self._stale()

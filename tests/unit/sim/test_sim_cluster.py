@@ -6,7 +6,13 @@ import pytest
 
 from modelpool.cluster.routing import MemoryAwareRouter, RandomRouter, RayDefaultRouter
 from modelpool.plugins import POLICIES
-from modelpool.sim.cluster import ClusterSetup, ClusterSimulation, ray_models_per_node, setups
+from modelpool.sim.cluster import (
+    ClusterSetup,
+    ClusterSimulation,
+    ray_models_per_node,
+    ray_safe_models_per_node,
+    setups,
+)
 from modelpool.sim.cluster_set import cluster_azure, cluster_model_set, cluster_zipf
 from modelpool.sim.engine import Simulation
 from modelpool.sim.models import ModelSet, SimModel
@@ -102,3 +108,23 @@ def test_bad_sizes_are_refused() -> None:
         ClusterSimulation(workload((0, "a")), two_gpus(model("a")), OURS, nodes=0)
     with pytest.raises(ValueError, match="not in set"):
         ClusterSimulation(workload((0, "z")), two_gpus(model("a")), OURS, nodes=1)
+
+
+def test_rays_node_loads_one_at_a_time_and_counts_what_would_not_fit() -> None:
+    ms = ModelSet("r", (model("a", 1.5, load=4.0), model("b", 1.5, load=4.0)), {"cuda:0": 2 * GB})
+    both = workload((0.0, "a"), (0.0, "b"))
+    simulation = ClusterSimulation(both, ms, ClusterSetup("ray", RayDefaultRouter(), "lru", 5),
+                                   nodes=1)  # fmt: skip
+    result = simulation.run()
+    assert result.total_wait == pytest.approx(4.0 + 8.0)  # b waits for a's load, then its own
+    assert simulation.over_memory == 1  # a count of 5 allowed both; 2 GB did not
+    assert result.unloads == 1
+
+
+def test_the_safe_ray_cap_never_holds_more_than_fits() -> None:
+    models = cluster_model_set(100)
+    wl = cluster_zipf(models, requests=2000, duration=600.0)
+    safe = setups(ray_models_per_node(models), ray_safe_models_per_node(models))
+    simulation = ClusterSimulation(wl, models, safe["ray_default_safe"], nodes=5)
+    simulation.run()
+    assert simulation.over_memory == 0
