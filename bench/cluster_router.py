@@ -16,7 +16,7 @@ Targets (issue 18): ours at least 2x less total load wait and 2x fewer cold load
 than Ray's default on both workloads; one hour replayed in under 2 minutes on 2
 cores. "floor" is the models the workload asks for: a cold load each is the fewest
 any router can do. Writes `bench/results/cluster_router.{json,md}` (not with
---quick).
+--quick, a size given or a setup left out).
 """
 
 from __future__ import annotations
@@ -51,7 +51,9 @@ LOADS_TARGET = 2.0
 HOUR_TARGET_S = 120.0
 
 
-def replay(size: dict[str, int]) -> tuple[dict[str, dict[str, dict[str, float]]], dict[str, Any]]:
+def replay(
+    size: dict[str, int], order: tuple[str, ...] = ORDER
+) -> tuple[dict[str, dict[str, dict[str, float]]], dict[str, Any]]:
     models = cluster_model_set(size["models"])
     cap, safe = ray_models_per_node(models), ray_safe_models_per_node(models)
     workloads: dict[str, Workload] = {
@@ -61,7 +63,7 @@ def replay(size: dict[str, int]) -> tuple[dict[str, dict[str, dict[str, float]]]
     results: dict[str, dict[str, dict[str, float]]] = {}
     for name, workload in workloads.items():
         results[name] = {}
-        for label in ORDER:
+        for label in order:
             simulation = ClusterSimulation(workload, models, setups(cap, safe)[label],
                                            nodes=size["nodes"])  # fmt: skip
             run = simulation.run()
@@ -97,7 +99,7 @@ def table(results: dict[str, dict[str, dict[str, float]]]) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for name, rows in results.items():
-        for label in ORDER:
+        for label in (label for label in ORDER if label in rows):
             r = rows[label]
             lines.append(
                 f"| {name} | {label} | {r['total_wait']:,.0f} s | {r['cold_loads']:,.0f} | "
@@ -112,15 +114,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="20 nodes, 200 models")
     parser.add_argument("--out", type=Path, default=None, help="write the results here")
+    for key in FULL:
+        help = f"instead of {FULL[key]:,} (writes nothing unless --out)"
+        parser.add_argument(f"--{key.replace('_', '-')}", type=int, default=None, help=help)
+    parser.add_argument("--without", action="append", default=[], choices=ORDER[1:],
+                        help="leave this setup out (random is the slowest to replay)")  # fmt: skip
     args = parser.parse_args()
-    size = QUICK if args.quick else FULL
+    overrides = {k: getattr(args, k) for k in FULL if getattr(args, k) is not None}
+    size = (QUICK if args.quick else FULL) | overrides
+    scratch = args.quick or bool(overrides) or bool(args.without)
     started = time.perf_counter()
-    results, about = replay(size)
+    order = tuple(label for label in ORDER if label not in args.without)
+    results, about = replay(size, order)
     figures: list[dict[str, Any]] = []
     for name, rows in results.items():
-        ours, rand = rows["modelpool"], rows["random"]
-        floor = rows["floor"]["cold_loads"]
-        for label in RAYS:
+        ours, floor = rows["modelpool"], rows["floor"]["cold_loads"]
+        for label in (label for label in RAYS if label in rows):
             ray = rows[label]
             wait = ray["total_wait"] / max(ours["total_wait"], 1e-9)
             loads = ray["cold_loads"] / max(ours["cold_loads"], 1)
@@ -130,13 +139,16 @@ def main() -> None:
             ]
         figures += [
             ratio(f"{name}: cold loads, ours / floor", ours["cold_loads"] / max(floor, 1)),
-            ratio(f"{name}: total load wait, random / ours",
-                  rand["total_wait"] / max(ours["total_wait"], 1e-9)),
             ratio(f"{name}: one hour replayed with our router", ours["wall_seconds"],
                   unit="s", better="lower", limit=HOUR_TARGET_S),
         ]  # fmt: skip
+        if "random" in rows:
+            share = rows["random"]["total_wait"] / max(ours["total_wait"], 1e-9)
+            figures.append(ratio(f"{name}: total load wait, random / ours", share))
     seconds = time.perf_counter() - started
-    command = "bench/cluster_router.py" + (" --quick" if args.quick else "")
+    options = [f"--{k.replace('_', '-')} {v}" for k, v in overrides.items()]
+    options += [f"--without {label}" for label in args.without]
+    command = " ".join(["bench/cluster_router.py"] + (["--quick"] if args.quick else []) + options)
     head = (
         f"Command: `.venv/bin/python {command}`; machine: {cpu_name()}, "
         f"Python {platform.python_version()}; {seconds:.0f} s in all.\n"
@@ -159,7 +171,7 @@ def main() -> None:
         + "\n"
     )
     print(md)
-    out = args.out or (Path(tempfile.mkdtemp()) if args.quick else RESULTS)
+    out = args.out or (Path(tempfile.mkdtemp()) if scratch else RESULTS)
     data = {"command": command, "size": size, **about, "results": results, "ratios": figures}
     write_text(out / "cluster_router.json", json.dumps(data, indent=2) + "\n")
     write_text(out / "cluster_router.md", md)
