@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from modelpool.cluster.routing import MemoryAwareRouter, RandomRouter, RayDefaultRouter
 from modelpool.plugins import POLICIES
@@ -128,3 +130,23 @@ def test_the_safe_ray_cap_never_holds_more_than_fits() -> None:
     simulation = ClusterSimulation(wl, models, safe["ray_default_safe"], nodes=5)
     simulation.run()
     assert simulation.over_memory == 0
+
+
+@given(
+    arrivals=st.lists(
+        st.tuples(st.floats(0, 60, allow_nan=False), st.sampled_from("abcde")),
+        min_size=1,
+        max_size=40,
+    ),
+    seed=st.integers(0, 2**16),
+)
+def test_with_room_enough_our_router_loads_each_model_once(
+    arrivals: list[tuple[float, str]], seed: int
+) -> None:
+    """However requests interleave with loads, ours never loads a model on a second
+    node while it is ready or loading on one: one cold load per model wanted."""
+    ms = two_gpus(*(model(m, 0.5, load=3.0) for m in "abcde"))
+    wl = workload(*sorted(arrivals), service=2.0)
+    result = ClusterSimulation(wl, ms, OURS, nodes=3, seed=seed).run()
+    assert result.cold_loads == len(wl.models())
+    assert result.served == len(arrivals)
