@@ -168,7 +168,12 @@ class SimNode:
         rooms = []
         for account in scheduler.ledger:
             idle = tuple(
-                Evictable(r.model_id, r.estimate, self.models[r.model_id].load_seconds)
+                # What it holds on this device: a model spread over several frees its share.
+                Evictable(
+                    r.model_id,
+                    account.committed.get(r.model_id, r.estimate),
+                    self.models[r.model_id].load_seconds,
+                )
                 for r in scheduler.residents(account.device).values()
                 if r.state is ModelState.READY and not r.pinned
             )
