@@ -76,3 +76,22 @@ def test_bench_prints_each_strategy_against_the_bound() -> None:
     refused = modelpool_cli("bench", "-w", "nope", timeout=60)
     assert refused.returncode == 2
     assert "unknown workload 'nope'" in refused.stderr
+
+
+def test_simulate_cluster_compares_the_routers() -> None:
+    result = modelpool_cli(
+        "simulate-cluster", "--workload", "zipf", "--nodes", "4", "--model-count", "40",
+        "--requests", "400", "--without", "random", "--json", timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    rows = {row["label"]: row for row in data["rows"]}
+    assert set(rows) == {"modelpool", "ray_default", "ray_default_safe"}
+    assert all(row["served"] == 400 for row in rows.values())
+    assert rows["modelpool"]["cold_loads"] <= rows["ray_default_safe"]["cold_loads"]
+
+
+def test_simulate_cluster_refuses_an_unknown_workload() -> None:
+    result = modelpool_cli("simulate-cluster", "--workload", "bursty", timeout=60)
+    assert result.returncode == 2
+    assert "unknown workload 'bursty': give zipf or azure" in result.stderr

@@ -265,3 +265,73 @@ def bench(
     console.print(table)
     for line in verdict_lines(comparisons) + notes:
         console.print(Text(line, style="dim"))
+
+
+@app.command("simulate-cluster")
+def simulate_cluster(
+    workload: Annotated[
+        str, typer.Option("--workload", "-w", help="zipf or azure, scaled to the cluster.")
+    ] = "azure",
+    nodes: Annotated[int, typer.Option(min=1, help="Nodes of eight 24 GB GPUs.")] = 100,
+    model_count: Annotated[
+        int, typer.Option(min=1, help="Models drawn from the box set's kinds.")
+    ] = 1000,
+    requests: Annotated[int, typer.Option(min=1, help="Requests for zipf.")] = 100_000,
+    copies: Annotated[
+        int, typer.Option(min=1, help="For azure: the trace laid this many times over its hour.")
+    ] = 5,
+    seed: Annotated[int, typer.Option(help="Seed of the models, workload and routers.")] = 0,
+    without: Annotated[
+        list[str] | None,
+        typer.Option(help="Leave a setup out (repeat): ray_default, ray_default_safe, random."),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Replay an hour on a cluster: our router vs Ray Serve's default vs random."""
+    from modelpool.sim.cluster import (
+        ClusterSimulation,
+        ray_models_per_node,
+        ray_safe_models_per_node,
+        setups,
+    )
+    from modelpool.sim.cluster_set import cluster_azure, cluster_model_set, cluster_zipf
+
+    try:
+        models = cluster_model_set(model_count, seed=seed)
+        if workload == "zipf":
+            chosen = cluster_zipf(models, requests=requests, seed=seed)
+        elif workload == "azure":
+            chosen = cluster_azure(models, copies=copies, seed=seed)
+        else:
+            raise ValueError(f"unknown workload {workload!r}: give zipf or azure")
+        every = setups(ray_models_per_node(models), ray_safe_models_per_node(models))
+        unknown = sorted(set(without or ()) - (set(every) - {"modelpool"}))
+        if unknown:
+            raise ValueError(
+                f"--without {', '.join(unknown)}: give ray_default, ray_default_safe or random"
+            )
+    except (ValueError, OSError) as error:
+        raise fail(str(error), EXIT_INVALID) from None
+    rows = []
+    for name, setup in every.items():
+        if name in (without or ()):
+            continue
+        simulation = ClusterSimulation(chosen, models, setup, nodes=nodes, seed=seed)
+        result = simulation.run()
+        rows.append(result.as_dict() | {"over_memory": simulation.over_memory})
+    if as_json:
+        print_json({"workload": chosen.description, "nodes": nodes, "rows": rows})
+        return
+    table = Table(box=box.SIMPLE_HEAD, title=f"modelpool simulate-cluster: {chosen.name}")
+    headers = ("setup", "total wait", "cold loads", "p95 wait", "hits", "over memory", "replay")
+    for n, header in enumerate(headers):
+        table.add_column(header, no_wrap=True, justify="left" if n == 0 else "right")
+    for row in rows:
+        table.add_row(
+            row["label"], f"{row['total_wait']:,.0f} s", f"{row['cold_loads']:,}",
+            f"{row['p95_wait']:.1f} s", f"{row['hit_rate']:.1%}", f"{row['over_memory']:,}",
+            f"{row['wall_seconds']:.1f} s",
+        )  # fmt: skip
+    console = out if out.is_terminal else Console(width=WIDE, highlight=False)
+    console.print(table)
+    console.print(Text(f"{chosen.description}; {nodes} nodes; {models.notes}", style="dim"))

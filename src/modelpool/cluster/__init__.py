@@ -1,0 +1,1 @@
+"""Many nodes: routing requests between replicas of the pool (no Ray needed here)."""
