@@ -47,19 +47,23 @@ def test_logs_prints_what_the_server_printed(server: Server) -> None:
 
 def test_follow_gets_new_lines_and_ends_when_the_model_leaves(server: Server) -> None:
     seen: list[str] = []
-    got_note = threading.Event()
+    following, got_note = threading.Event(), threading.Event()
     with ServerClient(server.url) as client:
         client.load("tiny")
 
         def follow() -> None:
             with ServerClient(server.url) as follower:
-                for line in follower.follow_logs("tiny", lines=0):
+                # One old line first: it says the stream is open, so the line the
+                # request below adds cannot come before the follower is there.
+                for line in follower.follow_logs("tiny", lines=1):
+                    following.set()
                     seen.append(line)
                     if "answered HTTP" in line:
                         got_note.set()
 
         thread = threading.Thread(target=follow)
         thread.start()
+        assert following.wait(10), "the follow stream never opened"
         # A failing answer puts a [modelpool] line in the model's log: a new line to follow.
         body = {"model": "tiny", "messages": [], "tiny_error": "html"}
         httpx.post(f"{server.url}/v1/chat/completions", json=body, timeout=10)
