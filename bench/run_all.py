@@ -46,6 +46,7 @@ BENCHMARKS = (
     "proxy_overhead",
     "health_record",
     "policy_quality",
+    "placement_quality",
     "e2e_replay",
 )
 MARKS = {True: "✓", False: "✗", None: "–"}
