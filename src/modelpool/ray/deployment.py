@@ -189,32 +189,48 @@ def router_config(cluster: ClusterSettings) -> RequestRouterConfig:
     return RequestRouterConfig(**fields)
 
 
-def deploy(config: ConfigText, *, address: str | None = None) -> DeploymentHandle[Any]:
+def deploy(
+    config: ConfigText,
+    *,
+    address: str | None = None,
+    host: str | None = None,
+    port: int | None = None,
+) -> DeploymentHandle[Any]:
     """Deploy the application on the cluster at ``address`` (``auto``: the running
-    one; ``ray://host:10001``: a remote one; None: a local Ray started here)."""
+    one; ``ray://host:10001``: a remote one; None: a local Ray started here, unless
+    this process is connected already). Ray Serve's HTTP proxy listens on ``host`` and
+    ``port`` (default: the config's ``cluster.http_host`` and ``http_port``)."""
     loaded = config.load()
     if not ray.is_initialized():
         ray.init(address=address, log_to_driver=False)
     cluster = loaded.cluster
-    serve.start(http_options={"host": cluster.http_host, "port": cluster.http_port})
-    handle: DeploymentHandle[Any] = serve.run(
-        build_app(config, loaded), name=APP_NAME, route_prefix="/"
+    listen = {
+        "host": cluster.http_host if host is None else host,
+        "port": cluster.http_port if port is None else port,
+    }
+    serve.start(http_options=listen)
+    app = build_app(config, loaded)
+    handle: DeploymentHandle[Any] = serve.run(app, name=APP_NAME, route_prefix="/")
+    log.info(
+        "serving on Ray at http://%s:%d (%d pool replicas)",
+        listen["host"],
+        listen["port"],
+        cluster.replicas,
     )
     return handle
 
 
-def serve_on_ray(config: ConfigText, *, address: str | None = None) -> None:
+def serve_on_ray(
+    config: ConfigText,
+    *,
+    address: str | None = None,
+    host: str | None = None,
+    port: int | None = None,
+) -> None:
     """``modelpool serve --ray``: deploy, then serve until Ctrl-C (or SIGTERM), then
-    delete the application (its replicas stop their pools)."""
-    loaded = config.load()
-    deploy(config, address=address)
-    cluster = loaded.cluster
-    log.info(
-        "serving on Ray at http://%s:%d (%d pool replicas); Ctrl-C stops",
-        cluster.http_host,
-        cluster.http_port,
-        cluster.replicas,
-    )
+    delete the application: its replicas stop their pools, ending their model servers."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    deploy(config, address=address, host=host, port=port)
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
@@ -224,4 +240,5 @@ def serve_on_ray(config: ConfigText, *, address: str | None = None) -> None:
         pass
     finally:
         signal.signal(signal.SIGTERM, previous)
+        log.info("stopping: deleting the application (every pool replica stops)")
         serve.delete(APP_NAME)
