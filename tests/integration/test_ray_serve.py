@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 import openai
+import psutil
 import pytest
 import yaml
 
@@ -32,7 +33,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     from ray import serve
 
-from modelpool.ray.deployment import APP_NAME, deploy  # noqa: E402
+from modelpool.ray.deployment import APP_NAME, POOL_DEPLOYMENT, deploy  # noqa: E402
 from modelpool.ray.replica import ConfigText  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
@@ -45,8 +46,13 @@ WAIT = 30.0
 """Seconds any wait here gives up after."""
 
 
+TAG = f"ray-test-{os.getpid()}"
+"""On every model server's command line here: which processes are ours."""
+
+
 def tiny(memory: str, *flags: str) -> dict[str, Any]:
     command = [sys.executable, TINY, "--port", "${PORT}", "--name", "${MODEL_ID}", *flags]
+    command += ["--tag", TAG]
     return {"backend": "process", "command": command, "memory": memory, "device": "cpu"}
 
 
@@ -81,6 +87,7 @@ def ingress(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             "big-1": tiny(BIG),
             "big-2": tiny(BIG),
             "cold": tiny(SMALL, "--start-delay", "1.5"),
+            "echo-kill": tiny(SMALL),
         },
     }
     path = folder / "modelpool.yaml"
@@ -91,9 +98,23 @@ def ingress(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         deploy(ConfigText.of_file(path))
         yield f"http://127.0.0.1:{port}"
     finally:
-        serve.delete(APP_NAME)
+        serve.delete(APP_NAME)  # each replica stops its pool: its model servers end
         serve.shutdown()
         ray.shutdown()
+    left = model_servers()
+    for process in left:  # ours by tag: none may outlive the test run
+        process.kill()
+    assert left == [], "model servers outlived the deployment"
+
+
+def model_servers(model: str | None = None) -> list[psutil.Process]:
+    """This module's model server processes (of ``model`` only, when given)."""
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        cmdline = process.info["cmdline"] or []
+        if TAG in cmdline and (model is None or model in cmdline):
+            found.append(process)
+    return found
 
 
 def status(base: str) -> list[dict[str, Any]]:
@@ -137,7 +158,14 @@ def test_two_replicas_report_their_pools(ingress: str) -> None:
     assert len({r["replica"] for r in replicas}) == 2
     for replica in replicas:
         assert replica["memory"]["cpu"]["budget"] == 10**9
-        assert set(replica["models"]) == {"echo-a", "echo-stream", "big-1", "big-2", "cold"}
+        assert set(replica["models"]) == {
+            "echo-a",
+            "echo-stream",
+            "big-1",
+            "big-2",
+            "cold",
+            "echo-kill",
+        }
 
 
 def test_chat_through_the_ingress(ingress: str) -> None:
@@ -230,3 +258,23 @@ def test_a_burst_for_a_cold_model_loads_it_once(ingress: str) -> None:
         "every request of the burst reported",
     )
     assert sum(m["load_count"] for m in views.values()) == 1, views
+
+
+def test_a_killed_replica_is_replaced_and_leaves_no_model_server(ingress: str) -> None:
+    ask(ingress, "echo-kill")
+    holder = wait_until(
+        lambda: [r for r, m in where(ingress, "echo-kill").items() if m["status"] == "ready"],
+        "echo-kill READY somewhere",
+    )[0]
+    (server,) = model_servers("echo-kill")
+    actor = ray.get_actor(
+        f"SERVE_REPLICA::{APP_NAME}#{POOL_DEPLOYMENT}#{holder}", namespace="serve"
+    )
+    ray.kill(actor, no_restart=True)  # as a crash would: its pool never stops
+    # Serve starts a replacement; on this node it stops what the dead replica left.
+    wait_until(
+        lambda: len(ids := {r["replica"] for r in status(ingress)}) == 2 and holder not in ids,
+        "a replacement replica reporting",
+    )
+    wait_until(lambda: not server.is_running(), "the dead replica's model server stopped")
+    assert ask(ingress, "echo-kill", "again") == "echo-kill: again"

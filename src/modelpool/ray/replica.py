@@ -16,7 +16,8 @@ Each replica keeps its state (pid files of its model servers, measured footprint
 a folder of its own under the config's ``state_dir`` (``ray/<replica>``): replicas on
 one node must not reap each other's servers as orphans. Its pool stops when the
 replica does (Ray calls ``__del__`` on a graceful shutdown), ending every model server
-it started.
+it started; the servers of a replica Ray killed are stopped by the next replica to
+start on that node (``orphans.py``).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from modelpool.core.pool import ModelPool
 from modelpool.http.app import create_app
 from modelpool.plugins import PLUGINS
 from modelpool.ray.asgi import HttpCall, HttpHead, Lifespan, call
+from modelpool.ray.orphans import claim, reap_dead_siblings
 from modelpool.rollout import RolloutManager
 
 log = logging.getLogger("modelpool.ray")
@@ -75,6 +77,8 @@ class PoolReplica:
         self.node = socket.gethostname()
         loaded = config.load()
         state_dir = replica_state_dir(loaded, replica_id)
+        claim(state_dir)
+        await reap_dead_siblings(state_dir)  # what a killed replica here left running
         self.pool = ModelPool.from_config(loaded, state_dir=state_dir)
         rollouts = RolloutManager.from_config(self.pool, loaded)
         # No Host check (Ray's proxy is the listener); keys and limits as configured.
