@@ -88,6 +88,7 @@ def ingress(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             "big-2": tiny(BIG),
             "cold": tiny(SMALL, "--start-delay", "1.5"),
             "echo-kill": tiny(SMALL),
+            "echo-break": tiny(SMALL),
         },
     }
     path = folder / "modelpool.yaml"
@@ -165,6 +166,7 @@ def test_two_replicas_report_their_pools(ingress: str) -> None:
             "big-2",
             "cold",
             "echo-kill",
+            "echo-break",
         }
 
 
@@ -183,6 +185,19 @@ def test_streaming_through_the_ingress(ingress: str) -> None:
         chunks = [c.choices[0].delta.content or "" for c in stream if c.choices]
     assert len([c for c in chunks if c]) >= 2
     assert "".join(chunks).startswith("echo-stream")
+
+
+def test_a_stream_the_model_breaks_off_never_looks_complete(ingress: str) -> None:
+    with client(ingress) as chat:
+        stream = chat.chat.completions.create(
+            model="echo-break",
+            messages=[{"role": "user", "content": "cut"}],
+            stream=True,
+            extra_body={"tiny_chunks": 5, "tiny_die_after": 2},
+        )
+        with pytest.raises((openai.APIError, httpx.HTTPError)):
+            for _ in stream:
+                pass
 
 
 def test_errors_keep_the_server_shape(ingress: str) -> None:
@@ -278,3 +293,13 @@ def test_a_killed_replica_is_replaced_and_leaves_no_model_server(ingress: str) -
     )
     wait_until(lambda: not server.is_running(), "the dead replica's model server stopped")
     assert ask(ingress, "echo-kill", "again") == "echo-kill: again"
+
+
+def test_rays_own_tools_build_the_same_application(tmp_path: Path) -> None:
+    from modelpool.ray.deployment import app_builder
+
+    path = tmp_path / "modelpool.yaml"
+    path.write_text(
+        yaml.safe_dump({"models": {"a": tiny(SMALL)}, "pool": {"budgets": {"cpu": "1GB"}}})
+    )
+    assert isinstance(app_builder({"config": str(path)}), serve.Application)

@@ -19,6 +19,8 @@ from typing import Any
 from starlette.types import ASGIApp, Message
 
 HeaderList = list[tuple[bytes, bytes]]
+DISCONNECT_GRACE = 1.0
+"""Seconds an application gets to end a request on its own once its client left."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +141,9 @@ async def call(app: ASGIApp, request: HttpCall) -> AsyncIterator[HttpHead | byte
     finally:
         gone.set()
         if not task.done():
+            # The app learns the client left (it returns its lease and closes the model
+            # server's connection itself); one that does not react is cancelled.
+            await asyncio.wait([task], timeout=DISCONNECT_GRACE)
             task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task

@@ -179,6 +179,14 @@ def build_app(config: ConfigText, loaded: Config | None = None) -> Application:
     return app
 
 
+def app_builder(args: dict[str, str]) -> Application:
+    """The application for Ray's own tools: ``serve run
+    modelpool.ray.deployment:app_builder config=modelpool.yaml``, or a KubeRay
+    ``RayService``'s ``import_path`` with ``args: {config: /etc/modelpool.yaml}``
+    (no ``config``: the embedded default)."""
+    return build_app(ConfigText.of_file(args.get("config")))
+
+
 def router_config(cluster: ClusterSettings) -> RequestRouterConfig:
     fields: dict[str, Any] = {  # Ray's pydantic-1 style model types its fields loosely
         "request_router_class": ModelPoolRouter,
