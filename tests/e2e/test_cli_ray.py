@@ -1,7 +1,7 @@
 """``modelpool serve --ray`` as a user runs it: a local Ray started by the command, one
 pool replica over a real model server process (``tiny_server.py``), the ``openai``
 client through Ray Serve's HTTP proxy; Ctrl-C stops it all and no model server is left
-behind. Skipped without the ``ray`` extra."""
+behind (skipped without the ``ray`` extra); without it, ``--ray`` says what to install."""
 
 from __future__ import annotations
 
@@ -19,10 +19,6 @@ import pytest
 import yaml
 from server_process import free_port
 
-pytest.importorskip("ray")
-
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
-
 TINY = str(Path(__file__).parents[1] / "integration" / "servers" / "tiny_server.py")
 START = 90.0
 STOP = 60.0
@@ -37,7 +33,10 @@ def tiny_servers(tag: str) -> list[psutil.Process]:
     return found
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(180)
 def test_serve_on_ray_answers_and_stops_clean(tmp_path: Path) -> None:
+    pytest.importorskip("ray")
     port, tag = free_port(), f"ray-cli-{os.getpid()}"
     command = [sys.executable, TINY, "--port", "${PORT}", "--name", "${MODEL_ID}"]
     config = {
@@ -95,3 +94,19 @@ def test_serve_on_ray_answers_and_stops_clean(tmp_path: Path) -> None:
     for server in left:  # ours, by tag: do not leave them running for other tests
         server.kill()
     assert left == [], "a model server outlived serve --ray"
+
+
+def test_serve_ray_without_the_extra_says_what_to_install() -> None:
+    hide_ray = "import sys; sys.modules['ray'] = None; from modelpool.cli import main; main()"
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("MODELPOOL_")}
+    done = subprocess.run(
+        [sys.executable, "-c", hide_ray, "serve", "--ray"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=environ,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "--ray needs the 'ray' extra" in done.stderr
+    assert "pip install 'modelpool[server,ray]'" in done.stderr
