@@ -31,6 +31,15 @@ class RouteHints:
         """``model_id``'s request went to ``replica_id`` at ``now``."""
         self._sent.setdefault(replica_id, {})[model_id] = now
 
+    def withdraw(self, replica_id: ReplicaId, model_id: ModelId, at: float) -> None:
+        """The request routed at ``at`` went elsewhere after all (that replica was
+        full): its hint goes, unless a later request renewed it."""
+        sent = self._sent.get(replica_id)
+        if sent is not None and sent.get(model_id) == at:
+            del sent[model_id]
+            if not sent:
+                del self._sent[replica_id]
+
     def forget(self, replica_id: ReplicaId) -> None:
         """The replica is gone (its actor died): what was sent there is not coming."""
         self._sent.pop(replica_id, None)

@@ -28,6 +28,9 @@ from modelpool.cluster.reports import ASKS_KEY, STATS_KEY
 from modelpool.cluster.routing import MemoryAwareRouter, ModelAsk, ReplicaStats
 from modelpool.ray.registry import register
 
+FIRST_CHOICES_KEPT = 4096
+"""Requests being routed whose first choice is kept before old ones are dropped."""
+
 
 class ModelPoolRouter(RequestRouter):
     """Ranks the pool's replicas for a request by ``MemoryAwareRouter``."""
@@ -39,6 +42,8 @@ class ModelPoolRouter(RequestRouter):
         self.hints = RouteHints(hint_seconds)
         self.rng = random.Random(seed)
         self.policy = MemoryAwareRouter()
+        self.first_choice: dict[str, tuple[str, float]] = {}
+        """Per request (internal id) being routed: the replica ranked first, and when."""
         register(self)  # the ingress reads its reports for ``/admin/status``
 
     async def choose_replicas(
@@ -51,10 +56,17 @@ class ModelPoolRouter(RequestRouter):
             return [candidate_replicas]
         ranking = self.rank(model_id, candidate_replicas)
         by_id = {r.replica_id.unique_id: r for r in candidate_replicas}
-        if ranking:
+        if ranking and pending_request is not None:
             # Noted now, not once routed: requests of a burst are ranked while Ray
             # probes the first one's replica, and must see it on its way there.
-            self.hints.routed(ranking[0], model_id, time.monotonic())
+            now = time.monotonic()
+            self.hints.routed(ranking[0], model_id, now)
+            request_id = pending_request.metadata.internal_request_id
+            self.first_choice[request_id] = (ranking[0], now)
+            if len(self.first_choice) > FIRST_CHOICES_KEPT:  # requests cancelled unrouted
+                ttl = self.hints.ttl
+                kept = {k: v for k, v in self.first_choice.items() if now - v[1] <= ttl}
+                self.first_choice = kept
         return [[by_id[replica_id]] for replica_id in ranking]
 
     def rank(self, model_id: str, replicas: list[RunningReplica]) -> list[str]:
@@ -84,8 +96,12 @@ class ModelPoolRouter(RequestRouter):
         self, pending_request: PendingRequest, replica_id: ReplicaID, result: Any
     ) -> None:
         model_id = _model_of(pending_request)
-        if model_id:
-            self.hints.routed(replica_id.unique_id, model_id, time.monotonic())
+        if not model_id:
+            return
+        chosen = self.first_choice.pop(pending_request.metadata.internal_request_id, None)
+        if chosen is not None and chosen[0] != replica_id.unique_id:
+            self.hints.withdraw(chosen[0], model_id, chosen[1])  # the first was full
+        self.hints.routed(replica_id.unique_id, model_id, time.monotonic())
 
     def on_replica_actor_died(self, replica_id: ReplicaID) -> None:
         self.hints.forget(replica_id.unique_id)

@@ -169,6 +169,17 @@ def test_a_hint_the_reports_never_confirm_expires() -> None:
     assert hints.applied(stats, now=5.1).loading == frozenset()
 
 
+def test_a_hint_withdrawn_goes_unless_renewed_since() -> None:
+    hints = RouteHints(ttl=5)
+    hints.routed("r1", "m", now=1.0)
+    hints.withdraw("r1", "m", at=1.0)  # that request went to another replica
+    assert hints.pending("r1") == frozenset()
+    hints.routed("r1", "m", now=2.0)
+    hints.routed("r1", "m", now=3.0)  # a later request renewed it
+    hints.withdraw("r1", "m", at=2.0)
+    assert hints.pending("r1") == {"m"}
+
+
 def test_a_dead_replicas_hints_are_forgotten() -> None:
     hints = RouteHints(ttl=5)
     hints.routed("r1", "m", now=0.0)
