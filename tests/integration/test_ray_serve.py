@@ -41,7 +41,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 TINY = str(Path(__file__).parent / "servers" / "tiny_server.py")
 SMALL, BIG = "50MB", "700MB"
 """Per replica budget 1 GB: every small model fits beside one big one, two bigs do not."""
-BURST = 30
+BURST = 50
 WAIT = 30.0
 """Seconds any wait here gives up after."""
 
@@ -93,15 +93,16 @@ def ingress(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     }
     path = folder / "modelpool.yaml"
     path.write_text(yaml.safe_dump(config))
-    os.environ["RAY_AUTH_MODE"] = "disabled"
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        deploy(ConfigText.of_file(path))
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        serve.delete(APP_NAME)  # each replica stops its pool: its model servers end
-        serve.shutdown()
-        ray.shutdown()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RAY_AUTH_MODE", "disabled")  # a local test cluster: no token
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        try:
+            deploy(ConfigText.of_file(path))
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            serve.delete(APP_NAME)  # each replica stops its pool: its model servers end
+            serve.shutdown()
+            ray.shutdown()
     left = model_servers()
     for process in left:  # ours by tag: none may outlive the test run
         process.kill()
