@@ -15,7 +15,6 @@ Two deployments make the application:
 """
 
 import asyncio
-import hmac
 import json
 import logging
 import signal
@@ -34,8 +33,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from modelpool.config import ClusterSettings, Config
-from modelpool.http.errors import AUTHENTICATION, SERVER_ERROR, error_response
-from modelpool.http.security import presented_key
+from modelpool.http.errors import SERVER_ERROR, error_response
+from modelpool.ray import admin_key
 from modelpool.ray.asgi import HttpCall, HttpHead
 from modelpool.ray.registry import live_routers
 from modelpool.ray.replica import SUMMARY_KEY, ConfigText, PoolReplica
@@ -99,14 +98,9 @@ class OpenAIIngress:
 
     @ingress_app.get("/admin/status")
     async def cluster_status(self, request: Request) -> Response:
-        if self.admin_keys:
-            given = presented_key(dict(request.headers.raw))
-            matched = False
-            for key in self.admin_keys:  # every key compared: no early exit to time
-                matched |= given is not None and hmac.compare_digest(given, key)
-            if not matched:
-                message = "No or incorrect admin key: send 'Authorization: Bearer <key>'"
-                return error_response(401, message, kind=AUTHENTICATION, code="invalid_api_key")
+        refused = admin_key.refusal(request.headers.raw, self.admin_keys)
+        if refused is not None:
+            return refused
         return JSONResponse({"replicas": await self.replica_summaries()})
 
     @ingress_app.api_route("/v1/{path:path}", methods=["GET", "POST", "PUT", "DELETE"])
