@@ -121,6 +121,15 @@ class OpenAIIngress:
             head = await parts.__anext__()
         except StopAsyncIteration:
             return error_response(502, "The pool replica sent no answer", kind=SERVER_ERROR)
+        except Exception:  # Ray's: the replica died, or every replica is full
+            log.exception("%s %s: no answer from a pool replica", request.method, call.path)
+            return error_response(
+                503,
+                "No pool replica could take the request; retry shortly",
+                kind=SERVER_ERROR,
+                code="replica_unavailable",
+                retry_after=1,
+            )
         assert isinstance(head, HttpHead)
         response = StreamingResponse(_body(parts), status_code=head.status)
         response.raw_headers = [(k, v) for k, v in head.headers if k.lower() != b"content-length"]
