@@ -63,7 +63,7 @@ $(RUNTIME_STAMP): pyproject.toml | $(PY)
 	@touch $@
 
 $(DEV_STAMP): $(RUNTIME_STAMP)
-	$(PIP) install -e ".[dev,server,torch,nvml,sim]"
+	$(PIP) install -e ".[dev,server,torch,nvml,sim,ray]"
 	@$(MAKE) --no-print-directory browser
 	@touch $@
 

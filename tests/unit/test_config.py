@@ -393,7 +393,7 @@ def test_unknown_key_without_a_close_match_lists_the_accepted_keys() -> None:
     issues = issues_of("zzz: 1\n")
     assert (
         issue_at(issues, "zzz").message
-        == "unknown key; expected one of: alerts, health, models, pool, server"
+        == "unknown key; expected one of: alerts, cluster, health, models, pool, server"
     )
 
 

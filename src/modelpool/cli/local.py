@@ -108,14 +108,37 @@ def serve(
             "--watch", help="Apply every change of the config file within a second (as SIGHUP)."
         ),
     ] = False,
+    on_ray: Annotated[
+        bool,
+        typer.Option(
+            "--ray",
+            help="Serve on Ray Serve: one pool per replica (the config's cluster: section), "
+            "our request router in front. Needs the 'ray' extra.",
+        ),
+    ] = False,
+    address: Annotated[
+        str | None,
+        typer.Option(
+            help="With --ray: the cluster to deploy on ('auto': the one `ray start` runs "
+            "here; ray://HOST:10001: a remote one). Default: start a local Ray.",
+        ),
+    ] = None,
 ) -> None:
     """Run the OpenAI-compatible server (the embedded default models without --config).
 
     SIGHUP (or 'modelpool reload') reads the config file again and applies what changed
-    without a restart; --watch does it whenever the file changes.
+    without a restart; --watch does it whenever the file changes. With --ray the same
+    config serves on a Ray cluster (docs/cluster.md) until Ctrl-C.
     """
     if watch and config is None:
         raise fail("--watch needs a config file to watch: pass --config FILE", EXIT_INVALID)
+    if address is not None and not on_ray:
+        raise fail("--address is for --ray: pass --ray too", EXIT_INVALID)
+    if on_ray:
+        if watch:
+            raise fail("--watch is not supported with --ray", EXIT_INVALID)
+        _serve_on_ray(config, address, host, port)
+        return
     try:
         from modelpool.bootstrap import load_config
         from modelpool.http.serve import InsecureBind
@@ -134,5 +157,29 @@ def serve(
         raise typer.Exit(EXIT_INVALID) from None
     except InsecureBind as error:
         raise fail(str(error), EXIT_INVALID) from None
+    except ModelPoolError as error:
+        raise fail(str(error), EXIT_FAILURE) from None
+
+
+def _serve_on_ray(
+    config: Path | None, address: str | None, host: str | None, port: int | None
+) -> None:
+    """``serve --ray``: deploy the pool on Ray Serve and serve until Ctrl-C."""
+    try:
+        from modelpool.ray.deployment import serve_on_ray
+        from modelpool.ray.replica import ConfigText
+    except ImportError as error:  # the ray (or server) extra is missing
+        raise fail(
+            f"--ray needs the 'ray' extra ({error.name} is missing): "
+            "pip install 'modelpool[server,ray]'",
+            EXIT_INVALID,
+        ) from None
+    try:
+        serve_on_ray(ConfigText.of_file(config), address=address, host=host, port=port)
+    except ConfigError as error:
+        _report_issues(config or Path("<embedded default>"), error.issues, False)
+        raise typer.Exit(EXIT_INVALID) from None
+    except OSError as error:
+        raise fail(f"cannot read {config}: {error.strerror or error}", EXIT_INVALID) from None
     except ModelPoolError as error:
         raise fail(str(error), EXIT_FAILURE) from None

@@ -1,7 +1,7 @@
 """Configuration: ``ModelSpec`` and ``Config``, validated by pydantic, from YAML and env.
 
-``schema`` holds the models and the loader, ``settings`` the server, pool and health
-sections, ``versions`` a model's versions and health thresholds, ``checks`` what both
+``schema`` holds the models and the loader, ``settings`` the server, pool, health
+and cluster sections, ``versions`` a model's versions and health thresholds, ``checks`` what both
 need to check plug-ins,
 ``fields`` the reusable field types (sizes, durations, ids, devices), ``env`` the
 ``MODELPOOL_*`` overrides, ``alerts`` where health alerts are sent, ``issues`` the
@@ -16,6 +16,7 @@ from modelpool.config.settings import (
     AUTO_STRATEGY,
     DEFAULT_STATE_DIR,
     AutoOptions,
+    ClusterSettings,
     HealthSettings,
     PoolSettings,
     ServerSettings,
@@ -32,6 +33,7 @@ __all__ = [
     "AUTO_STRATEGY",
     "AlertSettings",
     "AutoOptions",
+    "ClusterSettings",
     "DEFAULT_STATE_DIR",
     "Config",
     "HealthSettings",

@@ -43,8 +43,9 @@ LIVE_POOL_SETTINGS = frozenset(
      "wait_timeout"}
 )  # fmt: skip
 """Pool settings the running pool reads as it goes (or takes through a handler)."""
-RESTART_SECTIONS = ("server", "health", "alerts")
-"""Sections read once at start: the listening socket, TLS, keys, health windows, webhooks."""
+RESTART_SECTIONS = ("server", "health", "alerts", "cluster")
+"""Sections read once at start: the listening socket, TLS, keys, health windows, webhooks,
+the Ray deployment."""
 
 
 @dataclass(frozen=True)

@@ -89,6 +89,7 @@ from modelpool.config.placement import (
     split_problem,
 )
 from modelpool.config.settings import (
+    ClusterSettings,
     HealthSettings,
     PoolSettings,
     ServerSettings,
@@ -325,6 +326,8 @@ class Config(BaseModel):
     server: ServerSettings = Field(default_factory=ServerSettings)
     pool: PoolSettings = Field(default_factory=PoolSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings)
+    """``modelpool serve --ray``: replicas on Ray Serve and their resources."""
     models: dict[ModelId, ModelSpec] = Field(default_factory=dict)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     """Webhooks that health alerts are POSTed to (``modelpool.config.alerts``)."""
@@ -594,6 +597,7 @@ def _known_keys(loc: Loc) -> list[str]:
         ("server", "tls"): TlsSettings,
         ("pool",): PoolSettings,
         ("health",): HealthSettings,
+        ("cluster",): ClusterSettings,
         ("health", "thresholds"): ThresholdSettings,
         ("alerts",): AlertSettings,
     }

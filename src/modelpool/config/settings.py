@@ -1,5 +1,5 @@
 """The settings sections of a config: ``server`` (with ``tls``), ``pool`` (with
-``auto_options``) and ``health``; one frozen pydantic model each, checked as the config
+``auto_options``), ``health`` and ``cluster``; one frozen pydantic model each, checked as the config
 is read. ``PoolSettings`` is what the pool, the scheduler and the simulator are given.
 """
 
@@ -314,3 +314,40 @@ class HealthSettings(BaseModel):
         given = self.thresholds.model_fields_set
         problems = threshold_problems(self.thresholds.model_dump(), given)
         return report(self, problems, info, ("health", "thresholds"))
+
+
+class ClusterSettings(BaseModel):
+    """``modelpool serve --ray``: the pool on Ray Serve (``modelpool.ray``). Each of
+    ``replicas`` Ray Serve replicas runs one pool built from this same file, over the
+    resources Ray gives it (its ``ray_actor_options``: ``num_cpus``, ``num_gpus``,
+    ``resources``); a request router in front ranks them by what they hold."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    replicas: int = Field(default=1, ge=1)
+    """Ray Serve replicas of the pool, usually one per node (its GPUs)."""
+    num_cpus: float = Field(default=1.0, ge=0)
+    """CPUs Ray reserves for each replica (the pool and its proxying)."""
+    num_gpus: float = Field(default=0.0, ge=0)
+    """GPUs Ray gives each replica (``CUDA_VISIBLE_DEVICES`` is set to them)."""
+    resources: dict[Annotated[str, Field(min_length=1)], Annotated[float, Field(ge=0)]] = Field(
+        default_factory=dict
+    )
+    """Custom Ray resources each replica needs (``{node_a: 1}`` pins it to a node)."""
+    max_ongoing_requests: int = Field(default=256, ge=1)
+    """Requests one replica takes at once; the pool queues what waits for a model."""
+    stats_period: Annotated[Seconds, Field(gt=0, le=60)] = 0.5
+    """How often each replica reports its pool to the router (``record_routing_stats``)."""
+    route_hint_seconds: Annotated[Seconds, Field(gt=0)] = 10.0
+    """How long the router counts a model as on its way to the replica it routed it to,
+    until that replica's report says so itself (its reports come a period late)."""
+    http_host: str = "127.0.0.1"
+    """Where Ray Serve's HTTP proxy listens (every node runs one)."""
+    http_port: int = Field(default=8000, ge=1, le=65535)
+
+    def actor_options(self) -> dict[str, Any]:
+        """The ``ray_actor_options`` of each pool replica."""
+        options: dict[str, Any] = {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus}
+        if self.resources:
+            options["resources"] = dict(self.resources)
+        return options

@@ -1,0 +1,255 @@
+"""The pool on Ray Serve: the pool deployment, the OpenAI ingress, and ``serve_on_ray``.
+
+Two deployments make the application:
+
+* ``ModelPool``: ``cluster.replicas`` replicas of ``PoolReplica`` (one pool each, over
+  the resources ``cluster`` asks Ray for), routed by ``ModelPoolRouter``;
+* ``OpenAI``: the ingress (FastAPI on Ray Serve's HTTP proxy). ``/v1/...`` goes to a
+  pool replica through the deployment's handle, with the request's model as its
+  multiplexed model id, which is what the router ranks by; the replica's answer
+  (streams included) comes back part by part. ``/admin/status`` shows every replica
+  (its node, devices' memory, models and queue, as last reported: at most
+  ``cluster.stats_period`` old). ``/v1`` requests go on with their headers, and the
+  replica's own server checks their keys and limits (``http.security.Guard``);
+  ``/admin/status`` is answered here, so its admin key is checked here.
+"""
+
+import asyncio
+import json
+import logging
+import signal
+import threading
+import time
+from collections.abc import AsyncIterator
+from typing import Any, cast
+
+import ray
+from fastapi import FastAPI
+from ray import serve
+from ray.serve import Application, Deployment
+from ray.serve.config import RequestRouterConfig
+from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from modelpool.config import ClusterSettings, Config
+from modelpool.http.errors import SERVER_ERROR, error_response
+from modelpool.ray import admin_key
+from modelpool.ray.asgi import HttpCall, HttpHead
+from modelpool.ray.registry import live_routers
+from modelpool.ray.replica import SUMMARY_KEY, ConfigText, PoolReplica
+from modelpool.ray.router import ModelPoolRouter
+
+log = logging.getLogger("modelpool.ray")
+
+APP_NAME = "modelpool"
+POOL_DEPLOYMENT = "ModelPool"
+INGRESS_DEPLOYMENT = "OpenAI"
+STATUS_WAIT = 5.0
+"""Seconds ``/admin/status`` waits for the first reports of a router just made."""
+
+
+class PoolDeployment(PoolReplica):
+    """``PoolReplica`` as a Ray Serve deployment: named by its replica tag, stopped
+    with the replica."""
+
+    async def __init__(self, config: ConfigText) -> None:  # type: ignore[misc]
+        await super().__init__(config, serve.get_replica_context().replica_tag)
+
+    async def __del__(self) -> None:
+        await self.stop()
+
+
+def model_names(config: Config) -> dict[str, str]:
+    """Every name a request may give (ids and aliases) and the model id it means: the
+    router ranks replicas for the id, whatever name the client used."""
+    names = {}
+    for model_id, spec in config.models.items():
+        names[model_id] = model_id
+        for alias in spec.aliases:
+            names.setdefault(alias, model_id)
+    return names
+
+
+async def _body(parts: DeploymentResponseGenerator[Any]) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in parts:
+            yield chunk
+    finally:
+        parts.cancel()  # type: ignore[no-untyped-call]  # the client left: the replica's ends
+
+
+# ``serve.ingress`` copies the app when it decorates: everything its routes use must
+# be defined above the class.
+ingress_app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+
+
+@serve.deployment(name=INGRESS_DEPLOYMENT)
+@serve.ingress(ingress_app)
+class OpenAIIngress:
+    """The OpenAI-compatible front of the pool replicas."""
+
+    def __init__(
+        self, pool: DeploymentHandle[Any], names: dict[str, str], admin_keys: list[str]
+    ) -> None:
+        self.pool = pool
+        self.names = names
+        self.admin_keys = [key.encode() for key in admin_keys]
+
+    @ingress_app.get("/admin/status")
+    async def cluster_status(self, request: Request) -> Response:
+        refused = admin_key.refusal(request.headers.raw, self.admin_keys)
+        if refused is not None:
+            return refused
+        return JSONResponse({"replicas": await self.replica_summaries()})
+
+    @ingress_app.api_route("/v1/{path:path}", methods=["GET", "POST", "PUT", "DELETE"])
+    async def v1(self, request: Request) -> Response:
+        body = await request.body()
+        model_id = self.model_of(body) if request.method == "POST" else ""
+        call = HttpCall(
+            request.method,
+            request.url.path,
+            request.url.query.encode(),
+            list(request.headers.raw),
+            body,
+        )
+        handle = self.pool.options(stream=True, multiplexed_model_id=model_id)
+        parts = handle.http.remote(call)
+        assert isinstance(parts, DeploymentResponseGenerator)  # stream=True
+        try:
+            head = await parts.__anext__()
+        except StopAsyncIteration:
+            return error_response(502, "The pool replica sent no answer", kind=SERVER_ERROR)
+        except Exception:  # Ray's: the replica died, or every replica is full
+            log.exception("%s %s: no answer from a pool replica", request.method, call.path)
+            return error_response(
+                503,
+                "No pool replica could take the request; retry shortly",
+                kind=SERVER_ERROR,
+                code="replica_unavailable",
+                retry_after=1,
+            )
+        assert isinstance(head, HttpHead)
+        response = StreamingResponse(_body(parts), status_code=head.status)
+        response.raw_headers = [(k, v) for k, v in head.headers if k.lower() != b"content-length"]
+        return response
+
+    def model_of(self, body: bytes) -> str:
+        """The model id a request body names (its alias resolved), else "" (the
+        replica then answers the error ``modelpool serve`` would)."""
+        try:
+            payload = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            return ""
+        name = payload.get("model") if isinstance(payload, dict) else None
+        if not isinstance(name, str):
+            return ""
+        return self.names.get(name, name)
+
+    async def replica_summaries(self) -> list[dict[str, Any]]:
+        """What each pool replica last reported, by replica id."""
+        deadline = time.monotonic() + STATUS_WAIT
+        while True:
+            reports = [r for router in live_routers() for r in router.reports()]
+            summaries = [r[SUMMARY_KEY] for r in reports if SUMMARY_KEY in r]
+            if summaries or time.monotonic() > deadline:
+                return sorted(summaries, key=lambda s: str(s["replica"]))
+            # No router yet (none is made before the first call through the handle),
+            # or its replicas have not reported yet.
+            await self.pool.status.remote()
+            await asyncio.sleep(0.1)
+
+
+def build_app(config: ConfigText, loaded: Config | None = None) -> Application:
+    """The application: the ingress bound to ``cluster.replicas`` pool replicas."""
+    loaded = loaded if loaded is not None else config.load()
+    cluster = loaded.cluster
+    pool = cast(Deployment, serve.deployment(PoolDeployment)).options(
+        name=POOL_DEPLOYMENT,
+        num_replicas=cluster.replicas,
+        ray_actor_options=cluster.actor_options(),
+        max_ongoing_requests=cluster.max_ongoing_requests,
+        request_router_config=router_config(cluster),
+    )
+    ingress = cast(Deployment, OpenAIIngress).options(
+        max_ongoing_requests=cluster.max_ongoing_requests,
+        ray_actor_options={"num_cpus": 0},  # it only forwards: the CPUs are the pools'
+    )
+    server = loaded.server
+    admin_keys = server.admin_keys or server.api_keys
+    app: Application = ingress.bind(pool.bind(config), model_names(loaded), admin_keys)
+    return app
+
+
+def app_builder(args: dict[str, str]) -> Application:
+    """The application for Ray's own tools: ``serve run
+    modelpool.ray.deployment:app_builder config=modelpool.yaml``, or a KubeRay
+    ``RayService``'s ``import_path`` with ``args: {config: /etc/modelpool.yaml}``
+    (no ``config``: the embedded default)."""
+    return build_app(ConfigText.of_file(args.get("config")))
+
+
+def router_config(cluster: ClusterSettings) -> RequestRouterConfig:
+    fields: dict[str, Any] = {  # Ray's pydantic-1 style model types its fields loosely
+        "request_router_class": ModelPoolRouter,
+        "request_router_kwargs": {"hint_seconds": cluster.route_hint_seconds},
+        "request_routing_stats_period_s": cluster.stats_period,
+        "request_routing_stats_timeout_s": max(1.0, 3 * cluster.stats_period),
+    }
+    return RequestRouterConfig(**fields)
+
+
+def deploy(
+    config: ConfigText,
+    *,
+    address: str | None = None,
+    host: str | None = None,
+    port: int | None = None,
+) -> DeploymentHandle[Any]:
+    """Deploy the application on the cluster at ``address`` (``auto``: the running
+    one; ``ray://host:10001``: a remote one; None: a local Ray started here, unless
+    this process is connected already). Ray Serve's HTTP proxy listens on ``host`` and
+    ``port`` (default: the config's ``cluster.http_host`` and ``http_port``)."""
+    loaded = config.load()
+    if not ray.is_initialized():
+        ray.init(address=address, log_to_driver=False)
+    cluster = loaded.cluster
+    listen = {
+        "host": cluster.http_host if host is None else host,
+        "port": cluster.http_port if port is None else port,
+    }
+    serve.start(http_options=listen)
+    app = build_app(config, loaded)
+    handle: DeploymentHandle[Any] = serve.run(app, name=APP_NAME, route_prefix="/")
+    log.info(
+        "serving on Ray at http://%s:%d (%d pool replicas)",
+        listen["host"],
+        listen["port"],
+        cluster.replicas,
+    )
+    return handle
+
+
+def serve_on_ray(
+    config: ConfigText,
+    *,
+    address: str | None = None,
+    host: str | None = None,
+    port: int | None = None,
+) -> None:
+    """``modelpool serve --ray``: deploy, then serve until Ctrl-C (or SIGTERM), then
+    delete the application: its replicas stop their pools, ending their model servers."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    deploy(config, address=address, host=host, port=port)
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(1.0):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        log.info("stopping: deleting the application (every pool replica stops)")
+        serve.delete(APP_NAME)
