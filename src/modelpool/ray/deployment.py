@@ -241,15 +241,19 @@ def serve_on_ray(
     """``modelpool serve --ray``: deploy, then serve until Ctrl-C (or SIGTERM), then
     delete the application: its replicas stop their pools, ending their model servers."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    deploy(config, address=address, host=host, port=port)
     stop = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # Ctrl-C or SIGTERM from here on, even while the deployment is still settling (its
+    # HTTP proxy may answer before ``serve.run`` returns): stop once deployed, cleanly.
+    handlers = {
+        number: signal.signal(number, lambda *_: stop.set())
+        for number in (signal.SIGINT, signal.SIGTERM)
+    }
     try:
+        deploy(config, address=address, host=host, port=port)
         while not stop.wait(1.0):
             pass
-    except KeyboardInterrupt:
-        pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for number, previous in handlers.items():
+            signal.signal(number, previous)
         log.info("stopping: deleting the application (every pool replica stops)")
         serve.delete(APP_NAME)
