@@ -53,8 +53,8 @@ def warm_committed(pool: ModelPool) -> int:
 
 
 def make_pool(*specs: ModelSpec, warm_budget: int) -> ModelPool:
-    # No probe: each server stays booked at its 300 MB estimate, which is also what
-    # an offload reserves in the warm tier until it books the file's size.
+    # No probe: each server stays booked at its 300 MB estimate; a warm copy is booked
+    # at its file's size from the start of its offload (the backend's warm_bytes).
     return ModelPool(specs, budgets={"cpu": 350 * MB}, warm_budget=warm_budget, strategy="lru")
 
 
@@ -102,7 +102,8 @@ async def test_a_warm_file_the_policy_drops_for_room_is_let_go(
     copy_to_disk(a_file, c_file)
     size = a_file.stat().st_size
     specs = (smollm2("a", a_file), smollm2("b", b_file), smollm2("c", c_file))
-    pool = make_pool(*specs, warm_budget=300 * MB)  # an offload's 300 MB, then one file
+    assert size < 150 * MB < 2 * size
+    pool = make_pool(*specs, warm_budget=150 * MB)  # one kept file, not two
     async with pool:
         await pool.load("a")
         await pool.load("b")

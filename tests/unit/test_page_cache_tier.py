@@ -160,3 +160,17 @@ async def test_keeping_a_missing_file_fails_naming_it(tmp_path: Path) -> None:
     missing = tmp_path / "gone.gguf"
     with pytest.raises(OSError, match=r"gone\.gguf"):
         KeptFiles().keep(str(missing))
+
+
+def test_a_kept_file_books_its_own_size_in_the_warm_tier(tmp_path: Path) -> None:
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"\0" * SIZE)
+    process = ProcessBackend()
+    kept = process_spec(model_path=str(model), keep_file_cached=True)
+    assert process.warm_bytes(kept) == SIZE
+    assert process.warm_bytes(process_spec(sleep=SLEEP, wake=WAKE)) is None  # as on its device
+    assert process.warm_bytes(process_spec(model_path=str(tmp_path / "gone"),
+                                           keep_file_cached=True)) is None  # fmt: skip
+    llamacpp = LlamaCppBackend()
+    assert llamacpp.warm_bytes(llamacpp_spec(model)) == SIZE
+    assert llamacpp.warm_bytes(llamacpp_spec(model, keep_file_cached=False)) is None

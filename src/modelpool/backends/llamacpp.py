@@ -110,6 +110,19 @@ class LlamaCppBackend(ProcessBackend):
             return False
         return options.keep_file_cached
 
+    def warm_bytes(self, spec: ModelSpec) -> Bytes | None:
+        """Its GGUF's size, kept in the page cache when evicted (None: not kept)."""
+        try:
+            options = LlamaCppOptions.model_validate(spec.options)
+        except ValueError:
+            return None
+        if not options.keep_file_cached:
+            return None
+        try:
+            return os.path.getsize(os.path.expanduser(options.model_path))
+        except OSError:
+            return None
+
     def estimate(self, spec: ModelSpec) -> Bytes | None:
         """Before the first load: the GGUF's size plus a rough KV cache for ``n_ctx``."""
         options = LlamaCppOptions.model_validate(spec.options)

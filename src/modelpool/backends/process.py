@@ -75,7 +75,7 @@ from modelpool.config import ModelSpec
 from modelpool.config.fields import Seconds
 from modelpool.core.ports import HOST as WARM
 from modelpool.core.ports import Handle, Placement
-from modelpool.types import DeviceId, ModelId
+from modelpool.types import Bytes, DeviceId, ModelId
 
 log = logging.getLogger("modelpool.process")
 
@@ -387,6 +387,15 @@ class ProcessBackend:
             return False
         return warm_tier(options) is not None
 
+    def warm_bytes(self, spec: ModelSpec) -> Bytes | None:
+        """A model kept in the page cache holds its file's bytes (None for a sleeper:
+        booked as on its device until its offload measures it)."""
+        try:
+            options = ProcessOptions.model_validate(spec.options)
+        except ValueError:
+            return None
+        return _kept_file_bytes(options.model_path) if warm_tier(options) == "page cache" else None
+
     async def offload(self, handle: Handle) -> Handle:
         """Put the server to sleep (it keeps running and frees its device memory), or
         stop it and keep its model file in the page cache. On failure the model stays as
@@ -668,6 +677,15 @@ def _substitute(
         return value
 
     return _PLACEHOLDER.sub(replace, text)
+
+
+def _kept_file_bytes(path: str | None) -> Bytes | None:
+    """The size of a model file to keep cached (None: not there, or none)."""
+    expanded = _expand(path)
+    try:
+        return os.path.getsize(expanded) if expanded is not None else None
+    except OSError:
+        return None
 
 
 def _expand(path: str | None) -> str | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from modelpool.config import ModelSpec
 from modelpool.core.bookings import Bookings
 from modelpool.core.events import EventKind
 from modelpool.core.ports import Effects, Placement
@@ -27,12 +28,25 @@ MakeRoom = Callable[[Bytes], list[ModelRecord] | None]
 """The warm copies to drop so that ``size`` more bytes fit the tier (see ``WarmTier``)."""
 
 
+WarmSize = Callable[[ModelSpec], Bytes | None]
+"""The host bytes a warm copy of a model will hold, when its backend knows (None: the
+bytes it holds on its device)."""
+
+
 class Moves:
-    def __init__(self, bookings: Bookings, warm: WarmTier, effects: Effects, emit: Emit) -> None:
+    def __init__(
+        self,
+        bookings: Bookings,
+        warm: WarmTier,
+        effects: Effects,
+        emit: Emit,
+        warm_size: WarmSize = lambda spec: None,
+    ) -> None:
         self._bookings = bookings
         self._warm = warm
         self._effects = effects
         self._emit = emit
+        self._warm_size = warm_size
         self._why: dict[ModelId, str] = {}
         """Why each booked load's device was chosen, until the load starts."""
 
@@ -59,7 +73,9 @@ class Moves:
         assert record.device is not None
         if len(record.devices) > 1:
             return False  # a warm copy comes back to one device; this one spans several
-        size = self._bookings.ledger.account(record.device).committed[record.model_id]
+        size = self._warm_size(record.spec)
+        if size is None:
+            size = self._bookings.ledger.account(record.device).committed[record.model_id]
         if not self._warm.accepts(record, size):
             return False
         drops = make_room(size)

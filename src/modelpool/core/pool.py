@@ -37,6 +37,7 @@ from modelpool.core.ports import (
     SpansDevices,
     Traffic,
     can_offload,
+    warm_bytes,
 )
 from modelpool.core.queries import can_fit, fit_problems, require_free, resource_status
 from modelpool.core.replicas import ReplicaSet
@@ -161,6 +162,7 @@ class ModelPool(SyncFacade):
             settings,
             offloadable=[s.id for s in specs if can_offload(self._backends[s.backend], s)],
             spanning=[s.id for s in specs if isinstance(self._backends[s.backend], SpansDevices)],
+            warm_size=lambda spec: warm_bytes(self._backends[spec.backend], spec),
         )
         self._effects.report_to(self._scheduler)
         self._check_devices(specs)

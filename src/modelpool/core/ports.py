@@ -115,6 +115,22 @@ class OffloadsSome(Protocol):
     def can_offload(self, spec: ModelSpec) -> bool: ...
 
 
+@runtime_checkable
+class SizesWarmCopies(Protocol):
+    """A warm-capable backend whose warm copy is not the size of the model on its device
+    (a server stopped with its model file kept in the page cache holds the file's bytes,
+    not its KV cache): the warm tier books that size from the start of the offload."""
+
+    def warm_bytes(self, spec: ModelSpec) -> Bytes | None:
+        """Host bytes a warm copy of ``spec`` will hold (None: as on its device)."""
+        ...
+
+
+def warm_bytes(backend: object, spec: ModelSpec) -> Bytes | None:
+    """What ``backend`` says a warm copy of ``spec`` holds; None when it does not say."""
+    return backend.warm_bytes(spec) if isinstance(backend, SizesWarmCopies) else None
+
+
 def can_offload(backend: object, spec: ModelSpec) -> bool:
     """Whether ``spec``'s models may go to the warm tier: its backend is ``WarmCapable``
     and, when it answers per model (``OffloadsSome``), says yes for this one."""

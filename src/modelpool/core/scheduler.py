@@ -39,7 +39,7 @@ from modelpool.core.events import EventKind, PoolEvent
 from modelpool.core.lease import Lease, Waiter
 from modelpool.core.ledger import DeviceAccount, MemoryLedger
 from modelpool.core.memory_watch import MemoryWatch
-from modelpool.core.moves import Moves
+from modelpool.core.moves import Moves, WarmSize
 from modelpool.core.placement import PLACEMENTS, place_across, place_one, spread
 from modelpool.core.planner import Go, Impossible, Plan, Wait, choose_drain, plan_load
 from modelpool.core.ports import (
@@ -109,13 +109,15 @@ class Scheduler:
         offloadable: Iterable[ModelId] = (),
         spanning: Iterable[ModelId] = (),
         rng: random.Random | None = None,
+        warm_size: WarmSize = lambda spec: None,
     ) -> None:
         """``settings`` are the config's ``pool`` section: the budgets and the warm budget
         the books start from, and the queue, retry and starvation knobs. ``spanning``:
         the models whose backend can spread one over several devices, which happens
         when no one device could ever hold it (or when its ``devices`` asks). ``rng``
         draws the two copies a request compares when a model has many
-        (``core/replicas.py``)."""
+        (``core/replicas.py``). ``warm_size``: what a model's warm copy will hold, when
+        its backend knows (a kept model file), booked from the start of its offload."""
         self.settings = settings
         budgets = settings.budgets
         self.ledger = MemoryLedger(budgets)
@@ -142,7 +144,7 @@ class Scheduler:
                 if replica_set.model_id in self._spanning:
                     self._spanning.add(member)
         self._bookings = Bookings(self.ledger, self.settings.group_scope)
-        self._moves = Moves(self._bookings, self.warm, effects, self._emit)
+        self._moves = Moves(self._bookings, self.warm, effects, self._emit, warm_size)
         self._memory_watch = MemoryWatch(
             budgets, self.settings.headroom, self.settings.drift_threshold
         )

@@ -30,6 +30,7 @@ class Harness:
         policy: str = "lru",
         warm_budget: int = 0,
         offloadable: tuple[str, ...] = (),
+        warm_size: Any = None,
         **settings: Any,
     ) -> None:
         specs = [
@@ -46,6 +47,7 @@ class Harness:
             self.clock,
             PoolSettings(budgets=budgets or {"cpu": 8 * GB}, warm_budget=warm_budget, **settings),
             offloadable=offloadable,
+            **({"warm_size": warm_size} if warm_size is not None else {}),
         )
 
     # --- acting as the shell ---------------------------------------------------------

@@ -202,3 +202,21 @@ def test_restoring_a_model_never_drops_its_own_copy_to_make_room() -> None:
     assert h.fx.restores == [("a", "cpu")]
     assert h.state("a") is ModelState.READY
     assert h.state("b") is ModelState.UNLOADED
+
+
+def test_a_warm_copy_of_known_size_is_booked_at_that_size_from_the_start() -> None:
+    # A server stopped with its 1 GB model file kept cached holds 1 GB, not the 4 GB it
+    # held on its device: booked so from the start, it leaves room for another copy.
+    sizes = {"a": 1 * GB}
+    h = Harness(
+        {"a": FOUR, "b": FOUR, "c": FOUR},
+        budgets={"cpu": 4 * GB},
+        policy="lru",
+        warm_budget=2 * GB,
+        offloadable=("a", "b", "c"),
+        warm_size=lambda spec: sizes.get(spec.id),
+    )
+    h.load("a")
+    h.wait("b")
+    assert h.fx.offloads == ["a"]  # 4 GB would not fit a 2 GB tier: it would unload
+    assert h.s.warm.account.started == {"a": 1 * GB}
