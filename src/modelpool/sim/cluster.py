@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import math
 import random
 import time
 from collections.abc import Callable
@@ -34,13 +33,12 @@ from modelpool.cluster.routing import (
     Router,
 )
 from modelpool.config import PoolSettings
-from modelpool.core.stats import percentile
 from modelpool.core.testing import ManualClock
 from modelpool.plugins import POLICIES
 from modelpool.sim.cluster_node import SimNode
 from modelpool.sim.models import ModelSet
 from modelpool.sim.ray_node import RayMultiplexNode
-from modelpool.sim.results import RunResult
+from modelpool.sim.results import RunResult, wait_figures
 from modelpool.sim.workload import Workload
 
 
@@ -210,18 +208,13 @@ class ClusterSimulation:
         return RunResult(
             label=self.setup.name,
             requests=len(self.workload.requests),
-            served=len(waits),
             rejected=total["rejected"],
             hits=total["hits"],
             cold_loads=total["cold_loads"],
             warm_restores=total["restores"],
             offloads=total["offloads"],
             unloads=total["unloads"],
-            total_wait=math.fsum(waits),
-            p95_wait=percentile(waits, 95),
-            max_wait=waits[-1] if waits else 0.0,
-            over_slo=sum(1 for w in waits if w > self.slo),
-            slo=self.slo,
+            **wait_figures(waits, self.slo),
             bytes_moved=sum(n.bytes_moved for n in self.nodes),
             load_seconds=sum(n.load_seconds for n in self.nodes),
             simulated_seconds=self.clock.now,

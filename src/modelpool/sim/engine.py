@@ -15,7 +15,6 @@ rest wait for a slot, as in the pool.
 
 from __future__ import annotations
 
-import bisect
 import heapq
 import itertools
 import math
@@ -28,12 +27,11 @@ from modelpool.core.events import PoolEvent
 from modelpool.core.lease import Lease, Waiter
 from modelpool.core.ports import HOST, EvictionPolicy, Handle, Placement
 from modelpool.core.scheduler import Scheduler
-from modelpool.core.stats import percentile
 from modelpool.core.testing import ManualClock
 from modelpool.core.traffic_window import Arrival
 from modelpool.errors import ModelPoolError
 from modelpool.sim.models import ModelSet, SimModel
-from modelpool.sim.results import RunResult
+from modelpool.sim.results import RunResult, wait_figures
 from modelpool.sim.workload import Workload
 from modelpool.types import Bytes, DeviceId, ModelId
 
@@ -289,7 +287,6 @@ class Simulation:
         return RunResult(
             label=self.label,
             requests=len(self.workload.requests),
-            served=len(waits),
             rejected=counts["rejected"],
             hits=counts["hits"],
             cold_loads=counts["cold_loads"],
@@ -297,17 +294,9 @@ class Simulation:
             offloads=counts["offloads"],
             unloads=counts["unloads"],
             preloads=counts["preloads"],
-            total_wait=math.fsum(waits),
-            p95_wait=percentile(waits, 95),
-            max_wait=waits[-1] if waits else 0.0,
-            over_slo=len(waits) - _count_at_most(waits, self.slo),
-            slo=self.slo,
+            **wait_figures(waits, self.slo),
             bytes_moved=self._bytes_moved,
             load_seconds=self._load_seconds,
             simulated_seconds=self.clock.now,
             wall_seconds=wall,
         )
-
-
-def _count_at_most(sorted_values: list[float], limit: float) -> int:
-    return bisect.bisect_right(sorted_values, limit)

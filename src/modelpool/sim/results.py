@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import bisect
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from modelpool.core.stats import percentile
 from modelpool.types import Bytes
 
 
@@ -51,3 +54,15 @@ class RunResult:
         data = asdict(self)
         data["hit_rate"] = self.hit_rate
         return data
+
+
+def wait_figures(waits: list[float], slo: float) -> dict[str, Any]:
+    """The ``RunResult`` fields that come from the served requests' waits (sorted)."""
+    return {
+        "served": len(waits),
+        "total_wait": math.fsum(waits),
+        "p95_wait": percentile(waits, 95),
+        "max_wait": waits[-1] if waits else 0.0,
+        "over_slo": len(waits) - bisect.bisect_right(waits, slo),
+        "slo": slo,
+    }
