@@ -271,27 +271,37 @@ async def throughput(
     }
 
 
+def echo_model(delay: float) -> dict[str, Any]:
+    """The config of a process model whose server is the echo upstream."""
+    return {
+        "backend": "process",
+        "command": [
+            *(sys.executable, str(ECHO), "--chunks", str(CHUNKS), "--delay", str(delay)),
+            *("--host", "${HOST}", "--port", "${PORT}"),
+        ],
+        "health": "/health",
+        "memory": "20MB",
+        "device": "cpu",
+    }
+
+
 @contextlib.contextmanager
 def running_modelpool(
-    folder: Path, pin: set[int] | None, delay: float = 0.0
+    folder: Path,
+    pin: set[int] | None,
+    delay: float = 0.0,
+    pool: dict[str, Any] | None = None,
+    idle_models: int = 0,
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """``modelpool serve`` with the echo model, on a free port; stopped with SIGINT
-    (which ends the echo server too), killed with its children if it will not stop."""
+    (which ends the echo server too), killed with its children if it will not stop.
+    ``pool``: more pool settings; ``idle_models``: copies of the echo model declared
+    under other ids and never loaded (a pool of more than one model)."""
+    ids = ["echo", *(f"idle-{n}" for n in range(1, idle_models + 1))]
     config = {
         "server": {"access_log": False},
-        "pool": {"state_dir": str(folder / "state"), "budgets": {"cpu": "1GB"}},
-        "models": {
-            "echo": {
-                "backend": "process",
-                "command": [
-                    *(sys.executable, str(ECHO), "--chunks", str(CHUNKS), "--delay", str(delay)),
-                    *("--host", "${HOST}", "--port", "${PORT}"),
-                ],
-                "health": "/health",
-                "memory": "20MB",
-                "device": "cpu",
-            }
-        },
+        "pool": {"state_dir": str(folder / "state"), "budgets": {"cpu": "1GB"}, **(pool or {})},
+        "models": {model: echo_model(delay) for model in ids},
     }
     path = folder / "modelpool.yaml"
     path.write_text(yaml.safe_dump(config))

@@ -1,0 +1,157 @@
+"""What ``strategy: auto`` costs the proxy: added latency with auto on against a fixed strategy.
+
+    .venv/bin/python bench/auto_overhead.py [--quick] [--interval 30] [--rounds 40]
+
+Issue 21's last target: with ``auto`` on, the proxy's added latency moves by less than
+5%. Two ``modelpool serve`` run side by side, as ``bench/proxy_overhead.py`` starts
+one, each with the echo model loaded and three more declared (never loaded): one with
+``strategy: hybrid``, one with ``strategy: auto`` evaluating every ``--interval``
+seconds (default 30: ten times as often as the default 5 minutes, so that several
+replays of its whole window, in their worker process, fall inside the measurement).
+The same chat request goes to the echo server directly and through each server in
+rounds that alternate the order; the added p50 of each server is its p50 minus the
+direct p50, non-streamed and streamed. The evaluations that ran during the measurement
+are read from ``GET /admin/strategy``.
+
+Writes ``bench/results/auto_overhead.{json,md}`` (``--quick`` writes nothing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from machine import describe_machine
+from proxy_overhead import (
+    FULL,
+    MODES,
+    QUICK,
+    Plan,
+    Target,
+    latency,
+    load_echo,
+    percentile,
+    running_modelpool,
+)
+from run_all import ratio
+
+RESULTS = Path(__file__).parent / "results"
+TARGET_CHANGE = 0.05
+IDLE_MODELS = 3
+
+
+async def measure(direct: Target, fixed: Target, auto: Target, plan: Plan) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for mode in MODES:
+        samples = await latency([direct, fixed, auto], mode == "streaming", plan)
+        p50 = {name: percentile(s, 0.5) for name, s in samples.items()}
+        added = {name: p50[name] - p50[direct.name] for name in (fixed.name, auto.name)}
+        result[mode] = {
+            "p50_ms": {name: round(value, 4) for name, value in p50.items()},
+            "added_p50_ms": {name: round(value, 4) for name, value in added.items()},
+            "change": round(added[auto.name] / added[fixed.name] - 1, 4),
+            "samples": len(samples[direct.name]),
+        }
+    return result
+
+
+def strategy_counts(url: str) -> tuple[int, int]:
+    """The auto server's evaluations so far, and how many of them were skipped."""
+    with httpx.Client(base_url=url, timeout=30.0) as client:
+        body = client.get("/admin/strategy").json()
+    return int(body["evaluations"]), int(body["skipped"])
+
+
+def report(result: dict[str, Any], context: dict[str, Any]) -> str:
+    lines = [
+        "# strategy: auto, what it costs the proxy",
+        "",
+        f"Command: `{context['command']}`  ",
+        f"Machine: {context['machine']}; load average {context['load_before']:.2f} before, "
+        f"{context['load_after']:.2f} after.  ",
+        f"auto evaluated every {context['interval']:g} s: {context['evaluations']} "
+        f"evaluations ran during the {context['seconds']:g} s measured "
+        f"({context['skipped']} skipped).",
+        "",
+        "| mode | samples | added p50, hybrid | added p50, auto | change |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for mode in MODES:
+        row = result[mode]
+        added = row["added_p50_ms"]
+        lines.append(
+            f"| {mode} | {row['samples']:,} | {added['hybrid'] * 1000:.0f} µs | "
+            f"{added['auto'] * 1000:.0f} µs | {row['change']:+.1%} |"
+        )
+    worst = max(abs(result[mode]["change"]) for mode in MODES)
+    verdict = "met" if worst < TARGET_CHANGE else "not met"
+    lines += ["", f"Target: the added p50 moves by less than {TARGET_CHANGE:.0%}: {verdict}."]
+    return "\n".join(lines)
+
+
+def headline(result: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        ratio(f"added p50 with auto, change, {mode}", round(abs(result[mode]["change"]) * 100, 1),
+              "%", "lower", TARGET_CHANGE * 100)
+        for mode in MODES
+    ]  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer requests (smoke run)")
+    parser.add_argument("--interval", type=float, default=30.0, help="auto's evaluation period")
+    parser.add_argument("--rounds", type=int, default=40, help="latency rounds per mode")
+    args = parser.parse_args()
+    plan = replace(QUICK if args.quick else FULL, rounds=4 if args.quick else args.rounds)
+    auto_pool = {"strategy": "auto", "auto_options": {"interval": args.interval}}
+    context: dict[str, Any] = {
+        "command": " ".join([".venv/bin/python", "bench/auto_overhead.py", *sys.argv[1:]]),
+        "machine": describe_machine(),
+        "load_before": os.getloadavg()[0],
+        "interval": args.interval,
+    }
+    with (
+        tempfile.TemporaryDirectory(prefix="auto-overhead-") as fixed_folder,
+        tempfile.TemporaryDirectory(prefix="auto-overhead-") as auto_folder,
+        running_modelpool(
+            Path(fixed_folder), None, pool={"strategy": "hybrid"}, idle_models=IDLE_MODELS
+        ) as (fixed_url, _),
+        running_modelpool(Path(auto_folder), None, pool=auto_pool, idle_models=IDLE_MODELS) as (
+            auto_url,
+            _,
+        ),
+    ):
+        direct, _ = load_echo(fixed_url)
+        load_echo(auto_url)
+        fixed = Target("hybrid", int(fixed_url.rsplit(":", 1)[1]), "/v1")
+        auto = Target("auto", int(auto_url.rsplit(":", 1)[1]), "/v1")
+        evaluated, skipped = strategy_counts(auto_url)
+        started = time.perf_counter()
+        result = asyncio.run(measure(direct, fixed, auto, plan))
+        context["seconds"] = round(time.perf_counter() - started, 1)
+        after, skipped_after = strategy_counts(auto_url)
+        context["evaluations"], context["skipped"] = after - evaluated, skipped_after - skipped
+    context["load_after"] = os.getloadavg()[0]
+    text = report(result, context)
+    print(text)
+    if not args.quick:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / "auto_overhead.md").write_text(text + "\n")
+        data = {**context, "python": sys.version, "plan": plan.__dict__, "results": result,
+                "ratios": headline(result)}  # fmt: skip
+        (RESULTS / "auto_overhead.json").write_text(json.dumps(data, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
