@@ -53,6 +53,7 @@ import httpx
 import psutil
 import yaml
 
+from kept_runs import DEFAULT_RUNS, keep_runs, median_of_runs, spread
 from machine import describe_machine
 from run_all import ratio
 from server import free_port, stop, wait_ready
@@ -409,6 +410,8 @@ def report(
     result: dict[str, Any], plan: Plan, context: dict[str, Any], pin: bool, quick: bool
 ) -> str:
     command = ".venv/bin/python bench/proxy_overhead.py" + (" --pin" if pin else "")
+    if context["runs"] != (1 if quick else DEFAULT_RUNS):
+        command += f" --runs {context['runs']}"
     placement = (
         "client pinned to the last core, modelpool and the echo server to the others"
         if pin
@@ -418,7 +421,7 @@ def report(
         "# Proxy overhead",
         "",
         f"Command: `{command}{' --quick' if quick else ''}`  ",
-        f"Machine: {context['machine']}; one run; {placement}. All three share "
+        f"Machine: {context['machine']}; {placement}. All three share "
         f"{os.cpu_count()} cores, so the proxy's CPU competes with the client's and the "
         "upstream's: a busier machine than a real deployment, where the model's server "
         "works on an accelerator.  ",
@@ -428,7 +431,14 @@ def report(
         f"Server stack: {context['stack']}.  ",
         "Load average (1 min) before / after: "
         f"{context['load_before']:.2f} / {context['load_after']:.2f} (other work on the "
-        "machine shows here).",
+        "machine shows here).  ",
+        f"Every figure: the median of {context['runs']} whole runs, each kept under "
+        "`bench/results/proxy_overhead/`; added p50 ms per run: "
+        + "; ".join(
+            f"{mode} {', '.join(f'{v:.3f}' for v in values)}"
+            for mode, values in context["added_p50_ms_runs"].items()
+        )
+        + ".",
         "",
         f"Latency: {plan.rounds} rounds × {plan.per_round} sequential requests per side "
         f"after {plan.warmup} warm-up, one keep-alive connection each; time to the last "
@@ -493,20 +503,10 @@ def report(
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer requests (smoke run)")
-    parser.add_argument("--out", type=Path, help="write the results in this folder")
-    parser.add_argument("--pin", action="store_true", help="client on its own core")
-    args = parser.parse_args()
-    plan = QUICK if args.quick else FULL
-    context: dict[str, Any] = {
-        "machine": describe_machine(),
-        "stack": describe_stack(),
-        "load_before": os.getloadavg()[0],
-    }
+def one_run(plan: Plan, server_cores: set[int] | None) -> dict[str, Any]:
+    """Both measurements, each against a server of its own: the instant upstream, then
+    the paced one."""
     cores = sorted(os.sched_getaffinity(0))
-    server_cores = set(cores[:-1]) if args.pin and len(cores) > 1 else None
     with (
         tempfile.TemporaryDirectory(prefix="proxy-overhead-") as folder,
         running_modelpool(Path(folder), server_cores) as (url, process),
@@ -525,7 +525,36 @@ def main() -> None:
         proxied = Target("modelpool", int(url.rsplit(":", 1)[1]), "/v1")
         cpu = {"direct": echo, "modelpool": [psutil.Process(process.pid)]}
         result["paced"] = asyncio.run(measure_paced(direct, proxied, plan, cpu))
+    if server_cores:
+        os.sched_setaffinity(0, set(cores))
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer requests (smoke run)")
+    parser.add_argument("--out", type=Path, help="write the results in this folder")
+    parser.add_argument("--pin", action="store_true", help="client on its own core")
+    parser.add_argument(
+        "--runs", type=int, default=None,
+        help=f"whole runs, each kept; the report is their median ({DEFAULT_RUNS}; 1 --quick)",
+    )  # fmt: skip
+    args = parser.parse_args()
+    plan = QUICK if args.quick else FULL
+    context: dict[str, Any] = {
+        "machine": describe_machine(),
+        "stack": describe_stack(),
+        "load_before": os.getloadavg()[0],
+    }
+    cores = sorted(os.sched_getaffinity(0))
+    server_cores = set(cores[:-1]) if args.pin and len(cores) > 1 else None
+    runs = [
+        one_run(plan, server_cores) for _ in range(args.runs or (1 if args.quick else DEFAULT_RUNS))
+    ]
+    result = median_of_runs(runs)
     context["load_after"] = os.getloadavg()[0]
+    context["runs"] = len(runs)
+    context["added_p50_ms_runs"] = {mode: spread(runs, mode, "added_p50_ms") for mode in MODES}
     text = report(result, plan, context, args.pin, args.quick)
     print(text)
     out = args.out or (None if args.quick else RESULTS)
@@ -542,6 +571,7 @@ def main() -> None:
             "ratios": headline(result),
         }
         (out / "proxy_overhead.json").write_text(json.dumps(data, indent=2) + "\n")
+        keep_runs(out, "proxy_overhead", [{**context, "results": run} for run in runs])
 
 
 if __name__ == "__main__":
