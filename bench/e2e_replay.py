@@ -38,6 +38,7 @@ from typing import Any
 import yaml
 from openai import AsyncOpenAI
 
+from kept_runs import DEFAULT_RUNS, keep_runs, median_of_runs
 from machine import cpu_name
 from modelpool.bootstrap import DEFAULT_BUDGET, default_models
 from modelpool.config import PoolSettings
@@ -233,16 +234,21 @@ def report(result: dict[str, Any]) -> str:
         f"Budget cpu {DEFAULT_BUDGET}; strategy `{s['strategy']}` (the config default) in "
         "both; `exclusive` puts every model in one group. Both servers start cold: the "
         "first loads are in the figures. Latency: send to the whole answer; req/s: "
-        "completed requests per second from the first send to the last answer. One run "
-        "of each, default first: on a small shared machine repeated runs differ.",
+        "completed requests per second from the first send to the last answer. "
+        f"Every figure: the median over {result['repeats']} repeats of both servers "
+        "(the order alternating), each kept under `bench/results/e2e_replay/`; "
+        "each ratio is the median of the repeats' own ratios.",
         "",
         *table(result["runs"]),
         "",
         "Ratios, above 1 when the default strategy does better:",
         "",
-        "| ratio | value |",
-        "|---|---|",
-        *(f"| {r['name']} | {r['value']}{r['unit']} |" for r in result["ratios"]),
+        "| ratio | value | each repeat |",
+        "|---|---|---|",
+        *(
+            f"| {r['name']} | {r['value']}{r['unit']} | {', '.join(map(str, r['runs']))} |"
+            for r in result["ratios"]
+        ),
     ]
     return "\n".join(lines)
 
@@ -254,6 +260,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--quick", action="store_true", help="a ~20 s smoke run")
     parser.add_argument("--out", type=Path, help="write the results in this folder")
+    parser.add_argument(
+        "--runs", type=int, default=None,
+        help=f"repeats of both servers, each kept; the report is their median "
+        f"({DEFAULT_RUNS}; 1 --quick)",
+    )  # fmt: skip
     args = parser.parse_args()
     # SIGTERM unwinds like Ctrl-C, through the ``finally`` that stops the server.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -261,12 +272,24 @@ def main() -> None:
     schedule = make_schedule(args.seed, args.rate, duration)
     strategy = PoolSettings().strategy
     print(f"{len(schedule)} requests over {duration:g} s; strategy {strategy!r}; cold start")
-    runs: dict[str, dict[str, Any]] = {}
     load_before = os.getloadavg()[0]
-    with tempfile.TemporaryDirectory(prefix="e2e-replay-") as folder:
-        for name in ("default", "exclusive"):
-            runs[name] = run(name, Path(folder), schedule)
-            print(f"{name}: {runs[name]['ok']} ok, {runs[name]['failed']} failed")
+    repeats: list[dict[str, dict[str, Any]]] = []
+    for number in range(args.runs or (1 if args.quick else DEFAULT_RUNS)):
+        runs: dict[str, dict[str, Any]] = {}
+        # Alternate which server goes first, so that drift lands on both alike.
+        order = ("default", "exclusive") if number % 2 == 0 else ("exclusive", "default")
+        with tempfile.TemporaryDirectory(prefix="e2e-replay-") as folder:
+            for name in order:
+                runs[name] = run(name, Path(folder), schedule)
+                print(f"{name}: {runs[name]['ok']} ok, {runs[name]['failed']} failed")
+        repeats.append({name: runs[name] for name in ("default", "exclusive")})
+    runs = median_of_runs(repeats)
+    per_repeat = [ratios(repeat) for repeat in repeats]
+    median_ratios = [
+        {**first, "value": median_of_runs([r[index]["value"] for r in per_repeat]),
+         "runs": [r[index]["value"] for r in per_repeat]}
+        for index, first in enumerate(per_repeat[0])
+    ]  # fmt: skip
     result = {
         "command": " ".join([".venv/bin/python bench/e2e_replay.py", *sys.argv[1:]]),
         "machine": cpu_name(),
@@ -285,8 +308,9 @@ def main() -> None:
             "strategy": strategy,
             "cold_start": True,
         },
+        "repeats": len(repeats),
         "runs": runs,
-        "ratios": ratios(runs),
+        "ratios": median_ratios,
     }
     print("\n".join(table(runs)))
     for r in result["ratios"]:
@@ -296,6 +320,7 @@ def main() -> None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "e2e_replay.json").write_text(json.dumps(result, indent=2) + "\n")
         (out / "e2e_replay.md").write_text(report(result) + "\n")
+        keep_runs(out, "e2e_replay", [{**result, "runs": r, "ratios": ratios(r)} for r in repeats])
         print(f"wrote {out / 'e2e_replay.json'} and .md")
 
 

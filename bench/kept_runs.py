@@ -33,8 +33,9 @@ def median_of_runs(runs: list[Any]) -> Any:
         }
     numbers = [run for run in runs if isinstance(run, int | float) and not isinstance(run, bool)]
     if len(numbers) == len(runs) and numbers:
-        middle = statistics.median(numbers)
-        return round(middle, 6) if isinstance(middle, float) else middle
+        if all(isinstance(number, int) for number in numbers):
+            return statistics.median_low(numbers)  # counts stay whole with an even number
+        return round(statistics.median(numbers), 6)
     return first
 
 
