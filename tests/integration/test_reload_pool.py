@@ -4,13 +4,22 @@ a reload, requests that arrive meanwhile, models nobody changed."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from modelpool import ConfigError, EventKind, FakeBackend, ModelPool, ModelState, UnknownModel
+from modelpool import (
+    ConfigError,
+    EventKind,
+    FakeBackend,
+    ModelPool,
+    ModelState,
+    PoolEvent,
+    UnknownModel,
+)
 from modelpool.config import Config
 from modelpool.config.diff import diff_configs
 from modelpool.core.reload import apply_diff
@@ -159,3 +168,33 @@ async def test_a_caller_that_goes_away_does_not_cut_a_reload_short(tmp_path: Pat
         assert again.diff is not None
         assert again.diff.empty
         await reloader.stop()
+
+
+async def next_loaded(events: AsyncIterator[PoolEvent], model_id: str) -> None:
+    async for event in events:
+        if event.kind is EventKind.LOADED and event.model_id == model_id:
+            return
+
+
+async def test_a_model_added_with_preload_is_preloaded_as_at_start() -> None:
+    pool, _ = make_pool()
+    async with pool:
+        events = pool.events()
+        added = config(
+            steady=fake(), changing=fake(), leaving=fake(aliases=["bye"]), warmed=fake(preload=True)
+        )
+        assert await asyncio.wait_for(apply_diff(pool, diff_configs(RUNNING, added)), 10) == []
+        await asyncio.wait_for(next_loaded(events, "warmed"), 10)  # nobody asked for it
+        assert pool.state("warmed") is ModelState.READY
+
+
+async def test_turning_preload_on_preloads_a_model_that_is_not_loaded() -> None:
+    pool, _ = make_pool()
+    async with pool:
+        events = pool.events()
+        turned_on = config(steady=fake(preload=3), changing=fake(), leaving=fake(aliases=["bye"]))
+        diff = diff_configs(RUNNING, turned_on)
+        assert await asyncio.wait_for(apply_diff(pool, diff), 10) == []
+        await asyncio.wait_for(next_loaded(events, "steady"), 10)
+        assert pool.state("steady") is ModelState.READY
+        assert pool.state("changing") is not ModelState.READY  # its preload stayed off

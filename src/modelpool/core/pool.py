@@ -266,12 +266,22 @@ class ModelPool(SyncFacade):
         # Preloads run behind requests: the pool serves while they load. Handed over
         # most important first, so that the first to start is the first in order.
         preloads = [
-            (r.spec.priority if r.spec.preload is True else int(r.spec.preload), r.model_id)
+            (priority, r.model_id)
             for r in self._scheduler.records()
-            if r.spec.preload is not False and not r.pinned
+            if (priority := _preload_priority(r.spec)) is not None
         ]
         for priority, model_id in sorted(preloads):
             self._spawn(self._preload_at_start(model_id, priority))
+
+    def start_configured_preload(self, model_id: str) -> bool:
+        """Start, behind requests, the preload ``model_id``'s config asks for
+        (``preload:``, as at start: a model a reload adds or turns it on for); False if
+        it asks for none (or is pinned: pinned models load, they are not preloaded)."""
+        priority = _preload_priority(self.spec(model_id))
+        if priority is None or self.pinned(model_id):
+            return False
+        self._spawn(self._preload_at_start(model_id, priority))
+        return True
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Run ``work`` as a task of the pool's (``stop`` waits for them all)."""
@@ -286,7 +296,7 @@ class ModelPool(SyncFacade):
         except Exception as error:  # the first load will say it again, with its model
             log.warning("preparing backend %s failed: %s", type(backend).__name__, error)
 
-    async def _preload_at_start(self, model: str, priority: int | None) -> None:
+    async def _preload_at_start(self, model: str, priority: int) -> None:
         try:
             await self.preload(model, priority)
         except (PoolClosed, asyncio.CancelledError):
@@ -782,3 +792,11 @@ class _Use:
         assert self._lease is not None
         # Cancellation (a client that left) is not the model's fault; other errors are.
         self._pool.release(self._lease, ok=et is None or not issubclass(et, Exception))
+
+
+def _preload_priority(spec: ModelSpec) -> int | None:
+    """The priority of the preload ``spec`` asks for (``preload: true`` takes the model's
+    own priority); None for no preload, and for a pinned model (it loads instead)."""
+    if spec.preload is False or spec.pinned:
+        return None
+    return spec.priority if spec.preload is True else int(spec.preload)

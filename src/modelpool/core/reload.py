@@ -61,6 +61,15 @@ async def apply_diff(
         for change in diff.updated
         if change.spec.pinned and not change.old.pinned
     ]
+    # Preloads wait for a quiet moment, however long: started, not waited for.
+    for spec in diff.added:
+        pool.start_configured_preload(spec.id)
+    for change in diff.updated:
+        if (
+            change.spec.preload != change.old.preload
+            and pool.state(change.model_id) not in RESIDENT
+        ):
+            pool.start_configured_preload(change.model_id)
     for outcome in await asyncio.gather(*removals, *loads, return_exceptions=True):
         if isinstance(outcome, str):
             problems.append(outcome)
