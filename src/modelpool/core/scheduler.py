@@ -25,7 +25,6 @@ the warm budget has room, and come back from it by a restore instead of a cold l
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import random
 from collections import deque
@@ -54,6 +53,7 @@ from modelpool.core.ports import (
 from modelpool.core.preloads import PendingPreloads, preload_refusal
 from modelpool.core.queue import WaitQueue
 from modelpool.core.record import ModelRecord
+from modelpool.core.registry import ModelRegistry
 from modelpool.core.replicas import (
     EXTRA_IDLE_SECONDS,
     ReplicaSet,
@@ -128,16 +128,11 @@ class Scheduler:
         self._effects = effects
         self._clock = clock
         self._rng = rng if rng is not None else random.Random()
-        self._records: dict[ModelId, ModelRecord] = {}
-        self._names: dict[str, ModelId] = {}
-        # Models served by several copies: by the model's names, and by each copy's id.
-        self._set_names: dict[str, ReplicaSet] = {}
-        self._set_of: dict[ModelId, ReplicaSet] = {}
-        self._sets_by_id: dict[ModelId, ReplicaSet] = {}
+        self._models = ModelRegistry()
         for spec in specs:
-            self._add_record(spec, estimates[spec.id])
+            self._models.add(spec, estimates[spec.id])
         # A copy can what its model can (offload, span): the shell names models.
-        for replica_set in self._sets_by_id.values():
+        for replica_set in self._models.replica_sets():
             for member in replica_set.members:
                 if replica_set.model_id in offloadable:
                     self.warm.allow_offload(member)
@@ -157,8 +152,6 @@ class Scheduler:
             self.settings.max_failures,
         )
         self._draining: set[ModelId] = set()
-        self._retired: set[ModelId] = set()
-        """Models a reload removed, unloading before they are forgotten: no new requests."""
         self._replacements: dict[ModelId, tuple[ModelSpec, Bytes, bool]] = {}
         """New settings that wait for their model to hold nothing: (spec, estimate, offloadable)."""
         self._demand = DemandTracker()
@@ -171,92 +164,38 @@ class Scheduler:
 
     def resolve(self, name: str) -> ModelRecord:
         """The record for a model id or alias; ``UnknownModel`` otherwise."""
-        model_id = self._names.get(name)
-        if model_id is None:
-            raise UnknownModel(name, list(self._records))
-        return self._records[model_id]
+        return self._models.resolve(name)
 
     def records(self) -> list[ModelRecord]:
         """Every record: one per model, one per copy of a model with replicas."""
-        return list(self._records.values())
-
-    def _in_service(self, name: str) -> ModelRecord:
-        """``resolve``, refusing a model a reload removed (it only unloads now)."""
-        record = self.resolve(name)
-        if record.model_id in self._retired:
-            raise UnknownModel(name, [m for m in self._records if m not in self._retired])
-        return record
-
-    # --- models served by several copies --------------------------------------------
+        return list(self._models.values())
 
     def copies(self, name: str) -> list[ModelRecord]:
         """The records that serve ``name``: every copy of a model with replicas
         (``id#1`` first), else the one record it names."""
-        replica_set = self._set_names.get(name)
-        if replica_set is None:
-            return [self.resolve(name)]
-        return [self._records[member] for member in replica_set.members]
+        return self._models.copies(name)
 
     def replica_set(self, name: str) -> ReplicaSet | None:
         """The copies ``name`` (a model's name, or one copy's id) belongs to; None for a
         model served by one record."""
-        return self._set_names.get(name) or self._set_of.get(name)
+        return self._models.replica_set(name)
 
     def model_id_of(self, name: str) -> ModelId:
         """The id of the model ``name`` names: a copy's id names its model too."""
-        replica_set = self.replica_set(name)
-        return replica_set.model_id if replica_set is not None else self.resolve(name).model_id
+        return self._models.model_id_of(name)
 
     def model_spec(self, name: str) -> ModelSpec:
         """The spec of the model ``name`` names (the model's, not a copy's)."""
-        replica_set = self.replica_set(name)
-        return replica_set.spec if replica_set is not None else self.resolve(name).spec
+        return self._models.model_spec(name)
 
     def models(self) -> dict[ModelId, ModelSpec]:
         """Every model by id, in config order: the copies of a model count once."""
-        found: dict[ModelId, ModelSpec] = {}
-        for record in self._records.values():
-            replica_set = self._set_of.get(record.model_id)
-            if replica_set is None:
-                found[record.model_id] = record.spec
-            else:
-                found.setdefault(replica_set.model_id, replica_set.spec)
-        return found
+        return self._models.models()
 
     def model_state(self, name: str) -> ModelState:
         """The state of the model ``name`` names: its most available copy's (READY when
         one serves, else LOADING when one loads...)."""
         return min((r.state for r in self.copies(name)), key=_AVAILABILITY.index)
-
-    def _siblings(self, record: ModelRecord) -> list[ModelRecord]:
-        """The copies ``record`` is one of (itself alone for a model of one copy)."""
-        replica_set = self._set_of.get(record.model_id)
-        if replica_set is None:
-            return [record]
-        return [self._records[member] for member in replica_set.members]
-
-    def _add_record(self, spec: ModelSpec, estimate: Bytes) -> ModelRecord:
-        """The record of ``spec`` (the first copy's, for a model with replicas)."""
-        replica_set = ReplicaSet.of(spec)
-        names = (spec.id, *spec.aliases, f"{spec.base_id}@{spec.version}")
-        if replica_set is None:
-            record = self._records[spec.id] = ModelRecord(spec, estimate, pinned=spec.pinned)
-            # A version answers to ``model@version`` too; the base version's id is the plain id.
-            for name in names:
-                self._names[name] = spec.id
-            return record
-        # Every copy is a record of its own (``id#1``...), answering to its own id; the
-        # model's names resolve to the first copy and route through the set.
-        for number, member in enumerate(replica_set.members, start=1):
-            copy = replica_set.member_spec(number)
-            self._records[member] = ModelRecord(copy, estimate, pinned=copy.pinned)
-            self._names[member] = member
-            self._set_of[member] = replica_set
-        self._sets_by_id[spec.id] = replica_set
-        for name in names:
-            self._names[name] = replica_set.members[0]
-            self._set_names[name] = replica_set
-        return self._records[replica_set.members[0]]
 
     # --- the set of models --------------------------------------------------------
 
@@ -264,11 +203,10 @@ class Scheduler:
         self, spec: ModelSpec, estimate: Bytes, offloadable: bool = False, spans: bool = False
     ) -> None:
         """Make ``spec`` (a new version of a model, say) loadable from now on."""
-        taken = [n for n in (spec.id, *spec.aliases, f"{spec.base_id}@{spec.version}")
-                 if n in self._names]  # fmt: skip
+        taken = self._models.names_taken(spec)
         if taken:
             raise ValueError(f"{', '.join(map(repr, taken))} already names a model")
-        record = self._add_record(spec, estimate)
+        record = self._models.add(spec, estimate)
         if offloadable:
             self.warm.allow_offload(spec.id)
         if spans:
@@ -287,19 +225,9 @@ class Scheduler:
             for waiter in self._preloads.take(record.model_id):
                 error = PreloadSkipped(record.model_id, "the model was removed")
                 self._effects.reject(waiter, error)
-            self._retired.discard(record.model_id)
             self._replacements.pop(record.model_id, None)
-            del self._records[record.model_id]
-            self._set_of.pop(record.model_id, None)
             self.warm.forget(record.model_id)
-        gone = {r.model_id for r in copies}
-        for alias, named in list(self._names.items()):
-            if named in gone:
-                del self._names[alias]
-                self._set_names.pop(alias, None)
-        self._sets_by_id.pop(model_id, None)
-        for alias in [n for n, rs in self._set_names.items() if rs.model_id == model_id]:
-            del self._set_names[alias]  # names a retire left routing to the copies
+        self._models.forget(model_id, copies)
         self._emit(EventKind.MODEL_REMOVED, None, model=model_id)
 
     # --- a config reload (``core/reload.py`` drives these) ---------------------------
@@ -311,15 +239,10 @@ class Scheduler:
         nothing; ``remove_model`` then forgets it."""
         copies = self.copies(name)
         model_id = self.model_id_of(name)
-        members = {c.model_id for c in copies}
-        self._retired.update(members)
-        # Its names go (a copy keeps its own id until it is forgotten); the model's own
-        # id keeps naming its copies for the unload below and ``remove_model``.
-        for alias in [n for n, m in self._names.items() if m in members and n not in members]:
-            del self._names[alias]
-            if alias != model_id:
-                self._set_names.pop(alias, None)
-        in_service = [m for m in self._records if m not in self._retired]
+        # The model's own id keeps naming its copies for the unload below and
+        # ``remove_model``.
+        self._models.retire(model_id, copies)
+        in_service = self._models.in_service_ids()
         for record in copies:
             self._reject_all(record, UnknownModel(model_id, in_service))
             for waiter in self._preloads.take(record.model_id):
@@ -333,21 +256,8 @@ class Scheduler:
         models may trade one; a name another model holds is a ``ValueError`` before
         anything changes."""
         records = [(self.resolve(spec.id), spec) for spec in specs]
-        changing = {record.model_id for record, _ in records}
-        kept = {n: m for n, m in self._names.items() if m not in changing or n == m}
-        taken = [
-            alias
-            for record, spec in records
-            for alias in spec.aliases
-            if kept.get(alias, record.model_id) != record.model_id
-        ]
-        if taken:
-            raise ValueError(f"{', '.join(map(repr, taken))} already names a model")
-        self._names = kept
+        self._models.rename(records)
         for record, spec in records:
-            for alias in spec.aliases:
-                self._names[alias] = record.model_id
-            self._names.setdefault(f"{spec.base_id}@{spec.version}", record.model_id)
             fields = [
                 n for n in type(spec).model_fields if getattr(spec, n) != getattr(record.spec, n)
             ]
@@ -452,7 +362,7 @@ class Scheduler:
         ``ModelQueueFull`` when the model's own ``max_queue`` requests already wait."""
         if self._stopping:
             raise PoolClosed("the pool is stopping; no new requests")
-        record = self._in_service(name)
+        record = self._models.in_service(name)
         copies = self.copies(name)
         now = self._clock()
         if priority is None:
@@ -467,7 +377,7 @@ class Scheduler:
             chosen.stats.record_request(now, hit=True)
             self._demand.note(chosen.spec.tags)
             lease = self._new_lease(chosen, task_id, priority, now, hit=True)
-            replica_set = self._set_of.get(chosen.model_id)
+            replica_set = self._models.set_of(chosen.model_id)
             if replica_set is not None:
                 self._grow(replica_set, now, {})  # one more in flight: busy enough for more?
             return lease
@@ -476,7 +386,7 @@ class Scheduler:
             self._check_ever_fits(holder)
             if holder.state is ModelState.FAILED:
                 self._retry.check(holder, now, explicit=not wants_lease)
-        self._check_model_queue(self._siblings(holder))  # a copy asked by id counts too
+        self._check_model_queue(self._models.siblings(holder))  # a copy asked by id counts too
         if wants_lease:
             holder.stats.record_request(now, hit=serving)
             self._demand.note(holder.spec.tags)
@@ -496,7 +406,7 @@ class Scheduler:
             return only if only.serving and (limit is None or len(only.leases) < limit) else None
         views = [ReplicaView(c.model_id, c.serving, False, len(c.leases)) for c in copies]
         chosen = pick(views, copies[0].spec.max_concurrent, self._rng)
-        return None if chosen is None else self._records[chosen]
+        return None if chosen is None else self._models[chosen]
 
     def _holder(self, copies: list[ModelRecord], now: float) -> ModelRecord:
         """The copy a waiting request is queued on: one that serves (it waits for a free
@@ -540,13 +450,13 @@ class Scheduler:
         if lease.released:
             return
         lease.released = True
-        record = self._records[lease.model_id]
+        record = self._models[lease.model_id]
         record.leases.pop(lease.lease_id, None)
         record.stats.current_tasks = len(record.leases)
         now = self._clock()
         record.stats.record_done(now, now - lease.granted_at if seconds is None else seconds, ok)
         if record.leases:
-            if any(c.waiters for c in self._siblings(record)):
+            if any(c.waiters for c in self._models.siblings(record)):
                 self._dispatch()  # a slot came back (max_concurrent): a waiter may take it
             return
         if record.unload_requested is not None:
@@ -562,7 +472,7 @@ class Scheduler:
         """The caller's wait ran out: answer it with the reason it was waiting."""
         if not self._remove_waiter(waiter):
             return
-        record = self._records[waiter.model_id]
+        record = self._models[waiter.model_id]
         waited = self._clock() - waiter.enqueued_at
         error: ModelPoolError
         if record.blocked_by and record.state in (
@@ -579,7 +489,7 @@ class Scheduler:
                 record.blocked_by,
             )
         else:
-            copies = self._siblings(record)
+            copies = self._models.siblings(record)
             busy = any(c.serving for c in copies)  # it waited for a slot, not a load
             state = min((c.state for c in copies), key=_AVAILABILITY.index)
             shown = "serving, every copy at max_concurrent" if busy else str(state)
@@ -604,7 +514,7 @@ class Scheduler:
         """Load ``name`` when nothing else waits, only into room nobody needs (see
         ``core/preloads.py``). The waiter is answered with None once it is resident, or
         rejected with the reason it was skipped."""
-        record = self._in_service(name)
+        record = self._models.in_service(name)
         rank = record.spec.priority if priority is None else priority
         waiter = Waiter(
             next(self._ids), record.model_id, None, rank, self._clock(), token, wants_lease=False
@@ -660,7 +570,7 @@ class Scheduler:
     def pin(self, name: str, pinned: bool = True) -> None:
         """Pin (or unpin) a model; of one with replicas, the ``min`` copies always wanted."""
         copies = self.copies(name)
-        replica_set = self._set_names.get(name)
+        replica_set = self._models.set_named(name)
         kept = copies if replica_set is None else copies[: replica_set.settings.min]
         for record in copies:
             record.pinned = pinned and record in kept
@@ -680,17 +590,9 @@ class Scheduler:
             raise ValueError(f"a ttl must be a positive number of seconds, got {ttl!r}")
         for record in self.copies(name):
             record.spec = record.spec.model_copy(update={"ttl": ttl})
-        replica_set = self._set_names.get(name)
+        replica_set = self._models.set_named(name)
         if replica_set is not None:
-            changed = dataclasses.replace(
-                replica_set, spec=replica_set.spec.model_copy(update={"ttl": ttl})
-            )
-            for member in changed.members:
-                self._set_of[member] = changed
-            self._sets_by_id[changed.model_id] = changed
-            for alias, named in list(self._set_names.items()):
-                if named is replica_set:
-                    self._set_names[alias] = changed
+            self._models.respec_set(replica_set, replica_set.spec.model_copy(update={"ttl": ttl}))
 
     def set_policy(self, policy: EvictionPolicy, **detail: Any) -> None:
         """Evict by ``policy`` from now on; ``detail`` (why) goes into the event."""
@@ -709,7 +611,7 @@ class Scheduler:
         self._stop_waiters.append(waiter)
         for pending in self._preloads.drain():
             self._effects.reject(pending, PoolClosed("the pool stopped before this preload"))
-        for record in self._records.values():
+        for record in self._models.values():
             self._reject_all(record, PoolClosed("the pool stopped before serving this request"))
             if record.state is ModelState.LOADING and not record.load_started:
                 # Still waiting for its victims to leave: give the reservation back, and
@@ -735,7 +637,7 @@ class Scheduler:
     def on_load_done(
         self, model_id: ModelId, handle: Handle | None, error: str | None, seconds: float
     ) -> None:
-        record = self._records[model_id]
+        record = self._models[model_id]
         device = record.device
         assert device is not None
         devices = record.devices
@@ -798,7 +700,7 @@ class Scheduler:
         its copy. A report about a handle that is no longer the model's current one is
         stale.
         """
-        record = self._records[model_id]
+        record = self._models[model_id]
         if record.state is ModelState.WARM and record.warm is handle and not record.warm_dropping:
             self._lose_warm(record, reason)
             return
@@ -834,7 +736,7 @@ class Scheduler:
         self._settle(host_freed=True)
 
     def on_unload_done(self, model_id: ModelId, error: str | None = None) -> None:
-        record = self._records[model_id]
+        record = self._models[model_id]
         if record.state is ModelState.WARM:
             self._on_drop_done(record, error)
             return
@@ -861,7 +763,7 @@ class Scheduler:
         self, model_id: ModelId, warm: Handle | None, error: str | None, seconds: float
     ) -> None:
         """The weights reached host RAM (``warm``), or the offload failed (``error``)."""
-        record = self._records[model_id]
+        record = self._models[model_id]
         assert record.state is ModelState.UNLOADING
         assert record.offloading
         record.offloading = False
@@ -902,7 +804,7 @@ class Scheduler:
     def on_tick(self) -> None:
         """Periodic: unload models idle past their TTL, re-check starving waits."""
         now = self._clock()
-        for record in self._records.values():
+        for record in self._models.values():
             ttl = record.spec.ttl
             if (
                 ttl is not None
@@ -913,11 +815,11 @@ class Scheduler:
                 and now - record.stats.last_used >= ttl
             ):
                 self._moves.unload(record, f"idle for {ttl:g}s (ttl)")
-        for replica_set in self._sets_by_id.values():
+        for replica_set in self._models.replica_sets():
             self._shrink(replica_set, now)
         if self.settings.high_watermark is not None:
             self._unload_ahead_of_need(now)
-        if self._queue.count or self._sets_by_id:
+        if self._queue.count or self._models.replica_sets():
             self._dispatch()  # with replicas: a copy to replace may be past its backoff
 
     def _shrink(self, replica_set: ReplicaSet, now: float) -> None:
@@ -925,10 +827,10 @@ class Scheduler:
         ``EXTRA_IDLE_SECONDS`` when it has none."""
         ttl = replica_set.spec.ttl
         idle_after = EXTRA_IDLE_SECONDS if ttl is None else ttl
-        copies = [self._records[member] for member in replica_set.members]
+        copies = [self._models[member] for member in replica_set.members]
         views = [self._view(c, now) for c in copies]
         for member in spare(views, replica_set.settings, idle_after):
-            record = self._records[member]
+            record = self._models[member]
             if not record.pinned:
                 self._moves.unload(record, f"idle extra copy for {idle_after:g}s (ttl)")
 
@@ -974,7 +876,7 @@ class Scheduler:
 
     def best_model_for_task(self, task_type: str) -> ModelId | None:
         """Seed API: the model best suited to ``task_type``, weighted by its health."""
-        return best_model_for_task(self._records.values(), task_type)
+        return best_model_for_task(self._models.values(), task_type)
 
     # --- internals ----------------------------------------------------------------
 
@@ -1028,7 +930,7 @@ class Scheduler:
     def _remove_waiter(self, waiter: Waiter) -> bool:
         if self._preloads.remove(waiter):
             return True
-        record = self._records.get(waiter.model_id)
+        record = self._models.get(waiter.model_id)
         return record is not None and self._queue.remove(record, waiter)
 
     def _emit(self, kind: EventKind, record: ModelRecord | None, **detail: Any) -> None:
@@ -1071,7 +973,7 @@ class Scheduler:
         # that the requests served next load them.
         self._apply_replacement(record)
         waiters, record.unload_waiters = record.unload_waiters, []
-        siblings = self._siblings(record)
+        siblings = self._models.siblings(record)
         for waiter in waiters:
             if len(siblings) > 1 and any(waiter in c.unload_waiters for c in siblings):
                 continue  # an unload of the whole model: another copy is still leaving
@@ -1080,7 +982,7 @@ class Scheduler:
     def _check_stopped(self) -> None:
         if not self._stopping or not self._stop_waiters:
             return
-        if any(r.state in RESIDENT or r.warm is not None for r in self._records.values()):
+        if any(r.state in RESIDENT or r.warm is not None for r in self._models.values()):
             return
         waiters, self._stop_waiters = self._stop_waiters, []
         for waiter in waiters:
@@ -1106,7 +1008,7 @@ class Scheduler:
         ):
             if not account.over_budget:
                 break
-            record = self._records[model_id]
+            record = self._models[model_id]
             self._evict(record, f"over budget on {device}")
         if account.over_budget:
             self._emit(EventKind.OVER_BUDGET, None, device=device, bytes=account.over_budget)
@@ -1131,10 +1033,10 @@ class Scheduler:
             return
         now = self._clock()
         # Serve what is resident first: those leases also keep it from being a victim below.
-        for record in self._records.values():
+        for record in self._models.values():
             if record.waiters:
                 self._serve_queue(record, now)
-        queued = self._queue.in_order(self._records.values())
+        queued = self._queue.in_order(self._models.values())
         drain: set[ModelId] = set()
         held_for: dict[DeviceId, ModelRecord] = {}  # a starving plan waits here: no backfill
         demand: dict[str, float] | None = None
@@ -1165,7 +1067,7 @@ class Scheduler:
                 self._reject_all(record, outcome.error)
         if self._set_draining(drain):
             self._dispatch_again = True  # a model serves again: grant its queue
-        for replica_set in self._sets_by_id.values():
+        for replica_set in self._models.replica_sets():
             self._grow(replica_set, now, held_for)
         if self._preloads and not self._queue.count:
             self._start_preloads(now)
@@ -1175,7 +1077,7 @@ class Scheduler:
     ) -> None:
         """Start one more copy of a model with replicas when ``wants_another`` says so and
         the plan for it evicts only models with less recent demand than this one."""
-        copies = [self._records[member] for member in replica_set.members]
+        copies = [self._models[member] for member in replica_set.members]
         views = [self._view(c, now) for c in copies]
         why = wants_another(views, replica_set.settings)
         if why is None:
@@ -1193,7 +1095,7 @@ class Scheduler:
         plan = self._plan(record, now, self.demand(), held_for)
         if not isinstance(plan, Go):
             return
-        if any(self._set_of.get(v.model_id) is replica_set for v in plan.victims):
+        if any(self._models.set_of(v.model_id) is replica_set for v in plan.victims):
             return  # a copy for a copy: no gain
         own = sum(c.stats.frequency(now) for c in copies)
         if not outweighs(own, [v.stats.frequency(now) for v in plan.victims]):
@@ -1219,7 +1121,7 @@ class Scheduler:
         deferred: list[Waiter] = []
         while self._preloads and not self._queue.count:
             waiter = self._preloads.pop()
-            record = self._records.get(waiter.model_id)
+            record = self._models.get(waiter.model_id)
             if record is None:
                 continue  # forgotten meanwhile (its waiter was answered then)
             if record.state in (ModelState.LOADING, ModelState.READY):
@@ -1264,7 +1166,7 @@ class Scheduler:
         group = record.spec.group
         members = None
         if group is not None and self._bookings.group_scope == "box":
-            members = [r for r in self._records.values() if r.spec.group == group and r.devices]
+            members = [r for r in self._models.values() if r.spec.group == group and r.devices]
 
         def plan_on(account: DeviceAccount, need: Bytes) -> Plan:
             device = account.device
@@ -1286,7 +1188,8 @@ class Scheduler:
             if self.settings.placement != "cost":
                 place = PLACEMENTS[self.settings.placement]
                 return place(accounts, record.estimate, plan_on, self.policy, now)
-            siblings = {d for r in self._siblings(record) if r is not record for d in r.devices}
+            others = [r for r in self._models.siblings(record) if r is not record]
+            siblings = {d for r in others for d in r.devices}
             return place_one(accounts, record.estimate, plan_on, self.policy, now, siblings)
         fixed = isinstance(count, tuple)
         count = len(count) if isinstance(count, tuple) else count
@@ -1303,7 +1206,7 @@ class Scheduler:
             loaded = [r for r in self.residents(device).values() if counts_toward(r)]
             caps.append(Cap(device, limit, loaded))
         if self.settings.max_models is not None:
-            loaded = [r for r in self._records.values() if counts_toward(r)]
+            loaded = [r for r in self._models.values() if counts_toward(r)]
             caps.append(Cap("the pool", self.settings.max_models, loaded))
         return caps
 
@@ -1311,12 +1214,12 @@ class Scheduler:
         """Drain exactly ``drain``; True if a model stopped draining while requests wait."""
         resumed = False
         for model_id in self._draining - drain:
-            record = self._records[model_id]
+            record = self._models[model_id]
             if record.unload_requested is None:
                 record.draining = False
                 resumed = resumed or bool(record.waiters)
         for model_id in drain - self._draining:
-            record = self._records[model_id]
+            record = self._models[model_id]
             record.draining = True
             self._emit(EventKind.DRAINING, record, leases=len(record.leases))
         self._draining = drain
@@ -1325,7 +1228,7 @@ class Scheduler:
     def _serve_queue(self, record: ModelRecord, now: float) -> None:
         """Grant ``record``'s waiters from the copies that serve, in arrival order, while
         one has room (``max_concurrent``); the rest keep their place."""
-        copies = self._siblings(record)
+        copies = self._models.siblings(record)
         if not any(c.serving for c in copies):
             return
         kept: deque[Waiter] = deque()
