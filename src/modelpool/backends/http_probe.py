@@ -1,6 +1,8 @@
-"""A tiny HTTP/1.0 client over asyncio streams: enough to poll a health URL (on
+"""A tiny HTTP/1.1 client over asyncio streams: enough to poll a health URL (on
 loopback, or a remote server's over TLS with its key) and to ask a server to sleep or
-wake.
+wake. One request per connection (``Connection: close``): HTTP/1.1 because some
+servers and load balancers in front of remote models refuse 1.0; a chunked answer is
+decoded.
 
 Stdlib only on purpose (httpx is an optional extra of the server, not of the pool).
 """
@@ -50,8 +52,8 @@ async def call(
         )
         try:
             request = (
-                f"{method} {path} HTTP/1.0\r\nHost: {host}:{port}\r\nAccept: */*\r\n"
-                f"{extra}Content-Length: 0\r\n\r\n"
+                f"{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: */*\r\n"
+                f"Connection: close\r\n{extra}Content-Length: 0\r\n\r\n"
             )
             writer.write(request.encode("ascii"))
             await writer.drain()
@@ -62,9 +64,35 @@ async def call(
             answer = b""
             while len(answer) < MAX_RESPONSE and (chunk := await reader.read(16 * 1024)):
                 answer += chunk
-            _, _, body = answer[:MAX_RESPONSE].partition(b"\r\n\r\n")
+            head, _, body = answer[:MAX_RESPONSE].partition(b"\r\n\r\n")
+            if _is_chunked(head):
+                body = _dechunked(body)
             return int(parts[1]), body
         finally:
             writer.close()
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
+
+
+def _is_chunked(head: bytes) -> bool:
+    for line in head.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"transfer-encoding" and b"chunked" in value.lower():
+            return True
+    return False
+
+
+def _dechunked(body: bytes) -> bytes:
+    """The data of a chunked body (as much of it as was read: a cut one stops there)."""
+    data, rest = b"", body
+    while rest:
+        size_line, found, rest = rest.partition(b"\r\n")
+        try:
+            size = int(size_line.split(b";")[0].strip() or b"0", 16)
+        except ValueError:
+            break
+        if not found or size == 0:
+            break
+        data += rest[:size]
+        rest = rest[size + 2 :]
+    return data
