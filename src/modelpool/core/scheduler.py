@@ -207,10 +207,13 @@ class Scheduler:
         if taken:
             raise ValueError(f"{', '.join(map(repr, taken))} already names a model")
         record = self._models.add(spec, estimate)
-        if offloadable:
-            self.warm.allow_offload(spec.id)
-        if spans:
-            self._spanning.add(spec.id)
+        replica_set = self._models.set_named(spec.id)
+        # A copy can what its model can (offload, span), as at start.
+        for model_id in replica_set.members if replica_set is not None else (spec.id,):
+            if offloadable:
+                self.warm.allow_offload(model_id)
+            if spans:
+                self._spanning.add(model_id)
         self._emit(EventKind.MODEL_ADDED, record, version=spec.version)
 
     def remove_model(self, name: str) -> None:

@@ -7,6 +7,7 @@ from collections import Counter
 import pytest
 from harness import GB, Harness
 
+from modelpool.config import ModelSpec
 from modelpool.core.events import EventKind
 from modelpool.core.lease import Lease
 from modelpool.core.replicas import EXTRA_IDLE_SECONDS
@@ -254,6 +255,15 @@ def test_copies_of_an_offloadable_model_go_to_the_warm_tier() -> None:
         warm_budget=8 * GB,
         offloadable=("m",),  # the shell names the model, not its copies
     )
+    h.load("m")
+    h.wait("b")
+    assert h.fx.offloads == ["m#1"]
+
+
+def test_copies_of_a_model_added_at_run_time_go_to_the_warm_tier_too() -> None:
+    h = Harness({"b": {"memory": 6 * GB}}, warm_budget=8 * GB)
+    spec = ModelSpec(id="m", backend="fake", device="cpu", memory=4 * GB, replicas={"max": 2})
+    h.s.add_model(spec, 4 * GB, offloadable=True)  # a reload adds it: named as the model
     h.load("m")
     h.wait("b")
     assert h.fx.offloads == ["m#1"]
