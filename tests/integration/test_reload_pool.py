@@ -198,3 +198,20 @@ async def test_turning_preload_on_preloads_a_model_that_is_not_loaded() -> None:
         await asyncio.wait_for(next_loaded(events, "steady"), 10)
         assert pool.state("steady") is ModelState.READY
         assert pool.state("changing") is not ModelState.READY  # its preload stayed off
+
+
+async def test_a_model_with_replicas_takes_new_aliases_in_place_and_keeps_serving() -> None:
+    two = {"replicas": {"min": 2, "max": 2}}
+    running = config(chat=fake("1GB", **two))
+    pool = ModelPool.from_config(
+        running, backends={"fake": FakeBackend()}, probe=None, estimates=None, state_dir=None
+    )
+    async with pool:
+        held = await pool.acquire("chat")
+        new = config(chat=fake("1GB", **two, aliases=["talk"], ttl=60))
+        assert await asyncio.wait_for(apply_diff(pool, diff_configs(running, new)), 10) == []
+        lease = await asyncio.wait_for(pool.acquire("talk"), 10)  # the new alias, a copy
+        assert lease.model_id in ("chat#1", "chat#2")
+        assert loads_of(pool, "chat#1") == loads_of(pool, "chat#2") == 1  # none unloaded
+        pool.release(lease)
+        pool.release(held)

@@ -193,3 +193,17 @@ def test_a_model_with_replicas_changes_by_a_restart_and_goes_whole() -> None:
     assert "models.chat.memory" in diff.needs_restart
     assert not diff.reloaded
     assert diff.removed == ("gone",)
+
+
+def test_the_metadata_of_a_model_with_replicas_applies_in_place() -> None:
+    def yaml_config(chat: str) -> Config:
+        return Config.from_yaml("pool: {budgets: {cpu: 8GB}}\nmodels:\n  chat: " + chat + "\n")
+
+    running = yaml_config("{backend: fake, memory: 1GB, replicas: 2}")
+    new = yaml_config("{backend: fake, memory: 1GB, replicas: 2, ttl: 60, aliases: [talk]}")
+    diff = diff_configs(running, new)
+    assert [(c.model_id, set(c.fields)) for c in diff.updated] == [("chat", {"ttl", "aliases"})]
+    assert not diff.needs_restart
+    more = diff_configs(running, yaml_config("{backend: fake, memory: 1GB, replicas: 3, ttl: 60}"))
+    assert set(more.needs_restart) == {"models.chat.replicas", "models.chat.ttl"}
+    assert not more.updated

@@ -131,8 +131,12 @@ def diff_configs(running: Config, new: Config) -> ConfigDiff:
         elif old != spec:
             fields = _changed_fields(old, spec)
             # Versions are routed from the start; a model's copies (replicas) are made
-            # at the start: changing either is a restart's job.
-            if old.versions or spec.versions or old.replicas or spec.replicas:
+            # at the start: changing either is a restart's job, and so is any setting
+            # of those copies but their metadata.
+            copies_change = (old.replicas or spec.replicas) and not (
+                old.replicas == spec.replicas and set(fields) <= METADATA_FIELDS
+            )
+            if old.versions or spec.versions or copies_change:
                 restart.extend(f"models.{model_id}.{name}" for name in fields)
                 models[model_id] = old
                 continue

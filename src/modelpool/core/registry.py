@@ -183,30 +183,45 @@ class ModelRegistry:
             if alias != model_id:
                 self._set_names.pop(alias, None)
 
-    def rename(self, specs: Iterable[tuple[ModelRecord, ModelSpec]]) -> None:
-        """Give each record the names its new spec asks for, all in one step (two models
+    def rename(self, specs: Iterable[ModelSpec]) -> None:
+        """Give each model the names its new spec asks for, all in one step (two models
         may trade an alias); a name another model keeps is a ``ValueError`` before
-        anything changes."""
-        pairs = list(specs)
-        changing = {record.model_id for record, _ in pairs}
+        anything changes. A model with replicas keeps routing its names to its copies."""
+        pairs = [(self._holder_of(spec.id), spec) for spec in specs]
+        changing = {holder for holder, _ in pairs}
         kept = {n: m for n, m in self._names.items() if m not in changing or n == m}
         taken = [
             alias
-            for record, spec in pairs
+            for holder, spec in pairs
             for alias in spec.aliases
-            if kept.get(alias, record.model_id) != record.model_id
+            if kept.get(alias, holder) != holder
         ]
         if taken:
             raise ValueError(f"{', '.join(map(repr, taken))} already names a model")
         self._names = kept
-        for record, spec in pairs:
+        for holder, spec in pairs:
+            own = (spec.id, f"{spec.base_id}@{spec.version}")
             for alias in spec.aliases:
-                self._names[alias] = record.model_id
-            self._names.setdefault(f"{spec.base_id}@{spec.version}", record.model_id)
+                self._names[alias] = holder
+            for name in own:
+                self._names.setdefault(name, holder)
+            replica_set = self._set_names.get(spec.id)
+            if replica_set is not None:
+                for name in [n for n, named in self._set_names.items() if named is replica_set]:
+                    del self._set_names[name]
+                for name in (*own, *spec.aliases):
+                    self._set_names[name] = replica_set
 
-    def respec_set(self, replica_set: ReplicaSet, spec: ModelSpec) -> None:
+    def _holder_of(self, model_id: ModelId) -> ModelId:
+        """The record the model's names resolve to (its first copy, with replicas)."""
+        replica_set = self._set_names.get(model_id)
+        return (
+            replica_set.members[0] if replica_set is not None else self.resolve(model_id).model_id
+        )
+
+    def respec_set(self, replica_set: ReplicaSet, spec: ModelSpec) -> ReplicaSet:
         """The model with replicas takes ``spec`` as its own (its copies' specs are the
-        caller's to change)."""
+        caller's to change): the set that replaces ``replica_set``."""
         changed = dataclasses.replace(replica_set, spec=spec)
         for member in changed.members:
             self._set_of[member] = changed
@@ -214,6 +229,7 @@ class ModelRegistry:
         for alias, named in list(self._set_names.items()):
             if named is replica_set:
                 self._set_names[alias] = changed
+        return changed
 
 
 def _names_of(spec: ModelSpec) -> tuple[str, ...]:

@@ -258,16 +258,20 @@ class Scheduler:
         defaults...): nothing unloads, leases go on. Aliases move in one step, so two
         models may trade one; a name another model holds is a ``ValueError`` before
         anything changes."""
-        records = [(self.resolve(spec.id), spec) for spec in specs]
-        self._models.rename(records)
-        for record, spec in records:
-            fields = [
-                n for n in type(spec).model_fields if getattr(spec, n) != getattr(record.spec, n)
-            ]
-            if spec.pinned != record.spec.pinned:
-                record.pinned = spec.pinned
-            record.spec = spec
-            record.candidate_cache = None  # its priority and tags are part of it
+        specs = list(specs)
+        self._models.rename(specs)
+        for spec in specs:
+            replica_set = self._models.set_named(spec.id)
+            if replica_set is None:
+                record = self.resolve(spec.id)
+                fields = _changed(record.spec, spec)
+                _respec(record, spec)
+            else:  # every copy takes its share of the model's new spec
+                fields = _changed(replica_set.spec, spec)
+                changed = self._models.respec_set(replica_set, spec)
+                for number, member in enumerate(changed.members, start=1):
+                    _respec(self._models[member], changed.member_spec(number))
+                record = self._models[changed.members[0]]
             self._emit(EventKind.MODEL_CHANGED, record, fields=fields, reload=False)
         self._dispatch()  # an unpinned model, a new priority: waiting requests may go now
 
@@ -304,7 +308,7 @@ class Scheduler:
         if replacement is None:
             return
         spec, estimate, offloadable = replacement
-        fields = [n for n in type(spec).model_fields if getattr(spec, n) != getattr(record.spec, n)]
+        fields = _changed(record.spec, spec)
         if record.state is ModelState.FAILED:  # a failure of the old settings: try afresh
             record.set_state(ModelState.UNLOADED)
         record.failures, record.retry_at, record.last_error = 0, 0.0, None
@@ -1254,3 +1258,16 @@ class Scheduler:
         for waiter in waiters:
             self._effects.reject(waiter, error)
         self._emit(EventKind.REJECTED, record, error=str(error), requests=len(waiters))
+
+
+def _changed(old: ModelSpec, new: ModelSpec) -> list[str]:
+    """The settings ``new`` changes, by name."""
+    return [name for name in type(new).model_fields if getattr(new, name) != getattr(old, name)]
+
+
+def _respec(record: ModelRecord, spec: ModelSpec) -> None:
+    """``record`` takes new metadata in place (its pin follows a changed ``pinned``)."""
+    if spec.pinned != record.spec.pinned:
+        record.pinned = spec.pinned
+    record.spec = spec
+    record.candidate_cache = None  # its priority and tags are part of it

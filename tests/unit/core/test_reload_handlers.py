@@ -167,3 +167,25 @@ def test_retiring_a_model_with_replicas_takes_every_copy_and_frees_its_names() -
     assert [r.model_id for r in h.s.records()] == ["b"]
     h.s.add_model(spec("talk", **TWO), 2 * GB)  # the alias is free for a new model
     assert h.s.copies("talk") == [h.s.resolve("talk")]
+
+
+def test_a_model_with_replicas_takes_new_metadata_on_every_copy_in_place() -> None:
+    h = Harness({"chat": {**TWO, "aliases": ["talk"], "replicas": {"min": 1, "max": 2}}})
+    h.load("chat#1", "chat#2")
+    lease = h.lease("chat", "t1")
+    new = spec("chat", **TWO, aliases=["speak"], replicas={"min": 1, "max": 2}, ttl=60.0,
+               tags=["fast"], pinned=True)  # fmt: skip
+    h.s.update_models([new])
+    assert h.fx.unloads == []  # nothing unloads, the lease goes on
+    assert [c.spec.ttl for c in h.s.copies("chat")] == [60.0, 60.0]
+    assert [c.spec.tags for c in h.s.copies("chat")] == [("fast",), ("fast",)]
+    assert [c.pinned for c in h.s.copies("chat")] == [True, False]  # pinned within min
+    assert [c.model_id for c in h.s.copies("speak")] == ["chat#1", "chat#2"]  # routes to copies
+    with pytest.raises(UnknownModel):
+        h.s.request("talk")
+    assert h.s.model_spec("chat").aliases == ("speak",)
+    assert h.s.model_id_of("speak") == "chat"
+    (event,) = h.fx.kinds(EventKind.MODEL_CHANGED)
+    assert event.model_id == "chat#1"
+    assert set(event.detail["fields"]) == {"aliases", "ttl", "tags", "pinned"}
+    h.s.release(lease)
