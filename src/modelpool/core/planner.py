@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from modelpool.core.ledger import DeviceAccount
-from modelpool.core.ports import EvictionContext, EvictionPolicy, Placement
+from modelpool.core.ports import Candidate, EvictionContext, EvictionPolicy, Placement
 from modelpool.core.record import ModelRecord
 from modelpool.core.states import ModelState
 from modelpool.errors import CapacityError, Holder, InsufficientMemory
@@ -133,7 +133,7 @@ def plan_load(
     taken = {r.spec.id for r in forced}
     ready = ModelState.READY  # the filter is inlined: it runs once per resident
     candidates = [
-        r.candidate()
+        _on_device(r.candidate(), booked_bytes(account, r))
         for r in residents.values()
         if r.state is ready and not r.leases and not r.pinned and r is not target
         and r.spec.id not in taken and not r.spec.remote
@@ -171,6 +171,13 @@ def plan_load(
         target.model_id, account.device, need, max(0, account.planned_free), holders
     )
     return Impossible(error)
+
+
+def _on_device(candidate: Candidate, share: Bytes) -> Candidate:
+    """``candidate`` as one device sees it: a model spread over several devices frees
+    only its share here, and the policy must count that, not its whole size (counting
+    the whole, it stopped short, and the plan waited on idle models that never leave)."""
+    return candidate if share == candidate.bytes else candidate._replace(bytes=share)
 
 
 def _evictable(record: ModelRecord, target: ModelRecord) -> bool:

@@ -388,3 +388,22 @@ def test_copies_share_a_device_when_only_it_has_room() -> None:
     )
     h.load("held", "chat#1", "chat#2")
     assert h.s.resolve("chat#1").device == h.s.resolve("chat#2").device == "cuda:0"
+
+
+def test_a_spread_victim_frees_only_its_share_and_the_plan_takes_enough_others() -> None:
+    """The policy counts what a spread model frees on this device (its share), not its
+    whole size: counting the whole, it stopped at that one victim, and the load waited
+    for an idle model that nothing would ever make leave."""
+    h = Harness(
+        {
+            "pair": {"memory": 8 * GB, "device": "auto", "devices": ["cuda:0", "cuda:1"]},
+            "small": {"memory": 3 * GB, "device": "cuda:1"},
+            "new": {"memory": 7 * GB, "device": "cuda:1"},
+        },
+        budgets={"cuda:0": 8 * GB, "cuda:1": 8 * GB},
+    )
+    h.used_in_order("pair", "small")  # lru: pair first, then small
+    assert h.s.ledger.account("cuda:1").committed["pair"] == 4 * GB
+    h.s.load("new")  # 1 GB free on cuda:1: pair's 4 GB there and small's 3 GB must go
+    assert h.state("new") is ModelState.LOADING
+    assert sorted(h.fx.unloads) == ["pair", "small"]
