@@ -200,5 +200,8 @@ def choose_drain(
         return []
     by_id = {r.model_id: r for r in wait.drainable}
     context = EvictionContext(need=wait.shortfall, now=now, demand=demand)
-    ids = policy.victims([r.candidate() for r in wait.drainable], context)
+    shares = {h.model_id: h.bytes for h in wait.holders}  # what each frees on the device
+    candidates = [_on_device(r.candidate(), shares.get(r.model_id, r.estimate))
+                  for r in wait.drainable]  # fmt: skip
+    ids = policy.victims(candidates, context)
     return [by_id[i] for i in dict.fromkeys(ids) if i in by_id]

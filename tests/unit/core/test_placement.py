@@ -407,3 +407,23 @@ def test_a_spread_victim_frees_only_its_share_and_the_plan_takes_enough_others()
     h.s.load("new")  # 1 GB free on cuda:1: pair's 4 GB there and small's 3 GB must go
     assert h.state("new") is ModelState.LOADING
     assert sorted(h.fx.unloads) == ["pair", "small"]
+
+
+def test_a_starving_load_drains_enough_when_a_busy_victim_is_spread() -> None:
+    h = Harness(
+        {
+            "pair": {"memory": 8 * GB, "device": "auto", "devices": ["cuda:0", "cuda:1"]},
+            "small": {"memory": 3 * GB, "device": "cuda:1"},
+            "new": {"memory": 7 * GB, "device": "cuda:1"},
+        },
+        budgets={"cuda:0": 8 * GB, "cuda:1": 8 * GB},
+        starvation_limit=10.0,
+    )
+    h.used_in_order("pair", "small")
+    held = [h.lease("pair"), h.lease("small")]  # both busy: the load must wait for them
+    h.wait("new")
+    h.clock.advance(11)
+    h.s.on_tick()  # starving now: stop granting to enough of the busy ones
+    assert {r.model_id for r in h.s.records() if r.draining} == {"pair", "small"}
+    for lease in held:
+        h.s.release(lease)
