@@ -6,6 +6,8 @@ replica's last ``record_routing_stats`` report is on it (``RunningReplica.routin
 ingress sets it). The ranking itself is ``cluster.routing.MemoryAwareRouter``'s, a pure
 decision: READY there, loading there, fits there, cheapest eviction there; within a
 rank the fewer requests (Ray's own queue-length cache, when fresher than the report).
+A hot model spreads: where it is saturated (at its ``max_concurrent``, or the replica
+at its ``max_ongoing_requests``) ranks after a replica where a copy fits.
 
 Reports come a period late, so the router also remembers where it sent each model
 (``cluster.hints.RouteHints``): the rest of a burst for a cold model joins the load the
@@ -17,6 +19,7 @@ shortest queue among them.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from typing import Any
@@ -76,20 +79,16 @@ class ModelPoolRouter(RequestRouter):
         return self.policy.rank(_ask(model_id, replicas), stats, self.rng)
 
     def _stats_of(self, replica: RunningReplica) -> ReplicaStats:
+        """The replica's last report, with its ``max_ongoing_requests`` as its capacity
+        (a replica at it saturates every model there: a hot model spreads) and Ray's
+        own queue length when that is the fresher count."""
         replica_id = replica.replica_id.unique_id
         reported = replica.routing_stats.get(STATS_KEY)
         stats = reported if isinstance(reported, ReplicaStats) else ReplicaStats(replica_id)
+        stats = dataclasses.replace(stats, capacity=replica.max_ongoing_requests)
         cached = self.replica_queue_len_cache.get(replica.replica_id)
         if cached is not None and cached > stats.load:  # Ray's count is fresher
-            return ReplicaStats(
-                stats.replica_id,
-                stats.ready,
-                stats.loading,
-                stats.devices,
-                in_flight=cached - stats.queued,
-                queued=stats.queued,
-                busy=stats.busy,
-            )
+            return dataclasses.replace(stats, in_flight=cached - stats.queued)
         return stats
 
     def on_request_routed(
