@@ -55,6 +55,16 @@ class PoolDeployment(PoolReplica):
 
     async def __init__(self, config: ConfigText) -> None:  # type: ignore[misc]
         await super().__init__(config, serve.get_replica_context().replica_tag)
+        self.ray_node = ray.get_runtime_context().get_node_id()
+        """The Ray node it runs on (several may share a host name)."""
+
+    async def status(self) -> dict[str, Any]:
+        return {**await super().status(), "ray_node": self.ray_node}
+
+    async def record_routing_stats(self) -> dict[str, Any]:
+        report = await super().record_routing_stats()
+        report[SUMMARY_KEY]["ray_node"] = self.ray_node
+        return report
 
     async def __del__(self) -> None:
         await self.stop()
@@ -206,11 +216,14 @@ def deploy(
     address: str | None = None,
     host: str | None = None,
     port: int | None = None,
+    proxy_location: str | None = None,
 ) -> DeploymentHandle[Any]:
     """Deploy the application on the cluster at ``address`` (``auto``: the running
     one; ``ray://host:10001``: a remote one; None: a local Ray started here, unless
     this process is connected already). Ray Serve's HTTP proxy listens on ``host`` and
-    ``port`` (default: the config's ``cluster.http_host`` and ``http_port``)."""
+    ``port`` (default: the config's ``cluster.http_host`` and ``http_port``), on every
+    node unless ``proxy_location`` says otherwise (``HeadOnly``: several Ray nodes on
+    one host cannot all listen on one port)."""
     loaded = config.load()
     if not ray.is_initialized():
         ray.init(address=address, log_to_driver=False)
@@ -219,7 +232,7 @@ def deploy(
         "host": cluster.http_host if host is None else host,
         "port": cluster.http_port if port is None else port,
     }
-    serve.start(http_options=listen)
+    serve.start(http_options=listen, proxy_location=proxy_location)
     app = build_app(config, loaded)
     handle: DeploymentHandle[Any] = serve.run(app, name=APP_NAME, route_prefix="/")
     log.info(
