@@ -12,6 +12,12 @@ Two deployments make the application:
   ``cluster.stats_period`` old). ``/v1`` requests go on with their headers, and the
   replica's own server checks their keys and limits (``http.security.Guard``);
   ``/admin/status`` is answered here, so its admin key is checked here.
+
+When no replica can take a request the ingress answers, never hangs and never 500s: a
+model no replica has (not in the config under any name) is a 404 in the server's own
+shape, without a replica; a request no replica took within ``cluster.queue_timeout``
+(every one at ``max_ongoing_requests``, or none up) or that Ray refused is a 503 with
+Retry-After.
 """
 
 import asyncio
@@ -33,7 +39,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from modelpool.config import ClusterSettings, Config
-from modelpool.http.errors import SERVER_ERROR, error_response
+from modelpool.errors import UnknownModel
+from modelpool.http.errors import SERVER_ERROR, error_response, from_pool_error
 from modelpool.ray import admin_key
 from modelpool.ray.asgi import HttpCall, HttpHead
 from modelpool.ray.registry import live_routers
@@ -47,6 +54,11 @@ POOL_DEPLOYMENT = "ModelPool"
 INGRESS_DEPLOYMENT = "OpenAI"
 STATUS_WAIT = 5.0
 """Seconds ``/admin/status`` waits for the first reports of a router just made."""
+RETRY_AFTER = 1
+"""Seconds a client is told to wait before it retries a request no replica took."""
+INGRESS_HEADROOM = 64
+"""Requests the ingress takes beyond what every pool replica together takes: room for
+``/admin/status`` and for the 503s it answers while every replica is full."""
 
 
 class PoolDeployment(PoolReplica):
@@ -89,6 +101,20 @@ async def _body(parts: DeploymentResponseGenerator[Any]) -> AsyncIterator[bytes]
         parts.cancel()  # type: ignore[no-untyped-call]  # the client left: the replica's ends
 
 
+async def taken(parts: DeploymentResponseGenerator[Any]) -> None:
+    """Until a replica has taken the request (Ray's router found one with room); what
+    Ray raises when it will not (back-pressure). Ray 2.60 (pinned by the ``ray``
+    extra) keeps this step behind a private method; the ingress's 503 tests cover it."""
+    await parts._fetch_future_result_async()
+
+
+def unavailable(message: str) -> Response:
+    """503 with Retry-After: no replica can take the request now."""
+    return error_response(
+        503, message, kind=SERVER_ERROR, code="replica_unavailable", retry_after=RETRY_AFTER
+    )
+
+
 # ``serve.ingress`` copies the app when it decorates: everything its routes use must
 # be defined above the class.
 ingress_app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
@@ -100,11 +126,16 @@ class OpenAIIngress:
     """The OpenAI-compatible front of the pool replicas."""
 
     def __init__(
-        self, pool: DeploymentHandle[Any], names: dict[str, str], admin_keys: list[str]
+        self,
+        pool: DeploymentHandle[Any],
+        names: dict[str, str],
+        admin_keys: list[str],
+        queue_timeout: float = 30.0,
     ) -> None:
         self.pool = pool
         self.names = names
         self.admin_keys = [key.encode() for key in admin_keys]
+        self.queue_timeout = queue_timeout
 
     @ingress_app.get("/admin/status")
     async def cluster_status(self, request: Request) -> Response:
@@ -117,6 +148,9 @@ class OpenAIIngress:
     async def v1(self, request: Request) -> Response:
         body = await request.body()
         model_id = self.model_of(body) if request.method == "POST" else ""
+        if model_id and not self.known(model_id):
+            error = UnknownModel(model_id, sorted(set(self.names.values())))
+            return from_pool_error(error).response()
         call = HttpCall(
             request.method,
             request.url.path,
@@ -128,22 +162,35 @@ class OpenAIIngress:
         parts = handle.http.remote(call)
         assert isinstance(parts, DeploymentResponseGenerator)  # stream=True
         try:
+            async with asyncio.timeout(self.queue_timeout):
+                await taken(parts)
+        except TimeoutError:
+            parts.cancel()  # type: ignore[no-untyped-call]  # not to be sent on later
+            log.warning("%s %s: no pool replica took it in %g s", request.method,
+                        call.path, self.queue_timeout)  # fmt: skip
+            return unavailable(
+                f"No pool replica took the request within {self.queue_timeout:g} s "
+                "(every replica busy, or none up); retry shortly"
+            )
+        except Exception:  # Ray's: it refused the request (back-pressure, no deployment)
+            log.exception("%s %s: no pool replica could take it", request.method, call.path)
+            return unavailable("No pool replica could take the request; retry shortly")
+        try:
             head = await parts.__anext__()
         except StopAsyncIteration:
             return error_response(502, "The pool replica sent no answer", kind=SERVER_ERROR)
-        except Exception:  # Ray's: the replica died, or every replica is full
+        except Exception:  # Ray's: the replica died before it answered
             log.exception("%s %s: no answer from a pool replica", request.method, call.path)
-            return error_response(
-                503,
-                "No pool replica could take the request; retry shortly",
-                kind=SERVER_ERROR,
-                code="replica_unavailable",
-                retry_after=1,
-            )
+            return unavailable("The pool replica ended before it answered; retry shortly")
         assert isinstance(head, HttpHead)
         response = StreamingResponse(_body(parts), status_code=head.status)
         response.raw_headers = [(k, v) for k, v in head.headers if k.lower() != b"content-length"]
         return response
+
+    def known(self, model_id: str) -> bool:
+        """Whether some replica may serve ``model_id``: a configured name, or one of its
+        versions (``chat@v2``: the replica says whether that version exists)."""
+        return model_id in self.names or model_id.partition("@")[0] in self.names
 
     def model_of(self, body: bytes) -> str:
         """The model id a request body names (its alias resolved), else "" (the
@@ -183,12 +230,15 @@ def build_app(config: ConfigText, loaded: Config | None = None) -> Application:
         request_router_config=router_config(cluster),
     )
     ingress = cast(Deployment, OpenAIIngress).options(
-        max_ongoing_requests=cluster.max_ongoing_requests,
+        # It holds each request while a replica serves it: never the narrower of the two.
+        max_ongoing_requests=cluster.max_ongoing_requests * cluster.replicas + INGRESS_HEADROOM,
         ray_actor_options={"num_cpus": 0},  # it only forwards: the CPUs are the pools'
     )
     server = loaded.server
     admin_keys = server.admin_keys or server.api_keys
-    app: Application = ingress.bind(pool.bind(config), model_names(loaded), admin_keys)
+    app: Application = ingress.bind(
+        pool.bind(config), model_names(loaded), admin_keys, cluster.queue_timeout
+    )
     return app
 
 
