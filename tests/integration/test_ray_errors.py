@@ -174,6 +174,7 @@ def test_every_replica_busy_is_a_503_with_retry_after_not_a_hang(ingress: str) -
     try:
         # Each replica takes one request: READY there means it is serving it now.
         wait_until(lambda: replicas_holding(ingress, "slow-a", "slow-b"), "both replicas busy")
+        assert answers == {}, "the requests keeping the replicas busy ended too soon"
         started = time.monotonic()
         answer = chat(ingress, "echo")
         waited = time.monotonic() - started

@@ -207,15 +207,24 @@ class OpenAIIngress:
     async def replica_summaries(self) -> list[dict[str, Any]]:
         """What each pool replica last reported, by replica id."""
         deadline = time.monotonic() + STATUS_WAIT
-        while True:
-            reports = [r for router in live_routers() for r in router.reports()]
-            summaries = [r[SUMMARY_KEY] for r in reports if SUMMARY_KEY in r]
-            if summaries or time.monotonic() > deadline:
-                return sorted(summaries, key=lambda s: str(s["replica"]))
-            # No router yet (none is made before the first call through the handle),
-            # or its replicas have not reported yet.
-            await self.pool.status.remote()
-            await asyncio.sleep(0.1)
+        poke: asyncio.Future[Any] | None = None
+        try:
+            while True:
+                routers = list(live_routers())
+                reports = [r for router in routers for r in router.reports()]
+                summaries = [r[SUMMARY_KEY] for r in reports if SUMMARY_KEY in r]
+                if summaries or time.monotonic() > deadline:
+                    return sorted(summaries, key=lambda s: str(s["replica"]))
+                if not routers and poke is None:
+                    # No router is made before the first call through the handle: one
+                    # call makes it (Ray sends it once awaited). Awaited aside: every
+                    # replica may be busy (it would wait for a slot), and the reports
+                    # are what is wanted.
+                    poke = asyncio.ensure_future(self.pool.status.remote())
+                await asyncio.sleep(0.1)
+        finally:
+            if poke is not None:
+                poke.cancel()  # done, or no longer needed
 
 
 def build_app(config: ConfigText, loaded: Config | None = None) -> Application:
