@@ -81,7 +81,11 @@ def two_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, s
             "http_port": port,
         },
         # A big model per replica: the second cannot join the first, so both nodes serve.
-        "models": {"big-1": tiny("700MB"), "big-2": tiny("700MB"), "small": tiny("50MB")},
+        "models": {
+            "big-1": tiny("700MB"),
+            "big-2": tiny("700MB"),
+            "small": tiny("50MB") | {"versions": {"v2": {"notes": "the same, again"}}},
+        },
     }
     path = folder / "modelpool.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -185,3 +189,49 @@ def test_both_nodes_serve_and_each_model_keeps_its_node(two_nodes: tuple[str, se
     assert by_node[home1]["big-1"]["requests"] == 4
     assert by_node[home2]["big-2"]["requests"] == 4
     assert sum(m["big-1"]["load_count"] + m["big-2"]["load_count"] for m in by_node.values()) == 2
+
+
+def test_a_version_is_routed_as_a_model_of_its_own(two_nodes: tuple[str, set[str]]) -> None:
+    base, _ = two_nodes
+    for i in range(3):
+        assert ask(base, "small@v2", str(i)) == f"small@v2: {i}"
+    views = wait_until(
+        lambda: (
+            (s := status(base)) and sum(r["models"]["small@v2"]["requests"] for r in s) >= 3 and s
+        ),
+        "every request for small@v2 reported",
+    )
+    (holder,) = [r for r in views if r["models"]["small@v2"]["status"] == "ready"]
+    assert holder["models"]["small@v2"]["requests"] == 3  # where it is READY, it stays
+    assert sum(r["models"]["small@v2"]["load_count"] for r in views) == 1
+
+
+def test_admin_routes_act_on_the_replica_named(two_nodes: tuple[str, set[str]]) -> None:
+    base, _ = two_nodes
+    reports = wait_until(lambda: len(s := status(base)) == 2 and s, "both replicas reporting")
+    ids = sorted(r["replica"] for r in reports)
+    unnamed = httpx.get(f"{base}/admin/models", timeout=WAIT)
+    assert unnamed.status_code == 400
+    assert all(i in unnamed.json()["error"]["message"] for i in ids)
+    unknown = httpx.get(f"{base}/admin/models", params={"replica": "nope"}, timeout=WAIT)
+    assert unknown.status_code == 404
+    assert unknown.json()["error"]["code"] == "replica_not_found"
+
+    chosen, other = ids
+    url = f"{base}/admin/models/small/load"
+    assert httpx.post(url, params={"replica": chosen}, timeout=WAIT).status_code == 200
+    wait_until(
+        lambda: {r["replica"] for r in status(base) if "small" in r["loaded_models"]} == {chosen},
+        "small READY on the replica named, and only there",
+    )
+    own = httpx.get(f"{base}/admin/status", params={"replica": chosen}, timeout=WAIT)
+    assert own.status_code == 200
+    assert own.json()["model_resources"]["small"]["status"] == "ready"
+    elsewhere = httpx.get(f"{base}/admin/status", params={"replica": other}, timeout=WAIT)
+    assert elsewhere.json()["model_resources"]["small"]["status"] != "ready"
+    url = f"{base}/admin/models/small/unload"
+    assert httpx.post(url, params={"replica": chosen}, timeout=WAIT).status_code == 200
+    wait_until(
+        lambda: all("small" not in r["loaded_models"] for r in status(base)),
+        "small unloaded again",
+    )

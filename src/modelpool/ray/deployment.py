@@ -11,7 +11,9 @@ Two deployments make the application:
   (its node, devices' memory, models and queue, as last reported: at most
   ``cluster.stats_period`` old). ``/v1`` requests go on with their headers, and the
   replica's own server checks their keys and limits (``http.security.Guard``);
-  ``/admin/status`` is answered here, so its admin key is checked here.
+  ``/admin/status`` is answered here, so its admin key is checked here. Every other
+  ``/admin`` route (and ``/admin/status`` in full) acts on one replica's own pool:
+  ``?replica=<id>`` names it, and the router sends the call there only.
 
 When no replica can take a request the ingress answers, never hangs and never 500s: a
 model no replica has (not in the config under any name) is a 404 in the server's own
@@ -28,6 +30,7 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from typing import Any, cast
+from urllib.parse import parse_qsl, urlencode
 
 import ray
 from fastapi import FastAPI
@@ -45,7 +48,7 @@ from modelpool.ray import admin_key
 from modelpool.ray.asgi import HttpCall, HttpHead
 from modelpool.ray.registry import live_routers
 from modelpool.ray.replica import SUMMARY_KEY, ConfigText, PoolReplica
-from modelpool.ray.router import ModelPoolRouter
+from modelpool.ray.router import ModelPoolRouter, target
 
 log = logging.getLogger("modelpool.ray")
 
@@ -56,6 +59,8 @@ STATUS_WAIT = 5.0
 """Seconds ``/admin/status`` waits for the first reports of a router just made."""
 RETRY_AFTER = 1
 """Seconds a client is told to wait before it retries a request no replica took."""
+REPLICA_PARAM = "replica"
+"""The query parameter that names the replica an ``/admin`` route acts on."""
 INGRESS_HEADROOM = 64
 """Requests the ingress takes beyond what every pool replica together takes: room for
 ``/admin/status`` and for the 503s it answers while every replica is full."""
@@ -142,7 +147,16 @@ class OpenAIIngress:
         refused = admin_key.refusal(request.headers.raw, self.admin_keys)
         if refused is not None:
             return refused
+        if REPLICA_PARAM in request.query_params:  # one replica's own, in full
+            return await self.one_replica(request)
         return JSONResponse({"replicas": await self.replica_summaries()})
+
+    @ingress_app.api_route("/admin/{path:path}", methods=["GET", "POST", "PUT", "DELETE"])
+    async def admin(self, request: Request) -> Response:
+        refused = admin_key.refusal(request.headers.raw, self.admin_keys)
+        if refused is not None:
+            return refused
+        return await self.one_replica(request)
 
     @ingress_app.api_route("/v1/{path:path}", methods=["GET", "POST", "PUT", "DELETE"])
     async def v1(self, request: Request) -> Response:
@@ -158,7 +172,44 @@ class OpenAIIngress:
             list(request.headers.raw),
             body,
         )
-        handle = self.pool.options(stream=True, multiplexed_model_id=model_id)
+        return await self.forward(call, model_id)
+
+    async def one_replica(self, request: Request) -> Response:
+        """An ``/admin`` route of one replica's own server, named by ``?replica=``
+        (the rest of the query goes along): each replica has its own pool."""
+        query = parse_qsl(request.url.query, keep_blank_values=True)
+        wanted = [value for key, value in query if key == REPLICA_PARAM]
+        known = sorted(str(s["replica"]) for s in await self.replica_summaries())
+        where = f"{request.method} {request.url.path}"
+        if len(wanted) != 1:
+            return error_response(
+                400,
+                f"{where} acts on one replica's pool: add ?{REPLICA_PARAM}=<id>, one of "
+                f"{', '.join(known) or '(none reporting yet)'} (GET /admin/status lists them)",
+                param=REPLICA_PARAM,
+            )
+        if wanted[0] not in known:
+            return error_response(
+                404,
+                f"No pool replica {wanted[0]!r}; the replicas: {', '.join(known) or 'none yet'}",
+                code="replica_not_found",
+                param=REPLICA_PARAM,
+            )
+        rest = urlencode([(key, value) for key, value in query if key != REPLICA_PARAM])
+        call = HttpCall(
+            request.method,
+            request.url.path,
+            rest.encode(),
+            list(request.headers.raw),
+            await request.body(),
+        )
+        return await self.forward(call, target(wanted[0]))
+
+    async def forward(self, call: HttpCall, multiplexed_id: str) -> Response:
+        """``call`` to the pool replica the router picks for ``multiplexed_id`` (a
+        model id, ``router.target``'s replica, or "" for any), its answer streamed back;
+        a 503 when none takes it in ``queue_timeout``."""
+        handle = self.pool.options(stream=True, multiplexed_model_id=multiplexed_id)
         parts = handle.http.remote(call)
         assert isinstance(parts, DeploymentResponseGenerator)  # stream=True
         try:
@@ -166,21 +217,21 @@ class OpenAIIngress:
                 await taken(parts)
         except TimeoutError:
             parts.cancel()  # type: ignore[no-untyped-call]  # not to be sent on later
-            log.warning("%s %s: no pool replica took it in %g s", request.method,
+            log.warning("%s %s: no pool replica took it in %g s", call.method,
                         call.path, self.queue_timeout)  # fmt: skip
             return unavailable(
                 f"No pool replica took the request within {self.queue_timeout:g} s "
                 "(every replica busy, or none up); retry shortly"
             )
         except Exception:  # Ray's: it refused the request (back-pressure, no deployment)
-            log.exception("%s %s: no pool replica could take it", request.method, call.path)
+            log.exception("%s %s: no pool replica could take it", call.method, call.path)
             return unavailable("No pool replica could take the request; retry shortly")
         try:
             head = await parts.__anext__()
         except StopAsyncIteration:
             return error_response(502, "The pool replica sent no answer", kind=SERVER_ERROR)
         except Exception:  # Ray's: the replica died before it answered
-            log.exception("%s %s: no answer from a pool replica", request.method, call.path)
+            log.exception("%s %s: no answer from a pool replica", call.method, call.path)
             return unavailable("The pool replica ended before it answered; retry shortly")
         assert isinstance(head, HttpHead)
         response = StreamingResponse(_body(parts), status_code=head.status)

@@ -14,7 +14,8 @@ Reports come a period late, so the router also remembers where it sent each mode
 first request started instead of starting one on every replica.
 
 Requests without a model (``/v1/models``, status) go to any replica: Ray picks the
-shortest queue among them.
+shortest queue among them. A request whose multiplexed id is ``target(replica)`` (the
+ingress's per-replica ``/admin`` routes) goes to that replica only.
 """
 
 from __future__ import annotations
@@ -33,6 +34,21 @@ from modelpool.ray.registry import register
 
 FIRST_CHOICES_KEPT = 4096
 """Requests being routed whose first choice is kept before old ones are dropped."""
+TARGET_PREFIX = "replica:"
+"""A multiplexed id with this prefix names a replica, not a model (a model id cannot
+hold ':')."""
+
+
+def target(replica_id: str) -> str:
+    """The multiplexed id that sends a request to ``replica_id`` only."""
+    return f"{TARGET_PREFIX}{replica_id}"
+
+
+def targeted(multiplexed_id: str) -> str | None:
+    """The replica ``multiplexed_id`` names (``target``), else None."""
+    if multiplexed_id.startswith(TARGET_PREFIX):
+        return multiplexed_id[len(TARGET_PREFIX) :]
+    return None
 
 
 class ModelPoolRouter(RequestRouter):
@@ -57,6 +73,9 @@ class ModelPoolRouter(RequestRouter):
         model_id = _model_of(pending_request)
         if not model_id or not candidate_replicas:
             return [candidate_replicas]
+        wanted = targeted(model_id)
+        if wanted is not None:  # none while that replica is gone: the ingress times out
+            return [[r for r in candidate_replicas if r.replica_id.unique_id == wanted]]
         ranking = self.rank(model_id, candidate_replicas)
         by_id = {r.replica_id.unique_id: r for r in candidate_replicas}
         if ranking and pending_request is not None:
@@ -95,7 +114,7 @@ class ModelPoolRouter(RequestRouter):
         self, pending_request: PendingRequest, replica_id: ReplicaID, result: Any
     ) -> None:
         model_id = _model_of(pending_request)
-        if not model_id:
+        if not model_id or targeted(model_id) is not None:
             return
         chosen = self.first_choice.pop(pending_request.metadata.internal_request_id, None)
         if chosen is not None and chosen[0] != replica_id.unique_id:
