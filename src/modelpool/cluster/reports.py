@@ -28,17 +28,23 @@ ASKS_KEY = "asks"
 """The keys of the report ``record_routing_stats`` returns (a plain dict, as Ray wants)."""
 
 
-def replica_stats(replica_id: str, status: Mapping[str, Any]) -> ReplicaStats:
+def replica_stats(
+    replica_id: str,
+    status: Mapping[str, Any],
+    specs: Mapping[ModelId, ModelSpec] | None = None,
+) -> ReplicaStats:
     """The router's view of one replica from its pool's ``get_resource_status()``.
 
     A model is READY when any copy of it is; it is *loading* when it is on its way in
     or when requests wait for it (queued for a load). A device's evictable models are
     the READY, unpinned records booked on it (a copy ``chat#2`` counts as ``chat``,
-    whose ``busy`` flag keeps it when it serves)."""
+    whose ``busy`` flag keeps it when it serves). A model is *saturated* (``saturated``)
+    by its spec's ``max_concurrent`` in ``specs``."""
     views: Mapping[str, Mapping[str, Any]] = status.get("model_resources", {})
     ready: set[ModelId] = set()
     loading: set[ModelId] = set()
     busy: set[ModelId] = set()
+    full: set[ModelId] = set()
     records: dict[str, tuple[ModelId, Mapping[str, Any]]] = {}
     in_flight = 0
     for model_id, view in views.items():
@@ -51,6 +57,9 @@ def replica_stats(replica_id: str, status: Mapping[str, Any]) -> ReplicaStats:
         in_flight += leases
         if leases:
             busy.add(model_id)
+        spec = specs.get(model_id) if specs is not None else None
+        if saturated(view, spec.max_concurrent if spec is not None else None):
+            full.add(model_id)
         copies = view.get("replicas")
         if copies:
             for copy in copies:
@@ -69,7 +78,27 @@ def replica_stats(replica_id: str, status: Mapping[str, Any]) -> ReplicaStats:
         in_flight=in_flight,
         queued=int(queue.get("waiting", 0)),
         busy=frozenset(busy),
+        saturated=frozenset(full),
     )
+
+
+def saturated(view: Mapping[str, Any], max_concurrent: int | None) -> bool:
+    """Whether a new request for this model would wait behind others here: READY with
+    requests already waiting for a slot, or every serving copy at ``max_concurrent``;
+    on its way in with ``max_concurrent`` requests or more waiting for it (the first
+    batch it will serve). A model without ``max_concurrent`` (a batching server) is
+    never saturated by itself (only its replica, at Ray's ``max_ongoing_requests``)."""
+    state = view.get("status")
+    waiting = int(view.get("waiting", 0))
+    if state == "ready":
+        if waiting:
+            return True
+        if max_concurrent is None:
+            return False
+        copies = view.get("replicas")
+        serving = sum(1 for c in copies if c.get("status") == "ready") if copies else 1
+        return int(view.get("leases", 0)) >= max_concurrent * max(serving, 1)
+    return max_concurrent is not None and waiting >= max_concurrent
 
 
 def _room(
@@ -115,4 +144,7 @@ def routing_report(
     replica_id: str, status: Mapping[str, Any], specs: Mapping[ModelId, ModelSpec]
 ) -> dict[str, Any]:
     """What a replica's ``record_routing_stats`` returns: its stats and its asks."""
-    return {STATS_KEY: replica_stats(replica_id, status), ASKS_KEY: model_asks(status, specs)}
+    return {
+        STATS_KEY: replica_stats(replica_id, status, specs),
+        ASKS_KEY: model_asks(status, specs),
+    }

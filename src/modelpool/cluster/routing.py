@@ -12,7 +12,13 @@ Three routers:
   loading (join the load: one burst for a cold model starts one load, not one per
   replica), then (c) where it fits without evicting, then (d) by the least eviction
   cost (reload seconds of the idle models that would have to go); within a rank, the
-  fewer requests in flight, by the power of two choices.
+  fewer requests in flight, by the power of two choices. A hot model spreads: a
+  replica where it is READY but *saturated* (every copy at its ``max_concurrent``,
+  requests already waiting for a slot, or the replica at Ray's
+  ``max_ongoing_requests``) ranks after (c) and (d), so a request that would queue
+  there starts a copy where one fits instead; the one-box replica rules
+  (``core/replicas.py``: another copy when every copy is full, one start at a time),
+  cluster-wide. A copy already on its way is joined until it is saturated too.
 * ``RayDefaultRouter``: Ray Serve's ``PowerOfTwoChoicesRequestRouter`` with model
   multiplexing, as of Ray 2.x (``request_router.py``, ``MultiplexMixin``): replicas
   that report the model first (a replica reports a model once it is *loaded*, so a
@@ -69,11 +75,27 @@ class ReplicaStats:
     """Requests waiting there (for a model to load)."""
     busy: frozenset[ModelId] = frozenset()
     """Models with requests in flight there: never evicted."""
+    saturated: frozenset[ModelId] = frozenset()
+    """Models READY or loading there that a new request would wait behind others for:
+    READY with every copy at its ``max_concurrent`` (or requests already waiting for a
+    slot), loading with at least ``max_concurrent`` requests waiting for it."""
+    capacity: int | None = None
+    """The most requests the replica takes at once (Ray's ``max_ongoing_requests``);
+    None: no limit. At it, every model there counts as saturated."""
 
     @property
     def load(self) -> int:
         """What the power of two choices compares: requests there, served or waiting."""
         return self.in_flight + self.queued
+
+    @property
+    def full(self) -> bool:
+        """At ``capacity``: Ray sends it nothing more until a request ends."""
+        return self.capacity is not None and self.load >= self.capacity
+
+    def saturated_with(self, model_id: ModelId) -> bool:
+        """Whether a request for ``model_id`` would queue here behind others."""
+        return model_id in self.saturated or self.full
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +123,10 @@ class Rank(IntEnum):
     """The model fits there without evicting anything."""
     EVICTS = 3
     """Room can be made there by evicting idle models (cheapest first)."""
-    NO_ROOM = 4
+    SATURATED = 4
+    """The model is there but saturated (``ReplicaStats.saturated_with``): a request
+    would queue; better a new copy where one fits, or can be made to fit."""
+    NO_ROOM = 5
     """Not now: too little memory even with every idle model evicted."""
 
 
@@ -145,12 +170,18 @@ def _cheapest_per_byte(victim: Evictable) -> tuple[float, ModelId]:
     return (victim.reload_seconds / max(victim.bytes, 1), victim.model_id)
 
 
-def assess(replica: ReplicaStats, ask: ModelAsk) -> Assessment:
-    """Where ``replica`` stands for ``ask`` (``MemoryAwareRouter``'s ranks)."""
+def assess(replica: ReplicaStats, ask: ModelAsk, *, hot: bool = False) -> Assessment:
+    """Where ``replica`` stands for ``ask`` (``MemoryAwareRouter``'s ranks).
+
+    ``hot``: the model is READY somewhere (``is_hot``), so saturation counts: a replica
+    where it is READY, or loading, but saturated ranks ``SATURATED``. For a model READY
+    nowhere a load is always joined: one burst for a cold model starts one load."""
     if ask.model_id in replica.ready:
-        return Assessment(Rank.READY)
+        saturated = hot and replica.saturated_with(ask.model_id)
+        return Assessment(Rank.SATURATED if saturated else Rank.READY)
     if ask.model_id in replica.loading:
-        return Assessment(Rank.LOADING)
+        saturated = hot and replica.saturated_with(ask.model_id)
+        return Assessment(Rank.SATURATED if saturated else Rank.LOADING)
     need = ask.per_device
     if sum(1 for d in replica.devices if d.free >= need) >= ask.devices:
         return Assessment(Rank.FITS)
@@ -158,6 +189,13 @@ def assess(replica: ReplicaStats, ask: ModelAsk) -> Assessment:
     if cost is None:
         return Assessment(Rank.NO_ROOM)
     return Assessment(Rank.EVICTS, cost)
+
+
+def is_hot(ask: ModelAsk, replicas: Sequence[ReplicaStats]) -> bool:
+    """Whether the model is READY on some replica, so it may spread to more
+    (``assess``); a model READY nowhere is cold, its burst joins one load."""
+    model_id = ask.model_id
+    return any(model_id in r.ready for r in replicas)
 
 
 class Router(Protocol):
@@ -220,17 +258,21 @@ def _check_distinct(replicas: Sequence[ReplicaStats]) -> None:
 @dataclass(frozen=True)
 class MemoryAwareRouter:
     """Ours: residency, then a load to join, then fit, then the least eviction cost;
-    within a rank, the fewer requests in flight (two choices)."""
+    within a rank, the fewer requests in flight (two choices). ``spread``: a hot
+    model's saturated replicas rank after fit and eviction (module docstring); off,
+    a model stays where it is READY however busy (the comparison)."""
 
     name: str = "modelpool"
+    spread: bool = True
 
     def rank(
         self, ask: ModelAsk, replicas: Sequence[ReplicaStats], rng: random.Random
     ) -> list[ReplicaId]:
         _check_distinct(replicas)
+        hot = self.spread and is_hot(ask, replicas)
         groups: dict[Rank, list[tuple[float, ReplicaStats]]] = {}
         for replica in replicas:
-            verdict = assess(replica, ask)
+            verdict = assess(replica, ask, hot=hot)
             groups.setdefault(verdict.rank, []).append((verdict.cost, replica))
         out: list[ReplicaId] = []
         for rank in sorted(groups):
@@ -248,6 +290,10 @@ class MemoryAwareRouter:
         # the simulator asks this once per request of 100 replicas.
         model_id = ask.model_id
         best = [r for r in replicas if model_id in r.ready]
+        if best and self.spread:
+            best = [r for r in best if not r.saturated_with(model_id)]
+            if not best:  # hot: every holder saturated, the rest decides
+                return _first(self.rank(ask, replicas, rng))
         if not best:
             best = [r for r in replicas if model_id in r.loading]
         if not best:

@@ -336,6 +336,10 @@ class ClusterSettings(BaseModel):
     """Custom Ray resources each replica needs (``{node_a: 1}`` pins it to a node)."""
     max_ongoing_requests: int = Field(default=256, ge=1)
     """Requests one replica takes at once; the pool queues what waits for a model."""
+    queue_timeout: Annotated[Seconds, Field(gt=0)] = 30.0
+    """How long a request may wait for a replica to take it (every replica at
+    ``max_ongoing_requests``, or none up) before the ingress answers 503 with
+    Retry-After. Waiting for a model to load, once taken, is not counted."""
     stats_period: Annotated[Seconds, Field(gt=0, le=60)] = 0.5
     """How often each replica reports its pool to the router (``record_routing_stats``)."""
     route_hint_seconds: Annotated[Seconds, Field(gt=0)] = 10.0

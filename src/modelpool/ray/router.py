@@ -6,17 +6,21 @@ replica's last ``record_routing_stats`` report is on it (``RunningReplica.routin
 ingress sets it). The ranking itself is ``cluster.routing.MemoryAwareRouter``'s, a pure
 decision: READY there, loading there, fits there, cheapest eviction there; within a
 rank the fewer requests (Ray's own queue-length cache, when fresher than the report).
+A hot model spreads: where it is saturated (at its ``max_concurrent``, or the replica
+at its ``max_ongoing_requests``) ranks after a replica where a copy fits.
 
 Reports come a period late, so the router also remembers where it sent each model
 (``cluster.hints.RouteHints``): the rest of a burst for a cold model joins the load the
 first request started instead of starting one on every replica.
 
 Requests without a model (``/v1/models``, status) go to any replica: Ray picks the
-shortest queue among them.
+shortest queue among them. A request whose multiplexed id is ``target(replica)`` (the
+ingress's per-replica ``/admin`` routes) goes to that replica only.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from typing import Any
@@ -30,6 +34,21 @@ from modelpool.ray.registry import register
 
 FIRST_CHOICES_KEPT = 4096
 """Requests being routed whose first choice is kept before old ones are dropped."""
+TARGET_PREFIX = "replica:"
+"""A multiplexed id with this prefix names a replica, not a model (a model id cannot
+hold ':')."""
+
+
+def target(replica_id: str) -> str:
+    """The multiplexed id that sends a request to ``replica_id`` only."""
+    return f"{TARGET_PREFIX}{replica_id}"
+
+
+def targeted(multiplexed_id: str) -> str | None:
+    """The replica ``multiplexed_id`` names (``target``), else None."""
+    if multiplexed_id.startswith(TARGET_PREFIX):
+        return multiplexed_id[len(TARGET_PREFIX) :]
+    return None
 
 
 class ModelPoolRouter(RequestRouter):
@@ -54,6 +73,9 @@ class ModelPoolRouter(RequestRouter):
         model_id = _model_of(pending_request)
         if not model_id or not candidate_replicas:
             return [candidate_replicas]
+        wanted = targeted(model_id)
+        if wanted is not None:  # none while that replica is gone: the ingress times out
+            return [[r for r in candidate_replicas if r.replica_id.unique_id == wanted]]
         ranking = self.rank(model_id, candidate_replicas)
         by_id = {r.replica_id.unique_id: r for r in candidate_replicas}
         if ranking and pending_request is not None:
@@ -76,27 +98,23 @@ class ModelPoolRouter(RequestRouter):
         return self.policy.rank(_ask(model_id, replicas), stats, self.rng)
 
     def _stats_of(self, replica: RunningReplica) -> ReplicaStats:
+        """The replica's last report, with its ``max_ongoing_requests`` as its capacity
+        (a replica at it saturates every model there: a hot model spreads) and Ray's
+        own queue length when that is the fresher count."""
         replica_id = replica.replica_id.unique_id
         reported = replica.routing_stats.get(STATS_KEY)
         stats = reported if isinstance(reported, ReplicaStats) else ReplicaStats(replica_id)
+        stats = dataclasses.replace(stats, capacity=replica.max_ongoing_requests)
         cached = self.replica_queue_len_cache.get(replica.replica_id)
         if cached is not None and cached > stats.load:  # Ray's count is fresher
-            return ReplicaStats(
-                stats.replica_id,
-                stats.ready,
-                stats.loading,
-                stats.devices,
-                in_flight=cached - stats.queued,
-                queued=stats.queued,
-                busy=stats.busy,
-            )
+            return dataclasses.replace(stats, in_flight=cached - stats.queued)
         return stats
 
     def on_request_routed(
         self, pending_request: PendingRequest, replica_id: ReplicaID, result: Any
     ) -> None:
         model_id = _model_of(pending_request)
-        if not model_id:
+        if not model_id or targeted(model_id) is not None:
             return
         chosen = self.first_choice.pop(pending_request.metadata.internal_request_id, None)
         if chosen is not None and chosen[0] != replica_id.unique_id:

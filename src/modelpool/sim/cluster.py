@@ -11,6 +11,8 @@ chosen node's scheduler takes it as the pool would. What differs between setups:
   what ``@serve.multiplexed(max_num_models_per_replica=N)`` does
   (``sim/ray_node.py``): at most N models, least recently used out first, one load at
   a time; kinder to Ray than Ray is about memory (see there).
+* ``NO_SPREAD``: ours, but a hot model stays on the nodes where it is READY however
+  busy (``MemoryAwareRouter(spread=False)``): what spreading buys.
 * ``random``: a uniform draw, with our pool on every node.
 """
 
@@ -20,7 +22,7 @@ import heapq
 import itertools
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -33,6 +35,7 @@ from modelpool.cluster.routing import (
     Router,
 )
 from modelpool.config import PoolSettings
+from modelpool.core.stats import percentile
 from modelpool.core.testing import ManualClock
 from modelpool.plugins import POLICIES
 from modelpool.sim.cluster_node import SimNode
@@ -65,6 +68,10 @@ class ClusterSetup:
     ray_max_models: int | None = None
     """Set: every node is Ray's multiplexing with this ``max_num_models_per_replica``
     (``sim/ray_node.py``); None: every node is our pool."""
+
+
+NO_SPREAD = ClusterSetup("modelpool_nospread", MemoryAwareRouter(spread=False))
+"""Ours with a hot model kept where it is READY however busy: what spreading buys."""
 
 
 def setups(ray_max_models: int, ray_safe_max_models: int | None = None) -> dict[str, ClusterSetup]:
@@ -132,18 +139,20 @@ class ClusterSimulation:
         self._events: list[tuple[float, int, Callable[..., None], tuple[Any, ...]]] = []
         self._order = itertools.count()
         self._waits: list[float] = []
+        self.waits_by_model: dict[str, list[float]] = {}
+        """Each model's requests' waits, in the order served."""
         self.nodes: list[ClusterNode] = []
         for i in range(nodes):
             node: ClusterNode
             if setup.ray_max_models is not None:
                 node = RayMultiplexNode(
                     f"node{i}", models, setup.ray_max_models, self.clock, self._at,
-                    self._waits.append, changed=self._changed,
+                    self._served, changed=self._changed,
                 )  # fmt: skip
             else:
                 node = SimNode(
                     f"node{i}", models, POLICIES.get(setup.strategy)(), node_settings,
-                    self.clock, self._at, self._waits.append, changed=self._changed,
+                    self.clock, self._at, self._served, changed=self._changed,
                 )  # fmt: skip
             self.nodes.append(node)
         self._by_id = {node.node_id: node for node in self.nodes}
@@ -152,6 +161,15 @@ class ClusterSimulation:
         self._stale: list[ClusterNode] = []
         """Nodes whose report in ``_reports`` is out of date."""
         self._asks = {m.id: ModelAsk(m.id, m.bytes, m.devices or 1) for m in models.models}
+
+    def _served(self, model_id: str, wait: float) -> None:
+        self._waits.append(wait)
+        self.waits_by_model.setdefault(model_id, []).append(wait)
+
+    def p95_wait_of(self, model_ids: Iterable[str]) -> float:
+        """The 95th percentile wait of the requests served for ``model_ids``."""
+        waits = sorted(w for m in model_ids for w in self.waits_by_model.get(m, ()))
+        return percentile(waits, 95)
 
     def _changed(self, node: ClusterNode) -> None:
         self._stale.append(node)

@@ -41,11 +41,11 @@ class SimNode:
         settings: PoolSettings,
         clock: Clock,
         schedule: Schedule,
-        served: Callable[[float], None],
+        served: Callable[[ModelId, float], None],
         *,
         changed: Callable[[SimNode], None] | None = None,
     ) -> None:
-        """``served(wait)`` is told each request's wait when it is granted;
+        """``served(model, wait)`` is told each request's wait when it is granted;
         ``changed(node)`` each time the node's report goes stale (so a router's list of
         reports is refreshed for the nodes that changed only)."""
         self.node_id = node_id
@@ -73,6 +73,8 @@ class SimNode:
         """Requests in flight per model."""
         self._known: set[ModelId] = set()
         """Models added to this node's scheduler."""
+        self._queued: dict[ModelId, int] = {}
+        """Requests waiting per model (for its load, or for a slot: ``max_concurrent``)."""
 
     # --- requests -----------------------------------------------------------------
 
@@ -96,6 +98,7 @@ class SimNode:
         if model_id not in self.ready:
             self.loading.add(model_id)
         self._waiting[answer.waiter_id] = (arrived, service)
+        self._queued[model_id] = self._queued.get(model_id, 0) + 1
         self._keep_ticking()
 
     def _add(self, model_id: ModelId) -> None:
@@ -103,6 +106,7 @@ class SimNode:
         spec = ModelSpec(
             id=model.id, backend="fake", memory=model.bytes, device=model.device,
             devices=model.devices, tags=model.tags, priority=model.priority,
+            max_concurrent=model.max_concurrent,
         )  # fmt: skip
         self.scheduler.add_model(spec, model.bytes)
         self._known.add(model_id)
@@ -110,7 +114,7 @@ class SimNode:
     def _grant(self, lease: Lease, waited: float, service: float) -> None:
         self.in_flight += 1
         self._busy[lease.model_id] = self._busy.get(lease.model_id, 0) + 1
-        self._served(waited)
+        self._served(lease.model_id, waited)
         self._schedule(service, self._release, lease, service)
 
     def _release(self, lease: Lease, service: float) -> None:
@@ -160,8 +164,25 @@ class SimNode:
                 in_flight=self.in_flight,
                 queued=self.scheduler.waiting,
                 busy=frozenset(self._busy),
+                saturated=self._saturated(),
             )
         return self._stats
+
+    def _saturated(self) -> frozenset[ModelId]:
+        """Models a new request would wait behind others for (``reports.saturated``'s
+        rule; one copy of each model per node): READY with requests waiting for a slot
+        or at ``max_concurrent`` in flight, loading with ``max_concurrent`` waiting."""
+        models, ready = self.models, self.ready
+        out = []
+        for model_id, queued in self._queued.items():  # only models in use can be
+            limit = models[model_id].max_concurrent
+            if model_id in ready or (limit is not None and queued >= limit):
+                out.append(model_id)
+        for model_id, serving in self._busy.items():
+            limit = models[model_id].max_concurrent
+            if limit is not None and serving >= limit and model_id not in self._queued:
+                out.append(model_id)
+        return frozenset(out)
 
     def _rooms(self) -> tuple[DeviceRoom, ...]:
         scheduler = self.scheduler
@@ -237,17 +258,28 @@ class SimNode:
 
     def grant(self, waiter: Waiter, lease: Lease | None) -> None:
         self._stale()
-        arrived, service = self._waiting.pop(waiter.waiter_id, self._arriving)
+        waited = self._waiting.pop(waiter.waiter_id, None)
+        if waited is not None:
+            self._dequeue(waiter.model_id)
+        arrived, service = waited or self._arriving
         assert lease is not None  # requests ask for leases; this node preloads nothing
         self.loading.discard(waiter.model_id)
         self._grant(lease, self.clock() - arrived, service)
 
     def reject(self, waiter: Waiter, error: ModelPoolError) -> None:
         self._stale()
-        self._waiting.pop(waiter.waiter_id, None)
+        if self._waiting.pop(waiter.waiter_id, None) is not None:
+            self._dequeue(waiter.model_id)
         self.counts["rejected"] += 1
         if not self.scheduler.resolve(waiter.model_id).waiters:
             self.loading.discard(waiter.model_id)
+
+    def _dequeue(self, model_id: ModelId) -> None:
+        left = self._queued.get(model_id, 0) - 1
+        if left > 0:
+            self._queued[model_id] = left
+        else:
+            self._queued.pop(model_id, None)
 
     def emit(self, event: PoolEvent) -> None:
         pass  # the figures are counted where the work is started

@@ -10,6 +10,10 @@ The workloads are the one-box generators scaled up:
 
 * ``cluster_zipf``: ``workloads.zipf_drift`` over the 1,000 models (Zipf 1.1, the
   ranking reshuffled every 10 minutes), at ``requests`` over the hour.
+* ``cluster_hot``: ``cluster_zipf`` with a few LLMs taking a share of the traffic on
+  top, each more than one node's copy serves (with ``max_concurrent`` slots, as
+  ``cluster_model_set(..., max_concurrent=4)`` gives every LLM): where a hot model's
+  copies on several nodes pay.
 * ``cluster_azure``: the Azure conversation trace (19,366 requests in its hour), laid
   ``copies`` times over itself, each copy shifted in time by a seeded offset (wrapping
   around the hour) so that bursts do not coincide; the merged stream is mapped onto the
@@ -40,11 +44,16 @@ def node_budgets(gpus: int = GPUS_PER_NODE, gpu_bytes: int = GPU_BYTES) -> dict[
     return {f"cuda:{i}": gpu_bytes for i in range(gpus)}
 
 
-def cluster_model_set(count: int = MODELS, seed: int = 0) -> ModelSet:
+def cluster_model_set(
+    count: int = MODELS, seed: int = 0, *, max_concurrent: int | None = None
+) -> ModelSet:
     """``count`` models, each a copy of one of the ``box`` set's kinds drawn at random
-    (``kind-0042``), for nodes of eight 24 GB GPUs."""
+    (``kind-0042``), for nodes of eight 24 GB GPUs. ``max_concurrent``: every LLM serves
+    that many requests at once (llama.cpp's ``--parallel`` slots), the rest wait."""
     if count < 1:
         raise ValueError(f"cluster_model_set: count must be >= 1, not {count}")
+    if max_concurrent is not None and max_concurrent < 1:
+        raise ValueError(f"cluster_model_set: max_concurrent must be >= 1, not {max_concurrent}")
     kinds = box_model_set().models
     rng = random.Random(seed)
     width = len(str(count - 1))
@@ -52,12 +61,18 @@ def cluster_model_set(count: int = MODELS, seed: int = 0) -> ModelSet:
     for index in range(count):
         kind = rng.choice(kinds)
         models.append(replace(kind, id=f"{kind.id}-{index:0{width}d}", preload=None))
+    name = f"cluster{count}"
+    if max_concurrent is not None:
+        llms = set(llm_ids(ModelSet(name, tuple(models), node_budgets())))
+        models = [replace(m, max_concurrent=max_concurrent) if m.id in llms else m for m in models]
+        name += f"-slots{max_concurrent}"
     total = sum(m.bytes for m in models)
+    slots = f"; LLMs serve {max_concurrent} at once" if max_concurrent is not None else ""
     notes = (
         f"{count} models drawn from the box set's kinds ({total / 1e12:.1f} TB in all), "
-        f"for nodes of {GPUS_PER_NODE} GPUs of {GPU_BYTES // GB} GB; no warm tier"
+        f"for nodes of {GPUS_PER_NODE} GPUs of {GPU_BYTES // GB} GB; no warm tier{slots}"
     )
-    return ModelSet(f"cluster{count}", tuple(models), node_budgets(), 0, notes)
+    return ModelSet(name, tuple(models), node_budgets(), 0, notes)
 
 
 def cluster_zipf(
@@ -65,6 +80,40 @@ def cluster_zipf(
 ) -> Workload:
     workload = zipf_drift(models, requests=requests, duration=duration, seed=seed)
     return replace(workload, name="zipf")
+
+
+def cluster_hot(
+    models: ModelSet,
+    *,
+    requests: int,
+    hot: int = 2,
+    share: float = 0.2,
+    seed: int = 0,
+    duration: float = HOUR,
+) -> Workload:
+    """``cluster_zipf`` with ``hot`` LLMs (drawn by ``seed``) taking ``share`` of the
+    ``requests`` on top, evenly: a Zipf stream over just them, merged in by time."""
+    if not 0 < share < 1:
+        raise ValueError(f"cluster_hot: share must be between 0 and 1, not {share}")
+    ranking = llm_ids(models)
+    if not 1 <= hot <= len(ranking):
+        raise ValueError(f"cluster_hot: hot must be 1 to {len(ranking)} (the LLMs), not {hot}")
+    rng = random.Random(seed)
+    chosen = tuple(models[i] for i in rng.sample(ranking, hot))
+    hot_requests = round(requests * share)
+    rest = zipf_drift(models, requests=requests - hot_requests, duration=duration, seed=seed)
+    only_hot = ModelSet(f"{models.name}-hot", chosen, models.budgets)
+    top = zipf_drift(only_hot, requests=hot_requests, duration=duration, seed=seed + 1,
+                     exponent=0.0)  # fmt: skip
+    merged = sorted((*rest.requests, *top.requests), key=lambda r: r.time)
+    names = ", ".join(m.id for m in chosen)
+    return Workload(
+        name="hot",
+        requests=tuple(merged),
+        description=f"zipf with {names} taking {share:.0%} of {len(merged)} requests",
+        params={"generator": "cluster_hot", "seed": seed, "requests": len(merged),
+                "hot": [m.id for m in chosen], "share": share, "duration": duration},
+    )  # fmt: skip
 
 
 def cluster_azure(

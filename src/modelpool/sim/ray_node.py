@@ -42,7 +42,7 @@ class RayMultiplexNode:
         max_models: int,
         clock: Clock,
         schedule: Schedule,
-        served: Callable[[float], None],
+        served: Callable[[ModelId, float], None],
         *,
         changed: Callable[[RayMultiplexNode], None] | None = None,
     ) -> None:
@@ -79,7 +79,7 @@ class RayMultiplexNode:
         if model_id in self.loaded:
             self.loaded.move_to_end(model_id)
             self.counts["hits"] += 1
-            self._serve(0.0, service)
+            self._serve(model_id, 0.0, service)
             return
         self._waiting.setdefault(model_id, []).append((arrived, service))
         self.queued += 1
@@ -88,9 +88,9 @@ class RayMultiplexNode:
             self._lock_queue.append(model_id)
             self._next_load()
 
-    def _serve(self, waited: float, service: float) -> None:
+    def _serve(self, model_id: ModelId, waited: float, service: float) -> None:
         self.in_flight += 1
-        self._served(waited)
+        self._served(model_id, waited)
         self._schedule(service, self._done)
 
     def _done(self) -> None:
@@ -133,7 +133,7 @@ class RayMultiplexNode:
         now = self.clock()
         for arrived, service in self._waiting.pop(model_id, []):
             self.queued -= 1
-            self._serve(now - arrived, service)
+            self._serve(model_id, now - arrived, service)
         self._holding_lock = False
         self._next_load()
 

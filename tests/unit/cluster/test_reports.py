@@ -18,6 +18,7 @@ from modelpool.cluster.reports import (
     reload_seconds,
     replica_stats,
     routing_report,
+    saturated,
 )
 from modelpool.cluster.routing import (
     DeviceRoom,
@@ -101,6 +102,36 @@ async def test_replicas_of_a_model_count_as_that_model() -> None:
         stats = replica_stats("r1", pool.get_resource_status())
     assert stats.ready == {"chat"}
     assert {v.model_id for v in stats.devices[0].evictable} == {"chat"}
+
+
+async def test_a_model_at_its_max_concurrent_is_saturated() -> None:
+    specs = [fake("one", "1GB", max_concurrent=1), fake("batch", "1GB")]
+    async with pool_of(*specs) as pool:
+        one, batch = await pool.acquire("one"), await pool.acquire("batch")
+        status = pool.get_resource_status()
+        full = replica_stats("r1", status, pool.specs)
+        unknown = replica_stats("r1", status)  # no specs: no max_concurrent known
+        pool.release(one)
+        pool.release(batch)
+        idle = replica_stats("r1", pool.get_resource_status(), pool.specs)
+    assert full.saturated == {"one"}  # a batching server is never saturated by itself
+    assert unknown.saturated == frozenset()
+    assert idle.saturated == frozenset()
+    assert routing_report("r1", status, pool.specs)[STATS_KEY].saturated == {"one"}
+
+
+def test_a_ready_model_with_requests_waiting_for_a_slot_is_saturated_specs_or_not() -> None:
+    assert saturated({"status": "ready", "waiting": 1, "leases": 1}, None)
+    assert not saturated({"status": "ready", "waiting": 0, "leases": 9}, None)
+
+
+def test_a_model_on_its_way_in_saturates_with_max_concurrent_waiting() -> None:
+    assert saturated({"status": "loading", "waiting": 2}, 2)
+    assert not saturated({"status": "loading", "waiting": 1}, 2)
+    assert not saturated({"status": "loading", "waiting": 9}, None)
+    copies = [{"status": "ready"}, {"status": "ready"}, {"status": "loading"}]
+    assert not saturated({"status": "ready", "leases": 3, "replicas": copies}, 2)
+    assert saturated({"status": "ready", "leases": 4, "replicas": copies}, 2)
 
 
 async def test_asks_carry_each_models_size_and_devices() -> None:

@@ -22,6 +22,7 @@ from modelpool.cluster.routing import (
     ModelAsk,
     ReplicaStats,
     assess,
+    is_hot,
 )
 
 GB = 10**9
@@ -57,6 +58,8 @@ def replica_lists(draw: st.DrawFn) -> list[ReplicaStats]:
             in_flight=draw(st.integers(0, 4)),  # narrow: ties are frequent
             queued=draw(st.integers(0, 2)),
             busy=frozenset(draw(st.lists(st.sampled_from(MODELS), max_size=2))),
+            saturated=frozenset(draw(st.lists(st.sampled_from(MODELS), max_size=2))),
+            capacity=draw(st.one_of(st.none(), st.integers(1, 6))),
         )
         for i in range(count)
     ]
@@ -111,7 +114,10 @@ def test_no_replicas_no_choice(name: str) -> None:
 def test_prefers_a_replica_where_the_model_is_ready(
     name: str, replicas: list[ReplicaStats], ask: ModelAsk, seed: int
 ) -> None:
-    chosen = ROUTERS[name]().choose(ask, replicas, random.Random(seed))
+    router = ROUTERS[name]()
+    if name == "modelpool":
+        router = MemoryAwareRouter(spread=False)  # spreading: the tests below
+    chosen = router.choose(ask, replicas, random.Random(seed))
     if any(ask.model_id in r.ready for r in replicas):
         by_id = {r.replica_id: r for r in replicas}
         assert chosen is not None
@@ -119,11 +125,47 @@ def test_prefers_a_replica_where_the_model_is_ready(
 
 
 @given(replicas=replica_lists(), ask=asks, seed=seeds)
+def test_a_ready_replica_not_saturated_is_chosen_first(
+    replicas: list[ReplicaStats], ask: ModelAsk, seed: int
+) -> None:
+    chosen = MemoryAwareRouter().choose(ask, replicas, random.Random(seed))
+    by_id = {r.replica_id: r for r in replicas}
+    open_ = [r for r in replicas if ask.model_id in r.ready and not r.saturated_with(ask.model_id)]
+    if open_:
+        assert chosen is not None
+        assert ask.model_id in by_id[chosen].ready
+        assert not by_id[chosen].saturated_with(ask.model_id)
+
+
+@given(replicas=replica_lists(), ask=asks, seed=seeds)
+def test_a_second_load_starts_only_when_every_copy_is_saturated(
+    replicas: list[ReplicaStats], ask: ModelAsk, seed: int
+) -> None:
+    """A cold model (READY nowhere) joins any load of it; a hot one starts another copy
+    only when every copy, READY or on its way, is saturated."""
+    chosen = MemoryAwareRouter().choose(ask, replicas, random.Random(seed))
+    if chosen is None:
+        return
+    by_id = {r.replica_id: r for r in replicas}
+    model = ask.model_id
+    holders = [r for r in replicas if model in r.ready or model in r.loading]
+    started = model not in by_id[chosen].ready and model not in by_id[chosen].loading
+    if not started:
+        return
+    if is_hot(ask, replicas):
+        assert all(r.saturated_with(model) for r in holders)
+    else:
+        assert not holders
+
+
+@given(replicas=replica_lists(), ask=asks, seed=seeds)
 def test_memory_aware_ranks_never_go_backwards(
     replicas: list[ReplicaStats], ask: ModelAsk, seed: int
 ) -> None:
     by_id = {r.replica_id: r for r in replicas}
-    ranking = MemoryAwareRouter().rank(ask, replicas, random.Random(seed))
-    verdicts = [assess(by_id[i], ask) for i in ranking]
-    keys = [(v.rank, v.cost) for v in verdicts]
-    assert keys == sorted(keys)
+    for router in (MemoryAwareRouter(), MemoryAwareRouter(spread=False)):
+        hot = router.spread and is_hot(ask, replicas)
+        ranking = router.rank(ask, replicas, random.Random(seed))
+        verdicts = [assess(by_id[i], ask, hot=hot) for i in ranking]
+        keys = [(v.rank, v.cost) for v in verdicts]
+        assert keys == sorted(keys)

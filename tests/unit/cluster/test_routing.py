@@ -143,3 +143,80 @@ def test_a_model_serving_requests_is_not_counted_as_evictable() -> None:
     assert eviction_cost(room, ASK, busy=frozenset({"cheap", "dear"})) is None
     serving = ReplicaStats("r", devices=room, busy=frozenset({"cheap", "dear"}))
     assert assess(serving, ASK).rank is Rank.NO_ROOM
+
+
+# --- a hot model spreads (the one-box replica rules, cluster-wide) -----------------
+
+
+def saturated(name: str, **kw: object) -> ReplicaStats:
+    """``replica(...)`` with ``m`` saturated there."""
+    stats = replica(name, **kw)  # type: ignore[arg-type]
+    return ReplicaStats(
+        stats.replica_id, stats.ready, stats.loading, stats.devices,
+        in_flight=stats.in_flight, queued=stats.queued, saturated=frozenset({"m"}),
+    )  # fmt: skip
+
+
+def test_a_saturated_hot_model_goes_where_it_fits_then_where_eviction_is_cheapest() -> None:
+    replicas = [
+        saturated("holder", ready=("m",), in_flight=4),
+        replica("evicts", evictable=(idle("x", 12, 3.0),)),
+        replica("fits", free=(11 * GB,)),
+        replica("never"),
+    ]
+    for seed in range(10):
+        ranking = MemoryAwareRouter().rank(ASK, replicas, random.Random(seed))
+        assert ranking == ["fits", "evicts", "holder", "never"]
+        assert MemoryAwareRouter().choose(ASK, replicas, random.Random(seed)) == "fits"
+        # Without spreading it stays where it is READY, however busy.
+        assert MemoryAwareRouter(spread=False).choose(ASK, replicas, random.Random(seed)) == (
+            "holder"
+        )
+    assert assess(replicas[0], ASK, hot=True).rank is Rank.SATURATED
+    assert assess(replicas[0], ASK).rank is Rank.READY
+
+
+def test_a_ready_copy_with_room_beats_a_new_one() -> None:
+    replicas = [
+        saturated("full", ready=("m",), in_flight=4),
+        replica("open", ready=("m",), in_flight=7),
+        replica("fits", free=(80 * GB,)),
+    ]
+    for seed in range(10):
+        assert MemoryAwareRouter().choose(ASK, replicas, random.Random(seed)) == "open"
+
+
+def test_a_replica_at_max_ongoing_requests_saturates_every_model_there() -> None:
+    at_cap = ReplicaStats("capped", frozenset({"m"}), in_flight=3, queued=2, capacity=5)
+    below = ReplicaStats("below", frozenset({"m"}), in_flight=3, capacity=5)
+    assert at_cap.saturated_with("m")
+    assert not below.saturated_with("m")
+    fits = replica("fits", free=(80 * GB,))
+    assert MemoryAwareRouter().choose(ASK, [at_cap, fits], random.Random(0)) == "fits"
+    assert MemoryAwareRouter().choose(ASK, [below, fits], random.Random(0)) == "below"
+
+
+def test_a_hot_models_second_copy_is_joined_until_it_is_saturated_too() -> None:
+    holder = saturated("holder", ready=("m",), in_flight=4)
+    fits = replica("fits", free=(80 * GB,))
+    on_its_way = replica("second", loading=("m",), queued=1)
+    for seed in range(10):
+        rng = random.Random(seed)
+        assert MemoryAwareRouter().choose(ASK, [holder, on_its_way, fits], rng) == "second"
+    swamped = saturated("second", loading=("m",), queued=4)
+    assert MemoryAwareRouter().choose(ASK, [holder, swamped, fits], random.Random(0)) == "fits"
+
+
+def test_a_cold_model_joins_its_one_load_even_when_saturated() -> None:
+    """READY nowhere: the burst is one load, however many wait for it (issue 18)."""
+    swamped = saturated("loading", loading=("m",), queued=40)
+    fits = replica("fits", free=(80 * GB,))
+    for seed in range(10):
+        assert MemoryAwareRouter().choose(ASK, [swamped, fits], random.Random(seed)) == "loading"
+        assert MemoryAwareRouter().rank(ASK, [swamped, fits], random.Random(seed))[0] == "loading"
+    assert assess(swamped, ASK).rank is Rank.LOADING
+
+
+def test_with_no_room_anywhere_a_hot_model_queues_where_it_is() -> None:
+    replicas = [saturated("holder", ready=("m",), in_flight=4), replica("never")]
+    assert MemoryAwareRouter().rank(ASK, replicas, random.Random(0)) == ["holder", "never"]

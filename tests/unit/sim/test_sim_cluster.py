@@ -9,13 +9,14 @@ from hypothesis import strategies as st
 from modelpool.cluster.routing import MemoryAwareRouter, RandomRouter, RayDefaultRouter
 from modelpool.plugins import POLICIES
 from modelpool.sim.cluster import (
+    NO_SPREAD,
     ClusterSetup,
     ClusterSimulation,
     ray_models_per_node,
     ray_safe_models_per_node,
     setups,
 )
-from modelpool.sim.cluster_set import cluster_azure, cluster_model_set, cluster_zipf
+from modelpool.sim.cluster_set import cluster_azure, cluster_hot, cluster_model_set, cluster_zipf
 from modelpool.sim.engine import Simulation
 from modelpool.sim.models import ModelSet, SimModel
 from modelpool.sim.workload import Request, Workload
@@ -53,6 +54,49 @@ def test_a_burst_for_a_cold_model_is_one_load_with_our_router() -> None:
     assert ours.total_wait == pytest.approx(sum(5.0 - 0.1 * i for i in range(10)))
     ray = run(burst, ms, RAY)
     assert ray.cold_loads == 2
+
+
+def test_a_hot_model_spreads_to_nodes_where_it_fits_instead_of_queueing() -> None:
+    """One slot per copy (``max_concurrent: 1``), 10 s a request, a load 2 s: each
+    request that would queue behind the busy copy starts a copy on another node while
+    one has room; without spreading they queue on the first node, one after another."""
+    hot = SimModel("a", GB, 2.0, unload_seconds=0.0, device="auto", max_concurrent=1)
+    ms = two_gpus(hot)
+    wl = workload((0.0, "a"), (3.0, "a"), (4.0, "a"), (5.0, "a"), service=10.0)
+    spread = ClusterSimulation(wl, ms, OURS, nodes=3)
+    result = spread.run()
+    assert result.cold_loads == 3  # one per node; the fourth queues where it is soonest free
+    waits = spread.waits_by_model["a"]
+    assert waits[:3] == pytest.approx([2.0, 2.0, 2.0])
+    assert 7.0 <= waits[3] <= 11.0
+    kept = ClusterSimulation(wl, ms, NO_SPREAD, nodes=3)
+    alone = kept.run()
+    assert alone.cold_loads == 1
+    assert sorted(kept.waits_by_model["a"]) == pytest.approx([2.0, 9.0, 18.0, 27.0])
+    assert spread.p95_wait_of(["a"]) < kept.p95_wait_of(["a"])
+
+
+def test_a_burst_for_a_cold_model_is_one_load_even_with_slots() -> None:
+    """Spreading is for a model READY somewhere: a cold model's burst joins one load,
+    however many wait for it."""
+    hot = SimModel("a", GB, 5.0, unload_seconds=0.0, device="auto", max_concurrent=1)
+    burst = workload(*((0.1 * i, "a") for i in range(10)), service=0.1)
+    assert run(burst, two_gpus(hot), OURS, nodes=3).cold_loads == 1
+
+
+def test_the_hot_workload_puts_its_share_on_llms_with_slots() -> None:
+    models = cluster_model_set(100, max_concurrent=4)
+    wl = cluster_hot(models, requests=4000, hot=2, share=0.25, duration=600.0)
+    hot = wl.params["hot"]
+    assert len(hot) == 2
+    assert all(models[m].max_concurrent == 4 for m in hot)
+    on_hot = sum(r.model in hot for r in wl.requests)
+    assert len(wl.requests) == 4000
+    assert on_hot >= 1000
+    assert all(a.time <= b.time for a, b in zip(wl.requests, wl.requests[1:], strict=False))
+    assert sum(m.max_concurrent == 4 for m in models.models) < len(models.models)  # LLMs only
+    with pytest.raises(ValueError, match="share"):
+        cluster_hot(models, requests=10, share=1.0)
 
 
 def test_models_that_do_not_fit_together_go_to_different_nodes() -> None:
