@@ -17,6 +17,7 @@ Skipped without the ``ray`` extra.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import socket
@@ -42,6 +43,8 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     from ray import serve
 
+import ray_helpers  # noqa: E402
+
 from modelpool.ray.deployment import APP_NAME, build_app, deploy  # noqa: E402
 from modelpool.ray.replica import ConfigText  # noqa: E402
 
@@ -55,6 +58,9 @@ QUEUE_TIMEOUT = 2.0
 BUSY_SECONDS = 8.0
 """How long each request that keeps a replica busy takes: well past the timeout."""
 DOWN = "down"
+
+
+wait_until = functools.partial(ray_helpers.wait_until, seconds=WAIT)
 
 
 def tiny() -> dict[str, Any]:
@@ -128,15 +134,6 @@ def replicas_holding(base: str, *models: str) -> bool:
         return False
     loaded = {m for r in answer.json()["replicas"] for m in r["loaded_models"]}
     return loaded >= set(models)
-
-
-def wait_until(check: Any, what: str) -> None:
-    deadline = time.monotonic() + WAIT
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"not within {WAIT} s: {what}")
 
 
 def assert_unavailable(answer: httpx.Response) -> None:

@@ -11,12 +11,12 @@ machine is left alone. Skipped without the ``ray`` extra.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import socket
 import sys
 import tempfile
-import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +24,6 @@ from typing import Any
 
 import httpx
 import openai
-import psutil
 import pytest
 import yaml
 
@@ -35,6 +34,8 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     from ray import serve
     from ray.cluster_utils import Cluster
+
+import ray_helpers  # noqa: E402
 
 from modelpool.ray.deployment import APP_NAME, deploy  # noqa: E402
 from modelpool.ray.replica import ConfigText  # noqa: E402
@@ -47,6 +48,11 @@ TAG = f"ray-multinode-{os.getpid()}"
 WAIT = 60.0
 """Seconds any wait here gives up after (two nodes share two cores)."""
 SLOT = "pool_slot"
+
+
+status = ray_helpers.replica_status
+wait_until = functools.partial(ray_helpers.wait_until, seconds=WAIT)
+model_servers = functools.partial(ray_helpers.model_servers, TAG)
 
 
 def free_port() -> int:
@@ -115,31 +121,7 @@ def two_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, s
                 ray.shutdown()
             cluster.shutdown()
     shutil.rmtree(ray_tmp, ignore_errors=True)
-    left = model_servers()
-    for process in left:  # ours by tag: none may outlive the test run
-        process.kill()
-    assert left == [], "model servers outlived the deployment"
-
-
-def model_servers() -> list[psutil.Process]:
-    return [p for p in psutil.process_iter(["cmdline"]) if TAG in (p.info["cmdline"] or [])]
-
-
-def status(base: str) -> list[dict[str, Any]]:
-    answer = httpx.get(f"{base}/admin/status", timeout=10)
-    assert answer.status_code == 200, answer.text
-    replicas: list[dict[str, Any]] = answer.json()["replicas"]
-    return replicas
-
-
-def wait_until(check: Any, what: str) -> Any:
-    deadline = time.monotonic() + WAIT
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.1)
-    raise AssertionError(f"not within {WAIT} s: {what}")
+    ray_helpers.assert_no_model_servers_left(TAG)
 
 
 def ask(base: str, model: str, text: str = "hi") -> str:

@@ -11,10 +11,10 @@ each replica last reported). Skipped without the ``ray`` extra.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import socket
 import sys
-import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +22,6 @@ from typing import Any
 
 import httpx
 import openai
-import psutil
 import pytest
 import yaml
 
@@ -32,6 +31,8 @@ with warnings.catch_warnings():
     # Ray 2.60's own models use pydantic 1 style fields: a deprecation warning at import.
     warnings.simplefilter("ignore", DeprecationWarning)
     from ray import serve
+
+import ray_helpers  # noqa: E402
 
 from modelpool.ray.deployment import APP_NAME, POOL_DEPLOYMENT, deploy  # noqa: E402
 from modelpool.ray.replica import ConfigText  # noqa: E402
@@ -48,6 +49,11 @@ WAIT = 30.0
 
 TAG = f"ray-test-{os.getpid()}"
 """On every model server's command line here: which processes are ours."""
+
+
+status = ray_helpers.replica_status
+wait_until = functools.partial(ray_helpers.wait_until, seconds=WAIT)
+model_servers = functools.partial(ray_helpers.model_servers, TAG)
 
 
 def tiny(memory: str, *flags: str) -> dict[str, Any]:
@@ -103,42 +109,12 @@ def ingress(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             serve.delete(APP_NAME)  # each replica stops its pool: its model servers end
             serve.shutdown()
             ray.shutdown()
-    left = model_servers()
-    for process in left:  # ours by tag: none may outlive the test run
-        process.kill()
-    assert left == [], "model servers outlived the deployment"
-
-
-def model_servers(model: str | None = None) -> list[psutil.Process]:
-    """This module's model server processes (of ``model`` only, when given)."""
-    found = []
-    for process in psutil.process_iter(["cmdline"]):
-        cmdline = process.info["cmdline"] or []
-        if TAG in cmdline and (model is None or model in cmdline):
-            found.append(process)
-    return found
-
-
-def status(base: str) -> list[dict[str, Any]]:
-    answer = httpx.get(f"{base}/admin/status", timeout=10)
-    assert answer.status_code == 200, answer.text
-    replicas: list[dict[str, Any]] = answer.json()["replicas"]
-    return replicas
+    ray_helpers.assert_no_model_servers_left(TAG)
 
 
 def where(base: str, model: str) -> dict[str, dict[str, Any]]:
     """Each replica's view of ``model``: status, load_count, requests."""
     return {r["replica"]: r["models"][model] for r in status(base)}
-
-
-def wait_until(check: Any, what: str) -> Any:
-    deadline = time.monotonic() + WAIT
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.1)
-    raise AssertionError(f"not within {WAIT} s: {what}")
 
 
 def client(base: str) -> openai.OpenAI:
