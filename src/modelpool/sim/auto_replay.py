@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from modelpool.config import AUTO_STARTS_FROM, AutoOptions, PoolSettings
 from modelpool.plugins import POLICIES
-from modelpool.sim.auto_choice import choose_strategy
+from modelpool.sim.auto_choice import CandidateRow, choose_strategy
 from modelpool.sim.engine import Simulation
 from modelpool.sim.models import ModelSet
 from modelpool.sim.replay import PoolPicture, replay_table
@@ -25,6 +25,18 @@ from modelpool.types import Bytes, DeviceId
 AUTO_LABEL = "auto"
 
 
+@dataclass(frozen=True)
+class Evaluated:
+    """One evaluation on the virtual clock: what the window's replay said, and the choice."""
+
+    at: float
+    current: str
+    chosen: str
+    why: str
+    requests: int
+    table: list[CandidateRow]
+
+
 @dataclass
 class AutoReplay:
     """The hook a ``Simulation`` calls every interval: evaluate, and maybe switch."""
@@ -33,6 +45,8 @@ class AutoReplay:
     options: AutoOptions
     switches: list[tuple[float, str, str]] = field(default_factory=list)
     """(virtual time, from, to) of each switch."""
+    evaluations: list[Evaluated] = field(default_factory=list)
+    """Every evaluation with its table, to explain a draw (``bench/auto_quality.py``)."""
 
     def __call__(self, simulation: Simulation) -> None:
         now = simulation.clock.now
@@ -42,7 +56,8 @@ class AutoReplay:
         current = simulation.scheduler.policy.name
         candidates = list(self.options.candidates) or POLICIES.names()
         table = replay_table(window, self.picture, candidates, current)
-        chosen, _ = choose_strategy(current, table, self.options.hysteresis)
+        chosen, why = choose_strategy(current, table, self.options.hysteresis)
+        self.evaluations.append(Evaluated(now, current, chosen, why, len(window), table))
         if chosen != current:
             simulation.scheduler.set_policy(POLICIES.get(chosen)())
             self.switches.append((now, current, chosen))
