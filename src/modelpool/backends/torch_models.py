@@ -179,7 +179,7 @@ def weight_files(options: TorchOptions) -> list[Path]:
 
 def stored_bytes(file: Path, dtype: str | None = None) -> Bytes:
     """The tensor bytes a safetensors file holds (as ``dtype``), from its header alone."""
-    from modelpool.backends.safetensors_map import read_header  # no torch import
+    from modelpool.backends.safetensors_file import read_header  # no torch import
 
     _, header = read_header(file)
     total = 0
@@ -343,19 +343,24 @@ def _adopt_weights(module: nn.Module, path: Path, device: DeviceId) -> nn.Module
 
 
 def _read_tensors(path: Path, device: DeviceId) -> dict[str, Any]:
-    """The file's tensors on ``device``. On the CPU, mapped with every page read in one
-    sequential sweep (``safetensors_map``): no copy when the file is cached, and a cold
-    file read at the disk's pace rather than page fault by page fault. Elsewhere, and for
-    a file that reader leaves alone, ``load_file``. (Reading a cold file in 64 MiB chunks
-    into one huge-page allocation instead was slower in bench/load_restore.py: 2.5 s
-    against the mapping's 0.56 s for 1.08 GB.)"""
+    """The file's tensors on ``device``, by our own readers where they apply: on the CPU
+    mapped, every page read in one sequential sweep (``safetensors_map``: no copy when
+    the file is cached); on a GPU streamed through two page-locked staging buffers
+    (``safetensors_stream``). Elsewhere, and for a file they leave alone, ``load_file``.
+    (Reading a cold file on the CPU in 64 MiB chunks into one huge-page allocation was
+    slower in bench/load_restore.py: 2.5 s against the mapping's 0.56 s for 1.08 GB.)"""
     from safetensors.torch import load_file
 
-    from modelpool.backends.safetensors_map import NotMappable, map_tensors
+    from modelpool.backends.safetensors_file import NotReadHere
+    from modelpool.backends.safetensors_map import map_tensors
+    from modelpool.backends.safetensors_stream import stream_tensors
 
-    if _torch_device(device).type == "cpu":
-        with contextlib.suppress(NotMappable):
+    kind = _torch_device(device).type
+    with contextlib.suppress(NotReadHere):
+        if kind == "cpu":
             return map_tensors(path)
+        if kind == "cuda":
+            return stream_tensors(path, device)
     return load_file(str(path), device=str(device))
 
 

@@ -11,7 +11,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from modelpool.backends.safetensors_map import NotMappable, map_tensors, read_header
+from modelpool.backends.safetensors_file import NotReadHere, read_header
+from modelpool.backends.safetensors_map import map_tensors
+from modelpool.backends.safetensors_stream import stream_tensors
 from modelpool.backends.torch_models import _read_tensors
 
 SAMPLES = {
@@ -113,6 +115,30 @@ def test_a_misaligned_tensor_is_left_to_load_file(tmp_path: Path) -> None:
         "w": {"dtype": "F32", "shape": [4], "data_offsets": [1, 17]},
     }
     path = write(tmp_path / "odd.safetensors", header, data)
-    with pytest.raises(NotMappable, match="aligned"):
+    with pytest.raises(NotReadHere, match="aligned"):
         map_tensors(path)
     assert _read_tensors(path, "cpu")["w"].tolist() == [1.0, 2.0, 3.0, 4.0]
+
+
+@pytest.mark.parametrize("chunk", [7, 64, 1 << 20])
+def test_streaming_in_chunks_gives_the_same_tensors(tmp_path: Path, chunk: int) -> None:
+    """The GPU loader's loop (two staging buffers taking turns), run on the CPU with
+    chunks that end inside tensors, between them and past several at once."""
+    path = tmp_path / "w.safetensors"
+    save_file({**SAMPLES, "long": torch.randn(3000)}, str(path))
+    streamed, reference = stream_tensors(path, "cpu", chunk=chunk), load_file(str(path))
+    assert streamed.keys() == reference.keys()
+    for name, tensor in reference.items():
+        assert streamed[name].dtype == tensor.dtype, name
+        assert torch.equal(streamed[name], tensor), name
+
+
+def test_a_file_cut_short_is_an_error_that_names_it(tmp_path: Path) -> None:
+    path = tmp_path / "w.safetensors"
+    save_file({"w": torch.randn(1000)}, str(path))
+    start, _ = read_header(path)
+    with path.open("r+b") as stream:
+        stream.truncate(start + 100)
+    with pytest.raises(ValueError, match="past the end") as caught:
+        stream_tensors(path, "cpu")
+    assert str(path) in str(caught.value)
