@@ -1,6 +1,5 @@
-"""The safetensors format, read by our own loaders: the header and each tensor's entry,
-checked against the file (``safetensors_map`` maps a file on the CPU, ``safetensors_stream``
-streams one to a GPU).
+"""The safetensors format, read by our own loader (``safetensors_stream``, to a GPU) and
+by estimates: the header and each tensor's entry, checked against the file.
 
 A file is 8 bytes of header length (little-endian), a JSON header naming each tensor's
 dtype, shape and ``data_offsets`` (from the end of the header), then the data.
@@ -29,7 +28,7 @@ _DTYPES = {
 
 
 class NotReadHere(Exception):
-    """The file holds something our loaders leave to ``safetensors.torch.load_file``
+    """The file holds something our loader leaves to ``safetensors.torch.load_file``
     (an unusual dtype, a tensor not aligned to its element size)."""
 
 
@@ -74,7 +73,7 @@ def read_header(path: Path) -> tuple[int, dict[str, Any]]:
 def entries(path: Path) -> list[Entry]:
     """Every tensor of ``path``, in file order, checked: ``ValueError`` for a file that
     is not safetensors or whose entries do not fit in it; ``NotReadHere`` for one our
-    loaders leave to ``load_file``."""
+    loader leaves to ``load_file``."""
     import torch
 
     start, header = read_header(path)

@@ -343,23 +343,20 @@ def _adopt_weights(module: nn.Module, path: Path, device: DeviceId) -> nn.Module
 
 
 def _read_tensors(path: Path, device: DeviceId) -> dict[str, Any]:
-    """The file's tensors on ``device``, by our own readers where they apply: on the CPU
-    mapped, every page read in one sequential sweep (``safetensors_map``: no copy when
-    the file is cached); on a GPU streamed through two page-locked staging buffers
-    (``safetensors_stream``). Elsewhere, and for a file they leave alone, ``load_file``.
-    (Reading a cold file on the CPU in 64 MiB chunks into one huge-page allocation was
-    slower in bench/load_restore.py: 2.5 s against the mapping's 0.56 s for 1.08 GB.)"""
+    """The file's tensors on ``device``. On a GPU, streamed through two page-locked
+    staging buffers (``safetensors_stream``); elsewhere, and for a file that reader
+    leaves alone, ``load_file``, which maps the file: no copy when it is cached. (On the
+    CPU, neither reading a cold file in 64 MiB chunks into one huge-page allocation, 2.5 s
+    against the mapping's 0.56 s for 1.08 GB, nor a mapping populated in one
+    ``MADV_POPULATE_READ`` sweep measured faster than ``load_file`` in
+    bench/load_restore.py's setting on this machine.)"""
     from safetensors.torch import load_file
 
     from modelpool.backends.safetensors_file import NotReadHere
-    from modelpool.backends.safetensors_map import map_tensors
     from modelpool.backends.safetensors_stream import stream_tensors
 
-    kind = _torch_device(device).type
-    with contextlib.suppress(NotReadHere):
-        if kind == "cpu":
-            return map_tensors(path)
-        if kind == "cuda":
+    if _torch_device(device).type == "cuda":
+        with contextlib.suppress(NotReadHere):
             return stream_tensors(path, device)
     return load_file(str(path), device=str(device))
 
