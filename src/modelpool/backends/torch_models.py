@@ -36,9 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
-import json
 import os
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Self
@@ -62,7 +60,6 @@ _REFERENCE = r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$"  # as in the callable backend
 _DTYPE_BYTES: dict[str, int] = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
 _STORED_FLOAT_BYTES: dict[str, int] = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2}
 """safetensors dtypes that a ``dtype`` option converts (integer tensors stay as they are)."""
-_MAX_HEADER = 100 * 2**20
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 
 
@@ -137,7 +134,7 @@ class TorchBackend:
         try:
             files = weight_files(options)
             return sum(stored_bytes(file, options.dtype) for file in files) if files else None
-        except (OSError, ValueError, KeyError, TypeError, struct.error):
+        except (OSError, ValueError, KeyError, TypeError):
             return None  # load says what is wrong
 
     async def load(self, spec: ModelSpec, device: DeviceId) -> Handle:
@@ -182,15 +179,11 @@ def weight_files(options: TorchOptions) -> list[Path]:
 
 def stored_bytes(file: Path, dtype: str | None = None) -> Bytes:
     """The tensor bytes a safetensors file holds (as ``dtype``), from its header alone."""
-    with file.open("rb") as stream:
-        (length,) = struct.unpack("<Q", stream.read(8))
-        if length > _MAX_HEADER:
-            raise ValueError(f"{file}: not a safetensors file (header of {length:,} bytes)")
-        header: dict[str, Any] = json.loads(stream.read(length))
+    from modelpool.backends.safetensors_file import read_header  # no torch import
+
+    _, header = read_header(file)
     total = 0
-    for name, tensor in header.items():
-        if name == "__metadata__":
-            continue
+    for tensor in header.values():
         start, end = tensor["data_offsets"]
         size = end - start
         stored = _STORED_FLOAT_BYTES.get(tensor["dtype"])
@@ -321,12 +314,7 @@ def _check_module(module: object, reference: str) -> None:
 def _adopt_weights(module: nn.Module, path: Path, device: DeviceId) -> nn.Module | None:
     """Load ``path`` into a meta-device ``module`` by assignment; None if the file does
     not describe every tensor the module has (the caller falls back to a copy)."""
-    from safetensors.torch import load_file
-
-    # Mapped: no copy when the file is cached. Reading a cold file in 64 MiB chunks into
-    # one huge-page allocation instead was slower in bench/load_restore.py (2.5 s against
-    # the mapping's 0.56 s for 1.08 GB, median of three runs), so the mapping stays.
-    tensors = load_file(str(path), device=str(device))
+    tensors = _read_tensors(path, device)
     # Tied weights are stored once: give every name of a shared tensor the same data.
     shared: dict[int, list[str]] = {}
     for name, tensor in [
@@ -352,6 +340,25 @@ def _adopt_weights(module: nn.Module, path: Path, device: DeviceId) -> nn.Module
             owner, _, leaf = name.rpartition(".")
             setattr(module.get_submodule(owner), leaf, tied)
     return module
+
+
+def _read_tensors(path: Path, device: DeviceId) -> dict[str, Any]:
+    """The file's tensors on ``device``. On a GPU, streamed through two page-locked
+    staging buffers (``safetensors_stream``); elsewhere, and for a file that reader
+    leaves alone, ``load_file``, which maps the file: no copy when it is cached. (On the
+    CPU, neither reading a cold file in 64 MiB chunks into one huge-page allocation, 2.5 s
+    against the mapping's 0.56 s for 1.08 GB, nor a mapping populated in one
+    ``MADV_POPULATE_READ`` sweep measured faster than ``load_file`` in
+    bench/load_restore.py's setting on this machine.)"""
+    from safetensors.torch import load_file
+
+    from modelpool.backends.safetensors_file import NotReadHere
+    from modelpool.backends.safetensors_stream import stream_tensors
+
+    if _torch_device(device).type == "cuda":
+        with contextlib.suppress(NotReadHere):
+            return stream_tensors(path, device)
+    return load_file(str(path), device=str(device))
 
 
 def _tensor_at(module: nn.Module, name: str) -> Any:
