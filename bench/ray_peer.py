@@ -34,6 +34,10 @@ against ``BUDGET``. Cold loads: Ray's from the replicas' own record of each load
 each eviction, and whether the evicted model was still serving), ours from
 ``/admin/status``.
 
+Both sides get the same ``max_ongoing_requests`` (64) and CPUs per replica (0.5); ours
+runs with the config's defaults otherwise (its replicas report every 0.5 s). About 7.5
+minutes in all here.
+
 Prints the table and the ratios of this one run, writes ``ray_peer.{json,md}`` under
 ``bench/results`` (or ``--out``). Every Ray process and model server it starts carries a
 tag in its environment; all are ended at the end, on failure and on Ctrl-C too.
@@ -202,7 +206,6 @@ def pool_config(folder: Path, gguf: Path, minilm: Path, http_port: int) -> Path:
             "replicas": REPLICAS,
             "num_cpus": 0.5,
             "max_ongoing_requests": MAX_ONGOING,
-            "stats_period": "0.2s",
             "http_host": "127.0.0.1",
             "http_port": http_port,
         },
