@@ -377,9 +377,15 @@ def delete_app(serve: Any, tag: str, app: str) -> int:
 
 
 def run_multiplexed(
-    serve: Any, tag: str, cap: int, name: str, recipes: dict[str, ModelRecipe], folder: Path,
-    base: str, plan: list[Request],
-) -> SideResult:  # fmt: skip
+    serve: Any,
+    tag: str,
+    cap: int,
+    name: str,
+    recipes: dict[str, ModelRecipe],
+    folder: Path,
+    base: str,
+    plan: list[Request],
+) -> SideResult:
     app = f"plain-n{cap}"
     events = folder / f"{app}.jsonl"
     events.touch()
@@ -503,9 +509,9 @@ def report(
             for r in row["replicas"]
         )
         over = " / ".join(f"{r['samples_over_budget']}/{r['samples']}" for r in row["replicas"])
-        evictions = "-" if row["evictions"] is None else (
-            f"{row['evictions']} ({row['evicted_while_serving']})"
-        )  # fmt: skip
+        evictions = "-"
+        if row["evictions"] is not None:
+            evictions = f"{row['evictions']} ({row['evicted_while_serving']})"
         lines.append(
             f"| {row['side']} | {row['ok']} / {row['requests']} | {fmt(row['p50_s'])} | "
             f"{fmt(row['p95_s'])} | {fmt(row['max_s'])} | {row['cold_loads']} | {evictions} "
