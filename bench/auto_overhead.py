@@ -7,8 +7,8 @@ Issue 21's last target: with ``auto`` on, the proxy's added latency moves by les
 one, each with the echo model loaded and three more declared (never loaded): the first
 only hosts the echo server that "direct" requests go to; the two measured ones each
 proxy to an echo server of their own (the same position: a server in front of the
-echo that also answers direct requests ran 16-18% faster streamed, its echo kept
-warmer), one with ``strategy: hybrid`` and one with ``strategy: auto`` evaluating
+echo that also answers direct requests ran faster streamed, its echo kept warmer),
+one with ``strategy: hybrid`` and one with ``strategy: auto`` evaluating
 every ``--interval`` seconds (default 10: thirty times as often as the default 5
 minutes, so that several replays of its whole window, in their worker process, fall
 inside the measurement). The same chat request goes to the direct echo and through
