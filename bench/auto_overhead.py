@@ -35,7 +35,7 @@ from typing import Any
 
 import httpx
 
-from kept_runs import DEFAULT_RUNS, keep_runs, median_of_runs, spread
+from kept_runs import add_runs_option, keep_runs, median_of_runs, runs_wanted, spread
 from machine import describe_machine
 from proxy_overhead import (
     FULL,
@@ -156,11 +156,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer requests (smoke run)")
     parser.add_argument("--interval", type=float, default=10.0, help="auto's evaluation period")
     parser.add_argument("--rounds", type=int, default=40, help="latency rounds per mode")
-    parser.add_argument(
-        "--runs", type=int, default=None,
-        help=f"whole runs, fresh servers each, each kept; the report is their median "
-        f"({DEFAULT_RUNS}; 1 --quick)",
-    )  # fmt: skip
+    add_runs_option(parser, "whole runs, fresh servers each")
     args = parser.parse_args()
     plan = replace(QUICK if args.quick else FULL, rounds=4 if args.quick else args.rounds)
     auto_pool = {"strategy": "auto", "auto_options": {"interval": args.interval}}
@@ -170,9 +166,7 @@ def main() -> None:
         "load_before": os.getloadavg()[0],
         "interval": args.interval,
     }
-    runs = [
-        one_run(auto_pool, plan) for _ in range(args.runs or (1 if args.quick else DEFAULT_RUNS))
-    ]
+    runs = [one_run(auto_pool, plan) for _ in range(runs_wanted(args.runs, args.quick))]
     result = median_of_runs([run["results"] for run in runs])
     for key in ("seconds", "evaluations", "skipped"):
         context[key] = median_of_runs([run[key] for run in runs])

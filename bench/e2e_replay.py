@@ -38,7 +38,7 @@ from typing import Any
 import yaml
 from openai import AsyncOpenAI
 
-from kept_runs import DEFAULT_RUNS, keep_runs, median_of_runs
+from kept_runs import add_runs_option, keep_runs, median_of_runs, runs_wanted
 from machine import cpu_name
 from modelpool.bootstrap import DEFAULT_BUDGET, default_models
 from modelpool.config import PoolSettings
@@ -260,11 +260,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--quick", action="store_true", help="a ~20 s smoke run")
     parser.add_argument("--out", type=Path, help="write the results in this folder")
-    parser.add_argument(
-        "--runs", type=int, default=None,
-        help=f"repeats of both servers, each kept; the report is their median "
-        f"({DEFAULT_RUNS}; 1 --quick)",
-    )  # fmt: skip
+    add_runs_option(parser, "repeats of both servers")
     args = parser.parse_args()
     # SIGTERM unwinds like Ctrl-C, through the ``finally`` that stops the server.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -274,7 +270,7 @@ def main() -> None:
     print(f"{len(schedule)} requests over {duration:g} s; strategy {strategy!r}; cold start")
     load_before = os.getloadavg()[0]
     repeats: list[dict[str, dict[str, Any]]] = []
-    for number in range(args.runs or (1 if args.quick else DEFAULT_RUNS)):
+    for number in range(runs_wanted(args.runs, args.quick)):
         runs: dict[str, dict[str, Any]] = {}
         # Alternate which server goes first, so that drift lands on both alike.
         order = ("default", "exclusive") if number % 2 == 0 else ("exclusive", "default")

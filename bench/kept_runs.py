@@ -9,6 +9,7 @@ value, a rate from seconds) is that function of the median: the report stays coh
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import time
@@ -16,6 +17,18 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_RUNS = 3
+
+
+def add_runs_option(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--runs``: how many whole runs (``what``), each kept; default 3, 1 with --quick."""
+    parser.add_argument(
+        "--runs", type=int, default=None,
+        help=f"{what}, each kept; the report is their median ({DEFAULT_RUNS}; 1 --quick)",
+    )  # fmt: skip
+
+
+def runs_wanted(runs: int | None, quick: bool) -> int:
+    return runs or (1 if quick else DEFAULT_RUNS)
 
 
 def median_of_runs(runs: list[Any]) -> Any:

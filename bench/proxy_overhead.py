@@ -53,7 +53,7 @@ import httpx
 import psutil
 import yaml
 
-from kept_runs import DEFAULT_RUNS, keep_runs, median_of_runs, spread
+from kept_runs import add_runs_option, keep_runs, median_of_runs, runs_wanted, spread
 from machine import describe_machine
 from run_all import ratio
 from server import free_port, stop, wait_ready
@@ -410,7 +410,7 @@ def report(
     result: dict[str, Any], plan: Plan, context: dict[str, Any], pin: bool, quick: bool
 ) -> str:
     command = ".venv/bin/python bench/proxy_overhead.py" + (" --pin" if pin else "")
-    if context["runs"] != (1 if quick else DEFAULT_RUNS):
+    if context["runs"] != runs_wanted(None, quick):
         command += f" --runs {context['runs']}"
     placement = (
         "client pinned to the last core, modelpool and the echo server to the others"
@@ -535,10 +535,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer requests (smoke run)")
     parser.add_argument("--out", type=Path, help="write the results in this folder")
     parser.add_argument("--pin", action="store_true", help="client on its own core")
-    parser.add_argument(
-        "--runs", type=int, default=None,
-        help=f"whole runs, each kept; the report is their median ({DEFAULT_RUNS}; 1 --quick)",
-    )  # fmt: skip
+    add_runs_option(parser, "whole runs")
     args = parser.parse_args()
     plan = QUICK if args.quick else FULL
     context: dict[str, Any] = {
@@ -548,9 +545,7 @@ def main() -> None:
     }
     cores = sorted(os.sched_getaffinity(0))
     server_cores = set(cores[:-1]) if args.pin and len(cores) > 1 else None
-    runs = [
-        one_run(plan, server_cores) for _ in range(args.runs or (1 if args.quick else DEFAULT_RUNS))
-    ]
+    runs = [one_run(plan, server_cores) for _ in range(runs_wanted(args.runs, args.quick))]
     result = median_of_runs(runs)
     context["load_after"] = os.getloadavg()[0]
     context["runs"] = len(runs)
