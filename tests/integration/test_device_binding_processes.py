@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from process_checks import gone
 
 from modelpool import ModelPool, ModelSpec, StaticProbe
 from modelpool.backends.llamacpp import LlamaCppBackend
@@ -68,18 +69,6 @@ async def started_with(endpoint: str | None) -> dict[str, Any]:
 
 def notes(argv: list[str]) -> list[str]:
     return [argv[i + 1] for i, item in enumerate(argv) if item == "--note"]
-
-
-def gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat[stat.rfind(")") + 2] in "ZX"  # only its zombie is left
 
 
 async def test_a_model_on_cuda_2_sees_only_gpu_2_and_its_index() -> None:

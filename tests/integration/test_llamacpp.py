@@ -10,8 +10,8 @@ import socket
 import urllib.request
 from pathlib import Path
 
-import psutil
 import pytest
+from process_checks import wait_gone
 
 from modelpool import ModelPool, ModelSpec, ModelState
 from modelpool.backends.llamacpp import LlamaCppBackend, LlamaCppOptions, server_command
@@ -66,14 +66,6 @@ def refused(endpoint: str | None) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
-async def exited(pid: int) -> bool:
-    for _ in range(100):
-        if not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-            return True
-        await asyncio.sleep(0.05)
-    return False
-
-
 def test_the_command_line_is_built_from_the_options() -> None:
     options = LlamaCppOptions(model_path="/m.gguf", n_ctx=1024, n_threads=2,
                               chat_format="chatml", extra_args=["--seed", 7])  # fmt: skip
@@ -111,15 +103,15 @@ async def test_two_smollm2_servers_swap_under_a_one_model_budget() -> None:
             assert booked == measured  # the ledger holds what was measured, not the guess
         assert answer.strip()
         async with pool.use("smollm2-b") as second:  # evicts the first: only one fits
-            assert await exited(first_pid)
+            assert await wait_gone(first_pid)
             assert refused(first.endpoint)
             assert (await chat(second.endpoint, "Say hello.")).strip()
             second_pid = second.handle.native.pid
         async with pool.use("smollm2") as again:  # and back
-            assert await exited(second_pid)
+            assert await wait_gone(second_pid)
             assert (await chat(again.endpoint, "Name a color.")).strip()
         status = pool.get_resource_status()["model_resources"]
         assert (status["smollm2"]["load_count"], status["smollm2"]["unload_count"]) == (2, 1)
         assert (status["smollm2-b"]["load_count"], status["smollm2-b"]["unload_count"]) == (1, 1)
         assert pool.state("smollm2-b") is ModelState.UNLOADED
-    assert await exited(again.handle.native.pid)
+    assert await wait_gone(again.handle.native.pid)

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from process_checks import gone, wait_gone
 
 from modelpool import Config, ConfigError, EventKind, LoadFailed, ModelPool, ModelSpec, ModelState
 from modelpool.backends.logring import LogRing
@@ -76,28 +77,6 @@ async def chat(endpoint: str | None, text: str) -> str:
         return content
 
     return await asyncio.to_thread(post)
-
-
-def gone(pid: int) -> bool:
-    """No such process, or only its zombie (orphans wait for pid 1 to reap them)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rfind(")") + 2] in "ZX"
-
-
-async def wait_gone(pid: int, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not gone(pid):
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.02)
-    return True
 
 
 def servers_named(name: str) -> list[int]:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from process_checks import wait_gone
 
 from modelpool import LoadFailed, ModelPool, ModelSpec, ModelState
 from modelpool.backends.pidfiles import PidFiles
@@ -91,19 +92,6 @@ def no_process_left() -> Iterator[None]:
             psutil.Process(pid).kill()
 
 
-async def gone(pid: int, timeout: float = 10.0) -> bool:
-    """True once ``pid`` has exited (a zombie waiting for pid 1 counts as exited)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.NoSuchProcess:
-            return True
-        await asyncio.sleep(0.05)
-    return False
-
-
 def spec() -> ModelSpec:
     command = [sys.executable, TINY, "--port", "${PORT}", "--tag", TAG]
     return ModelSpec(id="llm", backend="process", memory=GB, device="cpu",
@@ -125,7 +113,7 @@ async def test_orphans_of_a_crashed_pool_are_stopped_by_the_next_one(tmp_path: P
 
     pool = ModelPool([spec()], budgets={"cpu": 2 * GB}, state_dir=tmp_path)
     async with pool:
-        assert await gone(record.pid)
+        assert await wait_gone(record.pid)
         assert PidFiles(tmp_path).records() == []
         async with pool.use("llm"):  # and this pool runs its own server
             [mine] = PidFiles(tmp_path).records()
@@ -222,7 +210,7 @@ async def test_a_server_still_loading_when_its_pool_is_killed_is_stopped_by_the_
 
     pool = ModelPool([spec()], budgets={"cpu": 2 * GB}, state_dir=tmp_path)
     async with pool:
-        assert await gone(server)
+        assert await wait_gone(server)
         assert PidFiles(tmp_path).records() == []
 
 
@@ -233,12 +221,12 @@ async def test_the_workers_of_a_server_whose_main_process_died_are_stopped(
     [worker] = [p for p in psutil.process_iter() if p.pid != main and _session(p.pid) == main]
     try:
         os.kill(main, signal.SIGKILL)  # the main process dies; its worker lives on
-        assert await gone(main)
-        assert not await gone(worker.pid, timeout=0.2)
+        assert await wait_gone(main)
+        assert not await wait_gone(worker.pid, timeout=0.2)
 
         pool = ModelPool([spec()], budgets={"cpu": 2 * GB}, state_dir=tmp_path)
         async with pool:
-            assert await gone(worker.pid)
+            assert await wait_gone(worker.pid)
             assert PidFiles(tmp_path).records() == []
     finally:
         with contextlib.suppress(psutil.NoSuchProcess):
@@ -257,7 +245,7 @@ async def test_workers_that_left_the_process_group_but_not_the_session_are_stopp
 
     pool = ModelPool([spec()], budgets={"cpu": 2 * GB}, state_dir=tmp_path)
     async with pool:
-        assert [await gone(pid) for pid in workers] == [True, True]
+        assert [await wait_gone(pid) for pid in workers] == [True, True]
         assert PidFiles(tmp_path).records() == []
 
 
@@ -274,7 +262,7 @@ async def test_a_process_older_than_the_recorded_server_is_not_taken_for_its_wor
     }))  # fmt: skip
     pool = ModelPool([spec()], budgets={"cpu": 2 * GB}, state_dir=tmp_path)
     async with pool:
-        assert not [pid for pid in workers if await gone(pid, timeout=0.2)]
+        assert not [pid for pid in workers if await wait_gone(pid, timeout=0.2)]
         assert PidFiles(tmp_path).records() == []
 
 
@@ -301,7 +289,7 @@ async def test_a_server_is_recorded_from_its_start_and_its_record_goes_with_it(
         assert record.pid in tagged()
         with pytest.raises(LoadFailed, match="ready_timeout"):  # its server stopped
             await loading
-        assert await gone(record.pid)
+        assert await wait_gone(record.pid)
         assert PidFiles(tmp_path).records() == []
 
         await pool.load("fragile")
