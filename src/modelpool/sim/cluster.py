@@ -121,12 +121,7 @@ class ClusterSimulation:
     ) -> None:
         if nodes < 1:
             raise ValueError(f"a cluster needs at least one node, not {nodes}")
-        unknown = sorted(set(workload.models()) - set(models.ids))
-        if unknown:
-            raise ValueError(
-                f"workload {workload.name!r} asks for models not in set {models.name!r}: "
-                f"{', '.join(unknown[:5])}"
-            )
+        models.check_serves(workload)
         self.workload = workload
         self.models = models
         self.setup = setup

@@ -81,12 +81,7 @@ class Simulation:
     ) -> None:
         """``every``: (seconds, hook) calls ``hook(self)`` every so many virtual seconds
         while requests are still to come (``strategy: auto`` replayed: ``sim/auto_replay``)."""
-        unknown = sorted(set(workload.models()) - set(models.ids))
-        if unknown:
-            raise ValueError(
-                f"workload {workload.name!r} asks for models not in set {models.name!r}: "
-                f"{', '.join(unknown)} (the set has {', '.join(models.ids)})"
-            )
+        models.check_serves(workload)
         self.workload = workload
         self.models = models
         self.label = label or policy.name

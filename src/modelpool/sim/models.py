@@ -24,6 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from modelpool.config.placement import ReplicaSettings
+from modelpool.sim.workload import Workload
 from modelpool.types import Bytes, DeviceId
 from modelpool.units import parse_size
 
@@ -94,6 +95,19 @@ class ModelSet:
     @property
     def ids(self) -> list[str]:
         return [m.id for m in self.models]
+
+    def check_serves(self, workload: Workload) -> None:
+        """``ValueError`` naming the models ``workload`` asks for that this set lacks."""
+        unknown = sorted(set(workload.models()) - set(self.ids))
+        if not unknown:
+            return
+        missing = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" * (len(unknown) > 5))
+        ids = self.ids
+        has = ", ".join(ids) if len(ids) <= 20 else f"{len(ids)} models"
+        raise ValueError(
+            f"workload {workload.name!r} asks for models not in set {self.name!r}: {missing} "
+            f"(the set has {has})"
+        )
 
     def with_tags(self, tag: str) -> list[SimModel]:
         return [m for m in self.models if tag in m.tags]
