@@ -10,7 +10,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from test_llamacpp import GGUF, MB, chat, exited, needs_llamacpp, refused
+from process_checks import wait_gone
+from test_llamacpp import GGUF, MB, chat, needs_llamacpp, refused
 from test_process_backend import next_event
 
 from modelpool import EventKind, LoadFailed, ModelPool, ModelSpec, ModelState
@@ -71,7 +72,7 @@ async def test_an_evicted_server_stops_keeps_its_file_booked_and_a_request_resta
             first_pid = first.handle.native.pid
         async with pool.use("b") as second:  # evicts a: to the warm tier
             assert pool.state("a") is ModelState.WARM
-            assert await exited(first_pid)  # no server left for a
+            assert await wait_gone(first_pid)  # no server left for a
             assert refused(first.endpoint)
             assert warm_models(pool) == {"a": size}  # the file's bytes, not the server's
             assert (await chat(second.endpoint, "Say hello.")).strip()
@@ -83,7 +84,7 @@ async def test_an_evicted_server_stops_keeps_its_file_booked_and_a_request_resta
         restored = await next_event(events, EventKind.LOADED, "a")
         assert restored.detail["restored"] is True
         assert pool.state("b") is ModelState.WARM
-        assert await exited(second_pid)
+        assert await wait_gone(second_pid)
         assert warm_models(pool) == {"b": size}  # a's file passed to its new server
 
         # Dropped from the warm tier: the books and the kernel get the bytes back.
@@ -91,7 +92,7 @@ async def test_an_evicted_server_stops_keeps_its_file_booked_and_a_request_resta
         assert pool.state("b") is ModelState.UNLOADED
         assert warm_committed(pool) == 0
         assert page_cache.resident_bytes(str(b_file)) == 0
-    assert await exited(again.handle.native.pid)
+    assert await wait_gone(again.handle.native.pid)
 
 
 async def test_a_warm_file_the_policy_drops_for_room_is_let_go(

@@ -13,7 +13,8 @@ import signal
 import urllib.error
 
 import pytest
-from test_process_backend import GB, chat, gone, native, next_event, server, wait_gone
+from process_checks import gone, wait_gone
+from test_process_backend import GB, chat, native, next_event, server
 
 from modelpool import Config, ConfigError, EventKind, LoadFailed, ModelPool, ModelSpec, ModelState
 from modelpool.backends.process import ProcessBackend, ProcessOptions
