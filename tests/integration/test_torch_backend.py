@@ -10,6 +10,7 @@ import asyncio
 import gc
 import subprocess
 import sys
+import threading
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +26,7 @@ from safetensors.torch import save_model  # noqa: E402
 from torch_factories import TinyNet, WithComputedBuffer  # noqa: E402
 
 from modelpool import Config, ConfigError, LoadFailed, ModelPool, ModelSpec, ModelState  # noqa: E402
+from modelpool.backends import page_cache  # noqa: E402
 from modelpool.backends.torch_models import TorchBackend, TorchModel  # noqa: E402
 from modelpool.backends.torch_weights import relocate, resident_bytes  # noqa: E402
 from modelpool.core.ports import HOST, Handle  # noqa: E402
@@ -212,6 +214,38 @@ async def test_a_safetensors_file_loads_into_the_factory_module(
         assert torch.equal(module(x), original(x))
     assert handle.footprint == backend.estimate(spec) == resident_bytes(original)
     await backend.unload(handle)
+
+
+async def test_a_cold_file_is_read_ahead_once_before_it_is_mapped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cold file comes in by one sequential read, not page by page through the
+    mapping (which leaves it slow to map ever after: bench/load_restore.py); a cached
+    file is not read again."""
+    torch.manual_seed(2)
+    original = TinyNet(width=512).eval()
+    path = tmp_path / "wide.safetensors"
+    save_model(original, str(path))
+    page_cache.flush_and_drop(str(path))
+    if page_cache.resident_bytes(str(path)) != 0:
+        pytest.skip("this filesystem keeps a file's pages (tmpfs?): nothing to drop")
+    read_ahead = page_cache.read_ahead
+    reads: list[str] = []
+
+    def counted(file: str, stop: threading.Event | None = None) -> int:
+        reads.append(file)
+        return read_ahead(file, stop)
+
+    monkeypatch.setattr(page_cache, "read_ahead", counted)
+    backend, spec = TorchBackend(), tiny(path, factory_kwargs={"width": 512})
+    for _ in range(2):
+        handle = await backend.load(spec, "cpu")
+        assert page_cache.resident_bytes(str(path)) == path.stat().st_size
+        x = torch.randn(3, 512)
+        with torch.inference_mode():
+            assert torch.equal(handle.obj(x), original(x))
+        await backend.unload(handle)
+    assert reads == [str(path)]
 
 
 async def test_a_module_with_tensors_the_file_lacks_is_built_for_real(tmp_path: Path) -> None:

@@ -113,6 +113,39 @@ def test_read_ahead_brings_every_page_in_and_drop_lets_them_go(cold_file: Path) 
     assert page_cache.resident_bytes(str(cold_file)) == 0
 
 
+def test_read_ahead_reads_through_a_buffer_where_sendfile_refuses(
+    cold_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*_: object) -> int:
+        raise OSError(22, "Invalid argument")
+
+    monkeypatch.setattr(os, "sendfile", refuse)
+    assert page_cache.read_ahead(str(cold_file)) == SIZE
+    assert page_cache.resident_bytes(str(cold_file)) == SIZE
+
+
+def test_cache_file_reads_a_cold_file_once_and_a_cached_one_not_at_all(cold_file: Path) -> None:
+    assert not page_cache.looks_cached(str(cold_file))
+    assert page_cache.cache_file(str(cold_file)) == SIZE
+    assert page_cache.resident_bytes(str(cold_file)) == SIZE
+    assert page_cache.looks_cached(str(cold_file))
+    assert page_cache.cache_file(str(cold_file)) == 0
+
+
+def test_a_hole_in_the_middle_of_a_cached_file_is_seen(cold_file: Path) -> None:
+    page_cache.read_ahead(str(cold_file))
+    fd = os.open(cold_file, os.O_RDONLY)
+    try:
+        # A whole aligned megabyte: the cache drops only whole folios, and a file read
+        # sequentially is held in folios of many pages.
+        os.posix_fadvise(fd, 1 << 20, 1 << 20, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+    assert page_cache.resident_bytes(str(cold_file)) < SIZE
+    assert not page_cache.looks_cached(str(cold_file))
+    assert page_cache.cache_file(str(cold_file)) == SIZE
+
+
 def test_a_stopped_read_ahead_reads_nothing(cold_file: Path) -> None:
     stop = threading.Event()
     stop.set()
@@ -127,6 +160,7 @@ def test_an_empty_file_has_no_resident_bytes(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.touch()
     assert page_cache.resident_bytes(str(empty)) == 0
+    assert page_cache.looks_cached(str(empty))
 
 
 async def test_a_kept_file_is_read_ahead_and_dropped_when_the_last_hold_goes(

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from modelpool.backends import page_cache
 from modelpool.backends.callable import resolve
 from modelpool.config import ModelSpec
 from modelpool.core.ports import HOST, Handle
@@ -239,6 +240,11 @@ def _detect(path: Path) -> Kind | None:
 def _load(model_id: ModelId, state: TorchModel, device: DeviceId) -> Handle:
     from modelpool.backends import torch_weights as weights
 
+    if not (state.kind == "safetensors" and _torch_device(device).type == "cuda"):
+        # Every other path maps the files (a GPU load of a factory model streams its file
+        # through read() itself): bring a cold file in by one sequential read first.
+        for file in weight_files(state.options):
+            page_cache.cache_file(str(file))
     model = _LOADERS[state.kind](state, device)
     if state.options.dtype is not None and _torch_device(device).type == "cuda":
         # A conversion on the GPU frees the tensors as read into the allocator's cache,
@@ -345,11 +351,10 @@ def _adopt_weights(module: nn.Module, path: Path, device: DeviceId) -> nn.Module
 def _read_tensors(path: Path, device: DeviceId) -> dict[str, Any]:
     """The file's tensors on ``device``. On a GPU, streamed through two page-locked
     staging buffers (``safetensors_stream``); elsewhere, and for a file that reader
-    leaves alone, ``load_file``, which maps the file: no copy when it is cached. (On the
-    CPU, neither reading a cold file in 64 MiB chunks into one huge-page allocation, 2.5 s
-    against the mapping's 0.56 s for 1.08 GB, nor a mapping populated in one
-    ``MADV_POPULATE_READ`` sweep measured faster than ``load_file`` in
-    bench/load_restore.py's setting on this machine.)"""
+    leaves alone, ``load_file``, which maps the file: no copy, the file being in the page
+    cache (``_load`` read it in first). (On the CPU, neither reading a cold file in 64 MiB
+    chunks into one huge-page allocation, 2.5 s against the mapping's 0.56 s for 1.08 GB,
+    nor a mapping populated in one ``MADV_POPULATE_READ`` sweep measured faster.)"""
     from safetensors.torch import load_file
 
     from modelpool.backends.safetensors_file import NotReadHere
