@@ -109,7 +109,9 @@ def _room(
         model_id, view = records.get(record_id, (record_id, {}))
         if view.get("status") != "ready" or view.get("pinned"):
             continue
-        evictable.append(Evictable(model_id, int(booked), reload_seconds(view)))
+        idle = view.get("idle_seconds")
+        idle_seconds = float(idle) if isinstance(idle, int | float) else 0.0
+        evictable.append(Evictable(model_id, int(booked), reload_seconds(view), idle_seconds))
     return DeviceRoom(int(info.get("free", 0)), tuple(evictable))
 
 

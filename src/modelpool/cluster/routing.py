@@ -29,6 +29,7 @@ Three routers:
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -48,7 +49,31 @@ class Evictable:
     model_id: ModelId
     bytes: Bytes
     reload_seconds: float
-    """What evicting it costs: the seconds to load it again when it is next wanted."""
+    """The seconds to load it again when it is next wanted."""
+    idle_seconds: float = 0.0
+    """Since it last served (0.0: just now, or never timed)."""
+
+    @property
+    def cost(self) -> float:
+        """What evicting it is expected to cost: its reload seconds times the chance it
+        is wanted again within ``REUSE_HORIZON`` (``reuse_chance``)."""
+        return self.reload_seconds * reuse_chance(self.idle_seconds)
+
+
+REUSE_HORIZON = 60.0
+"""Seconds ahead that an eviction is paid for: a model wanted again later would have
+been evicted by then anyway, by the pool's own policy, whatever the router chose."""
+
+
+def reuse_chance(idle_seconds: float) -> float:
+    """The chance a model idle for ``idle_seconds`` is wanted within ``REUSE_HORIZON``,
+    guessing its requests arrive at random at the rate its idle time suggests (one per
+    ``idle_seconds``): 1 - exp(-horizon / idle). Just used: 1; idle ten minutes: 0.10.
+    This is what makes the router's guess at a replica's victims agree with the pool's
+    policies, which all keep the recently used."""
+    if idle_seconds <= 0:
+        return 1.0
+    return -math.expm1(-REUSE_HORIZON / idle_seconds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,33 +166,43 @@ class Assessment:
 def eviction_cost(
     devices: Sequence[DeviceRoom], ask: ModelAsk, busy: frozenset[ModelId] = frozenset()
 ) -> float | None:
-    """The least reload seconds of idle models to evict so that ``ask`` fits on its
-    number of devices (0.0: it fits already); None: it cannot fit even so.
-
-    Per device, idle models (not ``busy``) go cheapest reload per byte first until the
-    share fits; the ask takes the ``ask.devices`` cheapest devices."""
+    """The least expected reload seconds (``Evictable.cost``) of idle models to evict so
+    that ``ask`` fits on its number of devices (0.0: it fits already); None: it cannot
+    fit even so. The ask takes the ``ask.devices`` cheapest devices (``device_cost``)."""
     need = ask.per_device
-    costs: list[float] = []
-    for device in devices:
-        if device.free >= need:
-            costs.append(0.0)
-            continue
-        room, cost = device.free, 0.0
-        idle = [v for v in device.evictable if v.model_id not in busy]
-        for victim in sorted(idle, key=_cheapest_per_byte):
-            room += victim.bytes
-            cost += victim.reload_seconds
-            if room >= need:
-                costs.append(cost)
-                break
+    costs = [cost for device in devices if (cost := device_cost(device, need, busy)) is not None]
     if len(costs) < ask.devices:
         return None
     costs.sort()
     return sum(costs[: ask.devices])
 
 
+def device_cost(
+    device: DeviceRoom, need: Bytes, busy: frozenset[ModelId] = frozenset()
+) -> float | None:
+    """The expected reload seconds to free ``need`` bytes on one device (None: its idle
+    models, not ``busy``, are not enough). The cheaper of two guesses at the cheapest
+    set: idle models taken cheapest per byte until the share fits, and the one model
+    that frees enough alone (per byte, a small model just used can look cheaper than
+    the large one idle for minutes that would do alone)."""
+    if device.free >= need:
+        return 0.0
+    idle = [v for v in device.evictable if v.model_id not in busy]
+    short = need - device.free
+    alone = [v.cost for v in idle if v.bytes >= short]
+    room, cost, greedy = device.free, 0.0, None
+    for victim in sorted(idle, key=_cheapest_per_byte):
+        room += victim.bytes
+        cost += victim.cost
+        if room >= need:
+            greedy = cost
+            break
+    guesses = [c for c in (greedy, min(alone, default=None)) if c is not None]
+    return min(guesses, default=None)
+
+
 def _cheapest_per_byte(victim: Evictable) -> tuple[float, ModelId]:
-    return (victim.reload_seconds / max(victim.bytes, 1), victim.model_id)
+    return (victim.cost / max(victim.bytes, 1), victim.model_id)
 
 
 def assess(replica: ReplicaStats, ask: ModelAsk, *, hot: bool = False) -> Assessment:

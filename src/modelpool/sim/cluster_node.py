@@ -118,17 +118,14 @@ class SimNode:
         self._schedule(service, self._release, lease, service)
 
     def _release(self, lease: Lease, service: float) -> None:
-        self._stale()
+        self._stale(rooms=True)  # the model was just used: its eviction costs more
         self.in_flight -= 1
         left = self._busy[lease.model_id] - 1
         if left:
             self._busy[lease.model_id] = left
         else:
             del self._busy[lease.model_id]
-        planning = self.scheduler.waiting > 0
         self.scheduler.release(lease, True, service)
-        if planning:
-            self._stale(rooms=True)  # a waiting load may have been planned
 
     def _keep_ticking(self) -> None:
         if not self._tick_pending:
@@ -186,6 +183,7 @@ class SimNode:
 
     def _rooms(self) -> tuple[DeviceRoom, ...]:
         scheduler = self.scheduler
+        now = self.clock()
         rooms = []
         for account in scheduler.ledger:
             idle = tuple(
@@ -194,6 +192,7 @@ class SimNode:
                     r.model_id,
                     account.committed.get(r.model_id, r.estimate),
                     self.models[r.model_id].load_seconds,
+                    now - r.stats.last_used if r.stats.last_used else 0.0,
                 )
                 for r in scheduler.residents(account.device).values()
                 if r.state is ModelState.READY and not r.pinned

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 
 import pytest
 
@@ -32,6 +33,8 @@ from modelpool.cluster.routing import (
 from modelpool.config import Config, ModelSpec
 from modelpool.core.events import EventKind
 from modelpool.core.pool import ModelPool
+from modelpool.core.ports import Clock
+from modelpool.core.testing import ManualClock
 from modelpool.errors import ConfigError
 
 GB = 10**9
@@ -43,8 +46,8 @@ def fake(model_id: str, memory: str, **options: object) -> ModelSpec:
     )
 
 
-def pool_of(*specs: ModelSpec, budget: str = "10GB") -> ModelPool:
-    return ModelPool(list(specs), budgets={"cpu": budget}, strategy="lru")
+def pool_of(*specs: ModelSpec, budget: str = "10GB", clock: Clock = time.monotonic) -> ModelPool:
+    return ModelPool(list(specs), budgets={"cpu": budget}, strategy="lru", clock=clock)
 
 
 async def test_an_idle_pool_reports_free_memory_and_nothing_held() -> None:
@@ -66,6 +69,18 @@ async def test_a_ready_model_is_reported_ready_and_evictable_with_its_load_time(
     (victim,) = device.evictable  # a pinned model is never evictable
     assert (victim.model_id, victim.bytes) == ("a", 4 * GB)
     assert victim.reload_seconds >= 0.05
+    assert 0.0 <= victim.idle_seconds < 1.0  # its load counts as a use: just now
+
+
+async def test_an_evictable_model_carries_how_long_it_has_been_idle() -> None:
+    clock = ManualClock(100.0)
+    async with pool_of(fake("a", "4GB"), clock=clock) as pool:
+        async with pool.use("a"):
+            pass
+        clock.advance(90.0)
+        stats = replica_stats("r1", pool.get_resource_status())
+    ((victim,),) = [d.evictable for d in stats.devices]
+    assert victim.idle_seconds == pytest.approx(90.0)
 
 
 async def test_a_model_with_requests_out_is_busy_and_counted_in_flight() -> None:

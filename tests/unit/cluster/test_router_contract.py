@@ -8,6 +8,7 @@ replica below one of a worse rank.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import pytest
@@ -22,6 +23,7 @@ from modelpool.cluster.routing import (
     ModelAsk,
     ReplicaStats,
     assess,
+    eviction_cost,
     is_hot,
 )
 
@@ -39,6 +41,7 @@ def rooms(draw: st.DrawFn) -> DeviceRoom:
                 st.sampled_from(MODELS),
                 st.integers(1, 40).map(lambda g: g * GB),
                 st.integers(0, 30).map(float),
+                st.integers(0, 900).map(float),
             ),
             max_size=3,
         )
@@ -169,3 +172,17 @@ def test_memory_aware_ranks_never_go_backwards(
         verdicts = [assess(by_id[i], ask, hot=hot) for i in ranking]
         keys = [(v.rank, v.cost) for v in verdicts]
         assert keys == sorted(keys)
+
+
+@given(room=rooms(), ask=asks)
+def test_an_eviction_costs_no_more_than_any_one_victim_that_frees_enough(
+    room: DeviceRoom, ask: ModelAsk
+) -> None:
+    cost = eviction_cost([room], dataclasses.replace(ask, devices=1))
+    short = ask.bytes - room.free
+    enough = [v.cost for v in room.evictable if v.bytes >= short]
+    if enough:
+        assert cost is not None
+        assert cost <= min(enough) + 1e-9
+    if cost is not None:
+        assert cost <= sum(v.cost for v in room.evictable) + 1e-9

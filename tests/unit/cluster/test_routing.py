@@ -17,6 +17,7 @@ from modelpool.cluster.routing import (
     ReplicaStats,
     assess,
     eviction_cost,
+    reuse_chance,
     two_choices,
 )
 
@@ -75,6 +76,29 @@ def test_least_eviction_cost_first() -> None:
     ranking = MemoryAwareRouter().rank(ASK, replicas, random.Random(0))
     assert ranking == ["cheap", "dear", "never"]
     assert [assess(r, ASK).rank for r in replicas] == [Rank.EVICTS, Rank.EVICTS, Rank.NO_ROOM]
+
+
+def test_a_model_idle_long_is_cheaper_to_evict_than_one_just_used() -> None:
+    """What the pool's own policies will evict is what sat idle: the router weighs each
+    victim's reload by the chance it is wanted again soon."""
+    just_used = Evictable("busy-lately", 12 * GB, 10.0, idle_seconds=1.0)
+    long_idle = Evictable("forgotten", 12 * GB, 10.0, idle_seconds=3600.0)
+    replicas = [replica("recent", evictable=(just_used,)), replica("stale", evictable=(long_idle,))]
+    assert MemoryAwareRouter().rank(ASK, replicas, random.Random(0)) == ["stale", "recent"]
+    assert just_used.cost == pytest.approx(10.0)
+    assert long_idle.cost == pytest.approx(10.0 * reuse_chance(3600.0))
+    # On one device, the idle large model goes before the recently used small one.
+    small_recent = Evictable("s", 6 * GB, 1.0, idle_seconds=0.0)
+    room = DeviceRoom(0, (small_recent, Evictable("l", 12 * GB, 4.0, idle_seconds=3600.0)))
+    assert eviction_cost([room], ModelAsk("m", 6 * GB)) == pytest.approx(4.0 * reuse_chance(3600))
+
+
+def test_reuse_chance_falls_with_idle_time() -> None:
+    assert reuse_chance(0.0) == 1.0
+    assert reuse_chance(1.0) == pytest.approx(1.0)
+    assert reuse_chance(600.0) == pytest.approx(0.095, abs=0.001)
+    chances = [reuse_chance(t) for t in (1, 10, 60, 600, 6000)]
+    assert chances == sorted(chances, reverse=True)
 
 
 def test_eviction_cost_counts_free_bytes_and_takes_cheapest_per_byte() -> None:
