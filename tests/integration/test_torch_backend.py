@@ -248,6 +248,27 @@ async def test_a_cold_file_is_read_ahead_once_before_it_is_mapped(
     assert reads == [str(path)]
 
 
+async def test_files_larger_than_the_memory_available_are_not_read_ahead(
+    checkpoint: tuple[Path, TinyNet], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Read ahead, they would push their own first pages out before the mapping reads
+    them: the disk read twice."""
+    import psutil
+
+    path, original = checkpoint
+    little = psutil.virtual_memory()._replace(available=path.stat().st_size - 1)
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: little)
+    reads: list[str] = []
+    monkeypatch.setattr(page_cache, "read_ahead", lambda file, stop=None: reads.append(file))
+    page_cache.flush_and_drop(str(path))
+    handle = await TorchBackend().load(tiny(path), "cpu")
+    x = torch.randn(3, 16)
+    with torch.inference_mode():
+        assert torch.equal(handle.obj(x), original(x))
+    assert reads == []
+    await TorchBackend().unload(handle)
+
+
 async def test_a_module_with_tensors_the_file_lacks_is_built_for_real(tmp_path: Path) -> None:
     torch.manual_seed(1)
     original = WithComputedBuffer().eval()

@@ -242,9 +242,8 @@ def _load(model_id: ModelId, state: TorchModel, device: DeviceId) -> Handle:
 
     if not (state.kind == "safetensors" and _torch_device(device).type == "cuda"):
         # Every other path maps the files (a GPU load of a factory model streams its file
-        # through read() itself): bring a cold file in by one sequential read first.
-        for file in weight_files(state.options):
-            page_cache.cache_file(str(file))
+        # through read() itself): bring cold files in by one sequential read first.
+        _read_ahead(weight_files(state.options))
     model = _LOADERS[state.kind](state, device)
     if state.options.dtype is not None and _torch_device(device).type == "cuda":
         # A conversion on the GPU frees the tensors as read into the allocator's cache,
@@ -254,6 +253,19 @@ def _load(model_id: ModelId, state: TorchModel, device: DeviceId) -> Handle:
     # moves on the device meanwhile (loads and restores run in parallel threads).
     footprint = weights.resident_bytes(model)
     return Handle(model_id, device, obj=model, footprint=footprint, native=state)
+
+
+def _read_ahead(files: list[Path]) -> None:
+    """Read cold weight files into the page cache, unless they would not all fit in the
+    memory available: then the cache would drop their first pages before the mapping
+    reads them, and the disk would be read twice (a model larger than the host's RAM,
+    on its way to a GPU through a transformers load)."""
+    import psutil
+
+    if sum(file.stat().st_size for file in files) > psutil.virtual_memory().available:
+        return
+    for file in files:
+        page_cache.cache_file(str(file))
 
 
 def _torch_device(device: DeviceId) -> Any:
