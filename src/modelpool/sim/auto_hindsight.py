@@ -38,6 +38,9 @@ class Foresight:
     past says nothing of the next interval, 1: the same order)."""
     strategies: int
     """How many were ranked: a blind pick is the interval's best 1 in this many times."""
+    regret: float = 0.0
+    """What following the forecast's best waited beyond each interval's best, as a share
+    of what the intervals' best waited (0: it always picked the best)."""
 
     @property
     def hit_rate(self) -> float:
@@ -62,12 +65,24 @@ def foresight(tables: Sequence[Sequence[CandidateRow]]) -> Foresight:
     same request (each one a prefix of the next). For each evaluation but the last: its
     table's ranking (what ``auto`` chose by) against the ranking of what each strategy
     waited on the requests that came before the next evaluation."""
+    pairs = [
+        ({row.strategy: row.total_wait for row in now}, waits_between(now, following))
+        for now, following in itertools.pairwise(tables)
+    ]
+    return foresight_of_pairs(pairs)
+
+
+def foresight_of_pairs(
+    pairs: Sequence[tuple[Mapping[str, float], Mapping[str, float]]],
+) -> Foresight:
+    """Each pair: (what a forecast said each strategy would wait, what each waited in
+    fact) for one interval; how often the forecast's best was the fact's best, and the
+    mean rank correlation, over the intervals where both tell strategies apart."""
     compared = hits = 0
     rhos: list[float] = []
     strategies = 0
-    for now, following in itertools.pairwise(tables):
-        past = {row.strategy: row.total_wait for row in now}
-        ahead = waits_between(now, following)
+    extra = least = 0.0
+    for past, ahead in pairs:
         names = sorted(set(past) & set(ahead))
         if len(names) < 2 or not (_apart(past, names) and _apart(ahead, names)):
             continue
@@ -75,11 +90,14 @@ def foresight(tables: Sequence[Sequence[CandidateRow]]) -> Foresight:
         compared += 1
         past_rank, ahead_rank = _ranks(past, names), _ranks(ahead, names)
         hits += past_rank.index(0) == ahead_rank.index(0)
+        best = ahead[names[ahead_rank.index(0)]]
+        extra += ahead[names[past_rank.index(0)]] - best
+        least += best
         n = len(names)
         squares = sum((a - b) ** 2 for a, b in zip(past_rank, ahead_rank, strict=True))
         rhos.append(1 - 6 * squares / (n * (n * n - 1)))
     mean = sum(rhos) / len(rhos) if rhos else 0.0
-    return Foresight(compared, hits, mean, strategies)
+    return Foresight(compared, hits, mean, strategies, extra / least if least else 0.0)
 
 
 def _apart(waits: Mapping[str, float], names: Sequence[str]) -> bool:

@@ -15,11 +15,12 @@ rest wait for a slot, as in the pool.
 
 from __future__ import annotations
 
+import copy
 import heapq
 import itertools
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from modelpool.config import ModelSpec, PoolSettings
@@ -32,7 +33,7 @@ from modelpool.core.traffic_window import Arrival
 from modelpool.errors import ModelPoolError
 from modelpool.sim.models import ModelSet, SimModel
 from modelpool.sim.results import RunResult, wait_figures
-from modelpool.sim.workload import Workload
+from modelpool.sim.workload import Request, Workload
 from modelpool.types import Bytes, DeviceId, ModelId
 
 EXCLUSIVE_GROUP = "exclusive"
@@ -129,11 +130,54 @@ class Simulation:
 
     def run(self) -> RunResult:
         started = time.perf_counter()
-        requests = self.workload.requests
-        events = self._events
         self._start_preloads()
         if self._every is not None:
             self._at(self._every[0], self._periodic)
+        self._play()
+        return self._result(time.perf_counter() - started)
+
+    def fork(self) -> Simulation:
+        """A copy of this simulation as it stands, to be played on with ``continue_with``:
+        what is resident and warm, each model's stats, the loads, leases and waiting
+        requests in flight, the policy's state. Its figures start from zero, and it has
+        no periodic hook. Called from a hook, it asks "what if, from here..."."""
+        left_out: dict[int, Any] = {
+            id(self.workload): Workload(self.workload.name, ()),
+            id(self.arrived): [],
+            id(self._waits): [],
+            id(self.latencies_by_model): {},
+            id(self._every): None,
+        }  # not copied: the past requests and their figures, the hook
+        fork = copy.deepcopy(self, left_out)
+        fork._counts = dict.fromkeys(self._counts, 0)
+        fork._bytes_moved, fork._load_seconds = 0, 0.0
+        return fork
+
+    def continue_with(
+        self, requests: Sequence[Request], policy: EvictionPolicy | None = None
+    ) -> RunResult:
+        """Play ``requests`` (at or after the clock's time, sorted) from the state this
+        simulation is in (a ``fork``), with ``policy`` from now on if given. The result
+        counts what happens from here: the waits of these requests and of those already
+        waiting, the loads, the moves."""
+        started = time.perf_counter()
+        if requests and requests[0].time < self.clock.now:
+            raise ValueError(
+                f"continue_with: the first request is at {requests[0].time:g} s, "
+                f"before the simulation's clock ({self.clock.now:g} s)"
+            )
+        if policy is not None:
+            self.scheduler.set_policy(policy)
+            self.label = policy.name
+        self.workload = Workload(self.workload.name, tuple(requests))
+        self._left = len(requests)
+        self._play()
+        return self._result(time.perf_counter() - started)
+
+    def _play(self) -> None:
+        """The event loop: each request of the workload and each event, in time order."""
+        requests = self.workload.requests
+        events = self._events
         index = 0
         while index < len(requests) or events:
             arrival = requests[index].time if index < len(requests) else math.inf
@@ -146,7 +190,6 @@ class Simulation:
                 self._arrive(index)
                 index += 1
                 self._left = len(requests) - index
-        return self._result(time.perf_counter() - started)
 
     def _start_preloads(self) -> None:
         """The model set's preloads, handed to the scheduler at time 0, most important
@@ -159,7 +202,8 @@ class Simulation:
             self._keep_ticking()
 
     def _periodic(self) -> None:
-        assert self._every is not None
+        if self._every is None:
+            return  # a fork: the hook stayed with the simulation it was forked from
         seconds, hook = self._every
         hook(self)
         if self._left > 0:

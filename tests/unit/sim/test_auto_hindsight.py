@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from modelpool.sim.auto_choice import CandidateRow
-from modelpool.sim.auto_hindsight import foresight, waits_between
+from modelpool.sim.auto_hindsight import foresight, foresight_of_pairs, waits_between
 
 
 def table(**waits: float) -> list[CandidateRow]:
@@ -41,3 +41,15 @@ def test_intervals_that_cannot_tell_the_strategies_apart_are_not_counted() -> No
     assert seen.hit_rate == 0.0
     assert seen.rank_correlation == 0.0
     assert foresight([]).compared == 0
+
+
+def test_pairs_score_a_forecast_against_the_fact_with_the_extra_wait_of_its_picks() -> None:
+    pairs = [
+        ({"a": 1.0, "b": 2.0}, {"a": 10.0, "b": 20.0}),  # a hit
+        ({"a": 1.0, "b": 2.0}, {"a": 30.0, "b": 20.0}),  # a miss: a waits 10 s more
+        ({"a": 1.0, "b": 1.0}, {"a": 30.0, "b": 20.0}),  # the forecast ties: not counted
+    ]
+    seen = foresight_of_pairs(pairs)
+    assert (seen.compared, seen.hits) == (2, 1)
+    assert seen.regret == pytest.approx(10.0 / (10.0 + 20.0))
+    assert seen.rank_correlation == pytest.approx(0.0)  # +1 then -1
