@@ -11,6 +11,10 @@ in through a mapping comes off the disk a few pages at a time and stays in small
 so that every later mapping of it faults far more often (a cached 1.08 GB checkpoint
 mapped and read in 69-70 ms after a cold mapped load, 29-33 ms after a sequential read:
 bench/results/load_restore/page-sizes-experiment-20261207.txt).
+
+Linux (and other POSIX systems with ``posix_fadvise``); elsewhere ``read_ahead`` only
+reads, ``drop`` does nothing, ``resident_bytes`` is unknown (None) and no file
+``looks_cached``.
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ often enough a look at ``stop``."""
 
 SAMPLE_SPOTS = 64
 SAMPLE_PAGES = 16
-"""``looks_cached`` looks at 64 runs of 16 pages: about 0.1 ms for any size of file."""
+"""``looks_cached`` looks at 64 runs of 16 pages: about a third of a millisecond here,
+whatever the size of the file."""
 
 _RESIDENT_FLAG = bytes(flag & 1 for flag in range(256))
 """``mincore`` sets only the low bit of a page's byte for sure: a table keeping that bit."""
