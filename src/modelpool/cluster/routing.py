@@ -29,13 +29,13 @@ Three routers:
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Protocol
 
+from modelpool.reuse import reuse_chance
 from modelpool.types import Bytes, ModelId
 
 ReplicaId = str
@@ -58,22 +58,6 @@ class Evictable:
         """What evicting it is expected to cost: its reload seconds times the chance it
         is wanted again within ``REUSE_HORIZON`` (``reuse_chance``)."""
         return self.reload_seconds * reuse_chance(self.idle_seconds)
-
-
-REUSE_HORIZON = 60.0
-"""Seconds ahead that an eviction is paid for: a model wanted again later would have
-been evicted by then anyway, by the pool's own policy, whatever the router chose."""
-
-
-def reuse_chance(idle_seconds: float) -> float:
-    """The chance a model idle for ``idle_seconds`` is wanted within ``REUSE_HORIZON``,
-    guessing its requests arrive at random at the rate its idle time suggests (one per
-    ``idle_seconds``): 1 - exp(-horizon / idle). Just used: 1; idle ten minutes: 0.10.
-    This is what makes the router's guess at a replica's victims agree with the pool's
-    policies, which all keep the recently used."""
-    if idle_seconds <= 0:
-        return 1.0
-    return -math.expm1(-REUSE_HORIZON / idle_seconds)
 
 
 @dataclass(frozen=True, slots=True)

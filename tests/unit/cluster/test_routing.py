@@ -17,9 +17,9 @@ from modelpool.cluster.routing import (
     ReplicaStats,
     assess,
     eviction_cost,
-    reuse_chance,
     two_choices,
 )
+from modelpool.reuse import reuse_chance
 
 GB = 10**9
 ASK = ModelAsk("m", 10 * GB)

@@ -29,10 +29,13 @@ Box = dict[str, tuple[DeviceAccount, dict[ModelId, ModelRecord]]]
 
 
 def model(model_id: str, size: int, *, load_seconds: float = 1.0, pinned: bool = False,
-          leased: bool = False, frequency: float = 0.0) -> ModelRecord:  # fmt: skip
+          leased: bool = False, frequency: float = 0.0,
+          last_used: float | None = None) -> ModelRecord:  # fmt: skip
     spec = ModelSpec(id=model_id, backend="fake", memory=size)
     rec = ModelRecord(spec, size, state=ModelState.READY, pinned=pinned)
     rec.stats.record_load(0.0, load_seconds)
+    if last_used is not None:
+        rec.stats.last_used = last_used  # decisions here are made at time 0
     if frequency:
         rec.stats._frequency = frequency  # recent demand, as counted at time 0
     if leased:
@@ -94,8 +97,9 @@ def test_among_evictions_the_cheapest_to_reload_goes() -> None:
 
 
 def test_a_victim_still_wanted_costs_more_than_a_forgotten_one() -> None:
-    wanted = model("wanted", 8 * GB, load_seconds=2.0, frequency=20.0)
-    forgotten = model("forgotten", 8 * GB, load_seconds=4.0)
+    # Twice as slow to reload, but idle for an hour: it is the cheaper eviction.
+    wanted = model("wanted", 8 * GB, load_seconds=2.0, last_used=-5.0)
+    forgotten = model("forgotten", 8 * GB, load_seconds=4.0, last_used=-3600.0)
     books = box(10 * GB, [wanted], [forgotten])
     plan = place(model("new", 6 * GB), books)
     assert isinstance(plan, Go)
