@@ -54,7 +54,7 @@ from modelpool.sim.files import write_text
 from modelpool.sim.models import ModelSet, box_model_set, demo_model_set
 from modelpool.sim.workload import Workload
 from modelpool.sim.workloads import fragmentation, hot, make_workload
-from run_all import ratio
+from run_all import MARKS, ratio
 
 RESULTS = Path(__file__).parent / "results"
 RULES = ("cost", "most_room", "first_fit")
@@ -125,10 +125,14 @@ HOT_MODEL = "llama-3.1-8b"
 HOT_SLOTS = 4
 """Requests one copy of the hot model serves at once (a llama.cpp server's slots)."""
 HOT_REQUESTS = {"moderate": 2400, "hot": 2800}
-REPLICA_SEEDS = 5
-"""The replica runs are longer and vary less from seed to seed than the placement ones."""
 """Requests over half an hour: 0.8 and 0.93 a second for the hot model, whose requests
 take 4.2 s on average: one copy of four slots is busy 83% and 97% of the time."""
+TARGET_RATE = "hot"
+"""The rate the 2x target is checked at: the hot workload's. At the moderate rate a
+second copy can only take away the queueing, and one copy's p95 is already less than
+twice the requests' own p95 (printed as the most any number of copies could give)."""
+REPLICA_SEEDS = 5
+"""The replica runs are longer and vary less from seed to seed than the placement ones."""
 REPLICA_TARGET = 2.0
 
 
@@ -152,9 +156,19 @@ def replica_runs(seeds: int, requests: int) -> dict[str, dict[str, float]]:
             0,
         )
         cell = runs.setdefault(label, {"hot_p95_latency": 0.0, "hot_p50_latency": 0.0,
-                                       "p95_wait": 0.0, "total_wait": 0.0})  # fmt: skip
+                                       "hot_p95_service": 0.0, "p95_wait": 0.0,
+                                       "total_wait": 0.0})  # fmt: skip
+        hot_model = models[HOT_MODEL]
         for seed in range(seeds):
             workload = hot(models, seed=seed, requests=requests, duration=1800.0, model=HOT_MODEL)
+            services = sorted(
+                r.service
+                if r.service is not None
+                else hot_model.service_seconds(r.prompt_tokens, r.output_tokens)
+                for r in workload.requests
+                if r.model == HOT_MODEL
+            )
+            cell["hot_p95_service"] += percentile(services, 95) / seeds
             simulation = Simulation(workload, models, POLICIES.get(STRATEGY)(), warm_budget=0)
             result = simulation.run()
             latencies = sorted(simulation.latencies_by_model[HOT_MODEL])
@@ -227,14 +241,16 @@ def table(totals: dict[str, dict[str, dict[str, Any]]]) -> str:
 
 def replica_table(replicas: dict[str, dict[str, dict[str, float]]]) -> str:
     lines = [
-        "| rate | copies | hot p50 latency | hot p95 latency | all p95 wait | total wait |",
-        "|---|---|---|---|---|---|",
+        "| rate | copies | hot p50 latency | hot p95 latency | hot p95 service alone "
+        "| all p95 wait | total wait |",
+        "|---|---|---|---|---|---|---|",
     ]
     for rate, runs in replicas.items():
         for label, cell in runs.items():
             lines.append(
                 f"| {rate} | {label} | {cell['hot_p50_latency']:.1f} s | "
-                f"{cell['hot_p95_latency']:.1f} s | {cell['p95_wait']:.1f} s | "
+                f"{cell['hot_p95_latency']:.1f} s | {cell['hot_p95_service']:.1f} s | "
+                f"{cell['p95_wait']:.1f} s | "
                 f"{cell['total_wait']:,.0f} s |"
             )
     return "\n".join(lines) + "\n"
@@ -259,10 +275,16 @@ def main() -> None:
         limit = FRAGMENTATION_TARGET if name == "fragmentation" else 1.0
         figures.append(ratio(f"{name}: load wait, most room / by cost", share, limit=limit))
     for rate, runs in replicas.items():
-        share = runs["one copy"]["hot_p95_latency"] / max(runs["max: 2"]["hot_p95_latency"], 1e-9)
+        one = runs["one copy"]["hot_p95_latency"]
+        share = one / max(runs["max: 2"]["hot_p95_latency"], 1e-9)
         figures.append(
             ratio(f"hot model ({rate} rate): p95 latency, one copy / replicas max 2", share,
-                  limit=REPLICA_TARGET)
+                  limit=REPLICA_TARGET if rate == TARGET_RATE else None)
+        )  # fmt: skip
+        most = one / max(runs["one copy"]["hot_p95_service"], 1e-9)
+        figures.append(
+            ratio(f"hot model ({rate} rate): the most copies could give, one copy's p95 / "
+                  "the requests' own p95", most)
         )  # fmt: skip
     for label in ("room somewhere", "must evict"):
         figures.append(
@@ -286,7 +308,7 @@ def main() -> None:
         f"{decision['must evict']:.3f} ms when it must evict.\n\n"
         + "\n".join(
             f"- {f['name']}: {f['value']:.2f}{' ' if f['unit'] == 'ms' else ''}{f['unit']} "
-            f"(target {f['target']}) {'✓' if f['ok'] else '✗'}"
+            + (f"(target {f['target']}) {MARKS[f['ok']]}" if f["target"] else "")
             for f in figures
         )
         + "\n"
