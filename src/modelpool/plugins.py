@@ -86,6 +86,7 @@ POLICIES = Registry(
         "memory_pressure": "modelpool.policies.memory_pressure:MemoryPressurePolicy",
         "hybrid": "modelpool.policies.hybrid:HybridPolicy",
         "cost_aware": "modelpool.policies.cost_aware:CostAwarePolicy",
+        "recency_cost": "modelpool.policies.recency_cost:RecencyCostPolicy",
     },
 )
 

@@ -29,3 +29,4 @@ class ModelSwitchingStrategy(StrEnum):
     MEMORY_PRESSURE = "memory_pressure"
     HYBRID = "hybrid"
     COST_AWARE = "cost_aware"
+    RECENCY_COST = "recency_cost"

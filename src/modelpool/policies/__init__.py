@@ -16,6 +16,7 @@ from modelpool.policies.lfu import LFUPolicy
 from modelpool.policies.lru import LRUPolicy
 from modelpool.policies.memory_pressure import MemoryPressurePolicy
 from modelpool.policies.priority import PriorityPolicy
+from modelpool.policies.recency_cost import RecencyCostPolicy
 from modelpool.policies.specialization import SpecializationPolicy
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "LRUPolicy",
     "MemoryPressurePolicy",
     "PriorityPolicy",
+    "RecencyCostPolicy",
     "SpecializationPolicy",
     "evict_in_order",
     "specialization_score",

@@ -21,6 +21,7 @@ from modelpool.policies import (
     LRUPolicy,
     MemoryPressurePolicy,
     PriorityPolicy,
+    RecencyCostPolicy,
     SpecializationPolicy,
     evict_in_order,
     specialization_score,
@@ -299,6 +300,49 @@ def test_cost_aware_ties_go_to_lru_and_zero_bytes_do_not_divide_by_zero() -> Non
 def test_cost_aware_bad_min_load_seconds_raises(bad: Any) -> None:
     with pytest.raises(ValueError, match="min_load_seconds"):
         CostAwarePolicy(min_load_seconds=bad)
+
+
+# --- recency cost -------------------------------------------------------------------
+
+
+def test_recency_cost_evicts_the_forgotten_before_the_recently_used() -> None:
+    # LFU and cost_aware keep "forgotten" (it served far more); recency says it is done.
+    candidates = [
+        model("forgotten", load_seconds=10.0, frequency=50.0, use_count=500, last_used=-3500.0),
+        model("recent", load_seconds=10.0, frequency=1.0, use_count=1, last_used=95.0),
+    ]
+    assert first(RecencyCostPolicy(), candidates) == ["forgotten"]
+    assert first(CostAwarePolicy(), candidates) == ["recent"]
+
+
+def test_recency_cost_weighs_reload_seconds_per_byte() -> None:
+    # Idle alike: the big one that reloads fast frees the most room for what it costs,
+    # where LRU would take the slightly idler small one.
+    candidates = [
+        model("slow-small", bytes=2 * GB, load_seconds=30.0, last_used=9.0),
+        model("fast-big", bytes=8 * GB, load_seconds=5.0, last_used=10.0),
+    ]
+    assert first(RecencyCostPolicy(), candidates) == ["fast-big"]
+    assert first(LRUPolicy(), candidates) == ["slow-small"]
+
+
+def test_recency_cost_drains_busy_models_least_recently_used_first() -> None:
+    # Only a starving load is offered busy models; the value would pick "big-busy".
+    candidates = [
+        model("big-busy", bytes=8 * GB, load_seconds=5.0, current_tasks=3, last_used=99.0),
+        model("old-busy", bytes=2 * GB, load_seconds=30.0, current_tasks=1, last_used=40.0),
+        model("idle", bytes=2 * GB, load_seconds=30.0, last_used=99.0),
+    ]
+    assert order(RecencyCostPolicy(), candidates) == ["idle", "old-busy", "big-busy"]
+
+
+def test_recency_cost_unmeasured_models_are_not_free_to_evict() -> None:
+    candidates = [
+        model("unmeasured", load_seconds=0.0, last_used=99.0),
+        model("measured", load_seconds=0.002, last_used=0.0),
+    ]
+    # floored at 1 ms: 1.0 * 0.001 (just used) > 0.45 * 0.002 (idle 100 s).
+    assert first(RecencyCostPolicy(), candidates) == ["measured"]
 
 
 # --- the shared selection -----------------------------------------------------------
