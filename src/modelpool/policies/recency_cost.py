@@ -40,15 +40,22 @@ class RecencyCostPolicy:
         if context.need <= 0 or not candidates:
             return []
         now = context.now
-        busy = [c.current_tasks > 0 for c in candidates]
-        values = [
-            0.0
-            if is_busy
-            else reuse_chance(now - c.last_used)
-            * max(c.load_seconds, MIN_LOAD_SECONDS)
-            / max(c.bytes, 1)
-            for c, is_busy in zip(candidates, busy, strict=True)
-        ]
+        floor = MIN_LOAD_SECONDS
+        chance = reuse_chance  # a local name: this loop runs once per resident model
+        busy: list[bool] = []
+        values: list[float] = []
+        for c in candidates:
+            if c.current_tasks > 0:
+                busy.append(True)
+                values.append(0.0)
+                continue
+            seconds, size = c.load_seconds, c.bytes
+            busy.append(False)
+            values.append(
+                chance(now - c.last_used)
+                * (seconds if seconds > floor else floor)
+                / (size if size > 1 else 1)
+            )
         return evict_in_order(candidates, context.need, busy, values, map(_last_used, candidates))
 
     def __repr__(self) -> str:
