@@ -131,13 +131,7 @@ def plan_load(
     # One pass builds the candidates; victims are then found by id among the residents
     # and checked again, so an id a faulty policy made up or repeated is ignored.
     taken = {r.spec.id for r in forced}
-    ready = ModelState.READY  # the filter is inlined: it runs once per resident
-    candidates = [
-        _on_device(r.candidate(), booked_bytes(account, r))
-        for r in residents.values()
-        if r.state is ready and not r.leases and not r.pinned and r is not target
-        and r.spec.id not in taken and not r.spec.remote
-    ]  # fmt: skip
+    candidates = _candidates(residents, account, target, taken)
     chosen: list[ModelRecord] = []
     if candidates:
         context = EvictionContext(need=need - free, now=now, demand=demand)
@@ -171,6 +165,31 @@ def plan_load(
         target.model_id, account.device, need, max(0, account.planned_free), holders
     )
     return Impossible(error)
+
+
+def _candidates(
+    residents: Mapping[ModelId, ModelRecord],
+    account: DeviceAccount,
+    target: ModelRecord,
+    taken: set[ModelId],
+) -> list[Candidate]:
+    """What the policy may evict on this device: READY, idle, unpinned, not remote,
+    each at its share here (``_on_device``). Written out as one loop, with
+    ``booked_bytes`` inlined: it runs once per resident model for every plan."""
+    ready = ModelState.READY
+    committed, reserved = account.committed, account.reserved
+    found: list[Candidate] = []
+    for r in residents.values():
+        if r.state is not ready or r.leases or r.pinned or r is target:
+            continue
+        spec = r.spec
+        if spec.id in taken or spec.remote:
+            continue
+        candidate = r.candidate()
+        mid = candidate.model_id
+        share = committed.get(mid) or reserved.get(mid, 0)
+        found.append(candidate if share == candidate.bytes else candidate._replace(bytes=share))
+    return found
 
 
 def _on_device(candidate: Candidate, share: Bytes) -> Candidate:
