@@ -30,8 +30,8 @@ class RecencyCostPolicy:
     Busy models are offered only when a starving load must stop granting to some
     (``choose_drain``); those go least recently used first: the one whose last request
     began longest ago is likely the nearest to done and the least wanted next. Ranking
-    them by value instead took the worst draw of `bench/policy_quality.py`'s workloads
-    from 1.16x to 1.39x the best fixed strategy (seeds 0-9).
+    them by value instead took the worst of `bench/auto_quality.py`'s draws (seeds 0-9)
+    from 1.16x to 1.39x the best of the other strategies.
     """
 
     name = "recency_cost"
