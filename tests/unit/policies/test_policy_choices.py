@@ -317,9 +317,9 @@ def test_recency_cost_evicts_the_forgotten_before_the_recently_used() -> None:
 
 def test_recency_cost_weighs_reload_seconds_per_byte() -> None:
     # Idle alike: the big one that reloads fast frees the most room for what it costs,
-    # where LRU would take the slightly idler small one.
+    # where LRU would take the slightly idler small one (and seconds x bytes, too).
     candidates = [
-        model("slow-small", bytes=2 * GB, load_seconds=30.0, last_used=9.0),
+        model("slow-small", bytes=2 * GB, load_seconds=12.0, last_used=9.0),
         model("fast-big", bytes=8 * GB, load_seconds=5.0, last_used=10.0),
     ]
     assert first(RecencyCostPolicy(), candidates) == ["fast-big"]
