@@ -13,8 +13,8 @@ REUSE_HORIZON = 60.0
 """Seconds ahead that an eviction is paid for: a model wanted again later would have
 been evicted by then anyway, by the pool's own policy, whatever placement chose.
 Of 30, 60, 120 and 300 s, 60 s came closest to placement by cost never waiting more
-than most room in the placement benchmark's replays (seeds 0-19: bursty 0.998x, the
-other workloads 1.01-1.48x)."""
+than most room (``bench/placement_price.py``, seeds 0-19: bursty 0.992x, the other
+workloads 1.01-1.48x)."""
 
 
 def reuse_chance(idle_seconds: float) -> float:
