@@ -86,6 +86,12 @@ MODEL_SERVER = "llama_cpp.server"
 PLAIN_PREFIX = "/plain"
 PLAIN_DEPLOYMENT = "MultiplexedModels"
 POOL_SIDE = "modelpool on Ray"
+ORDINARY_SIDE = "modelpool on Ray, no standby"
+STANDBY_MB = 75
+"""Host RAM one waiting standby interpreter holds (70 MB measured by
+``bench/standby.py``, rounded up): with standbys on, our pool's budget for models is
+``BUDGET`` less one per replica, so that the replica's whole tree has the same
+``BUDGET`` as Ray's."""
 FILL_SECONDS = 20.0
 """Every side starts cold: the requests sent after this many seconds show the steady
 state, reported beside the whole run's p95."""
@@ -166,13 +172,14 @@ def llama_options(gguf: Path, kind: Kind) -> dict[str, Any]:
     }
 
 
-def pool_models(gguf: Path, minilm: Path) -> dict[str, dict[str, Any]]:
+def pool_models(gguf: Path, minilm: Path, standby: bool) -> dict[str, dict[str, Any]]:
     models: dict[str, dict[str, Any]] = {}
     for model in MODELS:
         kind = kind_of(model)
         common = {"memory": kind.memory, "device": "cpu"}
         if kind.n_ctx:
-            models[model] = {"backend": "llamacpp", **llama_options(gguf, kind), **common}
+            options = {**llama_options(gguf, kind), "standby": standby}
+            models[model] = {"backend": "llamacpp", **options, **common}
         else:
             models[model] = {"backend": "torch", "path": str(minilm), **common}
     return models
@@ -194,10 +201,11 @@ def ray_recipes(gguf: Path, minilm: Path) -> dict[str, ModelRecipe]:
     return recipes
 
 
-def pool_config(folder: Path, gguf: Path, minilm: Path, http_port: int) -> Path:
+def pool_config(folder: Path, gguf: Path, minilm: Path, http_port: int, standby: bool) -> Path:
+    budget = BUDGET - STANDBY_MB * MB if standby else BUDGET
     config = {
         "pool": {
-            "budgets": {"cpu": BUDGET},
+            "budgets": {"cpu": budget},
             "probe": "static",  # the declared (measured) sizes are what is booked
             "state_dir": str(folder / "state"),
         },
@@ -209,9 +217,9 @@ def pool_config(folder: Path, gguf: Path, minilm: Path, http_port: int) -> Path:
             "http_host": "127.0.0.1",
             "http_port": http_port,
         },
-        "models": pool_models(gguf, minilm),
+        "models": pool_models(gguf, minilm, standby),
     }
-    path = folder / "modelpool.yaml"
+    path = folder / f"modelpool-{'standby' if standby else 'ordinary'}.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
 
@@ -412,7 +420,9 @@ def run_multiplexed(
     )
 
 
-def run_pool(serve: Any, tag: str, config: Path, base: str, plan: list[Request]) -> SideResult:
+def run_pool(
+    serve: Any, tag: str, config: Path, base: str, plan: list[Request], name: str
+) -> SideResult:
     from modelpool.ray.deployment import APP_NAME, POOL_DEPLOYMENT, build_app
     from modelpool.ray.replica import ConfigText
 
@@ -425,7 +435,7 @@ def run_pool(serve: Any, tag: str, config: Path, base: str, plan: list[Request])
     finally:
         left = delete_app(serve, tag, APP_NAME)
     return SideResult(
-        POOL_SIDE,
+        name,
         outcomes,
         trees,
         sum(sum(counts.values()) for counts in by_replica.values()),
@@ -459,6 +469,11 @@ def report(
     for row in rows if ours is not None else []:
         if row is ours:
             continue
+        if row["side"] == ORDINARY_SIDE:  # ours too: what the standbys changed, no target
+            if row["p95_s"] and ours["p95_s"]:
+                ratios.append(ratio("modelpool without / with standbys: p95",
+                                    row["p95_s"] / ours["p95_s"]))  # fmt: skip
+            continue
         if row["p95_s"] and ours["p95_s"]:
             ratios.append(
                 ratio(
@@ -483,9 +498,9 @@ def report(
                     row["cold_loads"] / ours["cold_loads"],
                 )
             )
-    if ours is not None:
-        over = sum(r["peak_over_budget"] for r in ours["replicas"])
-        ratios.append(ratio("modelpool on Ray: replicas over budget", over, "", "lower", 1))
+    for row in (r for r in rows if r["side"] in (POOL_SIDE, ORDINARY_SIDE)):
+        over = sum(r["peak_over_budget"] for r in row["replicas"])
+        ratios.append(ratio(f"{row['side']}: replicas over budget", over, "", "lower", 1))
     sizes = ", ".join(f"{name} {k.memory // MB} MB" for name, k in KINDS.items())
     lines = [
         "# Side by side with Ray Serve's multiplexing (`bench/ray_peer.py`)",
@@ -496,7 +511,10 @@ def report(
         f"{len(MODELS)} ids), {len(plan)} requests over {args.duration:g} s (seed {args.seed},"
         f" {args.rate:g} arrivals/s, bursts of 2-4 one time in four, Zipf with drift "
         "halfway). Ray's N: "
-        f"{caps['mean']} (budget / mean size), {caps['safe']} (budget / largest).",
+        f"{caps['mean']} (budget / mean size), {caps['safe']} (budget / largest). "
+        f"With standby interpreters, our pool books models within {BUDGET // MB - STANDBY_MB} "
+        f"MB, leaving {STANDBY_MB} MB of each replica's {BUDGET // MB} MB to its one waiting "
+        "standby; the peak below is the whole tree's, standby included.",
         "",
         "| side | ok / sent | p50 s | p95 s | max s | cold loads | evictions (of a model "
         "still serving) | peak used per replica (budget "
@@ -540,7 +558,10 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=0.8, help="arrivals per second")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--sides", default="mean,safe,pool", help="which sides to run")
+    parser.add_argument(
+        "--sides", default="mean,safe,pool",
+        help="which sides to run (also: ordinary, ours without standby interpreters)",
+    )  # fmt: skip
     args = parser.parse_args()
     args.load_before = os.getloadavg()[0]
     gguf, minilm = model_files()
@@ -581,10 +602,12 @@ def main() -> None:
             results.append(
                 run_multiplexed(serve, tag, caps[which], name, recipes, folder, base, plan)
             )
-        if "pool" in sides:
-            print(f"modelpool on Ray: {len(plan)} requests", flush=True)
-            config = pool_config(folder, gguf, minilm, http_port)
-            results.append(run_pool(serve, tag, config, base, plan))
+        for which, name in (("pool", POOL_SIDE), ("ordinary", ORDINARY_SIDE)):
+            if which in sides:
+                print(f"{name}: {len(plan)} requests", flush=True)
+                standby = which == "pool"
+                config = pool_config(folder, gguf, minilm, http_port, standby)
+                results.append(run_pool(serve, tag, config, base, plan, name))
     finally:
         with contextlib.suppress(Exception):
             serve.shutdown()

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ValidationError
 
 from modelpool import LoadFailed, ModelPool
 from modelpool.config import ModelSpec
-from modelpool.core.ports import HOST, Backend, Estimating, WarmCapable, can_offload
+from modelpool.core.ports import HOST, Backend, Closes, Estimating, WarmCapable, can_offload
 from modelpool.plugins import BACKENDS
 
 GB = 10**9
@@ -151,6 +151,13 @@ def spec(case: Case, options: dict[str, object], model_id: str = "contract") -> 
     return ModelSpec(id=model_id, backend=case.backend, memory=GB, device="cpu", options=options)
 
 
+async def close(backend: Backend) -> None:
+    """What the pool does as it stops: a backend that keeps processes of its own beside
+    its models (the process backend's standby interpreters) ends them."""
+    if isinstance(backend, Closes):
+        await backend.close()
+
+
 def our_processes() -> set[int]:
     return {child.pid for child in psutil.Process().children(recursive=True)}
 
@@ -185,6 +192,7 @@ async def test_load_gives_the_model_on_its_device_and_unload_leaves_nothing(
         assert (handle.endpoint is None) != (handle.obj is None), "an endpoint or an object"
     finally:
         await backend.unload(handle)
+    await close(backend)
     await assert_nothing_left(before)
 
 
@@ -198,6 +206,7 @@ async def test_a_failed_load_says_why_and_leaves_nothing(case: Case, tmp_path: P
         await backend.load(doomed, "cpu")
     reason = str(failure.value).strip()
     assert reason
+    await close(backend)
     await assert_nothing_left(before)
     # Through the pool, the same failure names the model and keeps the backend's reason.
     fresh = runnable(case)  # a scripted failure may be spent on the first backend
@@ -245,3 +254,4 @@ async def test_the_warm_tier_goes_to_host_and_back(case: Case, tmp_path: Path) -
     restored = await backend.restore(warm, "cpu")
     assert restored.device == "cpu"
     await backend.unload(restored)
+    await close(backend)

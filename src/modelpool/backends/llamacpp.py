@@ -24,6 +24,11 @@ all of them with ``--tensor_split`` (the placement's shares) and ``--main_gpu 0`
 server numbers the devices it sees from 0, the main one first. Its ``n_gpu_layers``
 must put layers on the GPUs (``-1``: all) for the split to mean anything.
 
+Each start after the first takes a standby interpreter that has imported the server
+already (``standby: true``, the default; the process backend's ``standby``): the
+server is ready about 0.3 s sooner (0.14 s instead of 0.43-0.54 s here), for about
+70 MB of host RAM held outside the budgets by the one waiting.
+
 The server must be installed for the interpreter that runs it (``python``, by default
 the pool's own): ``CMAKE_ARGS="-DGGML_NATIVE=OFF" pip install "llama-cpp-python[server]"``.
 """
@@ -42,6 +47,10 @@ from modelpool.config.fields import ModelFile, Seconds
 from modelpool.core.ports import Handle, Placement
 from modelpool.types import Bytes, DeviceId
 
+SERVER_IMPORTS = (
+    "llama_cpp.server.app", "llama_cpp.server.settings", "llama_cpp.server.cli", "uvicorn",
+)  # fmt: skip
+"""What ``python -m llama_cpp.server`` imports before it reads its arguments."""
 CONTEXT_BYTES_PER_TOKEN = 64 * 1024
 """A rough KV-cache cost per context token for a small model, for the first estimate."""
 
@@ -65,6 +74,10 @@ class LlamaCppOptions(BaseModel):
     ready_timeout: Annotated[Seconds, Field(gt=0)] = 120.0
     stop_grace: Annotated[Seconds, Field(ge=0)] = 10.0
     log_lines: int = Field(200, ge=1)
+    standby: bool = True
+    """Keep a standby interpreter with the server's modules imported, which the next
+    start takes: 0.3 s less per start, about 70 MB of host RAM outside the budgets
+    (``standby``). ``false``: every start imports the server itself."""
     keep_file_cached: bool = True
     """Evicted into a pool with a ``warm_budget``: stop the server but keep the GGUF in
     the page cache (booked there at the file's size), so that the next start reads it
@@ -152,6 +165,7 @@ class LlamaCppBackend(ProcessBackend):
             "stop_grace": options.stop_grace,
             "log_lines": options.log_lines,
             "keep_file_cached": options.keep_file_cached,
+            "standby_imports": list(SERVER_IMPORTS) if options.standby else [],
         }
         return spec.model_copy(update={"options": process_options})
 

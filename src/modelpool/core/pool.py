@@ -28,6 +28,7 @@ from modelpool.core.lease import Lease, LeaseOptions, Waiter
 from modelpool.core.ports import (
     Backend,
     Clock,
+    Closes,
     Estimating,
     EvictionPolicy,
     KeepsLogs,
@@ -323,6 +324,12 @@ class ModelPool(SyncFacade):
             await forced
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        for backend in {id(b): b for b in self._backends.values()}.values():
+            if isinstance(backend, Closes):
+                try:
+                    await backend.close()
+                except Exception as error:
+                    log.error("closing backend %s failed: %s", type(backend).__name__, error)
         for queue in self._listeners:
             queue.put_nowait(_END)
 

@@ -144,7 +144,7 @@ class Backend(Protocol):
     """Loads and unloads models of one kind. Slow methods are coroutines.
 
     Optional capabilities, each a protocol of its own below that the pool checks with
-    ``isinstance``: ``Estimating``, ``WatchesExit``, ``KeepsState``, ``KeepsLogs`` and
+    ``isinstance``: ``Estimating``, ``WatchesExit``, ``KeepsState``, ``Closes``, ``KeepsLogs`` and
     ``WarmCapable`` (the warm tier; per model with ``OffloadsSome``). And
     ``options_model``: a pydantic model the config checks a model's options against.
     """
@@ -185,6 +185,15 @@ class KeepsState(Protocol):
     records, from which it reaps the servers an earlier run left behind)."""
 
     async def open(self, state_dir: Path) -> None: ...
+
+
+@runtime_checkable
+class Closes(Protocol):
+    """A backend that holds something of its own besides its models (the process
+    backend's standby interpreters): the pool closes it as it stops, once every model
+    is unloaded."""
+
+    async def close(self) -> None: ...
 
 
 @runtime_checkable
