@@ -67,7 +67,7 @@ def get_json(handle: Handle, path: str) -> dict[str, object]:
 
 
 async def test_the_next_start_takes_the_standby_with_its_own_arguments() -> None:
-    backend = ProcessBackend()
+    backend = ProcessBackend(standby_delay=0)
     before = our_processes()
     first = await backend.load(tiny("first"), "cpu")
     assert not started_in_standby(first)  # nothing waited yet
@@ -97,7 +97,7 @@ async def test_the_next_start_takes_the_standby_with_its_own_arguments() -> None
 
 
 async def test_a_start_in_another_environment_does_not_take_it() -> None:
-    backend = ProcessBackend()
+    backend = ProcessBackend(standby_delay=0)
     first = await backend.load(tiny("first", env={"FLAVOUR": "a"}), "cpu")
     await backend.standbys_started()
     other = await backend.load(tiny("other", env={"FLAVOUR": "b"}), "cpu")
@@ -112,7 +112,7 @@ async def test_a_start_in_another_environment_does_not_take_it() -> None:
 async def test_a_standby_whose_import_fails_is_given_up_and_starts_go_on(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    backend = ProcessBackend()
+    backend = ProcessBackend(standby_delay=0)
     before = our_processes()
     spec = tiny("typo", imports=["json", "no_such_module_here"])
     first = await backend.load(spec, "cpu")  # the server itself never imports it
@@ -133,7 +133,7 @@ async def test_a_standby_whose_import_fails_is_given_up_and_starts_go_on(
 
 
 async def test_closing_right_after_a_load_ends_its_standby_wherever_it_is() -> None:
-    backend = ProcessBackend()
+    backend = ProcessBackend(standby_delay=0)
     before = our_processes()
     slow = tiny("slow", imports=["json", "http.server", "email.parser"])
     handle = await backend.load(slow, "cpu")

@@ -295,7 +295,10 @@ class ProcessBackend:
 
     options_model = ProcessOptions
 
-    def __init__(self) -> None:
+    def __init__(self, standby_delay: float = standby.START_DELAY) -> None:
+        """``standby_delay``: seconds from a server's start to the start of the standby
+        for the next one (``standby``)."""
+        self._standby_delay = standby_delay
         self._stopping: set[asyncio.Task[None]] = set()
         self._pidfiles: PidFiles | None = None
         self._kept = KeptFiles()
@@ -409,7 +412,7 @@ class ProcessBackend:
                 raise RuntimeError(f"{first}; and stopping it failed: {stop_error}") from error
             raise
         if kind is not None:  # the next start of the same kind takes it
-            filling = asyncio.create_task(self._standbys.fill(kind))
+            filling = asyncio.create_task(self._standbys.fill(kind, self._standby_delay))
             self._filling.add(filling)
             filling.add_done_callback(self._filling.discard)
         return Handle(

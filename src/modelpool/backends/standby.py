@@ -11,11 +11,12 @@ directory (its *key*; the port, model file and other arguments may differ) takes
 standby and skips the imports.
 
 One standby waits per key, and at most ``limit`` in all (the least recently used key's
-goes first); one is started after a server of its key is ready (never while it loads),
-to be there for the next start. A key whose standby failed gets no other: the next
-starts of it are ordinary. A waiting standby needs no pid record: its
-stdin is a pipe from the pool, so if the pool's process dies it reads the end of it and
-exits; a standby taken by a server is recorded as the server, as any other.
+goes first); one is started a second after a server of its key is ready (never while it
+loads, nor while it gives its first answers), to be there for the next start. A key
+whose standby failed gets no other: the next starts of it are ordinary. A waiting
+standby needs no pid record: its stdin is a pipe from the pool, so if the pool's process
+dies it reads the end of it and exits; a standby taken by a server is recorded as the
+server, as any other.
 
 A standby counts as waiting only once it says its imports are done (a line on its
 output); one that exits before (an import that fails) is logged with what it printed,
@@ -44,6 +45,10 @@ from modelpool.backends import procgroup
 log = logging.getLogger("modelpool.process")
 
 LAUNCHER = str(Path(__file__).with_name("standby_launcher.py").resolve())
+START_DELAY = 1.0
+"""Seconds between a server's start and the start of the standby for the next one: the
+imports would otherwise take CPU from the new server's first answers (a first answer
+0.3 s later on two cores, ``bench/standby.py``)."""
 DEFAULT_LIMIT = 2
 """Standbys waiting at once, over all keys."""
 OUTPUT_CHARS = 2000
@@ -99,6 +104,7 @@ class Standbys:
         self._starting: dict[StandbyKey, asyncio.subprocess.Process | None] = {}
         self._failed: set[StandbyKey] = set()
         self._closed = False
+        self._closing = asyncio.Event()
 
     async def take(self, key: StandbyKey) -> Standby | None:
         """The standby waiting for ``key``, no longer waiting; None if none is (one
@@ -117,16 +123,21 @@ class Standbys:
         the ordinary way (the failure may be the standby's)."""
         self._failed.add(key)
 
-    async def fill(self, key: StandbyKey) -> None:
-        """Start a standby for ``key`` and return once its imports are done, unless one
-        waits or starts already (or the key failed, or the set is closed); end the
-        least recently used beyond the limit."""
+    async def fill(self, key: StandbyKey, delay: float = 0.0) -> None:
+        """Start a standby for ``key`` after ``delay`` seconds and return once its
+        imports are done, unless one waits or starts already (or the key failed, or the
+        set is closed); end the least recently used beyond the limit."""
         if self._closed or key in self._failed or key in self._starting:
             return
         if key in self._waiting:
             self._waiting.move_to_end(key)
             return
         self._starting[key] = None
+        with contextlib.suppress(TimeoutError):  # a close ends the wait
+            await asyncio.wait_for(self._closing.wait(), delay)
+        if self._closed:
+            self._starting.pop(key, None)
+            return
         try:
             process = await asyncio.create_subprocess_exec(
                 *key.argv,
@@ -161,6 +172,7 @@ class Standbys:
     async def close(self) -> None:
         """End every standby, waiting or still importing; start no more."""
         self._closed = True
+        self._closing.set()
         for process in self._starting.values():
             if process is not None:  # its fill ends and reaps it
                 with contextlib.suppress(ProcessLookupError):
