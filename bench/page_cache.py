@@ -91,7 +91,7 @@ async def server_start(backend: LlamaCppBackend, gguf: Path, kind: str) -> dict[
     spec = ModelSpec(
         id=f"smollm2-{kind}", backend="llamacpp", memory=300 * MB, device="cpu",
         # Without a standby interpreter: the server's own start is what is measured
-        # (bench/standby.py measures what a standby takes off it).
+        # (bench/llamacpp_swap.py measures what a standby takes off it).
         options={"model_path": str(gguf), "n_ctx": 512, "n_threads": 1, "standby": False},
     )  # fmt: skip
     load = load_average()

@@ -24,17 +24,36 @@ import psutil
 TAG_VARIABLE = "PEER_BENCH_TAG"
 
 
-def tree_rss(process: psutil.Process) -> tuple[int, int]:
-    """RSS of ``process`` and all processes under it, in bytes; and how many are under it."""
+def tree_rss(process: psutil.Process) -> tuple[int, list[tuple[str, int]]]:
+    """RSS of ``process`` and all processes under it, in bytes; and each process under it
+    (a short form of its command line, its RSS)."""
     try:
         members = [process, *process.children(recursive=True)]
     except psutil.Error:
-        return 0, 0
+        return 0, []
     total = 0
+    under = []
     for member in members:
         with contextlib.suppress(psutil.Error):
-            total += member.memory_info().rss
-    return total, len(members) - 1
+            rss = member.memory_info().rss
+            total += rss
+            if member is not process:
+                under.append((short_command(member), rss))
+    return total, under
+
+
+def short_command(process: psutil.Process) -> str:
+    """The program and the words that tell model servers apart (``--n_ctx 512``)."""
+    with contextlib.suppress(psutil.Error):
+        argv = process.cmdline()
+        words = [os.path.basename(argv[0])] if argv else []
+        for flag in ("-m", "--n_ctx"):
+            if flag in argv[:-1]:
+                words += [flag, argv[argv.index(flag) + 1]]
+        if len(argv) > 1 and argv[1].endswith(".py"):
+            words.append(os.path.basename(argv[1]))
+        return " ".join(words)
+    return "?"
 
 
 @dataclass
@@ -47,16 +66,19 @@ class TreeMemory:
     peak_used: int = 0
     """Peak RSS of the tree above its baseline."""
     peak_children: int = 0
+    peak_members: list[tuple[str, int]] = field(default_factory=list)
+    """The processes under the tree's root at its peak, with their RSS."""
     samples: int = 0
     over_budget: int = 0
     """Samples where the tree used more than ``budget`` above its baseline."""
     used: list[int] = field(default_factory=list, repr=False)
 
-    def add(self, rss: int, children: int) -> None:
+    def add(self, rss: int, under: list[tuple[str, int]]) -> None:
         used = rss - self.baseline
         self.samples += 1
-        self.peak_used = max(self.peak_used, used)
-        self.peak_children = max(self.peak_children, children)
+        if used > self.peak_used:
+            self.peak_used, self.peak_members = used, under
+        self.peak_children = max(self.peak_children, len(under))
         self.over_budget += used > self.budget
         self.used.append(used)
 
@@ -82,9 +104,9 @@ class TreeSampler:
     def _run(self) -> None:
         while not self._stop.wait(self.period):
             for pid, process in self.processes.items():
-                rss, children = tree_rss(process)
+                rss, under = tree_rss(process)
                 if rss:
-                    self.trees[pid].add(rss, children)
+                    self.trees[pid].add(rss, under)
 
 
 def settled_rss(pids: list[int], window: float = 3.0, slack: int = 4_000_000) -> dict[int, int]:

@@ -86,10 +86,12 @@ MODEL_SERVER = "llama_cpp.server"
 PLAIN_PREFIX = "/plain"
 PLAIN_DEPLOYMENT = "MultiplexedModels"
 POOL_SIDE = "modelpool on Ray"
-ORDINARY_SIDE = "modelpool on Ray, no standby"
+ORDINARY_SIDE = "modelpool on Ray, llamacpp defaults before"
+BEFORE_OPTIONS = {"standby": False, "stop_grace": 10}
+"""The llamacpp backend's defaults before standby interpreters and the stop at once."""
 STANDBY_MB = 75
 """Host RAM one waiting standby interpreter holds (70 MB measured by
-``bench/standby.py``, rounded up): with standbys on, our pool's budget for models is
+``bench/llamacpp_swap.py``, rounded up): with standbys on, our pool's budget for models is
 ``BUDGET`` less one per replica, so that the replica's whole tree has the same
 ``BUDGET`` as Ray's."""
 FILL_SECONDS = 20.0
@@ -178,7 +180,7 @@ def pool_models(gguf: Path, minilm: Path, standby: bool) -> dict[str, dict[str, 
         kind = kind_of(model)
         common = {"memory": kind.memory, "device": "cpu"}
         if kind.n_ctx:
-            options = {**llama_options(gguf, kind), "standby": standby}
+            options = {**llama_options(gguf, kind), **({} if standby else BEFORE_OPTIONS)}
             models[model] = {"backend": "llamacpp", **options, **common}
         else:
             models[model] = {"backend": "torch", "path": str(minilm), **common}
@@ -335,6 +337,7 @@ class SideResult:
                     "samples": t.samples,
                     "samples_over_budget": t.over_budget,
                     "peak_processes_under_replica": t.peak_children,
+                    "at_peak": [[name, round(rss / MB)] for name, rss in t.peak_members],
                 }
                 for t in self.trees
             ],
@@ -469,9 +472,9 @@ def report(
     for row in rows if ours is not None else []:
         if row is ours:
             continue
-        if row["side"] == ORDINARY_SIDE:  # ours too: what the standbys changed, no target
+        if row["side"] == ORDINARY_SIDE:  # ours too: what the new defaults changed, no target
             if row["p95_s"] and ours["p95_s"]:
-                ratios.append(ratio("modelpool without / with standbys: p95",
+                ratios.append(ratio("modelpool, llamacpp defaults before / shipped: p95",
                                     row["p95_s"] / ours["p95_s"]))  # fmt: skip
             continue
         if row["p95_s"] and ours["p95_s"]:
@@ -560,7 +563,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument(
         "--sides", default="mean,safe,pool",
-        help="which sides to run (also: ordinary, ours without standby interpreters)",
+        help="which sides to run (also: ordinary, ours with the llamacpp defaults before)",
     )  # fmt: skip
     args = parser.parse_args()
     args.load_before = os.getloadavg()[0]

@@ -83,7 +83,9 @@ async def test_the_next_start_takes_the_standby_with_its_own_arguments() -> None
         assert isinstance(data, list)
         assert [model["id"] for model in data] == ["second"]
         assert isinstance(second.native, ServerProcess)
-        assert any("standby interpreter" in line for line in second.native.log.tail(20))
+        said = [line for line in second.native.log.tail(20) if "standby interpreter" in line]
+        assert len(said) == 1
+        assert "-m tiny_server --port" in said[0]  # the server's own command line
         assert second.pids[0] != first.pids[0]
     finally:
         await backend.unload(second)

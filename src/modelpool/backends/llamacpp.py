@@ -26,8 +26,10 @@ must put layers on the GPUs (``-1``: all) for the split to mean anything.
 
 Each start after the first takes a standby interpreter that has imported the server
 already (``standby: true``, the default; the process backend's ``standby``): the
-server is ready about 0.3 s sooner (0.14 s instead of 0.43-0.54 s here), for about
-70 MB of host RAM held outside the budgets by the one waiting.
+server is ready 0.4 s sooner (0.165 s instead of 0.566 s here,
+``bench/llamacpp_swap.py``), for 71 MB of host RAM held outside the budgets by the one
+waiting. And a stop kills the server at once (``stop_grace: 0``): 0.06 s instead of
+its graceful 0.21 s, time the load that evicts it would wait.
 
 The server must be installed for the interpreter that runs it (``python``, by default
 the pool's own): ``CMAKE_ARGS="-DGGML_NATIVE=OFF" pip install "llama-cpp-python[server]"``.
@@ -72,11 +74,14 @@ class LlamaCppOptions(BaseModel):
     python: str = sys.executable
     """The interpreter that has llama-cpp-python installed."""
     ready_timeout: Annotated[Seconds, Field(gt=0)] = 120.0
-    stop_grace: Annotated[Seconds, Field(ge=0)] = 10.0
+    stop_grace: Annotated[Seconds, Field(ge=0)] = 0.0
+    """Seconds between SIGTERM and SIGKILL. None by default: the server keeps nothing
+    to save, the pool stops it only once no request is in flight, and its graceful
+    exit takes 0.2 s (0.04 s killed), time a load waiting for its memory would wait."""
     log_lines: int = Field(200, ge=1)
     standby: bool = True
     """Keep a standby interpreter with the server's modules imported, which the next
-    start takes: 0.3 s less per start, about 70 MB of host RAM outside the budgets
+    start takes: 0.4 s less per start, 71 MB of host RAM outside the budgets
     (``standby``). ``false``: every start imports the server itself."""
     keep_file_cached: bool = True
     """Evicted into a pool with a ``warm_budget``: stop the server but keep the GGUF in

@@ -27,7 +27,7 @@ request starts the server again, from RAM rather than disk (``kept_files``). The
 
 A Python server (``[python, -m, module, ...]``) can start without its imports:
 ``standby_imports`` names them, and the next start takes a standby interpreter that has
-done them (``standby``; the ``llamacpp`` backend's servers do, 0.3 s less per start).
+done them (``standby``; the ``llamacpp`` backend's servers do, 0.4 s less per start).
 
 ``${PORT}``, ``${HOST}`` (always 127.0.0.1), ``${MODEL_ID}`` and ``${MODEL_PATH}`` are
 replaced in command items and env values, and so are the device placeholders
@@ -52,6 +52,7 @@ import contextlib
 import logging
 import os
 import re
+import shlex
 import signal
 import socket
 import time
@@ -373,7 +374,9 @@ class ProcessBackend:
             shown = " ".join(f"{key}={value!r}" for key, value in binding.items())
             ring.feed(f"[modelpool] on {', '.join(placement.devices)}: {shown}\n".encode())
         if taken is not None:
-            ring.feed(b"[modelpool] started in a standby interpreter (its imports done ahead)\n")
+            # `ps` shows the launcher's command line: the server's own is said here.
+            shown = shlex.join(argv)
+            ring.feed(f"[modelpool] in a standby interpreter (imports done): {shown}\n".encode())
             ring.feed(taken.said)
         server = ServerProcess(
             model_id=spec.id,

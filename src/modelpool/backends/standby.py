@@ -1,8 +1,8 @@
 """Standby interpreters: a Python server's imports done before the pool asks for it.
 
 A server started as ``python -m module ...`` spends much of a small model's start in
-its imports: llama-cpp-python's server is ready 0.43-0.54 s after it is started, of
-which about 0.4 s is importing it (``bench/standby.py``). A *standby* is the same
+its imports: llama-cpp-python's server is ready 0.57 s after it is started here, and
+0.16 s when its imports were done ahead (``bench/llamacpp_swap.py``). A *standby* is the same
 interpreter, started with the same environment and working directory, that has done
 those imports (``standby_imports``) and waits on its stdin; handed the rest of a
 command line, it runs the module as ``-m`` would (``standby_launcher``). So the next
@@ -47,8 +47,8 @@ log = logging.getLogger("modelpool.process")
 LAUNCHER = str(Path(__file__).with_name("standby_launcher.py").resolve())
 START_DELAY = 1.0
 """Seconds between a server's start and the start of the standby for the next one: the
-imports would otherwise take CPU from the new server's first answers (a first answer
-0.3 s later on two cores, ``bench/standby.py``)."""
+imports would otherwise take CPU from the new server's first answers (on two cores, a
+first answer 0.3 s later, as ``bench/llamacpp_swap.py`` measured before this delay)."""
 DEFAULT_LIMIT = 2
 """Standbys waiting at once, over all keys."""
 OUTPUT_CHARS = 2000
