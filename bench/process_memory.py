@@ -4,7 +4,9 @@ marked as its own, to end them whatever happens.
 ``TreeSampler`` reads, every ``period`` seconds, the resident memory (RSS) of each
 watched process together with every process under it (a replica and the model servers
 it started), and keeps each tree's peak above its baseline (the tree idle, before any
-model), and how many samples were above the baseline plus a budget.
+model), what the tree held at that peak, and how many samples were above the baseline
+plus a budget. A child caught between its fork and its exec (a server being spawned)
+is not counted: it is still the root's image, whose pages RSS would count twice.
 
 ``tagged(tag)`` finds the processes whose environment carries ``tag`` (a benchmark sets
 it in its own environment before it starts Ray, so every Ray process and every model
@@ -33,8 +35,15 @@ def tree_rss(process: psutil.Process) -> tuple[int, list[tuple[str, int]]]:
         return 0, []
     total = 0
     under = []
+    image: list[str] = []
+    with contextlib.suppress(psutil.Error):
+        image = process.cmdline()
     for member in members:
         with contextlib.suppress(psutil.Error):
+            if member is not process and member.cmdline() == image:
+                # Forked, not yet exec'd (a server being spawned): its pages are the
+                # root's own, shared copy-on-write, and RSS would count them twice.
+                continue
             rss = member.memory_info().rss
             total += rss
             if member is not process:
